@@ -1,0 +1,198 @@
+//! Label sets: sorted by name, unique names, no empty values (Prometheus drops labels
+//! with empty values, so `{a=""}` and `{}` are the same series).
+
+use std::fmt;
+use std::sync::Arc;
+
+/// The label that holds the metric name.
+pub const METRIC_NAME: &str = "__name__";
+
+/// One label pair. Names and values are shared strings so that a label set can be cloned
+/// cheaply between the head, the index and query results.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Label {
+    pub name: Arc<str>,
+    pub value: Arc<str>,
+}
+
+/// A sorted, duplicate-free set of labels.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Labels(Vec<Label>);
+
+impl Labels {
+    pub fn empty() -> Labels {
+        Labels(Vec::new())
+    }
+
+    /// Builds a label set from pairs in any order. Later duplicates win; empty values are
+    /// dropped.
+    pub fn from_pairs<N: AsRef<str>, V: AsRef<str>>(
+        pairs: impl IntoIterator<Item = (N, V)>,
+    ) -> Labels {
+        let mut b = LabelsBuilder::default();
+        for (n, v) in pairs {
+            b.set(n.as_ref(), v.as_ref());
+        }
+        b.build()
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .binary_search_by(|l| (*l.name).cmp(name))
+            .ok()
+            .map(|i| &*self.0[i].value)
+    }
+
+    pub fn metric_name(&self) -> Option<&str> {
+        self.get(METRIC_NAME)
+    }
+
+    pub fn iter(&self) -> std::slice::Iter<'_, Label> {
+        self.0.iter()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// A copy without the metric name (what most PromQL functions return).
+    pub fn without_name(&self) -> Labels {
+        Labels(
+            self.0
+                .iter()
+                .filter(|l| &*l.name != METRIC_NAME)
+                .cloned()
+                .collect(),
+        )
+    }
+
+    /// A copy keeping only the named labels (`by`/`on`).
+    pub fn keep_only(&self, names: &[String]) -> Labels {
+        Labels(
+            self.0
+                .iter()
+                .filter(|l| names.iter().any(|n| **n == *l.name))
+                .cloned()
+                .collect(),
+        )
+    }
+
+    /// A copy without the named labels (`without`/`ignoring`); also drops the metric name.
+    pub fn drop_names(&self, names: &[String]) -> Labels {
+        Labels(
+            self.0
+                .iter()
+                .filter(|l| &*l.name != METRIC_NAME && !names.iter().any(|n| **n == *l.name))
+                .cloned()
+                .collect(),
+        )
+    }
+
+    pub fn into_builder(self) -> LabelsBuilder {
+        LabelsBuilder { labels: self.0 }
+    }
+
+    pub fn as_slice(&self) -> &[Label] {
+        &self.0
+    }
+}
+
+impl fmt::Display for Labels {
+    /// Prometheus' text form: `name{a="b", c="d"}`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = self.metric_name();
+        if let Some(n) = name {
+            f.write_str(n)?;
+        }
+        let mut rest = self.0.iter().filter(|l| &*l.name != METRIC_NAME).peekable();
+        if name.is_some() && rest.peek().is_none() {
+            return Ok(());
+        }
+        f.write_str("{")?;
+        let mut first = true;
+        for l in rest {
+            if !first {
+                f.write_str(", ")?;
+            }
+            first = false;
+            write!(f, "{}={:?}", l.name, &*l.value)?;
+        }
+        f.write_str("}")
+    }
+}
+
+impl<'a> IntoIterator for &'a Labels {
+    type Item = &'a Label;
+    type IntoIter = std::slice::Iter<'a, Label>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
+}
+
+/// Mutable label set that keeps the sort invariant.
+#[derive(Debug, Clone, Default)]
+pub struct LabelsBuilder {
+    labels: Vec<Label>,
+}
+
+impl LabelsBuilder {
+    /// Sets `name` to `value`; an empty value removes the label.
+    pub fn set(&mut self, name: &str, value: &str) -> &mut Self {
+        match self.labels.binary_search_by(|l| (*l.name).cmp(name)) {
+            Ok(i) if value.is_empty() => {
+                self.labels.remove(i);
+            }
+            Ok(i) => self.labels[i].value = Arc::from(value),
+            Err(_) if value.is_empty() => {}
+            Err(i) => self.labels.insert(
+                i,
+                Label {
+                    name: Arc::from(name),
+                    value: Arc::from(value),
+                },
+            ),
+        }
+        self
+    }
+
+    pub fn remove(&mut self, name: &str) -> &mut Self {
+        self.set(name, "")
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.labels
+            .binary_search_by(|l| (*l.name).cmp(name))
+            .ok()
+            .map(|i| &*self.labels[i].value)
+    }
+
+    pub fn build(self) -> Labels {
+        Labels(self.labels)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_are_sorted_and_empty_values_dropped() {
+        let l = Labels::from_pairs([("b", "2"), ("a", "1"), ("c", ""), ("__name__", "up")]);
+        let names: Vec<&str> = l.iter().map(|l| &*l.name).collect();
+        assert_eq!(names, ["__name__", "a", "b"]);
+        assert_eq!(l.get("a"), Some("1"));
+        assert_eq!(l.get("c"), None);
+    }
+
+    #[test]
+    fn display_matches_prometheus_text_form() {
+        let l = Labels::from_pairs([("__name__", "up"), ("job", "node")]);
+        assert_eq!(l.to_string(), r#"up{job="node"}"#);
+        assert_eq!(Labels::from_pairs([("__name__", "up")]).to_string(), "up");
+        assert_eq!(Labels::from_pairs([("a", "x")]).to_string(), r#"{a="x"}"#);
+    }
+}
