@@ -157,16 +157,8 @@ fn aggregate_simple(op: AggregateOp, q: f64, input: Vector, g: &Grouping) -> Vec
             }
             AggregateOp::Count => grp.value += 1.0,
             AggregateOp::Group => {}
-            AggregateOp::Min => {
-                if grp.value > f || grp.value.is_nan() {
-                    grp.value = f;
-                }
-            }
-            AggregateOp::Max => {
-                if grp.value < f || grp.value.is_nan() {
-                    grp.value = f;
-                }
-            }
+            AggregateOp::Min if grp.value > f || grp.value.is_nan() => grp.value = f,
+            AggregateOp::Max if grp.value < f || grp.value.is_nan() => grp.value = f,
             AggregateOp::Stddev | AggregateOp::Stdvar => {
                 grp.count += 1.0;
                 let delta = f - grp.mean;

@@ -10,7 +10,7 @@
 
 use super::binary::check_unique;
 use super::{EvalError, Evaluator, InstantSample, MatrixVal, Val, Vector};
-use crate::model::{Labels, MatchOp, METRIC_NAME, Sample};
+use crate::model::{Labels, METRIC_NAME, MatchOp, Sample};
 use crate::query::promql::ast::{Call, Expr};
 use std::collections::HashMap;
 
@@ -72,10 +72,21 @@ pub(super) fn eval_call(ev: &mut Evaluator, c: &Call, t: i64) -> Result<Val, Eva
             let m = matrix_arg(ev, c, 0, t)?;
             rollup(&m, t, false, |s| instant_value(s, false))
         }
-        "avg_over_time" | "min_over_time" | "max_over_time" | "sum_over_time"
-        | "count_over_time" | "last_over_time" | "first_over_time" | "present_over_time"
-        | "stddev_over_time" | "stdvar_over_time" | "changes" | "resets" | "deriv"
-        | "ts_of_last_over_time" | "ts_of_first_over_time" => {
+        "avg_over_time"
+        | "min_over_time"
+        | "max_over_time"
+        | "sum_over_time"
+        | "count_over_time"
+        | "last_over_time"
+        | "first_over_time"
+        | "present_over_time"
+        | "stddev_over_time"
+        | "stdvar_over_time"
+        | "changes"
+        | "resets"
+        | "deriv"
+        | "ts_of_last_over_time"
+        | "ts_of_first_over_time" => {
             let m = matrix_arg(ev, c, 0, t)?;
             let keep_name = matches!(c.func, "last_over_time" | "first_over_time");
             let kernel: fn(&[Sample]) -> Option<f64> = match c.func {
@@ -236,7 +247,7 @@ pub(super) fn eval_call(ev: &mut Evaluator, c: &Call, t: i64) -> Result<Val, Eva
     Ok(Val::Vector(out))
 }
 
-fn arg<'c>(c: &'c Call, i: usize) -> Result<&'c Expr, EvalError> {
+fn arg(c: &Call, i: usize) -> Result<&Expr, EvalError> {
     c.args.get(i).ok_or_else(|| {
         EvalError::BadData(format!(
             "expected at least {} argument(s) in call to {:?}, got {}",
@@ -838,7 +849,7 @@ fn parse_go_float(s: &str) -> Option<f64> {
     }
 }
 
-fn bucket_quantile(q: f64, buckets: &mut Vec<(f64, f64)>) -> f64 {
+fn bucket_quantile(q: f64, buckets: &mut [(f64, f64)]) -> f64 {
     if q.is_nan() {
         return f64::NAN;
     }

@@ -16,9 +16,9 @@ mod binary;
 mod functions;
 mod selectors;
 #[cfg(test)]
-mod testutil;
-#[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod testutil;
 
 use super::ast::{AtModifier, Expr, ValueType, VectorSelector};
 use crate::model::{Labels, Sample};
@@ -352,8 +352,7 @@ impl<'a> Evaluator<'a> {
             if self.loaded.contains_key(&key) {
                 continue;
             }
-            let Some(&(_, (mint, maxt, is_matrix))) = spans.iter().find(|(k, _)| *k == key)
-            else {
+            let Some(&(_, (mint, maxt, is_matrix))) = spans.iter().find(|(k, _)| *k == key) else {
                 continue;
             };
             self.check_timeout()?;

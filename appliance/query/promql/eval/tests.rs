@@ -51,8 +51,14 @@ fn increase_matches_prometheus_extrapolation_cases() {
 #[test]
 fn rate_is_increase_per_second_of_the_range() {
     let r = http_requests_total();
-    let e = call("rate", vec![msel(r#"http_requests_total{path="/foo"}"#, 50 * M)]);
-    assert_vector(instant(&r, &e, 50 * M), &[(r#"{path="/foo"}"#, 100.0 / 3000.0)]);
+    let e = call(
+        "rate",
+        vec![msel(r#"http_requests_total{path="/foo"}"#, 50 * M)],
+    );
+    assert_vector(
+        instant(&r, &e, 50 * M),
+        &[(r#"{path="/foo"}"#, 100.0 / 3000.0)],
+    );
 }
 
 #[test]
@@ -123,9 +129,15 @@ fn resets_and_changes_match_functions_test() {
 
 #[test]
 fn changes_treats_nan_to_nan_as_no_change() {
-    let r = load(5 * M, &[(r#"x{a="b"}"#, "NaN NaN NaN"), (r#"x{a="c"}"#, "0 NaN 0")]);
+    let r = load(
+        5 * M,
+        &[(r#"x{a="b"}"#, "NaN NaN NaN"), (r#"x{a="c"}"#, "0 NaN 0")],
+    );
     let e = call("changes", vec![msel("x", 20 * M)]);
-    assert_vector(instant(&r, &e, 15 * M), &[(r#"{a="b"}"#, 0.0), (r#"{a="c"}"#, 2.0)]);
+    assert_vector(
+        instant(&r, &e, 15 * M),
+        &[(r#"{a="b"}"#, 0.0), (r#"{a="c"}"#, 2.0)],
+    );
 }
 
 #[test]
@@ -185,12 +197,8 @@ fn instant_vector_samples_carry_the_evaluation_time() {
 #[test]
 fn a_staleness_marker_hides_the_series_until_the_next_sample() {
     let r = load(M, &[("m", "1 stale _ 4")]);
-    let cases: &[(i64, Option<f64>)] = &[
-        (0, Some(1.0)),
-        (M, None),
-        (2 * M, None),
-        (3 * M, Some(4.0)),
-    ];
+    let cases: &[(i64, Option<f64>)] =
+        &[(0, Some(1.0)), (M, None), (2 * M, None), (3 * M, Some(4.0))];
     for (t, want) in cases {
         let got = instant(&r, &sel("m"), *t);
         match want {
@@ -241,7 +249,10 @@ fn range_query_evaluates_every_step_and_loads_each_selector_once() {
     let r = http_requests_total();
     let e = bin(
         B::Add,
-        call("rate", vec![msel(r#"http_requests_total{path="/foo"}"#, 10 * M)]),
+        call(
+            "rate",
+            vec![msel(r#"http_requests_total{path="/foo"}"#, 10 * M)],
+        ),
         sel(r#"http_requests_total{path="/foo"}"#),
     );
     let got = range(&r, &e, 20 * M, 30 * M, 5 * M);
@@ -261,7 +272,10 @@ fn range_query_evaluates_every_step_and_loads_each_selector_once() {
 fn range_query_of_a_scalar_is_one_series_without_labels() {
     let r = MemReader::default();
     let e = call("time", vec![]);
-    assert_matrix(range(&r, &e, 0, 2 * S, S), &[("{}", &[(0, 0.0), (S, 1.0), (2 * S, 2.0)])]);
+    assert_matrix(
+        range(&r, &e, 0, 2 * S, S),
+        &[("{}", &[(0, 0.0), (S, 1.0), (2 * S, 2.0)])],
+    );
 }
 
 #[test]
@@ -269,29 +283,62 @@ fn range_query_results_are_sorted_by_labels() {
     let r = load(M, &[(r#"m{a="2"}"#, "1 1"), (r#"m{a="1"}"#, "_ 2")]);
     assert_matrix(
         range(&r, &sel("m"), 0, M, M),
-        &[(r#"m{a="1"}"#, &[(M, 2.0)]), (r#"m{a="2"}"#, &[(0, 1.0), (M, 1.0)])],
+        &[
+            (r#"m{a="1"}"#, &[(M, 2.0)]),
+            (r#"m{a="2"}"#, &[(0, 1.0), (M, 1.0)]),
+        ],
     );
 }
 
 #[test]
 fn range_query_rejects_range_vectors_and_bad_steps() {
     let r = MemReader::default();
-    assert!(matches!(range(&r, &msel("m", M), 0, M, M), Err(EvalError::BadData(_))));
-    assert!(matches!(range(&r, &sel("m"), 0, M, 0), Err(EvalError::BadData(_))));
+    assert!(matches!(
+        range(&r, &msel("m", M), 0, M, M),
+        Err(EvalError::BadData(_))
+    ));
+    assert!(matches!(
+        range(&r, &sel("m"), 0, M, 0),
+        Err(EvalError::BadData(_))
+    ));
 }
 
 fn aggr_data() -> MemReader {
     load(
         5 * M,
         &[
-            (r#"http_requests{job="api-server", instance="0", group="production"}"#, "0+10x10"),
-            (r#"http_requests{job="api-server", instance="1", group="production"}"#, "0+20x10"),
-            (r#"http_requests{job="api-server", instance="0", group="canary"}"#, "0+30x10"),
-            (r#"http_requests{job="api-server", instance="1", group="canary"}"#, "0+40x10"),
-            (r#"http_requests{job="app-server", instance="0", group="production"}"#, "0+50x10"),
-            (r#"http_requests{job="app-server", instance="1", group="production"}"#, "0+60x10"),
-            (r#"http_requests{job="app-server", instance="0", group="canary"}"#, "0+70x10"),
-            (r#"http_requests{job="app-server", instance="1", group="canary"}"#, "0+80x10"),
+            (
+                r#"http_requests{job="api-server", instance="0", group="production"}"#,
+                "0+10x10",
+            ),
+            (
+                r#"http_requests{job="api-server", instance="1", group="production"}"#,
+                "0+20x10",
+            ),
+            (
+                r#"http_requests{job="api-server", instance="0", group="canary"}"#,
+                "0+30x10",
+            ),
+            (
+                r#"http_requests{job="api-server", instance="1", group="canary"}"#,
+                "0+40x10",
+            ),
+            (
+                r#"http_requests{job="app-server", instance="0", group="production"}"#,
+                "0+50x10",
+            ),
+            (
+                r#"http_requests{job="app-server", instance="1", group="production"}"#,
+                "0+60x10",
+            ),
+            (
+                r#"http_requests{job="app-server", instance="0", group="canary"}"#,
+                "0+70x10",
+            ),
+            (
+                r#"http_requests{job="app-server", instance="1", group="canary"}"#,
+                "0+80x10",
+            ),
         ],
     )
 }
@@ -303,7 +350,10 @@ fn aggregations_group_by_and_without_as_in_aggregators_test() {
     let cases: Vec<(Expr, Vec<(&str, f64)>)> = vec![
         (
             agg(A::Sum, sel("http_requests"), by(&["job"])),
-            vec![(r#"{job="api-server"}"#, 1000.0), (r#"{job="app-server"}"#, 2600.0)],
+            vec![
+                (r#"{job="api-server"}"#, 1000.0),
+                (r#"{job="app-server"}"#, 2600.0),
+            ],
         ),
         (
             agg(A::Sum, sel("http_requests"), without(&["instance"])),
@@ -314,26 +364,44 @@ fn aggregations_group_by_and_without_as_in_aggregators_test() {
                 (r#"{group="production", job="app-server"}"#, 1100.0),
             ],
         ),
-        (agg(A::Sum, sel("http_requests"), by(&[])), vec![("{}", 3600.0)]),
+        (
+            agg(A::Sum, sel("http_requests"), by(&[])),
+            vec![("{}", 3600.0)],
+        ),
         (
             agg(A::Avg, sel("http_requests"), by(&["job"])),
-            vec![(r#"{job="api-server"}"#, 250.0), (r#"{job="app-server"}"#, 650.0)],
+            vec![
+                (r#"{job="api-server"}"#, 250.0),
+                (r#"{job="app-server"}"#, 650.0),
+            ],
         ),
         (
             agg(A::Count, sel("http_requests"), by(&["job"])),
-            vec![(r#"{job="api-server"}"#, 4.0), (r#"{job="app-server"}"#, 4.0)],
+            vec![
+                (r#"{job="api-server"}"#, 4.0),
+                (r#"{job="app-server"}"#, 4.0),
+            ],
         ),
         (
             agg(A::Min, sel("http_requests"), by(&["job"])),
-            vec![(r#"{job="api-server"}"#, 100.0), (r#"{job="app-server"}"#, 500.0)],
+            vec![
+                (r#"{job="api-server"}"#, 100.0),
+                (r#"{job="app-server"}"#, 500.0),
+            ],
         ),
         (
             agg(A::Max, sel("http_requests"), by(&["job"])),
-            vec![(r#"{job="api-server"}"#, 400.0), (r#"{job="app-server"}"#, 800.0)],
+            vec![
+                (r#"{job="api-server"}"#, 400.0),
+                (r#"{job="app-server"}"#, 800.0),
+            ],
         ),
         (
             agg(A::Group, sel("http_requests"), by(&["job"])),
-            vec![(r#"{job="api-server"}"#, 1.0), (r#"{job="app-server"}"#, 1.0)],
+            vec![
+                (r#"{job="api-server"}"#, 1.0),
+                (r#"{job="app-server"}"#, 1.0),
+            ],
         ),
         (
             agg(A::Stddev, sel("http_requests"), by(&["job"])),
@@ -344,7 +412,10 @@ fn aggregations_group_by_and_without_as_in_aggregators_test() {
         ),
         (
             agg(A::Stdvar, sel("http_requests"), by(&["job"])),
-            vec![(r#"{job="api-server"}"#, 12500.0), (r#"{job="app-server"}"#, 12500.0)],
+            vec![
+                (r#"{job="api-server"}"#, 12500.0),
+                (r#"{job="app-server"}"#, 12500.0),
+            ],
         ),
         (
             agg(A::Sum, sel("http_requests"), by(&["__name__"])),
@@ -364,19 +435,31 @@ fn topk_bottomk_quantile_and_count_values_aggregate() {
     assert_vector(
         instant(&r, &e, t),
         &[
-            (r#"http_requests{group="canary", instance="1", job="api-server"}"#, 400.0),
-            (r#"http_requests{group="canary", instance="1", job="app-server"}"#, 800.0),
+            (
+                r#"http_requests{group="canary", instance="1", job="api-server"}"#,
+                400.0,
+            ),
+            (
+                r#"http_requests{group="canary", instance="1", job="app-server"}"#,
+                800.0,
+            ),
         ],
     );
     let e = agg_p(A::Bottomk, num(1.0), sel("http_requests"), by(&[]));
     assert_vector(
         instant(&r, &e, t),
-        &[(r#"http_requests{group="production", instance="0", job="api-server"}"#, 100.0)],
+        &[(
+            r#"http_requests{group="production", instance="0", job="api-server"}"#,
+            100.0,
+        )],
     );
     let e = agg_p(A::Quantile, num(0.5), sel("http_requests"), by(&["job"]));
     assert_vector(
         instant(&r, &e, t),
-        &[(r#"{job="api-server"}"#, 250.0), (r#"{job="app-server"}"#, 650.0)],
+        &[
+            (r#"{job="api-server"}"#, 250.0),
+            (r#"{job="app-server"}"#, 650.0),
+        ],
     );
     let e = agg_p(
         A::CountValues,
@@ -466,7 +549,10 @@ fn one_to_one_matching_with_on_and_ignoring() {
         false,
         Some(matching(Cardinality::OneToOne, true, &["pod"], &[])),
     );
-    assert_vector(instant(&r, &e, 0), &[(r#"{pod="x"}"#, 5.0), (r#"{pod="y"}"#, 5.0)]);
+    assert_vector(
+        instant(&r, &e, 0),
+        &[(r#"{pod="x"}"#, 5.0), (r#"{pod="y"}"#, 5.0)],
+    );
     let e = bin_m(
         B::Div,
         sel("req"),
@@ -474,7 +560,10 @@ fn one_to_one_matching_with_on_and_ignoring() {
         false,
         Some(matching(Cardinality::OneToOne, false, &["code"], &[])),
     );
-    assert_vector(instant(&r, &e, 0), &[(r#"{pod="x"}"#, 5.0), (r#"{pod="y"}"#, 5.0)]);
+    assert_vector(
+        instant(&r, &e, 0),
+        &[(r#"{pod="x"}"#, 5.0), (r#"{pod="y"}"#, 5.0)],
+    );
     // Without on/ignoring the label sets differ in `code`: no match.
     assert_vector(instant(&r, &bin(B::Div, sel("req"), sel("lim")), 0), &[]);
 }
@@ -521,7 +610,10 @@ fn duplicate_series_on_the_one_side_fail_with_prometheus_message() {
     );
     assert_vector(
         instant(&r, &e, 0),
-        &[(r#"{code="200", pod="x"}"#, 5.0), (r#"{code="500", pod="x"}"#, 10.0)],
+        &[
+            (r#"{code="200", pod="x"}"#, 5.0),
+            (r#"{code="500", pod="x"}"#, 10.0),
+        ],
     );
     let e = bin_m(
         B::Div,
@@ -532,7 +624,10 @@ fn duplicate_series_on_the_one_side_fail_with_prometheus_message() {
     );
     assert_vector(
         instant(&r, &e, 0),
-        &[(r#"{code="200", pod="x"}"#, 0.2), (r#"{code="500", pod="x"}"#, 0.1)],
+        &[
+            (r#"{code="200", pod="x"}"#, 0.2),
+            (r#"{code="500", pod="x"}"#, 0.1),
+        ],
     );
 }
 
@@ -552,7 +647,10 @@ fn operations_producing_the_same_labelset_fail() {
             assert_vector(got, &[]);
             continue;
         }
-        assert_eq!(error_of(got), "vector cannot contain metrics with the same labelset");
+        assert_eq!(
+            error_of(got),
+            "vector cannot contain metrics with the same labelset"
+        );
     }
     // Filtering comparisons keep the name, so no clash.
     assert_vector(
@@ -565,14 +663,23 @@ fn operations_producing_the_same_labelset_fail() {
 fn set_operators_match_on_labels_without_the_name() {
     let r = load(
         M,
-        &[(r#"a{x="1"}"#, "1"), (r#"a{x="2"}"#, "2"), (r#"b{x="2"}"#, "20"), (r#"b{x="3"}"#, "30")],
+        &[
+            (r#"a{x="1"}"#, "1"),
+            (r#"a{x="2"}"#, "2"),
+            (r#"b{x="2"}"#, "20"),
+            (r#"b{x="3"}"#, "30"),
+        ],
     );
     let cases: Vec<(B, Vec<(&str, f64)>)> = vec![
         (B::And, vec![(r#"a{x="2"}"#, 2.0)]),
         (B::Unless, vec![(r#"a{x="1"}"#, 1.0)]),
         (
             B::Or,
-            vec![(r#"a{x="1"}"#, 1.0), (r#"a{x="2"}"#, 2.0), (r#"b{x="3"}"#, 30.0)],
+            vec![
+                (r#"a{x="1"}"#, 1.0),
+                (r#"a{x="2"}"#, 2.0),
+                (r#"b{x="3"}"#, 30.0),
+            ],
         ),
     ];
     for (op, want) in cases {
@@ -584,7 +691,10 @@ fn set_operators_match_on_labels_without_the_name() {
 fn math_and_label_functions() {
     let r = load(
         M,
-        &[(r#"m{src="source-value-10", dst="original"}"#, "-2.5"), (r#"n{a="x", b="y"}"#, "1")],
+        &[
+            (r#"m{src="source-value-10", dst="original"}"#, "-2.5"),
+            (r#"n{a="x", b="y"}"#, "1"),
+        ],
     );
     let l = r#"{dst="original", src="source-value-10"}"#;
     let cases: Vec<(Expr, Vec<(&str, f64)>)> = vec![
@@ -593,10 +703,16 @@ fn math_and_label_functions() {
         (call("floor", vec![sel("m")]), vec![(l, -3.0)]),
         (call("round", vec![sel("m")]), vec![(l, -2.0)]),
         (call("round", vec![sel("m"), num(2.0)]), vec![(l, -2.0)]),
-        (call("clamp", vec![sel("m"), num(-1.0), num(1.0)]), vec![(l, -1.0)]),
+        (
+            call("clamp", vec![sel("m"), num(-1.0), num(1.0)]),
+            vec![(l, -1.0)],
+        ),
         (call("clamp", vec![sel("m"), num(1.0), num(-1.0)]), vec![]),
         (call("clamp_min", vec![sel("m"), num(0.0)]), vec![(l, 0.0)]),
-        (call("clamp_max", vec![sel("m"), num(-3.0)]), vec![(l, -3.0)]),
+        (
+            call("clamp_max", vec![sel("m"), num(-3.0)]),
+            vec![(l, -3.0)],
+        ),
         (call("sgn", vec![sel("m")]), vec![(l, -1.0)]),
         (call("vector", vec![num(3.0)]), vec![("{}", 3.0)]),
         (call("timestamp", vec![sel("m")]), vec![(l, 0.0)]),
@@ -616,7 +732,13 @@ fn math_and_label_functions() {
         (
             call(
                 "label_replace",
-                vec![sel("m"), string("dst"), string("x"), string("src"), string("nomatch")],
+                vec![
+                    sel("m"),
+                    string("dst"),
+                    string("x"),
+                    string("src"),
+                    string("nomatch"),
+                ],
             ),
             vec![(r#"m{dst="original", src="source-value-10"}"#, -2.5)],
         ),
@@ -627,7 +749,10 @@ fn math_and_label_functions() {
             ),
             vec![(r#"n{a="x", b="y", c="x-y"}"#, 1.0)],
         ),
-        (call("absent", vec![sel(r#"nope{job="a", x=~"y"}"#)]), vec![(r#"{job="a"}"#, 1.0)]),
+        (
+            call("absent", vec![sel(r#"nope{job="a", x=~"y"}"#)]),
+            vec![(r#"{job="a"}"#, 1.0)],
+        ),
         (call("absent", vec![sel("m")]), vec![]),
         (
             call("absent_over_time", vec![msel(r#"nope{job="a"}"#, M)]),
@@ -641,7 +766,13 @@ fn math_and_label_functions() {
     assert_eq!(instant(&r, &e, 0), Ok(Value::Scalar { t: 0, v: -2.5 }));
     let bad = call(
         "label_replace",
-        vec![sel("m"), string("dst"), string("x"), string("src"), string("(.*")],
+        vec![
+            sel("m"),
+            string("dst"),
+            string("x"),
+            string("src"),
+            string("(.*"),
+        ],
     );
     assert!(matches!(instant(&r, &bad, 0), Err(EvalError::BadData(_))));
 }
@@ -689,7 +820,10 @@ fn subqueries_evaluate_the_inner_expression_at_aligned_steps() {
     // Inner steps in (5m, 10m] aligned to 1m: 6..10m.
     let e = call("count_over_time", vec![subq(sel("m"), 5 * M, Some(M))]);
     assert_vector(instant(&r, &e, 10 * M), &[("{}", 5.0)]);
-    let e = call("max_over_time", vec![modif(subq(sel("m"), 5 * M, Some(2 * M)), M, None)]);
+    let e = call(
+        "max_over_time",
+        vec![modif(subq(sel("m"), 5 * M, Some(2 * M)), M, None)],
+    );
     assert_vector(instant(&r, &e, 10 * M), &[("{}", 8.0)]);
     let e = call("rate", vec![subq(sel("m"), 5 * M, None)]);
     assert_vector(instant(&r, &e, 10 * M), &[("{}", 1.0 / 60.0)]);

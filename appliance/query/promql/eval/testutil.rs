@@ -3,7 +3,7 @@
 //! parser, and result assertions with a relative tolerance.
 
 use super::{EngineOptions, EvalError, Value, instant_query, range_query};
-use crate::model::{Labels, MatchOp, Matcher, METRIC_NAME, Sample, stale_nan};
+use crate::model::{Labels, METRIC_NAME, MatchOp, Matcher, Sample, stale_nan};
 use crate::query::promql::ast::*;
 use crate::query::{ReadError, SeriesData, SeriesReader};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -374,7 +374,10 @@ pub fn assert_matrix(got: Result<Value, EvalError>, want: &[(&str, &[(i64, f64)]
         && got.iter().zip(want).all(|(g, w)| {
             g.0 == w.0
                 && g.1.len() == w.1.len()
-                && g.1.iter().zip(w.1.iter()).all(|(a, b)| a.0 == b.0 && close(a.1, b.1))
+                && g.1
+                    .iter()
+                    .zip(w.1.iter())
+                    .all(|(a, b)| a.0 == b.0 && close(a.1, b.1))
         });
     assert!(ok, "got {got:?}\nwant {want:?}");
 }
