@@ -23,7 +23,7 @@ mod testutil;
 use super::ast::{AtModifier, Expr, ValueType, VectorSelector};
 use crate::model::{Labels, Sample};
 use crate::query::{SeriesData, SeriesReader};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -275,6 +275,10 @@ pub(crate) struct Evaluator<'a> {
     /// Compiled, anchored regexes of `label_replace` (`None`: invalid), so a range query
     /// compiles each once rather than once per step.
     regexes: HashMap<String, Option<regex::Regex>>,
+    /// Inner results of each subquery node by inner timestamp. Consecutive outer steps
+    /// share most inner steps; without this a range query would evaluate each inner step
+    /// once per outer step instead of once.
+    subquery_steps: HashMap<*const super::ast::Subquery, BTreeMap<i64, Rc<Val>>>,
 }
 
 impl<'a> Evaluator<'a> {
@@ -294,6 +298,7 @@ impl<'a> Evaluator<'a> {
             spans: HashMap::new(),
             step_samples: 0,
             regexes: HashMap::new(),
+            subquery_steps: HashMap::new(),
         }
     }
 
@@ -508,20 +513,51 @@ impl<'a> Evaluator<'a> {
         if ts <= mint {
             ts = ts.saturating_add(step);
         }
+        let key = sq as *const super::ast::Subquery;
+        // Steps before this window will not be asked for again while time moves forward.
+        if let Some(cache) = self.subquery_steps.get_mut(&key) {
+            *cache = cache.split_off(&mint.saturating_add(1));
+        }
         let mut index: HashMap<Labels, usize> = HashMap::new();
         let mut out: Vec<SeriesData> = Vec::new();
         let mut n = 0usize;
         while ts <= maxt {
             self.check_timeout()?;
-            match self.eval(&sq.expr, ts)? {
+            let cached = self
+                .subquery_steps
+                .get(&key)
+                .and_then(|c| c.get(&ts))
+                .cloned();
+            let val = match cached {
+                Some(v) => v,
+                None => {
+                    let v = Rc::new(self.eval(&sq.expr, ts)?);
+                    self.subquery_steps
+                        .entry(key)
+                        .or_default()
+                        .insert(ts, v.clone());
+                    v
+                }
+            };
+            match &*val {
                 Val::Scalar(v) => {
-                    push_point(&mut index, &mut out, Labels::empty(), Sample { t: ts, v });
+                    push_point(
+                        &mut index,
+                        &mut out,
+                        Labels::empty(),
+                        Sample { t: ts, v: *v },
+                    );
                     n += 1;
                 }
                 Val::Vector(vec) => {
                     n += vec.len();
                     for s in vec {
-                        push_point(&mut index, &mut out, s.labels, Sample { t: ts, v: s.v });
+                        push_point(
+                            &mut index,
+                            &mut out,
+                            s.labels.clone(),
+                            Sample { t: ts, v: s.v },
+                        );
                     }
                 }
                 other => {
@@ -531,7 +567,6 @@ impl<'a> Evaluator<'a> {
                     )));
                 }
             }
-            self.account(0)?;
             match ts.checked_add(step) {
                 Some(x) => ts = x,
                 None => break,

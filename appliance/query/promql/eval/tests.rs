@@ -857,3 +857,63 @@ fn too_many_samples_and_timeouts_fail() {
 }
 
 use crate::query::promql::ast::Expr;
+
+/// Every step of a range query equals an instant query at that time.
+#[test]
+fn range_queries_agree_with_instant_queries_at_every_step() {
+    let r = load(
+        M,
+        &[
+            (r#"c{job="a"}"#, "0+7x5 3+2x10 _ _ 1 2 stale 5+1x10"),
+            (r#"c{job="b"}"#, "100-3x30"),
+            (r#"g{job="a"}"#, "1 5 2 8 _ 3 9 4 stale _ 6 7"),
+        ],
+    );
+    let exprs = vec![
+        call("rate", vec![msel("c", 5 * M)]),
+        call(
+            "max_over_time",
+            vec![subq(call("rate", vec![msel("c", 3 * M)]), 10 * M, Some(M))],
+        ),
+        call("avg_over_time", vec![subq(sel("g"), 7 * M, Some(2 * M))]),
+        agg(A::Sum, bin(B::Mul, sel("c"), sel("g")), by(&["job"])),
+        modif(sel("g"), 90 * S, None),
+        call(
+            "deriv",
+            vec![modif(msel("c", 6 * M), 0, Some(AtModifier::Timestamp(20 * M)))],
+        ),
+    ];
+    for e in exprs {
+        let (start, end, step) = (0, 30 * M, 30 * S);
+        let Ok(Value::Matrix(m)) = range(&r, &e, start, end, step) else {
+            panic!("range query failed for {e:?}");
+        };
+        let mut t = start;
+        while t <= end {
+            let mut want: Vec<(String, f64)> = match instant_query(
+                &r,
+                &e,
+                t,
+                &EngineOptions {
+                    ..EngineOptions::default()
+                },
+            ) {
+                Ok(Value::Vector(v)) => v.iter().map(|s| (s.labels.to_string(), s.v)).collect(),
+                other => panic!("{other:?}"),
+            };
+            let mut got: Vec<(String, f64)> = m
+                .iter()
+                .filter_map(|s| {
+                    s.samples
+                        .iter()
+                        .find(|x| x.t == t)
+                        .map(|x| (s.labels.to_string(), x.v))
+                })
+                .collect();
+            want.sort_by(|a, b| a.0.cmp(&b.0));
+            got.sort_by(|a, b| a.0.cmp(&b.0));
+            assert_eq!(format!("{got:?}"), format!("{want:?}"), "at {t} for {e:?}");
+            t += step;
+        }
+    }
+}
