@@ -13,6 +13,8 @@
 
 mod aggregate;
 mod binary;
+#[cfg(test)]
+mod conformance;
 mod functions;
 mod selectors;
 #[cfg(test)]

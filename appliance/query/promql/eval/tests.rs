@@ -880,7 +880,11 @@ fn range_queries_agree_with_instant_queries_at_every_step() {
         modif(sel("g"), 90 * S, None),
         call(
             "deriv",
-            vec![modif(msel("c", 6 * M), 0, Some(AtModifier::Timestamp(20 * M)))],
+            vec![modif(
+                msel("c", 6 * M),
+                0,
+                Some(AtModifier::Timestamp(20 * M)),
+            )],
         ),
     ];
     for e in exprs {
