@@ -47,6 +47,10 @@ fn duration_ms(s: &str) -> Option<i64> {
     Some(total)
 }
 
+/// Runs the parsed expression: the result, the start time and the step (0 for instant).
+type QueryFn<'a> =
+    dyn Fn(&crate::query::promql::Expr) -> (Result<Value, super::EvalError>, i64, i64) + 'a;
+
 #[derive(Default)]
 struct Stats {
     passed: usize,
@@ -91,8 +95,8 @@ fn run_file(name: &str, stats: &mut Stats) {
     while i < lines.len() {
         let line = lines[i].trim();
         i += 1;
-        if line.starts_with("load ") {
-            let Some(step) = duration_ms(line["load ".len()..].trim()) else {
+        if let Some(step_text) = line.strip_prefix("load ") {
+            let Some(step) = duration_ms(step_text.trim()) else {
                 continue;
             };
             let mut series: Vec<(String, String)> = Vec::new();
@@ -143,7 +147,7 @@ fn run_file(name: &str, stats: &mut Stats) {
             expected.push(b);
         }
         let case = format!("{name}: {line}");
-        let (expr_text, query): (&str, Box<dyn Fn(&crate::query::promql::Expr) -> _>) =
+        let (expr_text, query): (&str, Box<QueryFn>) =
             if let Some(r) = rest.strip_prefix("instant at ") {
                 let (at, e) = r.split_once(' ').unwrap_or((r, ""));
                 let Some(t) = duration_ms(at) else {
