@@ -31,7 +31,11 @@ pub(super) fn eval_aggregate(ev: &mut Evaluator, a: &Aggregate, t: i64) -> Resul
                 Some(Val::Scalar(k)) => k,
                 _ => return Err(param_error(a.op)),
             };
-            if !(k > -9.223_372_036_854_776e18 && k < 9.223_372_036_854_776e18) {
+            if k.is_nan() {
+                return Err(EvalError::Execution("Parameter value is NaN".into()));
+            }
+            // `convertibleToInt64` in promql/engine.go v3.x.
+            if !(-9.223_372_036_854_776e18..=9.223_372_036_854_776e18).contains(&k) {
                 return Err(EvalError::Execution(format!(
                     "Scalar value {} overflows int64",
                     super::functions::format_go_float(k)
@@ -50,6 +54,11 @@ pub(super) fn eval_aggregate(ev: &mut Evaluator, a: &Aggregate, t: i64) -> Resul
             count_values(&name, input, &a.grouping)
         }
         AggregateOp::LimitRatio => {
+            if let Some(Val::Scalar(r)) = param
+                && r.is_nan()
+            {
+                return Err(EvalError::Execution("Ratio value is NaN".into()));
+            }
             return Err(EvalError::Execution(
                 "limit_ratio is not supported".to_string(),
             ));

@@ -193,15 +193,12 @@ fn vector_binop(
         let rs = &rhs[ri];
         let (fl, fr) = if swapped { (rs.v, ls.v) } else { (ls.v, rs.v) };
         let (mut v, keep) = elem_op(op, fl, fr);
-        if return_bool {
-            v = if keep { 1.0 } else { 0.0 };
-        } else if !keep {
-            continue;
-        }
         let mut metric = result_metric(&ls.labels, &rs.labels, op, m);
         if return_bool {
             metric = metric.without_name();
         }
+        // The uniqueness checks come before filtering: a comparison must fail on a
+        // many-to-one match even when it would filter every sample away (operators.test).
         if m.card == Cardinality::OneToOne {
             if matched.contains_key(&sig) {
                 return Err(EvalError::Execution(
@@ -218,6 +215,11 @@ fn vector_binop(
                         .into(),
                 ));
             }
+        }
+        if return_bool {
+            v = if keep { 1.0 } else { 0.0 };
+        } else if !keep {
+            continue;
         }
         out.push(InstantSample {
             labels: metric,

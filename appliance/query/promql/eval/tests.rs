@@ -921,3 +921,35 @@ fn range_queries_agree_with_instant_queries_at_every_step() {
         }
     }
 }
+
+#[test]
+fn many_to_one_without_group_modifier_fails_even_when_filtered_away() {
+    // operators.test: "Check 0 series surviving the filtering producing an error."
+    let r = load(
+        5 * M,
+        &[
+            (r#"many_side{label="foo", job="test"}"#, "0"),
+            (r#"many_side{label="bar", job="test"}"#, "1"),
+            (r#"one_side{job="test"}"#, "1"),
+        ],
+    );
+    for op in [B::Gt, B::Ge, B::Le] {
+        let e = bin_m(
+            op,
+            sel("many_side"),
+            sel("one_side"),
+            false,
+            Some(matching(Cardinality::OneToOne, true, &["job"], &[])),
+        );
+        assert!(matches!(instant(&r, &e, 0), Err(EvalError::Execution(_))));
+    }
+}
+
+#[test]
+fn topk_parameter_must_be_a_number() {
+    let r = aggr_data();
+    let e = agg_p(A::Topk, num(f64::NAN), sel("non_existent"), by(&[]));
+    assert_eq!(error_of(instant(&r, &e, 0)), "Parameter value is NaN");
+    let e = agg_p(A::Topk, num(1e300), sel("http_requests"), by(&[]));
+    assert!(error_of(instant(&r, &e, 0)).contains("overflows int64"));
+}
