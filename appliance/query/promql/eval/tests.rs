@@ -953,3 +953,94 @@ fn topk_parameter_must_be_a_number() {
     let e = agg_p(A::Topk, num(1e300), sel("http_requests"), by(&[]));
     assert!(error_of(instant(&r, &e, 0)).contains("overflows int64"));
 }
+
+#[test]
+fn rate_with_offsets_matches_selectors_test() {
+    let r = load(
+        10 * S,
+        &[
+            (
+                r#"http_requests_total{job="api-server", instance="0", group="production"}"#,
+                "0+10x1000 100+30x1000",
+            ),
+            (
+                r#"http_requests_total{job="api-server", instance="1", group="production"}"#,
+                "0+20x1000 200+30x1000",
+            ),
+            (
+                r#"http_requests_total{job="api-server", instance="0", group="canary"}"#,
+                "0+30x1000 300+80x1000",
+            ),
+            (
+                r#"http_requests_total{job="api-server", instance="1", group="canary"}"#,
+                "0+40x2000",
+            ),
+        ],
+    );
+    let l = |i: &str, g: &str| format!(r#"{{group="{g}", instance="{i}", job="api-server"}}"#);
+    let (p0, p1, c0, c1) = (
+        l("0", "production"),
+        l("1", "production"),
+        l("0", "canary"),
+        l("1", "canary"),
+    );
+    let cases: Vec<(Expr, i64, [f64; 4])> = vec![
+        (
+            call("rate", vec![msel("http_requests_total", M)]),
+            8000 * S,
+            [1.0, 2.0, 3.0, 4.0],
+        ),
+        (
+            call("rate", vec![msel("http_requests_total", M)]),
+            18000 * S,
+            [3.0, 3.0, 8.0, 4.0],
+        ),
+        (
+            call(
+                "rate",
+                vec![modif(
+                    msel(r#"http_requests_total{instance!="3"}"#, M),
+                    10000 * S,
+                    None,
+                )],
+            ),
+            18000 * S,
+            [1.0, 2.0, 3.0, 4.0],
+        ),
+        (
+            call(
+                "rate",
+                vec![modif(
+                    msel(r#"http_requests_total{instance!="3"}"#, M),
+                    -4000 * S,
+                    None,
+                )],
+            ),
+            4000 * S,
+            [1.0, 2.0, 3.0, 4.0],
+        ),
+        (
+            bin(
+                B::Sub,
+                call("rate", vec![msel("http_requests_total", 40 * S)]),
+                call(
+                    "rate",
+                    vec![modif(msel("http_requests_total", M), 10000 * S, None)],
+                ),
+            ),
+            18000 * S,
+            [2.0, 1.0, 5.0, 0.0],
+        ),
+    ];
+    for (e, t, want) in cases {
+        assert_vector(
+            instant(&r, &e, t),
+            &[
+                (p0.as_str(), want[0]),
+                (p1.as_str(), want[1]),
+                (c0.as_str(), want[2]),
+                (c1.as_str(), want[3]),
+            ],
+        );
+    }
+}
