@@ -1044,3 +1044,109 @@ fn rate_with_offsets_matches_selectors_test() {
         );
     }
 }
+
+#[test]
+fn staleness_cases_match_staleness_test() {
+    let r = load(10 * S, &[("metric", "0 1 stale 2")]);
+    let cases: &[(i64, Option<f64>)] = &[
+        (10 * S, Some(1.0)),
+        (20 * S, None),
+        (30 * S, Some(2.0)),
+        (329 * S, Some(2.0)),
+        (330 * S, None),
+    ];
+    for (t, want) in cases {
+        let got = instant(&r, &sel("metric"), *t);
+        match want {
+            Some(v) => assert_vector(got, &[("metric", *v)]),
+            None => assert_vector(got, &[]),
+        }
+    }
+    let counts: &[(i64, i64, Option<f64>)] = &[
+        (30 * S, M, Some(3.0)),
+        (10 * S, S, Some(1.0)),
+        (20 * S, S, None),
+        (20 * S, 10 * S, None),
+        (20 * S, 20 * S, Some(1.0)),
+    ];
+    for (t, rng, want) in counts {
+        let e = call("count_over_time", vec![msel("metric", *rng)]);
+        match want {
+            Some(v) => assert_vector(instant(&r, &e, *t), &[("{}", *v)]),
+            None => assert_vector(instant(&r, &e, *t), &[]),
+        }
+    }
+}
+
+#[test]
+fn subquery_cases_match_subquery_test() {
+    let r = load(10 * S, &[("metric_total", "1 2")]);
+    let cases: Vec<(Expr, i64, f64)> = vec![
+        (
+            call(
+                "sum_over_time",
+                vec![subq(sel("metric_total"), 50 * S, Some(10 * S))],
+            ),
+            10 * S,
+            3.0,
+        ),
+        (
+            call(
+                "sum_over_time",
+                vec![subq(sel("metric_total"), 50 * S, Some(5 * S))],
+            ),
+            10 * S,
+            4.0,
+        ),
+        (
+            call(
+                "sum_over_time",
+                vec![subq(sel("metric_total"), 50 * S, Some(10 * S))],
+            ),
+            5 * M,
+            10.0,
+        ),
+        (
+            call(
+                "sum_over_time",
+                vec![subq(sel("metric_total"), 60 * S, Some(10 * S))],
+            ),
+            5 * M + 59 * S,
+            2.0,
+        ),
+        (
+            call(
+                "rate",
+                vec![subq(sel("metric_total"), 20 * S, Some(10 * S))],
+            ),
+            10 * S,
+            0.1,
+        ),
+        (
+            call("rate", vec![subq(sel("metric_total"), 20 * S, Some(5 * S))]),
+            20 * S,
+            0.06666666666666667,
+        ),
+    ];
+    for (e, t, want) in cases {
+        assert_vector(instant(&r, &e, t), &[("{}", want)]);
+    }
+    let r = load(10 * S, &[("metric1_total", "0+1x1000")]);
+    let cases: &[(i64, i64, i64, f64)] = &[
+        (1000 * S, 5 * S, 0, 591.0),
+        (1010 * S, 10 * S, 10 * S, 297.0),
+        (1010 * S, 10 * S, 9 * S, 297.0),
+        (1010 * S, 10 * S, 3 * S, 297.0),
+    ];
+    for (t, step, offset, want) in cases {
+        let e = call(
+            "sum_over_time",
+            vec![modif(
+                subq(sel("metric1_total"), 30 * S, Some(*step)),
+                *offset,
+                None,
+            )],
+        );
+        assert_vector(instant(&r, &e, *t), &[("{}", *want)]);
+    }
+}
