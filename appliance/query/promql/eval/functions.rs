@@ -118,6 +118,28 @@ pub(super) fn eval_call(ev: &mut Evaluator, c: &Call, t: i64) -> Result<Val, Eva
                 Some(quantile(q, &mut buf))
             })
         }
+        "mad_over_time" => {
+            let m = matrix_arg(ev, c, 0, t)?;
+            let mut buf = Vec::new();
+            rollup(&m, t, false, |s| Some(mad(s, &mut buf)))
+        }
+        "double_exponential_smoothing" => {
+            let m = matrix_arg(ev, c, 0, t)?;
+            let sf = scalar_arg(ev, c, 1, t)?;
+            let tf = scalar_arg(ev, c, 2, t)?;
+            // Go's %f: six decimals.
+            if sf <= 0.0 || sf >= 1.0 {
+                return Err(EvalError::BadData(format!(
+                    "invalid smoothing factor. Expected: 0 < sf < 1, got: {sf:.6}"
+                )));
+            }
+            if tf <= 0.0 || tf >= 1.0 {
+                return Err(EvalError::BadData(format!(
+                    "invalid trend factor. Expected: 0 < tf < 1, got: {tf:.6}"
+                )));
+            }
+            rollup(&m, t, false, |s| double_exponential_smoothing(s, sf, tf))
+        }
         "predict_linear" => {
             let m = matrix_arg(ev, c, 0, t)?;
             let d = scalar_arg(ev, c, 1, t)?;
@@ -600,6 +622,37 @@ fn max_over_time(s: &[Sample]) -> Option<f64> {
         }
     }
     Some(m)
+}
+
+/// Median absolute deviation from the median (`funcMadOverTime`).
+fn mad(s: &[Sample], buf: &mut Vec<f64>) -> f64 {
+    buf.clear();
+    buf.extend(s.iter().map(|x| x.v));
+    let median = quantile(0.5, buf);
+    buf.clear();
+    buf.extend(s.iter().map(|x| (x.v - median).abs()));
+    quantile(0.5, buf)
+}
+
+/// Holt's linear smoothing, the value at the window's end
+/// (`funcDoubleExponentialSmoothing`, promql/functions.go v3.x).
+fn double_exponential_smoothing(s: &[Sample], sf: f64, tf: f64) -> Option<f64> {
+    if s.len() < 2 {
+        return None;
+    }
+    let (mut s0, mut s1) = (0.0, s[0].v);
+    let mut b = s[1].v - s[0].v;
+    for (i, x) in s.iter().enumerate().skip(1) {
+        let scaled = sf * x.v;
+        // The trend starts as the first difference and is then smoothed.
+        if i > 1 {
+            b = tf * (s1 - s0) + (1.0 - tf) * b;
+        }
+        let y = (1.0 - sf) * (s1 + b);
+        s0 = s1;
+        s1 = scaled + y;
+    }
+    Some(s1)
 }
 
 /// Population variance with Kahan-compensated Welford updates (`funcStdvarOverTime`).

@@ -1150,3 +1150,189 @@ fn subquery_cases_match_subquery_test() {
         assert_vector(instant(&r, &e, *t), &[("{}", *want)]);
     }
 }
+
+#[test]
+fn at_modifier_cases_match_at_modifier_test() {
+    let r = load(
+        10 * S,
+        &[
+            (r#"metric{job="1"}"#, "0+1x1000"),
+            (r#"metric{job="2"}"#, "0+2x1000"),
+        ],
+    );
+    let at = |s: i64| Some(AtModifier::Timestamp(s * S));
+    let j1 = r#"metric{job="1"}"#;
+    let cases: Vec<(Expr, i64, f64)> = vec![
+        (
+            call("sum_over_time", vec![modif(msel(j1, 100 * S), 0, at(100))]),
+            25 * S,
+            55.0,
+        ),
+        (
+            call(
+                "sum_over_time",
+                vec![modif(msel(j1, 100 * S), 50 * S, at(100))],
+            ),
+            25 * S,
+            15.0,
+        ),
+        (
+            call(
+                "sum_over_time",
+                vec![modif(subq(sel(j1), 100 * S, Some(S)), 0, at(100))],
+            ),
+            25 * S,
+            460.0,
+        ),
+        (
+            call(
+                "sum_over_time",
+                vec![modif(subq(sel(j1), 100 * S, Some(S)), 20 * S, at(100))],
+            ),
+            25 * S,
+            288.0,
+        ),
+        (
+            call(
+                "sum_over_time",
+                vec![modif(
+                    subq(
+                        call("sum_over_time", vec![modif(msel(j1, 100 * S), 0, at(100))]),
+                        100 * S,
+                        Some(25 * S),
+                    ),
+                    0,
+                    at(50),
+                )],
+            ),
+            100 * S,
+            220.0,
+        ),
+        (
+            call(
+                "sum_over_time",
+                vec![modif(
+                    subq(
+                        call(
+                            "sum_over_time",
+                            vec![modif(
+                                subq(
+                                    call("sum_over_time", vec![msel(j1, 20 * S)]),
+                                    20 * S,
+                                    Some(10 * S),
+                                ),
+                                10 * S,
+                                None,
+                            )],
+                        ),
+                        100 * S,
+                        Some(25 * S),
+                    ),
+                    0,
+                    at(1000),
+                )],
+            ),
+            0,
+            1504.0,
+        ),
+        (
+            call("timestamp", vec![modif(sel(j1), 0, at(10))]),
+            10 * M,
+            10.0,
+        ),
+        (
+            call(
+                "timestamp",
+                vec![call("timestamp", vec![modif(sel(j1), 0, at(10))])],
+            ),
+            10 * M,
+            600.0,
+        ),
+    ];
+    for (e, t, want) in cases {
+        assert_vector(instant(&r, &e, t), &[(r#"{job="1"}"#, want)]);
+    }
+    let e = call(
+        "sum_over_time",
+        vec![modif(
+            subq(call("minute", vec![]), 50 * M, Some(M)),
+            0,
+            at(6000),
+        )],
+    );
+    assert_vector(instant(&r, &e, 0), &[("{}", 1315.0)]);
+    let e = call(
+        "sum_over_time",
+        vec![modif(
+            subq(call("vector", vec![call("time", vec![])]), 100 * S, Some(S)),
+            600 * S,
+            at(3000),
+        )],
+    );
+    assert_vector(instant(&r, &e, 0), &[("{}", 235050.0)]);
+}
+
+#[test]
+fn timestamp_with_at_in_range_queries_matches_at_modifier_test() {
+    let r = load(
+        10 * S,
+        &[
+            ("metric", "0+1x10"),
+            ("metric_missing", "0 _ 2 _ 4 _ 5 _ 6"),
+        ],
+    );
+    let at = |s: i64| Some(AtModifier::Timestamp(s * S));
+    let ts = |v: f64| -> Vec<(i64, f64)> { (0..7).map(|i| (i * 10 * S, v)).collect() };
+    let steps: Vec<(i64, f64)> = (0..7).map(|i| (i * 10 * S, (i * 10) as f64)).collect();
+    let cases: Vec<(Expr, Vec<(i64, f64)>)> = vec![
+        (call("timestamp", vec![sel("metric")]), steps.clone()),
+        (
+            call("timestamp", vec![modif(sel("metric"), 0, at(11))]),
+            ts(10.0),
+        ),
+        (
+            call("timestamp", vec![modif(sel("metric"), 0, at(19))]),
+            ts(10.0),
+        ),
+        (
+            call("timestamp", vec![modif(sel("metric"), 0, at(20))]),
+            ts(20.0),
+        ),
+        (
+            call("timestamp", vec![modif(sel("metric_missing"), 0, at(10))]),
+            ts(0.0),
+        ),
+        (
+            call(
+                "timestamp",
+                vec![call("abs", vec![modif(sel("metric"), 0, at(11))])],
+            ),
+            steps.clone(),
+        ),
+    ];
+    for (e, want) in cases {
+        assert_matrix(range(&r, &e, 0, 60 * S, 10 * S), &[("{}", &want)]);
+    }
+}
+
+#[test]
+fn mad_and_double_exponential_smoothing() {
+    let r = load(M, &[("m", "1 2 3 4 100")]);
+    let e = call("mad_over_time", vec![msel("m", 10 * M)]);
+    assert_vector(instant(&r, &e, 4 * M), &[("{}", 1.0)]);
+    let r = load(M, &[("m", "0+10x10")]);
+    // A straight line is smoothed into itself.
+    let e = call(
+        "double_exponential_smoothing",
+        vec![msel("m", 10 * M), num(0.5), num(0.5)],
+    );
+    assert_vector(instant(&r, &e, 10 * M), &[("{}", 100.0)]);
+    let e = call(
+        "double_exponential_smoothing",
+        vec![msel("m", 10 * M), num(1.0), num(0.5)],
+    );
+    assert_eq!(
+        error_of(instant(&r, &e, 10 * M)),
+        "invalid smoothing factor. Expected: 0 < sf < 1, got: 1.000000"
+    );
+}
