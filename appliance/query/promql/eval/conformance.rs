@@ -95,7 +95,12 @@ fn run_file(name: &str, stats: &mut Stats) {
     while i < lines.len() {
         let line = lines[i].trim();
         i += 1;
-        if let Some(step_text) = line.strip_prefix("load ") {
+        // `load_with_nhcb` also loads the classic series; the native-histogram copies it
+        // adds are out of scope.
+        let load_arg = line
+            .strip_prefix("load ")
+            .or_else(|| line.strip_prefix("load_with_nhcb "));
+        if let Some(step_text) = load_arg {
             let Some(step) = duration_ms(step_text.trim()) else {
                 continue;
             };

@@ -517,9 +517,11 @@ pub(super) fn extrapolated_rate(
             prev = x.v;
         }
     }
-    let mut to_start = (first.t - mint) as f64 / 1000.0;
-    let mut to_end = (maxt - last.t) as f64 / 1000.0;
-    let sampled = (last.t - first.t) as f64 / 1000.0;
+    // Differences in f64: `mint` may be saturated far in the past by an extreme `@`.
+    let secs = |a: i64, b: i64| (a as f64 - b as f64) / 1000.0;
+    let mut to_start = secs(first.t, mint);
+    let mut to_end = secs(maxt, last.t);
+    let sampled = secs(last.t, first.t);
     let avg_interval = sampled / (s.len() - 1) as f64;
     let threshold = avg_interval * 1.1;
     if to_start >= threshold {
@@ -539,7 +541,7 @@ pub(super) fn extrapolated_rate(
     }
     let mut factor = (sampled + to_start + to_end) / sampled;
     if is_rate {
-        factor /= (maxt - mint) as f64 / 1000.0;
+        factor /= secs(maxt, mint);
     }
     Some(result * factor)
 }
@@ -556,7 +558,7 @@ fn instant_value(s: &[Sample], is_rate: bool) -> Option<f64> {
     if !is_rate || last.v >= prev.v || last.v.is_nan() || prev.v.is_nan() {
         v = last.v - prev.v;
     }
-    let interval = last.t - prev.t;
+    let interval = last.t.saturating_sub(prev.t);
     if interval == 0 {
         return None;
     }
@@ -716,7 +718,7 @@ fn linear_regression(s: &[Sample], intercept_time: i64) -> (f64, f64) {
             const_y = false;
         }
         n += 1.0;
-        let xv = (x.t - intercept_time) as f64 / 1000.0;
+        let xv = (x.t as f64 - intercept_time as f64) / 1000.0;
         (sum_x, c_x) = kahan_inc(xv, sum_x, c_x);
         (sum_y, c_y) = kahan_inc(x.v, sum_y, c_y);
         (sum_xy, c_xy) = kahan_inc(xv * x.v, sum_xy, c_xy);

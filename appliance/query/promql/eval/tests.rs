@@ -1336,3 +1336,148 @@ fn mad_and_double_exponential_smoothing() {
         "invalid smoothing factor. Expected: 0 < sf < 1, got: 1.000000"
     );
 }
+
+#[test]
+fn histogram_quantile_cases_match_histograms_test() {
+    let r = load(
+        5 * M,
+        &[
+            (
+                r#"testhistogram_bucket{le="0.1", start="positive"}"#,
+                "0+5x10",
+            ),
+            (
+                r#"testhistogram_bucket{le=".2", start="positive"}"#,
+                "0+7x10",
+            ),
+            (
+                r#"testhistogram_bucket{le="1e0", start="positive"}"#,
+                "0+11x10",
+            ),
+            (
+                r#"testhistogram_bucket{le="+Inf", start="positive"}"#,
+                "0+12x10",
+            ),
+            (
+                r#"testhistogram_bucket{le="-.2", start="negative"}"#,
+                "0+1x10",
+            ),
+            (
+                r#"testhistogram_bucket{le="-0.1", start="negative"}"#,
+                "0+2x10",
+            ),
+            (
+                r#"testhistogram_bucket{le="0.3", start="negative"}"#,
+                "0+2x10",
+            ),
+            (
+                r#"testhistogram_bucket{le="+Inf", start="negative"}"#,
+                "0+3x10",
+            ),
+            (
+                r#"rds_bucket{job="job1", instance="ins1", le="0.1"}"#,
+                "0+1x10",
+            ),
+            (
+                r#"rds_bucket{job="job1", instance="ins1", le="0.2"}"#,
+                "0+3x10",
+            ),
+            (
+                r#"rds_bucket{job="job1", instance="ins1", le="+Inf"}"#,
+                "0+4x10",
+            ),
+            (
+                r#"rds_bucket{job="job1", instance="ins2", le="0.1"}"#,
+                "0+2x10",
+            ),
+            (
+                r#"rds_bucket{job="job1", instance="ins2", le="0.2"}"#,
+                "0+5x10",
+            ),
+            (
+                r#"rds_bucket{job="job1", instance="ins2", le="+Inf"}"#,
+                "0+6x10",
+            ),
+            (
+                r#"rds_bucket{job="job2", instance="ins1", le="0.1"}"#,
+                "0+3x10",
+            ),
+            (
+                r#"rds_bucket{job="job2", instance="ins1", le="0.2"}"#,
+                "0+4x10",
+            ),
+            (
+                r#"rds_bucket{job="job2", instance="ins1", le="+Inf"}"#,
+                "0+6x10",
+            ),
+            (
+                r#"rds_bucket{job="job2", instance="ins2", le="0.1"}"#,
+                "0+4x10",
+            ),
+            (
+                r#"rds_bucket{job="job2", instance="ins2", le="0.2"}"#,
+                "0+7x10",
+            ),
+            (
+                r#"rds_bucket{job="job2", instance="ins2", le="+Inf"}"#,
+                "0+9x10",
+            ),
+        ],
+    );
+    let hq = |q: f64, e: Expr| call("histogram_quantile", vec![num(q), e]);
+    let rate = |s: &str| call("rate", vec![msel(s, 10 * M)]);
+    assert_vector(
+        instant(&r, &hq(0.5, rate("testhistogram_bucket")), 50 * M),
+        &[
+            (r#"{start="positive"}"#, 0.15),
+            (r#"{start="negative"}"#, -0.15),
+        ],
+    );
+    assert_vector(
+        instant(&r, &hq(0.5, rate("rds_bucket")), 50 * M),
+        &[
+            (r#"{instance="ins1", job="job1"}"#, 0.15),
+            (r#"{instance="ins2", job="job1"}"#, 0.13333333333333333),
+            (r#"{instance="ins1", job="job2"}"#, 0.1),
+            (r#"{instance="ins2", job="job2"}"#, 0.11666666666666667),
+        ],
+    );
+}
+
+#[test]
+fn extreme_times_and_ranges_do_not_panic() {
+    let r = load(M, &[("m", "0+1x10")]);
+    let extremes = [i64::MIN, i64::MIN / 2, -1, 0, i64::MAX / 2, i64::MAX];
+    for &x in &extremes {
+        let exprs = vec![
+            modif(sel("m"), x, None),
+            modif(sel("m"), 0, Some(AtModifier::Timestamp(x))),
+            call("rate", vec![modif(msel("m", 5 * M), x, None)]),
+            call(
+                "rate",
+                vec![modif(
+                    msel("m", i64::MAX),
+                    0,
+                    Some(AtModifier::Timestamp(x)),
+                )],
+            ),
+            call("deriv", vec![modif(msel("m", i64::MAX), x, None)]),
+            call("irate", vec![msel("m", i64::MAX)]),
+            call("minute", vec![call("vector", vec![num(x as f64)])]),
+            call("year", vec![call("vector", vec![num(f64::NAN)])]),
+            call(
+                "max_over_time",
+                vec![modif(
+                    subq(sel("m"), 3 * M, Some(i64::MAX)),
+                    0,
+                    Some(AtModifier::Timestamp(x)),
+                )],
+            ),
+        ];
+        for e in exprs {
+            let _ = instant(&r, &e, x);
+            let _ = range(&r, &e, x, x.saturating_add(2 * M), M);
+            let _ = range(&r, &e, i64::MAX - M, i64::MAX, M);
+        }
+    }
+}
