@@ -251,6 +251,39 @@ pub(super) fn eval_call(ev: &mut Evaluator, c: &Call, t: i64) -> Result<Val, Eva
             }
             vec
         }
+        "sort_by_label" | "sort_by_label_desc" => {
+            let mut vec = vector_arg(ev, c, 0, t)?;
+            let mut names = Vec::new();
+            for i in 1..c.args.len() {
+                names.push(string_arg(ev, c, i, t)?);
+            }
+            let desc = c.func == "sort_by_label_desc";
+            // Mirrors funcSortByLabel(Desc): natural order of the named labels' values, then
+            // the whole label set; `_desc` reverses both.
+            vec.sort_by(|a, b| {
+                let mut ord = std::cmp::Ordering::Equal;
+                for n in &names {
+                    let (x, y) = (a.labels.get(n).unwrap_or(""), b.labels.get(n).unwrap_or(""));
+                    if x == y {
+                        continue;
+                    }
+                    ord = if natural_less(x, y) {
+                        std::cmp::Ordering::Less
+                    } else {
+                        std::cmp::Ordering::Greater
+                    };
+                    break;
+                }
+                if ord == std::cmp::Ordering::Equal {
+                    ord = a.labels.cmp(&b.labels);
+                }
+                if desc { ord.reverse() } else { ord }
+            });
+            for s in &mut vec {
+                s.t = t;
+            }
+            vec
+        }
         "label_replace" => label_replace(ev, c, t)?,
         "label_join" => label_join(ev, c, t)?,
         "histogram_quantile" => {
@@ -787,6 +820,44 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     let doy = (153 * mp + 2) / 5 + d - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     era.saturating_mul(146_097).saturating_add(doe - 719_468)
+}
+
+/// Natural order as Prometheus' `natsort.Compare` (github.com/facette/natsort): digit runs
+/// compare as integers, other runs as strings; returns whether `a` sorts before `b`.
+fn natural_less(a: &str, b: &str) -> bool {
+    fn chunks(s: &str) -> Vec<&str> {
+        let mut out = Vec::new();
+        let mut start = 0;
+        let bytes = s.as_bytes();
+        for i in 1..=bytes.len() {
+            if i == bytes.len() || bytes[i].is_ascii_digit() != bytes[start].is_ascii_digit() {
+                out.push(&s[start..i]);
+                start = i;
+            }
+        }
+        out
+    }
+    let (ca, cb) = (chunks(a), chunks(b));
+    for (i, x) in ca.iter().enumerate() {
+        let Some(y) = cb.get(i) else {
+            return false;
+        };
+        let last_a = i == ca.len() - 1;
+        let last_b = i == cb.len() - 1;
+        match (x.parse::<i64>(), y.parse::<i64>()) {
+            (Ok(xi), Ok(yi)) if xi != yi => return xi < yi,
+            (Ok(_), Ok(_)) => {}
+            _ if x != y => return x < y,
+            _ => {}
+        }
+        if last_a {
+            return true;
+        }
+        if last_b {
+            return false;
+        }
+    }
+    false
 }
 
 /// `label_replace(v, dst, replacement, src, regex)`: mirrors `funcLabelReplace`

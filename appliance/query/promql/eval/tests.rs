@@ -1481,3 +1481,24 @@ fn extreme_times_and_ranges_do_not_panic() {
         }
     }
 }
+
+#[test]
+fn sort_by_label_uses_natural_order_then_the_label_set() {
+    let r = load(
+        M,
+        &[
+            (r#"cpu{cpu="10", job="b"}"#, "1"),
+            (r#"cpu{cpu="2", job="a"}"#, "2"),
+            (r#"cpu{cpu="1", job="b"}"#, "3"),
+            (r#"cpu{cpu="1", job="a"}"#, "4"),
+        ],
+    );
+    let order = |f: &'static str| -> Vec<f64> {
+        match instant(&r, &call(f, vec![sel("cpu"), string("cpu")]), 0) {
+            Ok(Value::Vector(v)) => v.iter().map(|s| s.v).collect(),
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(order("sort_by_label"), vec![4.0, 3.0, 2.0, 1.0]);
+    assert_eq!(order("sort_by_label_desc"), vec![1.0, 2.0, 3.0, 4.0]);
+}
