@@ -133,7 +133,15 @@ fn aggregate_simple(op: AggregateOp, q: f64, input: Vector, g: &Grouping) -> Vec
                     ..Group::default()
                 };
                 match op {
-                    AggregateOp::Stddev | AggregateOp::Stdvar => grp.value = 0.0,
+                    // Welford from zero, so that a lone NaN yields NaN (aggregators.test).
+                    AggregateOp::Stddev | AggregateOp::Stdvar => {
+                        grp.value = 0.0;
+                        grp.mean = 0.0;
+                        grp.count = 1.0;
+                        let delta = f - grp.mean;
+                        grp.mean += delta / grp.count;
+                        grp.value += delta * (f - grp.mean);
+                    }
                     AggregateOp::Group | AggregateOp::Count => grp.value = 1.0,
                     AggregateOp::Quantile => grp.values.push(f),
                     _ => {}

@@ -5,7 +5,7 @@
 //! It needs the parser, so it runs as an ignored test and prints a summary of failures:
 //! `cargo test --lib conformance -- --ignored --nocapture`.
 
-use super::testutil::{MemReader, load, parse_series};
+use super::testutil::{MemReader, parse_series, parse_values};
 use super::{EngineOptions, Value, instant_query, range_query};
 use crate::query::promql::parse;
 
@@ -114,12 +114,14 @@ fn run_file(name: &str, stats: &mut Stats) {
                 let (lbl, vals) = split_expected(l);
                 series.push((lbl, vals));
             }
-            let pairs: Vec<(&str, &str)> = series
-                .iter()
-                .map(|(a, b)| (a.as_str(), b.as_str()))
-                .collect();
-            let more = load(step, &pairs);
-            reader.series.extend(more.series);
+            for (lbl, vals) in &series {
+                if let Some(samples) = parse_values(step, vals) {
+                    reader.series.push(crate::query::SeriesData {
+                        labels: parse_series(lbl),
+                        samples,
+                    });
+                }
+            }
             continue;
         }
         if line == "clear" {
@@ -137,11 +139,21 @@ fn run_file(name: &str, stats: &mut Stats) {
         }
         let (cmd, rest) = line.split_once(' ').unwrap_or((line, ""));
         let mut expect_fail = cmd == "eval_fail";
+        let mut ordered = cmd == "eval_ordered";
         let mut fail_msg: Option<String> = None;
         let mut expected: Vec<&str> = Vec::new();
         for b in &body {
+            if b.starts_with('#') {
+                continue;
+            }
             if let Some(e) = b.strip_prefix("expect ") {
-                if let Some(m) = e.strip_prefix("fail msg:") {
+                if let Some(sv) = e.strip_prefix("string ") {
+                    expected.push(sv);
+                    continue;
+                }
+                if e.trim() == "ordered" {
+                    ordered = true;
+                } else if let Some(m) = e.strip_prefix("fail msg:") {
                     expect_fail = true;
                     fail_msg = Some(m.trim().to_string());
                 } else if e.starts_with("fail") {
@@ -213,7 +225,7 @@ fn run_file(name: &str, stats: &mut Stats) {
             },
             (Err(e), false) => Err(format!("error: {e}")),
             (Ok(v), true) => Err(format!("expected failure, got {v:?}")),
-            (Ok(v), false) => compare(v, &expected, start, step),
+            (Ok(v), false) => compare(v, &expected, start, step, ordered),
         };
         match verdict {
             Ok(()) => stats.passed += 1,
@@ -225,7 +237,13 @@ fn run_file(name: &str, stats: &mut Stats) {
     }
 }
 
-fn compare(v: &Value, expected: &[&str], start: i64, step: i64) -> Result<(), String> {
+fn compare(
+    v: &Value,
+    expected: &[&str],
+    start: i64,
+    step: i64,
+    ordered: bool,
+) -> Result<(), String> {
     let mut want: Vec<(String, Vec<(i64, f64)>)> = Vec::new();
     for e in expected {
         let (lbl, vals) = split_expected(e);
@@ -235,16 +253,14 @@ fn compare(v: &Value, expected: &[&str], start: i64, step: i64) -> Result<(), St
         }
         let labels = parse_series(&lbl).to_string();
         let step = if step == 0 { 1 } else { step };
-        let r = load(step, &[("x", vals.as_str())]);
-        let pts = r.series[0]
-            .samples
-            .iter()
-            .map(|s| (s.t + start, s.v))
-            .collect();
+        let Some(samples) = parse_values(step, &vals) else {
+            return Err(format!("cannot read expected values {vals:?}"));
+        };
+        let pts = samples.iter().map(|s| (s.t + start, s.v)).collect();
         want.push((labels, pts));
     }
     let mut got: Vec<(String, Vec<(i64, f64)>)> = match v {
-        Value::Scalar { v, .. } => vec![(String::new(), vec![(0, *v)])],
+        Value::Scalar { v, .. } => vec![(String::new(), vec![(start, *v)])],
         Value::Vector(vec) => vec
             .iter()
             .map(|s| (s.labels.to_string(), vec![(start, s.v)]))
@@ -258,7 +274,18 @@ fn compare(v: &Value, expected: &[&str], start: i64, step: i64) -> Result<(), St
                 )
             })
             .collect(),
-        Value::String { v, .. } => return Err(format!("string result {v}")),
+        Value::String { v, .. } => {
+            // Expected strings are written quoted.
+            let want = expected
+                .first()
+                .map(|e| e.trim().trim_matches(['"', '`']))
+                .unwrap_or("");
+            return if expected.len() == 1 && want == v {
+                Ok(())
+            } else {
+                Err(format!("string result {v:?}, want {expected:?}"))
+            };
+        }
     };
     if matches!(v, Value::Vector(_) | Value::Scalar { .. }) {
         for w in &mut want {
@@ -270,6 +297,13 @@ fn compare(v: &Value, expected: &[&str], start: i64, step: i64) -> Result<(), St
             for w in &mut want {
                 w.0.clear();
             }
+        }
+    }
+    if ordered {
+        let g: Vec<&String> = got.iter().map(|x| &x.0).collect();
+        let w: Vec<&String> = want.iter().map(|x| &x.0).collect();
+        if g != w {
+            return Err(format!("order: got {g:?}\n    want {w:?}"));
         }
     }
     got.sort_by(|a, b| a.0.cmp(&b.0));

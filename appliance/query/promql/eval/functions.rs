@@ -18,6 +18,25 @@ pub(super) fn eval_call(ev: &mut Evaluator, c: &Call, t: i64) -> Result<Val, Eva
     let out = match c.func {
         "time" => return Ok(Val::Scalar(t as f64 / 1000.0)),
         "pi" => return Ok(Val::Scalar(std::f64::consts::PI)),
+        // The query's own parameters in seconds (Prometheus 3.x experimental functions).
+        "start" => return Ok(Val::Scalar(ev.query_start as f64 / 1000.0)),
+        "end" => return Ok(Val::Scalar(ev.query_end as f64 / 1000.0)),
+        "step" => return Ok(Val::Scalar(ev.query_step as f64 / 1000.0)),
+        "range" => {
+            let r = ev.query_end as f64 - ev.query_start as f64;
+            return Ok(Val::Scalar(r / 1000.0));
+        }
+        "min_of" | "max_of" => {
+            let a = scalar_arg(ev, c, 0, t)?;
+            let b = scalar_arg(ev, c, 1, t)?;
+            // Go's math.Min/Max: NaN propagates.
+            let v = if c.func == "min_of" {
+                go_min(a, b)
+            } else {
+                go_max(a, b)
+            };
+            return Ok(Val::Scalar(v));
+        }
         "vector" => {
             let v = scalar_arg(ev, c, 0, t)?;
             vec![InstantSample {
@@ -238,11 +257,11 @@ pub(super) fn eval_call(ev: &mut Evaluator, c: &Call, t: i64) -> Result<Val, Eva
         "sort" | "sort_desc" => {
             let mut vec = vector_arg(ev, c, 0, t)?;
             let desc = c.func == "sort_desc";
-            // NaN sorts first either way, as with Prometheus' vectorByValueHeap.
+            // NaN sorts last either way (functions.test `sort`/`sort_desc`).
             vec.sort_by(|a, b| match (a.v.is_nan(), b.v.is_nan()) {
                 (true, true) => std::cmp::Ordering::Equal,
-                (true, false) => std::cmp::Ordering::Less,
-                (false, true) => std::cmp::Ordering::Greater,
+                (true, false) => std::cmp::Ordering::Greater,
+                (false, true) => std::cmp::Ordering::Less,
                 _ if desc => b.v.partial_cmp(&a.v).unwrap_or(std::cmp::Ordering::Equal),
                 _ => a.v.partial_cmp(&b.v).unwrap_or(std::cmp::Ordering::Equal),
             });
@@ -661,6 +680,10 @@ fn max_over_time(s: &[Sample]) -> Option<f64> {
 
 /// Median absolute deviation from the median (`funcMadOverTime`).
 fn mad(s: &[Sample], buf: &mut Vec<f64>) -> f64 {
+    // A NaN sample makes the result NaN (functions.test) rather than sorting first.
+    if s.iter().any(|x| x.v.is_nan()) {
+        return f64::NAN;
+    }
     buf.clear();
     buf.extend(s.iter().map(|x| x.v));
     let median = quantile(0.5, buf);
@@ -942,9 +965,11 @@ fn histogram_quantile(q: f64, vec: Vector, t: i64) -> Vector {
             // Prometheus skips such series with a warning.
             continue;
         };
+        // Grouped with the metric name, which is dropped only from the result: two
+        // histograms that differ only in name then clash as duplicate output series, as in
+        // Prometheus (issue 9910, histograms.test).
         let mut b = s.labels.into_builder();
         b.remove("le");
-        b.remove(METRIC_NAME);
         let key = b.build();
         let gi = match index.get(&key) {
             Some(&i) => i,
@@ -959,7 +984,7 @@ fn histogram_quantile(q: f64, vec: Vector, t: i64) -> Vector {
     groups
         .into_iter()
         .map(|(labels, mut buckets)| InstantSample {
-            labels,
+            labels: labels.without_name(),
             t,
             v: bucket_quantile(q, &mut buckets),
         })

@@ -148,6 +148,7 @@ pub fn range_query(
         _ => {}
     }
     let mut ev = Evaluator::new(reader, opts, start_ms, end_ms);
+    ev.query_step = step_ms;
     ev.preload(expr, start_ms, end_ms)?;
     // Series index by labels so each step appends to the right series without cloning
     // label sets that are already known.
@@ -266,6 +267,8 @@ pub(crate) struct Evaluator<'a> {
     opts: &'a EngineOptions,
     query_start: i64,
     query_end: i64,
+    /// The range query's step (0 for an instant query), for `step()`.
+    query_step: i64,
     deadline: Option<Instant>,
     /// Series loaded for each selector node, keyed by the node's address (the AST outlives
     /// the evaluator and is not moved while it runs).
@@ -295,6 +298,7 @@ impl<'a> Evaluator<'a> {
             opts,
             query_start,
             query_end,
+            query_step: 0,
             deadline: Instant::now().checked_add(opts.timeout),
             loaded: HashMap::new(),
             spans: HashMap::new(),

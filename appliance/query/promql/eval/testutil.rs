@@ -67,66 +67,78 @@ pub const M: i64 = 60 * S;
 /// Builds a store like a `load <interval>` block: each line is a series and its values in
 /// the test-file notation (`1 2 _ stale 0+10x5 1x3 NaN`), starting at t=0.
 pub fn load(interval_ms: i64, lines: &[(&str, &str)]) -> MemReader {
-    let mut series = Vec::new();
-    for (sel, values) in lines {
-        let labels = parse_series(sel);
-        let mut samples = Vec::new();
-        let mut step = 0i64;
-        for tok in values.split_whitespace() {
-            if let Some(n) = tok.strip_prefix("_x") {
-                step += n.parse::<i64>().expect("count");
-                continue;
-            }
-            if tok == "_" {
-                step += 1;
-                continue;
-            }
-            if tok == "stale" {
-                samples.push(Sample {
-                    t: step * interval_ms,
-                    v: stale_nan(),
-                });
-                step += 1;
-                continue;
-            }
-            if let Some((head, n)) = tok.split_once('x') {
-                let n: i64 = n.parse().expect("count");
-                // `a+bxn` / `a-bxn` / `axn`: n+1 values.
-                let (a, b) = match head[1..].find(['+', '-']) {
-                    Some(i) => {
-                        let (a, b) = head.split_at(i + 1);
-                        (num_tok(a), num_tok(b))
-                    }
-                    None => (num_tok(head), 0.0),
-                };
-                for i in 0..=n {
-                    samples.push(Sample {
-                        t: step * interval_ms,
-                        v: a + b * i as f64,
-                    });
-                    step += 1;
-                }
-                continue;
-            }
-            samples.push(Sample {
-                t: step * interval_ms,
-                v: num_tok(tok),
-            });
-            step += 1;
-        }
-        series.push(SeriesData { labels, samples });
-    }
+    let series = lines
+        .iter()
+        .map(|(sel, values)| SeriesData {
+            labels: parse_series(sel),
+            samples: parse_values(interval_ms, values)
+                .unwrap_or_else(|| panic!("bad values {values:?}")),
+        })
+        .collect();
     MemReader {
         series,
         selects: AtomicUsize::new(0),
     }
 }
 
-fn num_tok(s: &str) -> f64 {
-    match s {
-        "Inf" | "+Inf" => f64::INFINITY,
-        "-Inf" => f64::NEG_INFINITY,
-        _ => s.parse().unwrap_or_else(|_| panic!("bad number {s}")),
+/// Expands test-file value notation into samples every `interval_ms` from t=0; `None` for
+/// notation this helper does not know (native histograms, ...).
+pub fn parse_values(interval_ms: i64, values: &str) -> Option<Vec<Sample>> {
+    let mut samples = Vec::new();
+    let mut step = 0i64;
+    for tok in values.split_whitespace() {
+        if let Some(n) = tok.strip_prefix("_x") {
+            step += n.parse::<i64>().ok()?;
+            continue;
+        }
+        if tok == "_" {
+            step += 1;
+            continue;
+        }
+        if tok == "stale" {
+            samples.push(Sample {
+                t: step * interval_ms,
+                v: stale_nan(),
+            });
+            step += 1;
+            continue;
+        }
+        if let Some((head, n)) = tok.split_once('x') {
+            let n: i64 = n.parse().ok()?;
+            // `a+bxn` / `a-bxn` / `axn`: n+1 values. The sign search skips the first
+            // character and exponent signs (`1e-3`).
+            let bytes = head.as_bytes();
+            let split = (1..bytes.len()).find(|&i| {
+                (bytes[i] == b'+' || bytes[i] == b'-') && !matches!(bytes[i - 1], b'e' | b'E')
+            });
+            let (a, b) = match split {
+                Some(i) => (num_tok(&head[..i])?, num_tok(&head[i..])?),
+                None => (num_tok(head)?, 0.0),
+            };
+            for i in 0..=n {
+                samples.push(Sample {
+                    t: step * interval_ms,
+                    v: a + b * i as f64,
+                });
+                step += 1;
+            }
+            continue;
+        }
+        samples.push(Sample {
+            t: step * interval_ms,
+            v: num_tok(tok)?,
+        });
+        step += 1;
+    }
+    Some(samples)
+}
+
+fn num_tok(s: &str) -> Option<f64> {
+    match s.to_ascii_lowercase().as_str() {
+        "inf" | "+inf" => Some(f64::INFINITY),
+        "-inf" => Some(f64::NEG_INFINITY),
+        "nan" => Some(f64::NAN),
+        _ => s.parse().ok(),
     }
 }
 
@@ -148,20 +160,45 @@ pub fn parse_series(s: &str) -> Labels {
 
 fn parse_matchers(s: &str) -> Vec<(String, MatchOp, String)> {
     let inner = s.trim().trim_start_matches('{').trim_end_matches('}');
+    // Split on commas outside double quotes, so values may hold commas.
+    let mut parts = Vec::new();
+    let (mut start, mut quoted, mut escaped) = (0, false, false);
+    for (i, ch) in inner.char_indices() {
+        match ch {
+            _ if escaped => escaped = false,
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            ',' if !quoted => {
+                parts.push(&inner[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(&inner[start..]);
     let mut out = Vec::new();
-    for part in inner.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let (op, i, len) = ["=~", "!~", "!=", "="]
+    for part in parts.into_iter().map(str::trim).filter(|p| !p.is_empty()) {
+        let Some((op, i, len)) = ["=~", "!~", "!=", "="]
             .iter()
-            .find_map(|o| part.find(o).map(|i| (*o, i, o.len())))
-            .expect("matcher");
+            .filter_map(|o| part.find(o).map(|i| (*o, i, o.len())))
+            .min_by_key(|x| x.1)
+        else {
+            continue;
+        };
         let op = match op {
             "=~" => MatchOp::Regex,
             "!~" => MatchOp::NotRegex,
             "!=" => MatchOp::NotEqual,
             _ => MatchOp::Equal,
         };
-        let name = part[..i].trim().to_string();
-        let value = part[i + len..].trim().trim_matches('"').to_string();
+        let name = part[..i].trim().trim_matches('"').to_string();
+        let value = part[i + len..].trim();
+        let value = value
+            .strip_prefix('"')
+            .and_then(|v| v.strip_suffix('"'))
+            .unwrap_or(value)
+            .replace("\\\"", "\"")
+            .replace("\\\\", "\\");
         out.push((name, op, value));
     }
     out
