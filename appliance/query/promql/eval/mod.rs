@@ -150,10 +150,7 @@ pub fn range_query(
     let mut ev = Evaluator::new(reader, opts, start_ms, end_ms);
     ev.query_step = step_ms;
     ev.preload(expr, start_ms, end_ms)?;
-    // Series index by labels so each step appends to the right series without cloning
-    // label sets that are already known.
-    let mut index: HashMap<Labels, usize> = HashMap::new();
-    let mut out: Vec<SeriesData> = Vec::new();
+    let mut series = SeriesBuilder::default();
     let mut points = 0usize;
     let mut t = start_ms;
     loop {
@@ -162,13 +159,13 @@ pub fn range_query(
         let val = ev.eval(expr, t)?;
         match val {
             Val::Scalar(v) => {
-                push_point(&mut index, &mut out, Labels::empty(), Sample { t, v });
+                series.push(0, Labels::empty(), Sample { t, v });
                 points += 1;
             }
             Val::Vector(vec) => {
                 points += vec.len();
-                for s in vec {
-                    push_point(&mut index, &mut out, s.labels, Sample { t, v: s.v });
+                for (pos, s) in vec.into_iter().enumerate() {
+                    series.push(pos, s.labels, Sample { t, v: s.v });
                 }
             }
             Val::Matrix(_) => return Err(invalid_range_type(ValueType::Matrix)),
@@ -180,7 +177,7 @@ pub fn range_query(
             _ => break,
         }
     }
-    out.sort_by(|a, b| a.labels.cmp(&b.labels));
+    let out = series.finish();
     Ok(Value::Matrix(out))
 }
 
@@ -191,20 +188,49 @@ fn invalid_range_type(t: ValueType) -> EvalError {
     ))
 }
 
-fn push_point(
-    index: &mut HashMap<Labels, usize>,
-    out: &mut Vec<SeriesData>,
-    labels: Labels,
-    s: Sample,
-) {
-    if let Some(&i) = index.get(&labels) {
-        out[i].samples.push(s);
-    } else {
-        index.insert(labels.clone(), out.len());
-        out.push(SeriesData {
-            labels,
-            samples: vec![s],
-        });
+/// Gathers step results into series. The i-th element of a step usually belongs to the
+/// same series as the i-th element of the previous step, so that guess is checked first
+/// (label sets cloned from the same source compare by pointer), and the hash map is only
+/// consulted when it misses.
+#[derive(Default)]
+struct SeriesBuilder {
+    index: HashMap<Labels, usize>,
+    out: Vec<SeriesData>,
+    hints: Vec<usize>,
+}
+
+impl SeriesBuilder {
+    fn push(&mut self, pos: usize, labels: Labels, s: Sample) {
+        if let Some(&g) = self.hints.get(pos)
+            && let Some(series) = self.out.get_mut(g)
+            && series.labels == labels
+        {
+            series.samples.push(s);
+            return;
+        }
+        let i = match self.index.get(&labels) {
+            Some(&i) => i,
+            None => {
+                self.index.insert(labels.clone(), self.out.len());
+                self.out.push(SeriesData {
+                    labels,
+                    samples: Vec::new(),
+                });
+                self.out.len() - 1
+            }
+        };
+        self.out[i].samples.push(s);
+        if self.hints.len() <= pos {
+            self.hints.resize(pos + 1, usize::MAX);
+        }
+        self.hints[pos] = i;
+    }
+
+    /// The series sorted by labels.
+    fn finish(self) -> Vec<SeriesData> {
+        let mut out = self.out;
+        out.sort_by(|a, b| a.labels.cmp(&b.labels));
+        out
     }
 }
 
@@ -524,8 +550,7 @@ impl<'a> Evaluator<'a> {
         if let Some(cache) = self.subquery_steps.get_mut(&key) {
             *cache = cache.split_off(&mint.saturating_add(1));
         }
-        let mut index: HashMap<Labels, usize> = HashMap::new();
-        let mut out: Vec<SeriesData> = Vec::new();
+        let mut series = SeriesBuilder::default();
         let mut n = 0usize;
         while ts <= maxt {
             self.check_timeout()?;
@@ -547,23 +572,13 @@ impl<'a> Evaluator<'a> {
             };
             match &*val {
                 Val::Scalar(v) => {
-                    push_point(
-                        &mut index,
-                        &mut out,
-                        Labels::empty(),
-                        Sample { t: ts, v: *v },
-                    );
+                    series.push(0, Labels::empty(), Sample { t: ts, v: *v });
                     n += 1;
                 }
                 Val::Vector(vec) => {
                     n += vec.len();
-                    for s in vec {
-                        push_point(
-                            &mut index,
-                            &mut out,
-                            s.labels.clone(),
-                            Sample { t: ts, v: s.v },
-                        );
+                    for (pos, s) in vec.iter().enumerate() {
+                        series.push(pos, s.labels.clone(), Sample { t: ts, v: s.v });
                     }
                 }
                 other => {
@@ -579,7 +594,7 @@ impl<'a> Evaluator<'a> {
             }
         }
         self.account(n)?;
-        out.sort_by(|a, b| a.labels.cmp(&b.labels));
+        let out = series.finish();
         let windows = out
             .iter()
             .enumerate()
