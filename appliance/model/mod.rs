@@ -1,6 +1,7 @@
 //! Plain data shared by every stage: label sets, samples, label matchers and metric
 //! metadata. Nothing here does I/O.
 
+pub mod duration;
 mod labels;
 mod matcher;
 
