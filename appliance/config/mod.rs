@@ -81,7 +81,9 @@ impl<'de> Deserialize<'de> for ConfigDuration {
         let s = String::deserialize(d)?;
         let dur = crate::model::duration::parse_duration(&s).map_err(serde::de::Error::custom)?;
         if dur.is_zero() {
-            return Err(serde::de::Error::custom("duration must be greater than zero"));
+            return Err(serde::de::Error::custom(
+                "duration must be greater than zero",
+            ));
         }
         Ok(ConfigDuration(dur))
     }
@@ -95,7 +97,9 @@ impl<'de> Deserialize<'de> for Positive {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let v = i64::deserialize(d)?;
         if v < 1 {
-            return Err(serde::de::Error::custom(format!("must be at least 1, got {v}")));
+            return Err(serde::de::Error::custom(format!(
+                "must be at least 1, got {v}"
+            )));
         }
         Ok(Positive(v as u64))
     }
@@ -125,7 +129,8 @@ impl Config {
     /// The embedded defaults.
     pub fn default_config() -> Config {
         // The embedded file is checked by a unit test, so this cannot fail in a release.
-        Config::parse(DEFAULT_CONFIG, "<embedded default>").expect("BUG: the embedded default config is invalid")
+        Config::parse(DEFAULT_CONFIG, "<embedded default>")
+            .expect("BUG: the embedded default config is invalid")
     }
 
     /// Reads and validates a config file. Keys left out keep the embedded defaults.
@@ -151,7 +156,8 @@ impl Config {
             }
         };
         let user: toml::Table = toml::from_str(text).map_err(|e| locate(e, text))?;
-        let mut merged: toml::Table = toml::from_str(DEFAULT_CONFIG).map_err(|e| locate(e, DEFAULT_CONFIG))?;
+        let mut merged: toml::Table =
+            toml::from_str(DEFAULT_CONFIG).map_err(|e| locate(e, DEFAULT_CONFIG))?;
         merge(&mut merged, user);
         // Deserializing the merged table loses spans, so on error deserialize the user's text
         // alone once more (with serde defaults off it would complain about missing keys,
@@ -217,7 +223,10 @@ fn key_at(text: &str, offset: usize) -> String {
         }
         let trimmed = line.trim();
         if trimmed.starts_with('[') {
-            table = trimmed.trim_matches(|c| c == '[' || c == ']').trim().to_string();
+            table = trimmed
+                .trim_matches(|c| c == '[' || c == ']')
+                .trim()
+                .to_string();
             key.clear();
         } else if let Some((k, _)) = trimmed.split_once('=') {
             if !trimmed.starts_with('#') {
@@ -241,10 +250,17 @@ fn find_key(text: &str, dotted: &str) -> Option<usize> {
     for line in text.split_inclusive('\n') {
         let trimmed = line.trim();
         if trimmed.starts_with('[') {
-            current = trimmed.trim_matches(|c| c == '[' || c == ']').trim().to_string();
+            current = trimmed
+                .trim_matches(|c| c == '[' || c == ']')
+                .trim()
+                .to_string();
         } else if let Some((k, _)) = trimmed.split_once('=') {
             let k = k.trim().trim_matches('"');
-            let full = if current.is_empty() { k.to_string() } else { format!("{current}.{k}") };
+            let full = if current.is_empty() {
+                k.to_string()
+            } else {
+                format!("{current}.{k}")
+            };
             if current == table && k == key || full == dotted {
                 let indent = line.len() - line.trim_start().len();
                 return Some(pos + indent);
@@ -261,7 +277,9 @@ mod tests {
 
     fn invalid(text: &str) -> (usize, String, String) {
         match Config::parse(text, "t.toml") {
-            Err(ConfigError::Invalid { line, key, message, .. }) => (line, key, message),
+            Err(ConfigError::Invalid {
+                line, key, message, ..
+            }) => (line, key, message),
             other => panic!("expected an error, got {other:?}"),
         }
     }

@@ -43,7 +43,10 @@ pub fn parse_duration_ms(s: &str) -> Result<u64, String> {
             i += 1;
         }
         let unit = &s[unit_start..i];
-        let idx = UNITS.iter().position(|(u, _)| *u == unit).ok_or_else(invalid)?;
+        let idx = UNITS
+            .iter()
+            .position(|(u, _)| *u == unit)
+            .ok_or_else(invalid)?;
         if last_unit.is_some_and(|l| idx <= l) {
             return Err(invalid());
         }

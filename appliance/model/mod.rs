@@ -4,6 +4,7 @@
 pub mod duration;
 mod labels;
 mod matcher;
+pub mod prompb;
 
 pub use labels::{Label, Labels, LabelsBuilder, METRIC_NAME};
 pub use matcher::{MatchOp, Matcher, MatcherError};
