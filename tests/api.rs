@@ -19,11 +19,17 @@ fn grafana_health_check_query_answers_scalar_two_at_time_four() {
     let p = Picket::start(QUIET_CONFIG);
     let (code, v) = p.get_json("/api/v1/query?query=1%2B1&time=4");
     assert_eq!(code, 200);
-    assert_eq!(v, json!({"status":"success","data":{"resultType":"scalar","result":[4,"2"]}}));
+    assert_eq!(
+        v,
+        json!({"status":"success","data":{"resultType":"scalar","result":[4,"2"]}})
+    );
     let (code, v) = p.get_json("/api/v1/status/buildinfo");
     assert_eq!(code, 200);
     assert!(v["data"]["version"].is_string());
-    assert!(v["data"].get("features").is_none(), "features would make Grafana probe for Mimir");
+    assert!(
+        v["data"].get("features").is_none(),
+        "features would make Grafana probe for Mimir"
+    );
 }
 
 #[test]
@@ -33,7 +39,10 @@ fn remote_write_is_readable_at_once_and_after_a_restart() {
     let t = now_ms() - 60_000;
     let p = Picket::start_in(tmp.path(), &data, QUIET_CONFIG);
     let req = write_request(vec![
-        series(&[("__name__", "rw_test"), ("job", "a")], &[(t, 1.0), (t + 15_000, 2.5)]),
+        series(
+            &[("__name__", "rw_test"), ("job", "a")],
+            &[(t, 1.0), (t + 15_000, 2.5)],
+        ),
         series(&[("__name__", "rw_test"), ("job", "b")], &[(t, 10.0)]),
     ]);
     let (code, body) = p.remote_write(&req, None);
@@ -44,10 +53,21 @@ fn remote_write_is_readable_at_once_and_after_a_restart() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|s| (s["metric"]["job"].as_str().unwrap().to_string(), s["value"][1].as_str().unwrap().to_string()))
+        .map(|s| {
+            (
+                s["metric"]["job"].as_str().unwrap().to_string(),
+                s["value"][1].as_str().unwrap().to_string(),
+            )
+        })
         .collect();
     got.sort();
-    assert_eq!(got, [("a".to_string(), "2.5".to_string()), ("b".to_string(), "10".to_string())]);
+    assert_eq!(
+        got,
+        [
+            ("a".to_string(), "2.5".to_string()),
+            ("b".to_string(), "10".to_string())
+        ]
+    );
     p.stop();
 
     let p = Picket::start_in(tmp.path(), &data, QUIET_CONFIG);
@@ -61,7 +81,10 @@ fn remote_write_is_readable_at_once_and_after_a_restart() {
 fn with_every_collector_disabled_the_store_holds_only_what_was_written() {
     let p = Picket::start(QUIET_CONFIG);
     let t = now_ms() - 10_000;
-    let (code, _) = p.remote_write(&write_request(vec![series(&[("__name__", "only_me")], &[(t, 1.0)])]), None);
+    let (code, _) = p.remote_write(
+        &write_request(vec![series(&[("__name__", "only_me")], &[(t, 1.0)])]),
+        None,
+    );
     assert_eq!(code, 204);
     std::thread::sleep(std::time::Duration::from_millis(300));
     let (code, v) = p.get_json("/api/v1/series?match[]=%7B__name__%3D~%22.%2B%22%7D");
@@ -80,7 +103,10 @@ fn malformed_queries_get_400_bad_data_with_a_position() {
         assert_eq!(v["status"], "error");
         assert_eq!(v["errorType"], "bad_data");
         let msg = v["error"].as_str().unwrap();
-        assert!(msg.contains("parse error") || msg.contains("expected"), "{q}: {msg}");
+        assert!(
+            msg.contains("parse error") || msg.contains("expected"),
+            "{q}: {msg}"
+        );
     }
 }
 
@@ -88,11 +114,26 @@ fn malformed_queries_get_400_bad_data_with_a_position() {
 fn query_range_validates_its_parameters_like_prometheus() {
     let p = Picket::start(QUIET_CONFIG);
     let cases = [
-        ("query=1&start=10&end=5&step=1", "end timestamp must not be before start time"),
-        ("query=1&start=0&end=5&step=0", "zero or negative query resolution step widths are not accepted"),
-        ("query=1&start=0&end=100000&step=1", "exceeded maximum resolution of 11,000 points per timeseries"),
-        ("query=1&start=x&end=5&step=1", "invalid parameter \"start\""),
-        ("query=foo%5B5m%5D&start=0&end=5&step=1", "invalid expression type \"range vector\" for range query"),
+        (
+            "query=1&start=10&end=5&step=1",
+            "end timestamp must not be before start time",
+        ),
+        (
+            "query=1&start=0&end=5&step=0",
+            "zero or negative query resolution step widths are not accepted",
+        ),
+        (
+            "query=1&start=0&end=100000&step=1",
+            "exceeded maximum resolution of 11,000 points per timeseries",
+        ),
+        (
+            "query=1&start=x&end=5&step=1",
+            "invalid parameter \"start\"",
+        ),
+        (
+            "query=foo%5B5m%5D&start=0&end=5&step=1",
+            "invalid expression type \"range vector\" for range query",
+        ),
     ];
     for (qs, want) in cases {
         let (code, v) = p.get_json(&format!("/api/v1/query_range?{qs}"));
@@ -105,7 +146,11 @@ fn query_range_validates_its_parameters_like_prometheus() {
     assert_eq!(v["data"]["resultType"], "matrix");
     assert_eq!(
         v["data"]["result"][0]["values"],
-        json!([[1435781400, "1435781400"], [1435781430, "1435781430"], [1435781460, "1435781460"]])
+        json!([
+            [1435781400, "1435781400"],
+            [1435781430, "1435781430"],
+            [1435781460, "1435781460"]
+        ])
     );
 }
 
@@ -133,7 +178,10 @@ fn malformed_remote_write_bodies_get_400_and_store_nothing() {
     // Remote write 2.0 senders must be told to fall back.
     let r = common::client()
         .post(p.url("/api/v1/write"))
-        .header("Content-Type", "application/x-protobuf;proto=io.prometheus.write.v2.Request")
+        .header(
+            "Content-Type",
+            "application/x-protobuf;proto=io.prometheus.write.v2.Request",
+        )
         .header("Content-Encoding", "snappy")
         .body(vec![0u8])
         .send()
@@ -153,7 +201,10 @@ fn write_endpoints_require_the_bearer_token_when_configured_and_reads_stay_open(
     let tmp = tempfile::tempdir().unwrap();
     let token_file = tmp.path().join("token");
     std::fs::write(&token_file, "s3cret\n").unwrap();
-    let p = Picket::start(&format!("{QUIET_CONFIG}[api]\nwrite_token_file = {:?}\n", token_file.display().to_string()));
+    let p = Picket::start(&format!(
+        "{QUIET_CONFIG}[api]\nwrite_token_file = {:?}\n",
+        token_file.display().to_string()
+    ));
     let req = write_request(vec![series(&[("__name__", "tok")], &[(now_ms(), 1.0)])]);
     assert_eq!(p.remote_write(&req, None).0, 401);
     assert_eq!(p.remote_write(&req, Some("wrong")).0, 401);
@@ -166,9 +217,26 @@ fn series_labels_values_and_metadata_answer_in_prometheus_shapes() {
     let p = Picket::start(QUIET_CONFIG);
     let t = now_ms() - 5_000;
     let mut req = write_request(vec![
-        series(&[("__name__", "http_requests_total"), ("code", "200"), ("job", "api")], &[(t, 5.0)]),
-        series(&[("__name__", "http_requests_total"), ("code", "500"), ("job", "api")], &[(t, 1.0)]),
-        series(&[("__name__", "temperature"), ("room", "hall")], &[(t, 21.5)]),
+        series(
+            &[
+                ("__name__", "http_requests_total"),
+                ("code", "200"),
+                ("job", "api"),
+            ],
+            &[(t, 5.0)],
+        ),
+        series(
+            &[
+                ("__name__", "http_requests_total"),
+                ("code", "500"),
+                ("job", "api"),
+            ],
+            &[(t, 1.0)],
+        ),
+        series(
+            &[("__name__", "temperature"), ("room", "hall")],
+            &[(t, 21.5)],
+        ),
     ]);
     req.metadata.push(MetricMetadata {
         r#type: 1,
@@ -178,9 +246,15 @@ fn series_labels_values_and_metadata_answer_in_prometheus_shapes() {
     });
     assert_eq!(p.remote_write(&req, None).0, 204);
 
-    let (code, v) = p.post_form("/api/v1/series", &[("match[]", "http_requests_total{code=~\"5..\"}")]);
+    let (code, v) = p.post_form(
+        "/api/v1/series",
+        &[("match[]", "http_requests_total{code=~\"5..\"}")],
+    );
     assert_eq!(code, 200, "{v}");
-    assert_eq!(v["data"], json!([{"__name__":"http_requests_total","code":"500","job":"api"}]));
+    assert_eq!(
+        v["data"],
+        json!([{"__name__":"http_requests_total","code":"500","job":"api"}])
+    );
     let (code, v) = p.get_json("/api/v1/series");
     assert_eq!(code, 400);
     assert_eq!(v["error"], "no match[] parameter provided");
@@ -205,7 +279,10 @@ fn series_labels_values_and_metadata_answer_in_prometheus_shapes() {
 
     let at = format!("{}", t as f64 / 1000.0);
     let r = p.query("sum by (job) (http_requests_total)", &at);
-    assert_eq!(r, json!([{"metric":{"job":"api"},"value":[t as f64 / 1000.0, "6"]}]));
+    assert_eq!(
+        r,
+        json!([{"metric":{"job":"api"},"value":[t as f64 / 1000.0, "6"]}])
+    );
     let r = p.query("http_requests_total{code=\"200\"} * 2 > 5", &at);
     assert_eq!(r[0]["value"][1], "10", "{r}");
 }
@@ -217,7 +294,10 @@ fn health_and_readiness_endpoints_answer() {
     assert_eq!(p.get("/-/ready").0, 200);
     let (code, body) = p.get("/metrics");
     assert_eq!(code, 200);
-    assert!(body.contains("# TYPE process_resident_memory_bytes gauge"), "{body}");
+    assert!(
+        body.contains("# TYPE process_resident_memory_bytes gauge"),
+        "{body}"
+    );
     assert!(body.contains("picket_store_series"), "{body}");
 }
 
@@ -240,5 +320,9 @@ fn check_config_reports_file_line_and_key() {
         .args(["check-config", good.to_str().unwrap()])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

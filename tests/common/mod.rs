@@ -109,15 +109,24 @@ impl Picket {
     }
 
     pub fn post_form(&self, path: &str, form: &[(&str, &str)]) -> (u16, serde_json::Value) {
-        let r = client().post(self.url(path)).form(form).send().expect("POST");
+        let r = client()
+            .post(self.url(path))
+            .form(form)
+            .send()
+            .expect("POST");
         let code = r.status().as_u16();
         let body = r.text().unwrap_or_default();
-        (code, serde_json::from_str(&body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}")))
+        (
+            code,
+            serde_json::from_str(&body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}")),
+        )
     }
 
     /// Sends a remote_write request; returns status and body.
     pub fn remote_write(&self, req: &WriteRequest, token: Option<&str>) -> (u16, String) {
-        let body = snap::raw::Encoder::new().compress_vec(&req.encode_to_vec()).expect("snappy");
+        let body = snap::raw::Encoder::new()
+            .compress_vec(&req.encode_to_vec())
+            .expect("snappy");
         self.post_raw("/api/v1/write", body, token)
     }
 
@@ -155,7 +164,10 @@ impl Picket {
                 assert!(status.success(), "picket exited with {status}");
                 return;
             }
-            assert!(std::time::Instant::now() < deadline, "picket did not stop within 30 s of SIGTERM");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "picket did not stop within 30 s of SIGTERM"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
