@@ -43,7 +43,13 @@ impl Function {
     pub fn arg_type(&self, i: usize) -> Option<ValueType> {
         self.arg_types
             .get(i)
-            .or_else(|| if self.variadic != 0 { self.arg_types.last() } else { None })
+            .or_else(|| {
+                if self.variadic != 0 {
+                    self.arg_types.last()
+                } else {
+                    None
+                }
+            })
             .copied()
     }
 }

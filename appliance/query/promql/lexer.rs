@@ -376,10 +376,9 @@ impl Lexer<'_> {
             '!' => match self.next() {
                 Some('=') => self.emit(Kind::Neq),
                 t => {
-                    return Err(self.error(format!(
-                        "unexpected character after '!': {}",
-                        quote_rune(t)
-                    )));
+                    return Err(
+                        self.error(format!("unexpected character after '!': {}", quote_rune(t)))
+                    );
                 }
             },
             '<' => {
@@ -431,6 +430,8 @@ impl Lexer<'_> {
                 self.emit(Kind::RightParen);
                 self.paren_depth -= 1;
                 if self.paren_depth < 0 {
+                    // Prometheus replaces the `)` item with the error, positioned after it.
+                    self.tokens.pop();
                     return Err(self.error("unexpected right parenthesis ')'".into()));
                 }
             }
@@ -457,10 +458,7 @@ impl Lexer<'_> {
             }
             '@' => self.emit(Kind::At),
             c => {
-                return Err(self.error(format!(
-                    "unexpected character: {}",
-                    quote_rune(Some(c))
-                )));
+                return Err(self.error(format!("unexpected character: {}", quote_rune(Some(c)))));
             }
         }
         Ok(false)
@@ -481,9 +479,8 @@ impl Lexer<'_> {
             ':' => {
                 self.emit(Kind::Colon);
                 if !self.got_duration {
-                    return Err(self.error(
-                        "unexpected colon before duration in duration expression".into(),
-                    ));
+                    return Err(self
+                        .error("unexpected colon before duration in duration expression".into()));
                 }
                 if self.got_colon {
                     return Err(
@@ -500,6 +497,8 @@ impl Lexer<'_> {
                 self.emit(Kind::RightParen);
                 self.paren_depth -= 1;
                 if self.paren_depth < 0 {
+                    // Prometheus replaces the `)` item with the error, positioned after it.
+                    self.tokens.pop();
                     return Err(self.error("unexpected right parenthesis ')'".into()));
                 }
             }
@@ -869,12 +868,17 @@ pub fn unquote(tok: &str) -> Result<String, String> {
     }
     let mut out = String::with_capacity(body.len());
     let mut it = body.chars().peekable();
-    // Octal and \x escapes produce bytes, which Go then reads as UTF-8 (invalid sequences
-    // are kept as bytes); gather them and decode lossily at the end.
+    // Octal and \x escapes produce bytes. Go keeps invalid UTF-8 in its strings and
+    // Prometheus then fails at evaluation ("invalid label name"); a Rust String cannot
+    // hold such bytes, so they are refused here instead of being silently replaced.
     let mut bytes: Vec<u8> = Vec::new();
-    let flush = |bytes: &mut Vec<u8>, out: &mut String| {
+    let mut valid = true;
+    let mut flush = |bytes: &mut Vec<u8>, out: &mut String| {
         if !bytes.is_empty() {
-            out.push_str(&String::from_utf8_lossy(bytes));
+            match std::str::from_utf8(bytes) {
+                Ok(s) => out.push_str(s),
+                Err(_) => valid = false,
+            }
             bytes.clear();
         }
     };
@@ -909,7 +913,11 @@ pub fn unquote(tok: &str) -> Result<String, String> {
             'U' => (8, 16),
             _ => return Err("invalid syntax".into()),
         };
-        let mut v: u32 = if base == 8 { e.to_digit(8).unwrap_or(0) } else { 0 };
+        let mut v: u32 = if base == 8 {
+            e.to_digit(8).unwrap_or(0)
+        } else {
+            0
+        };
         let todo = if base == 8 { n - 1 } else { n };
         for _ in 0..todo {
             let d = it
@@ -926,6 +934,9 @@ pub fn unquote(tok: &str) -> Result<String, String> {
         }
     }
     flush(&mut bytes, &mut out);
+    if !valid {
+        return Err("invalid UTF-8 in escape sequence".into());
+    }
     Ok(out)
 }
 
@@ -941,7 +952,12 @@ pub fn parse_number(s: &str) -> Result<f64, String> {
         "nan" => return Ok(f64::NAN),
         _ => {}
     }
-    let bad = || format!("strconv.ParseFloat: parsing {}: invalid syntax", go_quote(s));
+    let bad = || {
+        format!(
+            "strconv.ParseFloat: parsing {}: invalid syntax",
+            go_quote(s)
+        )
+    };
     if lower.starts_with("0x") {
         // Go's ParseFloat wants a `p` exponent for hex mantissas; the lexer never lets one
         // through, so an overflowing hex integer ends up here.
@@ -960,8 +976,7 @@ pub fn parse_number(s: &str) -> Result<f64, String> {
 
 /// Go's `strconv.ParseInt(s, 0, 64)` for the shapes our lexer produces; `None` on error.
 fn parse_go_int(s: &str) -> Option<i64> {
-    let (digits, radix) = if let Some(h) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X"))
-    {
+    let (digits, radix) = if let Some(h) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
         (h, 16)
     } else if s.len() > 1 && s.starts_with('0') {
         (&s[1..], 8)
@@ -973,11 +988,7 @@ fn parse_go_int(s: &str) -> Option<i64> {
     let b = digits.as_bytes();
     for (i, &c) in b.iter().enumerate() {
         if c == b'_' {
-            let prev_ok = if i == 0 {
-                prefixed
-            } else {
-                b[i - 1] != b'_'
-            };
+            let prev_ok = if i == 0 { prefixed } else { b[i - 1] != b'_' };
             if !prev_ok || i + 1 == b.len() {
                 return None;
             }
@@ -1095,9 +1106,9 @@ mod tests {
             Case {
                 input: "1 + 2 - 3 * 4 / 5 % 6 ^ 7 == 8 != 9 < 1 <= 2 > 3 >= 4",
                 kinds: &[
-                    Number, Add, Number, Sub, Number, Mul, Number, Div, Number, Mod, Number,
-                    Pow, Number, EqlC, Number, Neq, Number, Lss, Number, Lte, Number, Gtr,
-                    Number, Gte, Number, Eof,
+                    Number, Add, Number, Sub, Number, Mul, Number, Div, Number, Mod, Number, Pow,
+                    Number, EqlC, Number, Neq, Number, Lss, Number, Lte, Number, Gtr, Number, Gte,
+                    Number, Eof,
                 ],
             },
             Case {
@@ -1119,8 +1130,7 @@ mod tests {
             Case {
                 input: "Inf NaN nan 0x1F 1e3 .5 1_000 1h30m 100ms",
                 kinds: &[
-                    Number, Number, Number, Number, Number, Number, Number, Duration, Duration,
-                    Eof,
+                    Number, Number, Number, Number, Number, Number, Number, Duration, Duration, Eof,
                 ],
             },
             Case {
@@ -1145,16 +1155,36 @@ mod tests {
             ("1 !~ 1", 2, "unexpected character after '!': '~'"),
             ("1 =~ 1", 2, "unexpected character after '=': '~'"),
             ("{", 1, "unexpected end of input inside braces"),
-            ("foo{a:b=\"b\"}", 5, "unexpected character inside braces: ':'"),
+            (
+                "foo{a:b=\"b\"}",
+                5,
+                "unexpected character inside braces: ':'",
+            ),
             ("foo[5mm]", 4, r#"bad number or duration syntax: "5mm""#),
-            ("foo[\"5m\"]", 4, "unexpected character in duration expression: '\"'"),
+            (
+                "foo[\"5m\"]",
+                4,
+                "unexpected character in duration expression: '\"'",
+            ),
             ("foo[5s x 5s]", 7, "unexpected character: 'x', expected ':'"),
-            ("foo{bar=\"baz\"}[", 15, "unexpected end of input in duration expression"),
+            (
+                "foo{bar=\"baz\"}[",
+                15,
+                "unexpected end of input in duration expression",
+            ),
             ("`\\``", 3, "unterminated raw string"),
             ("\"\\", 0, "escape sequence not terminated"),
             ("\"\\c\"", 0, "unknown escape sequence U+0063 'c'"),
-            ("\"\\x.\"", 0, "illegal character U+002E '.' in escape sequence"),
-            ("\"\\uD800\"", 0, "escape sequence is an invalid Unicode code point"),
+            (
+                "\"\\x.\"",
+                0,
+                "illegal character U+002E '.' in escape sequence",
+            ),
+            (
+                "\"\\uD800\"",
+                0,
+                "escape sequence is an invalid Unicode code point",
+            ),
             ("\"abc", 0, "unterminated quoted string"),
         ];
         for (input, pos, msg) in cases {
@@ -1222,7 +1252,7 @@ mod tests {
             ("999999999999y", "duration out of range"),
         ];
         for (s, want) in bad {
-            assert_eq!(parse_duration(s).as_deref(), Err(*want), "{s}");
+            assert_eq!(parse_duration(s), Err(want.to_string()), "{s}");
         }
     }
 }

@@ -41,7 +41,11 @@ impl ParseError {
     /// Prometheus' user-facing form, `<line>:<col>: parse error: <message>`, with a
     /// 1-based line and a 1-based byte column (`posrange.StartPosInput`).
     pub fn display_with_position(&self, input: &str) -> String {
-        format!("{}: parse error: {}", line_col(input, self.pos), self.message)
+        format!(
+            "{}: parse error: {}",
+            line_col(input, self.pos),
+            self.message
+        )
     }
 }
 
@@ -67,9 +71,15 @@ impl From<LexError> for ParseError {
     }
 }
 
-/// Deeper nesting than this is refused instead of risking a stack overflow; real queries
-/// stay far below it.
+/// Deeper nesting than this is refused; real queries stay far below it, and Prometheus'
+/// own test suite nests a few dozen levels at most.
 const MAX_DEPTH: usize = 256;
+
+/// Recursive descent needs stack in proportion to nesting (several KiB a level in debug
+/// builds). Nesting cannot exceed the token count, so short queries are parsed on the
+/// caller's stack and longer ones on a helper thread with a stack sized for `MAX_DEPTH`.
+const INLINE_TOKENS: usize = 48;
+const PARSE_STACK_BYTES: usize = 32 << 20;
 
 /// `time.Duration` holds int64 nanoseconds; Prometheus refuses durations beyond that.
 const MAX_DURATION_SECONDS: f64 = 9_223_372_036.854_776;
@@ -79,6 +89,29 @@ const EMPTY_MATCHER_MSG: &str = "vector selector must contain at least one non-e
 /// Parses a PromQL expression.
 pub fn parse(input: &str) -> Result<Expr, ParseError> {
     let (tokens, lex_err) = lexer::lex(input);
+    if tokens.len() <= INLINE_TOKENS {
+        return parse_tokens(input, tokens, lex_err, INLINE_TOKENS);
+    }
+    std::thread::scope(|s| {
+        let (tokens, lex_err) = (tokens.clone(), lex_err.clone());
+        std::thread::Builder::new()
+            .name("promql-parse".into())
+            .stack_size(PARSE_STACK_BYTES)
+            .spawn_scoped(s, move || parse_tokens(input, tokens, lex_err, MAX_DEPTH))
+            .ok()
+            .and_then(|h| h.join().ok())
+    })
+    // Without a helper thread, parse here with a nesting limit the caller's stack can
+    // afford.
+    .unwrap_or_else(|| parse_tokens(input, tokens, lex_err, INLINE_TOKENS))
+}
+
+fn parse_tokens(
+    input: &str,
+    tokens: Vec<Token>,
+    lex_err: Option<LexError>,
+    max_depth: usize,
+) -> Result<Expr, ParseError> {
     let mut p = Parser {
         input,
         tokens,
@@ -86,6 +119,7 @@ pub fn parse(input: &str) -> Result<Expr, ParseError> {
         next: 0,
         checks: Vec::new(),
         depth: 0,
+        max_depth,
     };
     if p.peek()?.kind == Kind::Eof {
         return Err(ParseError::new(0, "no expression found in input"));
@@ -121,6 +155,7 @@ struct Parser<'a> {
     /// Type errors, reported only if parsing succeeds (Prometheus' `checkAST`).
     checks: Vec<ParseError>,
     depth: usize,
+    max_depth: usize,
 }
 
 type R<T> = Result<T, ParseError>;
@@ -264,7 +299,7 @@ impl Parser<'_> {
     /// Precedence climbing over binary operators.
     fn expr(&mut self, min_prec: u8) -> R<P> {
         self.depth += 1;
-        if self.depth > MAX_DEPTH {
+        if self.depth > self.max_depth {
             let pos = self.peek().map_or(self.input.len(), |t| t.start);
             return Err(ParseError::new(pos, "expression nested too deeply"));
         }
@@ -389,8 +424,13 @@ impl Parser<'_> {
             }
             Kind::LeftBrace => self.vector_selector(None),
             Kind::Aggregator(op) if self.starts_aggregation() => self.aggregation(op),
-            Kind::Identifier | Kind::Start | Kind::End | Kind::Step | Kind::Range
-            | Kind::MaxOf | Kind::MinOf
+            Kind::Identifier
+            | Kind::Start
+            | Kind::End
+            | Kind::Step
+            | Kind::Range
+            | Kind::MaxOf
+            | Kind::MinOf
                 if self.peek2().is_some_and(|n| n.kind == Kind::LeftParen) =>
             {
                 self.call()
@@ -842,7 +882,10 @@ impl Parser<'_> {
         let return_bool = m.bool_pos.is_some();
         let op_pos = op_tok.start;
         if return_bool && !op.is_comparison() {
-            self.check(op_pos, "bool modifier can only be used on comparison operators");
+            self.check(
+                op_pos,
+                "bool modifier can only be used on comparison operators",
+            );
         }
         if op.is_comparison() && !return_bool && lt == ValueType::Scalar && rt == ValueType::Scalar
         {
@@ -892,7 +935,10 @@ impl Parser<'_> {
                 if matches!(vm.card, Cardinality::OneToMany | Cardinality::ManyToOne) {
                     self.check(
                         span.start,
-                        format!("no grouping allowed for {} operation", go_quote(op.symbol())),
+                        format!(
+                            "no grouping allowed for {} operation",
+                            go_quote(op.symbol())
+                        ),
                     );
                 }
                 if vm.card != Cardinality::ManyToMany {
@@ -1051,7 +1097,10 @@ impl Parser<'_> {
             return Err(experimental_duration(first.start));
         }
         if v.is_nan() || v <= 0.0 {
-            return Err(ParseError::new(first.start, "duration must be greater than 0"));
+            return Err(ParseError::new(
+                first.start,
+                "duration must be greater than 0",
+            ));
         }
         Ok(seconds_to_ms(v))
     }
@@ -1098,11 +1147,7 @@ impl Parser<'_> {
                 return Err(experimental_duration(first.start));
             }
             _ => {
-                return Err(self.unexpected(
-                    t,
-                    "offset",
-                    "number, duration, step(), or range()",
-                ));
+                return Err(self.unexpected(t, "offset", "number, duration, step(), or range()"));
             }
         };
         let v = if negative { -v } else { v };
@@ -1265,5 +1310,1217 @@ fn go_float_f(v: f64) -> String {
         "-Inf".to_string()
     } else {
         format!("{v:.6}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::MatchOp;
+
+    // ---- AST builders; spans are compared separately, so builders leave them empty. ----
+
+    fn num(v: f64) -> Expr {
+        Expr::Number(v)
+    }
+
+    fn sel(name: &str) -> VectorSelector {
+        VectorSelector {
+            name: Some(name.to_string()),
+            matchers: vec![Matcher::equal(METRIC_NAME, name)],
+            offset_ms: 0,
+            at: None,
+            span: Span::default(),
+        }
+    }
+
+    fn vs(name: &str) -> Expr {
+        Expr::VectorSelector(sel(name))
+    }
+
+    fn bin(op: BinaryOp, lhs: Expr, rhs: Expr) -> Expr {
+        let both = lhs.value_type() == ValueType::Vector && rhs.value_type() == ValueType::Vector;
+        Expr::Binary(Binary {
+            op,
+            lhs: Box::new(lhs),
+            rhs: Box::new(rhs),
+            return_bool: false,
+            matching: both.then(|| VectorMatching {
+                card: if op.is_set() {
+                    Cardinality::ManyToMany
+                } else {
+                    Cardinality::OneToOne
+                },
+                on: false,
+                labels: vec![],
+                include: vec![],
+            }),
+            span: Span::default(),
+        })
+    }
+
+    fn with_matching(
+        e: Expr,
+        card: Cardinality,
+        on: bool,
+        labels: &[&str],
+        include: &[&str],
+    ) -> Expr {
+        let Expr::Binary(mut b) = e else {
+            panic!("not binary")
+        };
+        b.matching = Some(VectorMatching {
+            card,
+            on,
+            labels: labels.iter().map(|s| s.to_string()).collect(),
+            include: include.iter().map(|s| s.to_string()).collect(),
+        });
+        Expr::Binary(b)
+    }
+
+    fn with_bool(e: Expr) -> Expr {
+        let Expr::Binary(mut b) = e else {
+            panic!("not binary")
+        };
+        b.return_bool = true;
+        Expr::Binary(b)
+    }
+
+    fn neg(e: Expr) -> Expr {
+        Expr::Neg(Box::new(e))
+    }
+
+    fn paren(e: Expr) -> Expr {
+        Expr::Paren(Box::new(e))
+    }
+
+    fn matrix(s: VectorSelector, range_ms: i64) -> Expr {
+        Expr::MatrixSelector(MatrixSelector {
+            selector: s,
+            range_ms,
+            span: Span::default(),
+        })
+    }
+
+    fn subquery(e: Expr, range_ms: i64, step_ms: Option<i64>) -> Subquery {
+        Subquery {
+            expr: Box::new(e),
+            range_ms,
+            step_ms,
+            offset_ms: 0,
+            at: None,
+            span: Span::default(),
+        }
+    }
+
+    fn call(func: &'static str, args: Vec<Expr>) -> Expr {
+        Expr::Call(Call {
+            func,
+            args,
+            span: Span::default(),
+        })
+    }
+
+    fn agg(op: AggregateOp, expr: Expr, param: Option<Expr>, grouping: Grouping) -> Expr {
+        Expr::Aggregate(Aggregate {
+            op,
+            expr: Box::new(expr),
+            param: param.map(Box::new),
+            grouping,
+            span: Span::default(),
+        })
+    }
+
+    fn by(labels: &[&str]) -> Grouping {
+        Grouping::By(labels.iter().map(|s| s.to_string()).collect())
+    }
+
+    fn m(op: MatchOp, name: &str, value: &str) -> Matcher {
+        Matcher::new(op, name, value).unwrap()
+    }
+
+    /// Clears every span so trees can be compared structurally.
+    fn strip(e: Expr) -> Expr {
+        fn vs(mut v: VectorSelector) -> VectorSelector {
+            v.span = Span::default();
+            v
+        }
+        match e {
+            Expr::VectorSelector(v) => Expr::VectorSelector(vs(v)),
+            Expr::MatrixSelector(mut ms) => {
+                ms.selector = vs(ms.selector);
+                ms.span = Span::default();
+                Expr::MatrixSelector(ms)
+            }
+            Expr::Subquery(mut s) => {
+                s.expr = Box::new(strip(*s.expr));
+                s.span = Span::default();
+                Expr::Subquery(s)
+            }
+            Expr::Call(mut c) => {
+                c.args = c.args.into_iter().map(strip).collect();
+                c.span = Span::default();
+                Expr::Call(c)
+            }
+            Expr::Aggregate(mut a) => {
+                a.expr = Box::new(strip(*a.expr));
+                a.param = a.param.map(|p| Box::new(strip(*p)));
+                a.span = Span::default();
+                Expr::Aggregate(a)
+            }
+            Expr::Binary(mut b) => {
+                b.lhs = Box::new(strip(*b.lhs));
+                b.rhs = Box::new(strip(*b.rhs));
+                b.span = Span::default();
+                Expr::Binary(b)
+            }
+            Expr::Neg(e) => neg(strip(*e)),
+            Expr::Paren(e) => paren(strip(*e)),
+            e => e,
+        }
+    }
+
+    struct Case {
+        input: &'static str,
+        want: Expr,
+    }
+
+    fn run(cases: Vec<Case>) {
+        for c in cases {
+            match parse(c.input) {
+                Ok(got) => assert_eq!(strip(got), c.want, "input: {}", c.input),
+                Err(e) => panic!(
+                    "input {:?} failed: {}",
+                    c.input,
+                    e.display_with_position(c.input)
+                ),
+            }
+        }
+    }
+
+    struct ErrCase {
+        input: &'static str,
+        pos: usize,
+        msg: &'static str,
+    }
+
+    fn run_errors(cases: &[ErrCase]) {
+        for c in cases {
+            match parse(c.input) {
+                Ok(e) => panic!("input {:?} parsed to {e:?}", c.input),
+                Err(e) => {
+                    assert!(
+                        e.message.contains(c.msg),
+                        "input {:?}: message {:?} lacks {:?}",
+                        c.input,
+                        e.message,
+                        c.msg
+                    );
+                    assert_eq!(e.pos, c.pos, "input {:?}: {}", c.input, e.message);
+                }
+            }
+        }
+    }
+
+    use BinaryOp::*;
+
+    #[test]
+    fn every_binary_operator_parses_with_its_precedence_and_associativity() {
+        run(vec![
+            Case {
+                input: "a + b",
+                want: bin(Add, vs("a"), vs("b")),
+            },
+            Case {
+                input: "a - b",
+                want: bin(Sub, vs("a"), vs("b")),
+            },
+            Case {
+                input: "a * b",
+                want: bin(Mul, vs("a"), vs("b")),
+            },
+            Case {
+                input: "a / b",
+                want: bin(Div, vs("a"), vs("b")),
+            },
+            Case {
+                input: "a % b",
+                want: bin(Mod, vs("a"), vs("b")),
+            },
+            Case {
+                input: "a ^ b",
+                want: bin(Pow, vs("a"), vs("b")),
+            },
+            Case {
+                input: "a atan2 b",
+                want: bin(Atan2, vs("a"), vs("b")),
+            },
+            Case {
+                input: "a == b",
+                want: bin(Eq, vs("a"), vs("b")),
+            },
+            Case {
+                input: "a != b",
+                want: bin(Ne, vs("a"), vs("b")),
+            },
+            Case {
+                input: "a > b",
+                want: bin(Gt, vs("a"), vs("b")),
+            },
+            Case {
+                input: "a < b",
+                want: bin(Lt, vs("a"), vs("b")),
+            },
+            Case {
+                input: "a >= b",
+                want: bin(Ge, vs("a"), vs("b")),
+            },
+            Case {
+                input: "a <= b",
+                want: bin(Le, vs("a"), vs("b")),
+            },
+            Case {
+                input: "a and b",
+                want: bin(And, vs("a"), vs("b")),
+            },
+            Case {
+                input: "a or b",
+                want: bin(Or, vs("a"), vs("b")),
+            },
+            Case {
+                input: "a unless b",
+                want: bin(Unless, vs("a"), vs("b")),
+            },
+            Case {
+                input: "a AND b",
+                want: bin(And, vs("a"), vs("b")),
+            },
+            // Precedence: ^ > * / % atan2 > + - > comparisons > and unless > or.
+            Case {
+                input: "a + b * c",
+                want: bin(Add, vs("a"), bin(Mul, vs("b"), vs("c"))),
+            },
+            Case {
+                input: "a * b ^ c",
+                want: bin(Mul, vs("a"), bin(Pow, vs("b"), vs("c"))),
+            },
+            Case {
+                input: "a atan2 b + c",
+                want: bin(Add, bin(Atan2, vs("a"), vs("b")), vs("c")),
+            },
+            Case {
+                input: "a + b > c - d",
+                want: bin(Gt, bin(Add, vs("a"), vs("b")), bin(Sub, vs("c"), vs("d"))),
+            },
+            Case {
+                input: "a > b and c < d",
+                want: bin(And, bin(Gt, vs("a"), vs("b")), bin(Lt, vs("c"), vs("d"))),
+            },
+            Case {
+                input: "a or b and c",
+                want: bin(Or, vs("a"), bin(And, vs("b"), vs("c"))),
+            },
+            Case {
+                input: "a or b unless c",
+                want: bin(Or, vs("a"), bin(Unless, vs("b"), vs("c"))),
+            },
+            // Left associativity.
+            Case {
+                input: "a - b - c",
+                want: bin(Sub, bin(Sub, vs("a"), vs("b")), vs("c")),
+            },
+            Case {
+                input: "a / b * c % d",
+                want: bin(Mod, bin(Mul, bin(Div, vs("a"), vs("b")), vs("c")), vs("d")),
+            },
+            Case {
+                input: "a and b unless c",
+                want: bin(Unless, bin(And, vs("a"), vs("b")), vs("c")),
+            },
+            // `^` is right-associative.
+            Case {
+                input: "a ^ b ^ c",
+                want: bin(Pow, vs("a"), bin(Pow, vs("b"), vs("c"))),
+            },
+            Case {
+                input: "(a + b) * c",
+                want: bin(Mul, paren(bin(Add, vs("a"), vs("b"))), vs("c")),
+            },
+            Case {
+                input: "1 + 2/(3*1)",
+                want: bin(
+                    Add,
+                    num(1.0),
+                    bin(Div, num(2.0), paren(bin(Mul, num(3.0), num(1.0)))),
+                ),
+            },
+        ]);
+    }
+
+    #[test]
+    fn unary_operators_bind_below_power_and_fold_into_literals() {
+        run(vec![
+            Case {
+                input: "-1",
+                want: num(-1.0),
+            },
+            Case {
+                input: "+1",
+                want: num(1.0),
+            },
+            Case {
+                input: "- -1",
+                want: num(1.0),
+            },
+            Case {
+                input: "-Inf",
+                want: num(f64::NEG_INFINITY),
+            },
+            Case {
+                input: "-2^2",
+                want: neg(bin(Pow, num(2.0), num(2.0))),
+            },
+            Case {
+                input: "-1^-2",
+                want: neg(bin(Pow, num(1.0), num(-2.0))),
+            },
+            Case {
+                input: "2^-1",
+                want: bin(Pow, num(2.0), num(-1.0)),
+            },
+            Case {
+                input: "-1*2",
+                want: bin(Mul, num(-1.0), num(2.0)),
+            },
+            Case {
+                input: "-a * b",
+                want: bin(Mul, neg(vs("a")), vs("b")),
+            },
+            Case {
+                input: "-a ^ b",
+                want: neg(bin(Pow, vs("a"), vs("b"))),
+            },
+            Case {
+                input: "+a",
+                want: vs("a"),
+            },
+            Case {
+                input: "-(1)",
+                want: neg(paren(num(1.0))),
+            },
+            Case {
+                input: "+1 + -2 * 1",
+                want: bin(Add, num(1.0), bin(Mul, num(-2.0), num(1.0))),
+            },
+        ]);
+    }
+
+    #[test]
+    fn numbers_strings_and_durations_become_literals() {
+        run(vec![
+            Case {
+                input: "0x1F",
+                want: num(31.0),
+            },
+            Case {
+                input: "0755",
+                want: num(493.0),
+            },
+            Case {
+                input: "1e3",
+                want: num(1000.0),
+            },
+            Case {
+                input: "5e-3",
+                want: num(0.005),
+            },
+            Case {
+                input: ".5",
+                want: num(0.5),
+            },
+            Case {
+                input: "5.",
+                want: num(5.0),
+            },
+            Case {
+                input: "inF",
+                want: num(f64::INFINITY),
+            },
+            Case {
+                input: "5m",
+                want: num(300.0),
+            },
+            Case {
+                input: "1h30m",
+                want: num(5400.0),
+            },
+            Case {
+                input: "100ms",
+                want: num(0.1),
+            },
+            Case {
+                input: r#""a\"b\x41\101\u00e9\U0001F600""#,
+                want: Expr::String("a\"bAAé😀".into()),
+            },
+            Case {
+                input: r#"'it\'s'"#,
+                want: Expr::String("it's".into()),
+            },
+            Case {
+                input: r"`raw\n`",
+                want: Expr::String(r"raw\n".into()),
+            },
+        ]);
+        assert!(matches!(parse("NaN"), Ok(Expr::Number(v)) if v.is_nan()));
+    }
+
+    #[test]
+    fn selectors_accept_quoted_names_keywords_and_trailing_commas() {
+        let mut x = sel("foo");
+        x.matchers = vec![
+            m(MatchOp::Equal, "a", "b"),
+            m(MatchOp::NotEqual, "c", "d"),
+            m(MatchOp::Regex, "e", "f.*"),
+            m(MatchOp::NotRegex, "g", "h"),
+            Matcher::equal(METRIC_NAME, "foo"),
+        ];
+        let utf8 = VectorSelector {
+            name: None,
+            matchers: vec![
+                Matcher::equal(METRIC_NAME, "my.metric"),
+                m(MatchOp::Equal, "service.name", "x"),
+            ],
+            offset_ms: 0,
+            at: None,
+            span: Span::default(),
+        };
+        run(vec![
+            Case {
+                input: r#"foo{a="b", c!="d", e=~"f.*", g!~'h',}"#,
+                want: Expr::VectorSelector(x),
+            },
+            Case {
+                input: r#"{"my.metric", "service.name"="x"}"#,
+                want: Expr::VectorSelector(utf8),
+            },
+            Case {
+                input: "foo:bar",
+                want: vs("foo:bar"),
+            },
+            Case {
+                input: "sum",
+                want: vs("sum"),
+            },
+            Case {
+                input: "offset",
+                want: vs("offset"),
+            },
+            Case {
+                input: "start",
+                want: vs("start"),
+            },
+            Case {
+                input: "a + sum",
+                want: bin(Add, vs("a"), vs("sum")),
+            },
+            Case {
+                input: "foo # a comment\n",
+                want: vs("foo"),
+            },
+        ]);
+    }
+
+    #[test]
+    fn vector_matching_modifiers_are_recorded() {
+        run(vec![
+            Case {
+                input: "a * on(x, y) b",
+                want: with_matching(
+                    bin(Mul, vs("a"), vs("b")),
+                    Cardinality::OneToOne,
+                    true,
+                    &["x", "y"],
+                    &[],
+                ),
+            },
+            Case {
+                input: "a * ignoring(x,) group_left b",
+                want: with_matching(
+                    bin(Mul, vs("a"), vs("b")),
+                    Cardinality::ManyToOne,
+                    false,
+                    &["x"],
+                    &[],
+                ),
+            },
+            Case {
+                input: "a / on(x) group_right(z) b",
+                want: with_matching(
+                    bin(Div, vs("a"), vs("b")),
+                    Cardinality::OneToMany,
+                    true,
+                    &["x"],
+                    &["z"],
+                ),
+            },
+            Case {
+                input: "a and on() b",
+                want: with_matching(
+                    bin(And, vs("a"), vs("b")),
+                    Cardinality::ManyToMany,
+                    true,
+                    &[],
+                    &[],
+                ),
+            },
+            Case {
+                input: "a == bool b",
+                want: with_bool(bin(Eq, vs("a"), vs("b"))),
+            },
+            Case {
+                input: "1 > bool 2",
+                want: with_bool(bin(Gt, num(1.0), num(2.0))),
+            },
+            // Matching is dropped when a side is a scalar.
+            Case {
+                input: "a + 1",
+                want: bin(Add, vs("a"), num(1.0)),
+            },
+        ]);
+    }
+
+    #[test]
+    fn offsets_at_modifiers_ranges_and_subqueries_attach_to_selectors() {
+        let off = |ms| {
+            let mut s = sel("foo");
+            s.offset_ms = ms;
+            s
+        };
+        let mut at_start = sel("foo");
+        at_start.at = Some(AtModifier::Start);
+        let mut at_ts = sel("foo");
+        at_ts.at = Some(AtModifier::Timestamp(-3300));
+        let mut sq = subquery(
+            call("rate", vec![matrix(sel("foo"), 60_000)]),
+            300_000,
+            Some(30_000),
+        );
+        sq.offset_ms = 60_000;
+        sq.at = Some(AtModifier::End);
+        let mut full = sel("foo");
+        full.offset_ms = 60_000;
+        full.at = Some(AtModifier::Timestamp(123_000));
+        run(vec![
+            Case {
+                input: "foo offset 5m",
+                want: Expr::VectorSelector(off(300_000)),
+            },
+            Case {
+                input: "foo offset -7m",
+                want: Expr::VectorSelector(off(-420_000)),
+            },
+            Case {
+                input: "foo offset -(5)",
+                want: Expr::VectorSelector(off(-5_000)),
+            },
+            Case {
+                input: "foo OFFSET 1h30m",
+                want: Expr::VectorSelector(off(5_400_000)),
+            },
+            Case {
+                input: "foo @ start()",
+                want: Expr::VectorSelector(at_start),
+            },
+            Case {
+                input: "foo @ -3.3",
+                want: Expr::VectorSelector(at_ts),
+            },
+            Case {
+                input: "foo[5m]",
+                want: matrix(sel("foo"), 300_000),
+            },
+            Case {
+                input: "foo[5]",
+                want: matrix(sel("foo"), 5_000),
+            },
+            Case {
+                input: "foo[4.018]",
+                want: matrix(sel("foo"), 4_018),
+            },
+            Case {
+                input: "foo[5m] offset 1m",
+                want: matrix(off(60_000), 300_000),
+            },
+            Case {
+                input: "foo @ 123 offset 1m",
+                want: Expr::VectorSelector(full),
+            },
+            Case {
+                input: "foo[10m:]",
+                want: Expr::Subquery(subquery(vs("foo"), 600_000, None)),
+            },
+            Case {
+                input: "rate(foo[1m])[5m:30s] offset 1m @ end()",
+                want: Expr::Subquery(sq),
+            },
+            // Modifiers bind tighter than any binary operator; `offset -2^2` is `(offset -2)^2`.
+            Case {
+                input: "a + foo offset 5m",
+                want: bin(Add, vs("a"), Expr::VectorSelector(off(300_000))),
+            },
+            Case {
+                input: "foo offset -2^2",
+                want: bin(Pow, Expr::VectorSelector(off(-2_000)), num(2.0)),
+            },
+            Case {
+                input: "foo offset 5s-8",
+                want: bin(Sub, Expr::VectorSelector(off(5_000)), num(8.0)),
+            },
+        ]);
+    }
+
+    #[test]
+    fn aggregations_take_grouping_before_or_after_the_body() {
+        run(vec![
+            Case {
+                input: "sum by (job) (x)",
+                want: agg(AggregateOp::Sum, vs("x"), None, by(&["job"])),
+            },
+            Case {
+                input: "sum(x) by (job,)",
+                want: agg(AggregateOp::Sum, vs("x"), None, by(&["job"])),
+            },
+            Case {
+                input: "avg without (a, \"b.c\", by) (x)",
+                want: agg(
+                    AggregateOp::Avg,
+                    vs("x"),
+                    None,
+                    Grouping::Without(vec!["a".into(), "b.c".into(), "by".into()]),
+                ),
+            },
+            Case {
+                input: "topk(5, x)",
+                want: agg(AggregateOp::Topk, vs("x"), Some(num(5.0)), by(&[])),
+            },
+            Case {
+                input: "count_values(\"v\", x)",
+                want: agg(
+                    AggregateOp::CountValues,
+                    vs("x"),
+                    Some(Expr::String("v".into())),
+                    by(&[]),
+                ),
+            },
+            Case {
+                input: "limitk(2, x)",
+                want: agg(AggregateOp::Limitk, vs("x"), Some(num(2.0)), by(&[])),
+            },
+            Case {
+                input: "quantile(0.9, x)",
+                want: agg(AggregateOp::Quantile, vs("x"), Some(num(0.9)), by(&[])),
+            },
+            Case {
+                input: "label_join(x, \"d\", \",\", \"a\", \"b\", \"c\")",
+                want: call(
+                    "label_join",
+                    vec![
+                        vs("x"),
+                        Expr::String("d".into()),
+                        Expr::String(",".into()),
+                        Expr::String("a".into()),
+                        Expr::String("b".into()),
+                        Expr::String("c".into()),
+                    ],
+                ),
+            },
+            Case {
+                input: "round(x)",
+                want: call("round", vec![vs("x")]),
+            },
+            Case {
+                input: "time()",
+                want: call("time", vec![]),
+            },
+        ]);
+    }
+
+    #[test]
+    fn syntax_errors_have_prometheus_messages_and_positions() {
+        run_errors(&[
+            ErrCase {
+                input: "",
+                pos: 0,
+                msg: "no expression found in input",
+            },
+            ErrCase {
+                input: "# only a comment\n",
+                pos: 0,
+                msg: "no expression found in input",
+            },
+            ErrCase {
+                input: "1+",
+                pos: 2,
+                msg: "unexpected end of input",
+            },
+            ErrCase {
+                input: "*1",
+                pos: 0,
+                msg: "unexpected <op:*>",
+            },
+            ErrCase {
+                input: "(1))",
+                pos: 4,
+                msg: "unexpected right parenthesis ')'",
+            },
+            ErrCase {
+                input: "sum(rate(",
+                pos: 9,
+                msg: "unclosed left parenthesis",
+            },
+            ErrCase {
+                input: "foo bar",
+                pos: 4,
+                msg: "unexpected identifier \"bar\"",
+            },
+            ErrCase {
+                input: "@@",
+                pos: 0,
+                msg: "unexpected <op:@>",
+            },
+            ErrCase {
+                input: "a - on(b) ignoring(c) d",
+                pos: 10,
+                msg: "unexpected <ignoring>",
+            },
+            ErrCase {
+                input: "foo + group_left(baz) bar",
+                pos: 6,
+                msg: "unexpected <group_left>",
+            },
+            ErrCase {
+                input: "some_metric{a=b}",
+                pos: 14,
+                msg: "unexpected identifier \"b\" in label matching, expected string",
+            },
+            ErrCase {
+                input: "foo{gibberish}",
+                pos: 13,
+                msg: "unexpected \"}\" in label matching, expected label matching operator",
+            },
+            ErrCase {
+                input: "foo{,}",
+                pos: 4,
+                msg: "unexpected \",\" in label matching, expected identifier or \"}\"",
+            },
+            ErrCase {
+                input: "foo{a=\"b\" c}",
+                pos: 10,
+                msg: "expected \",\" or \"}\"",
+            },
+            ErrCase {
+                input: "sum without(==)(x)",
+                pos: 12,
+                msg: "unexpected <op:==> in grouping opts, expected label",
+            },
+            ErrCase {
+                input: "sum (x) by test",
+                pos: 11,
+                msg: "unexpected identifier \"test\" in grouping opts, expected \"(\"",
+            },
+            ErrCase {
+                input: "sum (x) without (a) by (a)",
+                pos: 20,
+                msg: "unexpected <by>",
+            },
+            ErrCase {
+                input: "sum () by (a)",
+                pos: 0,
+                msg: "no arguments for aggregate expression provided",
+            },
+            ErrCase {
+                input: "topk(x)",
+                pos: 0,
+                msg: "wrong number of arguments for aggregate expression provided, expected 2, got 1",
+            },
+            ErrCase {
+                input: "topk(x,)",
+                pos: 6,
+                msg: "trailing commas not allowed in function call args",
+            },
+            ErrCase {
+                input: "nope(x)",
+                pos: 0,
+                msg: "unknown function with name \"nope\"",
+            },
+            ErrCase {
+                input: "foo[]",
+                pos: 4,
+                msg: "unexpected \"]\" in subquery or range selector, expected number, duration, step(), or range()",
+            },
+            ErrCase {
+                input: "foo[0m]",
+                pos: 4,
+                msg: "duration must be greater than 0",
+            },
+            ErrCase {
+                input: "foo[-1]",
+                pos: 4,
+                msg: "duration must be greater than 0",
+            },
+            ErrCase {
+                input: "foo[5m:0s]",
+                pos: 7,
+                msg: "duration must be greater than 0",
+            },
+            ErrCase {
+                input: "foo[5m1h]",
+                pos: 4,
+                msg: "not a valid duration string: \"5m1h\"",
+            },
+            ErrCase {
+                input: "foo[9.5e10]",
+                pos: 4,
+                msg: "duration out of range",
+            },
+            ErrCase {
+                input: "foo[5m 1m]",
+                pos: 7,
+                msg: "unexpected duration \"1m\" in subquery or range, expected \":\" or \"]\"",
+            },
+            ErrCase {
+                input: "foo[5m:1m 2]",
+                pos: 10,
+                msg: "in subquery selector, expected \"]\"",
+            },
+            ErrCase {
+                input: "(foo + bar)[5m]",
+                pos: 11,
+                msg: "ranges only allowed for vector selectors",
+            },
+            ErrCase {
+                input: "foo offset 1m[5m]",
+                pos: 13,
+                msg: "no offset modifiers allowed before range",
+            },
+            ErrCase {
+                input: "foo @ 1[5m]",
+                pos: 7,
+                msg: "no @ modifiers allowed before range",
+            },
+            ErrCase {
+                input: "1 offset 1d",
+                pos: 0,
+                msg: "offset modifier must be preceded by an instant vector selector",
+            },
+            ErrCase {
+                input: "foo offset 1s offset 2s",
+                pos: 0,
+                msg: "offset may not be set multiple times",
+            },
+            ErrCase {
+                input: "foo[5m] OFFSET",
+                pos: 14,
+                msg: "unexpected end of input in offset, expected number, duration, step(), or range()",
+            },
+            ErrCase {
+                input: "rate(x[5m]) @ 1",
+                pos: 0,
+                msg: "@ modifier must be preceded by an instant vector selector",
+            },
+            ErrCase {
+                input: "foo @ 1 @ 2",
+                pos: 0,
+                msg: "@ <timestamp> may not be set multiple times",
+            },
+            ErrCase {
+                input: "foo @ +Inf",
+                pos: 0,
+                msg: "timestamp out of bounds for @ modifier: +Inf",
+            },
+            ErrCase {
+                input: "foo @",
+                pos: 5,
+                msg: "unexpected end of input in @, expected timestamp",
+            },
+            ErrCase {
+                input: "foo @ start",
+                pos: 11,
+                msg: "in @, expected timestamp",
+            },
+            ErrCase {
+                input: "2.5.",
+                pos: 0,
+                msg: "bad number or duration syntax: \"2.5.\"",
+            },
+            ErrCase {
+                input: "\"\\c\"",
+                pos: 0,
+                msg: "unknown escape sequence U+0063 'c'",
+            },
+            ErrCase {
+                input: "\"\\xff\"",
+                pos: 0,
+                msg: "invalid UTF-8",
+            },
+        ]);
+    }
+
+    #[test]
+    fn experimental_syntax_is_rejected_clearly() {
+        run_errors(&[
+            ErrCase {
+                input: "foo[5m+1m]",
+                pos: 4,
+                msg: "experimental duration expression is not enabled",
+            },
+            ErrCase {
+                input: "foo[step()]",
+                pos: 4,
+                msg: "experimental duration expression is not enabled",
+            },
+            ErrCase {
+                input: "foo offset (1h*2)",
+                pos: 11,
+                msg: "experimental duration expression is not enabled",
+            },
+            ErrCase {
+                input: "foo[5m] anchored",
+                pos: 0,
+                msg: "anchored modifier is experimental and not enabled",
+            },
+            ErrCase {
+                input: "foo[5m] smoothed",
+                pos: 0,
+                msg: "smoothed modifier is experimental and not enabled",
+            },
+            ErrCase {
+                input: "a + fill(0) b",
+                pos: 4,
+                msg: "binop fill modifiers are experimental and not enabled",
+            },
+            ErrCase {
+                input: "a </ 1",
+                pos: 2,
+                msg: "trim operators are not supported",
+            },
+        ]);
+    }
+
+    #[test]
+    fn type_errors_match_prometheus_and_wait_for_syntax_errors() {
+        run_errors(&[
+            ErrCase {
+                input: "rate(x)",
+                pos: 5,
+                msg: "expected type range vector in call to function \"rate\", got instant vector",
+            },
+            ErrCase {
+                input: "floor(1)",
+                pos: 6,
+                msg: "expected type instant vector in call to function \"floor\", got scalar",
+            },
+            ErrCase {
+                input: "floor()",
+                pos: 0,
+                msg: "expected 1 argument(s) in call to \"floor\", got 0",
+            },
+            ErrCase {
+                input: "hour(a, a, a)",
+                pos: 0,
+                msg: "expected at most 1 argument(s) in call to \"hour\", got 3",
+            },
+            ErrCase {
+                input: "label_join(a, \"b\")",
+                pos: 0,
+                msg: "expected at least 3 argument(s) in call to \"label_join\", got 2",
+            },
+            ErrCase {
+                input: "{}",
+                pos: 0,
+                msg: "vector selector must contain at least one non-empty matcher",
+            },
+            ErrCase {
+                input: "{x=~\".*\"}",
+                pos: 0,
+                msg: "vector selector must contain at least one non-empty matcher",
+            },
+            ErrCase {
+                input: "foo{__name__=\"bar\"}",
+                pos: 0,
+                msg: "metric name must not be set twice: \"foo\" or \"bar\"",
+            },
+            ErrCase {
+                input: "foo + bool bar",
+                pos: 4,
+                msg: "bool modifier can only be used on comparison operators",
+            },
+            ErrCase {
+                input: "1 == 1",
+                pos: 2,
+                msg: "comparisons between scalars must use BOOL modifier",
+            },
+            ErrCase {
+                input: "1 and foo",
+                pos: 0,
+                msg: "set operator \"and\" not allowed in binary scalar expression",
+            },
+            ErrCase {
+                input: "foo or 1",
+                pos: 0,
+                msg: "set operator \"or\" not allowed in binary scalar expression",
+            },
+            ErrCase {
+                input: "foo and on(a) group_left(b) bar",
+                pos: 0,
+                msg: "no grouping allowed for \"and\" operation",
+            },
+            ErrCase {
+                input: "a + on(x) group_left(x) b",
+                pos: 2,
+                msg: "label \"x\" must not occur in ON and GROUP clause at once",
+            },
+            ErrCase {
+                input: "foo == on(bar) 10",
+                pos: 0,
+                msg: "vector matching only allowed between instant vectors",
+            },
+            ErrCase {
+                input: "x[5m] + 1",
+                pos: 0,
+                msg: "binary expression must contain only scalar and instant vector types",
+            },
+            ErrCase {
+                input: "-\"s\"",
+                pos: 0,
+                msg: "unary expression only allowed on expressions of type scalar or instant vector, got \"string\"",
+            },
+            ErrCase {
+                input: "-x[5m]",
+                pos: 0,
+                msg: "got \"range vector\"",
+            },
+            ErrCase {
+                input: "topk(x, y)",
+                pos: 5,
+                msg: "expected type scalar in aggregation parameter, got instant vector",
+            },
+            ErrCase {
+                input: "count_values(5, x)",
+                pos: 13,
+                msg: "expected type string in aggregation parameter, got scalar",
+            },
+            ErrCase {
+                input: "sum(1)",
+                pos: 4,
+                msg: "expected type instant vector in aggregation expression, got scalar",
+            },
+            ErrCase {
+                input: "x[5m][10m:]",
+                pos: 0,
+                msg: "subquery is only allowed on instant vector, got matrix instead",
+            },
+            ErrCase {
+                input: "info(x, y)",
+                pos: 8,
+                msg: "expected label selectors only, got vector selector instead",
+            },
+            // A syntax error anywhere wins over type errors found before it.
+            ErrCase {
+                input: "rate(x) +",
+                pos: 9,
+                msg: "unexpected end of input",
+            },
+        ]);
+        assert!(parse("info(x, {a=~\".*\"})").is_ok());
+    }
+
+    #[test]
+    fn error_display_gives_line_and_column_like_prometheus() {
+        let e = parse("sum(x) *").unwrap_err();
+        assert_eq!(
+            e.display_with_position("sum(x) *"),
+            "1:9: parse error: unexpected end of input"
+        );
+        let q = "foo +\n  bar bar";
+        let e = parse(q).unwrap_err();
+        assert_eq!(
+            e.display_with_position(q),
+            "2:7: parse error: unexpected identifier \"bar\""
+        );
+        let e = parse("").unwrap_err();
+        assert_eq!(
+            e.display_with_position(""),
+            "unknown position: parse error: no expression found in input"
+        );
+    }
+
+    const VALID: &[&str] = &[
+        r#"sum by (job) (rate(http_requests_total{job=~"api|web", code!="500"}[5m] offset 1m))"#,
+        r#"histogram_quantile(0.9, sum without (instance) (rate(x_bucket[5m:30s] @ end())))"#,
+        r#"-a ^ 2 / on(x) group_left(y) b > bool 3 or label_replace(c, "d", "$1", "e", "(.*)")"#,
+        r#"topk(3, {"my.metric", a='b\n'}) unless count_values("v", x) # trailing"#,
+        "0x1F + 1e-3 - .5 * Inf atan2 NaN % 5m",
+    ];
+
+    #[test]
+    fn parse_never_panics_on_prefixes_and_random_bytes() {
+        for q in VALID {
+            assert!(parse(q).is_ok(), "{q}");
+            for (i, _) in q.char_indices() {
+                let _ = parse(&q[..i]);
+                let _ = parse(&q[i..]);
+            }
+        }
+        // xorshift: deterministic, no dependency.
+        let mut s: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut rnd = move || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            s
+        };
+        let alphabet: &[u8] = b"ab:_09.xeE+-*/%^=!~<>(){}[],@#\"'`\\ \n5mhsoy";
+        for _ in 0..20_000 {
+            let len = (rnd() % 24) as usize;
+            let bytes: Vec<u8> = (0..len)
+                .map(|_| {
+                    let r = rnd();
+                    if r % 8 == 0 {
+                        (r >> 8) as u8
+                    } else {
+                        alphabet[(r >> 8) as usize % alphabet.len()]
+                    }
+                })
+                .collect();
+            let _ = parse(&String::from_utf8_lossy(&bytes));
+        }
+        // Splicing tokens of valid queries together.
+        let words: Vec<&str> = VALID.iter().flat_map(|q| q.split(' ')).collect();
+        for _ in 0..5_000 {
+            let n = 1 + (rnd() % 6) as usize;
+            let q: Vec<&str> = (0..n)
+                .map(|_| words[rnd() as usize % words.len()])
+                .collect();
+            let _ = parse(&q.join(" "));
+        }
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_stack_overflow() {
+        let deep = format!("{}1{}", "(".repeat(100_000), ")".repeat(100_000));
+        assert!(
+            parse(&deep)
+                .unwrap_err()
+                .message
+                .contains("nested too deeply")
+        );
+        let unary = format!("{}1", "-".repeat(100_000));
+        assert!(parse(&unary).is_err());
+        let ok = format!("{}1{}", "(".repeat(100), ")".repeat(100));
+        assert!(parse(&ok).is_ok());
+        // Long flat chains are not nesting.
+        let chain = vec!["x"; 10_000].join(" + ");
+        assert!(parse(&chain).is_ok());
     }
 }
