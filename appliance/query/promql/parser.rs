@@ -2507,6 +2507,44 @@ mod tests {
     }
 
     #[test]
+    fn display_prints_promql_that_parses_back_to_the_same_tree() {
+        let queries = [
+            "a + b * c ^ d ^ e - f / g % h atan2 i",
+            "(a + b) * -c ^ 2 > bool 1 and d or e unless f",
+            "a * on(x, \"y.z\") group_left(w) b + ignoring(q) c and on() d",
+            "a / on(x) group_right() (b + c)",
+            "-2 ^ 2 + -1 * - -a",
+            r#"foo{a="b\n", c!~"d|e", "my.label"=~'x'}[1h30m] @ 100.5 offset -5m"#,
+            r#"{"my.metric", job="x"} offset 1w"#,
+            "rate(x[5m])[1d:10s] @ start() offset 1y",
+            "(x + y)[5m:]",
+            "sum by (a, \"b c\") (x) + topk without () (3, y) + count_values(\"v\", z)",
+            "quantile(0.99, rate(x[90d])) + limit_ratio(0.5, x)",
+            "label_join(x, \"d\", \",\", \"a\", \"b\") + round(x, 0.1)",
+            "time() - 1e300 + 0.1 - Inf",
+            "sum + offset + start",
+        ];
+        for q in queries.iter().chain(VALID) {
+            let first = parse(q).unwrap_or_else(|e| panic!("{q}: {e}"));
+            let printed = first.to_string();
+            let second =
+                parse(&printed).unwrap_or_else(|e| panic!("{q} printed as {printed}: {e}"));
+            // Compared through Debug so that NaN literals compare equal.
+            assert_eq!(
+                format!("{:?}", strip(first)),
+                format!("{:?}", strip(second)),
+                "{q} printed as {printed}"
+            );
+        }
+        assert_eq!(
+            parse("sum(rate(x{a=\"b\"}[5m] offset 1m)) by (job)")
+                .unwrap()
+                .to_string(),
+            "sum by (job) (rate(x{a=\"b\"}[5m] offset 1m))"
+        );
+    }
+
+    #[test]
     fn deep_nesting_is_an_error_not_a_stack_overflow() {
         let deep = format!("{}1{}", "(".repeat(100_000), ")".repeat(100_000));
         assert!(
