@@ -1,9 +1,33 @@
-//! PromQL evaluator.
+//! PromQL evaluator: the entry points [`instant_query`] and [`range_query`], the engine
+//! options and result types, and the [`Evaluator`] that walks the AST one evaluation
+//! timestamp at a time with Prometheus 3.x semantics.
+//!
+//! Data flow: before the first step, every selector in the tree is loaded once from the
+//! [`SeriesReader`] for the union of all the windows the query will look at (see
+//! [`Evaluator::preload`]); each step then finds its window inside those samples by binary
+//! search, so a range query costs one `select` per selector, not one per step.
+//!
+//! The other files own one concern each: `selectors` (lookback/window kernels), `functions`
+//! (function dispatch and the `*_over_time`/rate kernels), `aggregate` (`sum by` and
+//! friends), `binary` (operators and vector matching).
 
-use super::ast::Expr;
-use crate::model::Labels;
+mod aggregate;
+mod binary;
+#[cfg(test)]
+mod conformance;
+mod functions;
+mod selectors;
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+mod testutil;
+
+use super::ast::{AtModifier, Expr, ValueType, VectorSelector};
+use crate::model::{Labels, Sample};
 use crate::query::{SeriesData, SeriesReader};
-use std::time::Duration;
+use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
 
 /// Engine limits and defaults.
 #[derive(Debug, Clone)]
@@ -14,6 +38,9 @@ pub struct EngineOptions {
     pub max_samples: usize,
     /// Wall-clock budget of one query.
     pub timeout: Duration,
+    /// Step of a subquery written without one (`x[1h:]`): Prometheus uses the global
+    /// evaluation interval (1 m by default), not the query step.
+    pub default_subquery_step_ms: i64,
 }
 
 impl Default for EngineOptions {
@@ -22,6 +49,7 @@ impl Default for EngineOptions {
             lookback_delta_ms: 300_000,
             max_samples: 50_000_000,
             timeout: Duration::from_secs(120),
+            default_subquery_step_ms: 60_000,
         }
     }
 }
@@ -60,16 +88,40 @@ pub enum EvalError {
     TooManySamples(&'static str),
 }
 
+/// Evaluates `expr` at one instant, `t_ms`.
 pub fn instant_query(
     reader: &dyn SeriesReader,
     expr: &Expr,
     t_ms: i64,
     opts: &EngineOptions,
 ) -> Result<Value, EvalError> {
-    let _ = (reader, expr, t_ms, opts);
-    Err(EvalError::Execution("unimplemented".into()))
+    let mut ev = Evaluator::new(reader, opts, t_ms, t_ms);
+    ev.preload(expr, t_ms, t_ms)?;
+    let val = ev.eval(expr, t_ms)?;
+    ev.check_samples(0)?;
+    Ok(match val {
+        Val::Scalar(v) => Value::Scalar { t: t_ms, v },
+        Val::String(v) => Value::String { t: t_ms, v },
+        Val::Vector(mut vec) => {
+            // Instant vector values carry the evaluation time, whatever sample they came from.
+            for s in &mut vec {
+                s.t = t_ms;
+            }
+            Value::Vector(vec)
+        }
+        Val::Matrix(m) => Value::Matrix(
+            m.iter()
+                .map(|(labels, samples)| SeriesData {
+                    labels: labels.clone(),
+                    samples: samples.to_vec(),
+                })
+                .collect(),
+        ),
+    })
 }
 
+/// Evaluates `expr` at every `step_ms` from `start_ms` to `end_ms` (both included) and
+/// returns a matrix sorted by labels; a scalar expression yields one series with no labels.
 pub fn range_query(
     reader: &dyn SeriesReader,
     expr: &Expr,
@@ -78,6 +130,508 @@ pub fn range_query(
     step_ms: i64,
     opts: &EngineOptions,
 ) -> Result<Value, EvalError> {
-    let _ = (reader, expr, start_ms, end_ms, step_ms, opts);
-    Err(EvalError::Execution("unimplemented".into()))
+    if step_ms <= 0 {
+        return Err(EvalError::BadData(
+            "zero or negative query resolution step widths are not accepted. Try a positive integer"
+                .into(),
+        ));
+    }
+    if end_ms < start_ms {
+        return Err(EvalError::BadData(
+            "end timestamp must not be before start time".into(),
+        ));
+    }
+    match expr.value_type() {
+        ValueType::Matrix | ValueType::String => {
+            return Err(invalid_range_type(expr.value_type()));
+        }
+        _ => {}
+    }
+    let mut ev = Evaluator::new(reader, opts, start_ms, end_ms);
+    ev.query_step = step_ms;
+    ev.preload(expr, start_ms, end_ms)?;
+    // Series index by labels so each step appends to the right series without cloning
+    // label sets that are already known.
+    let mut index: HashMap<Labels, usize> = HashMap::new();
+    let mut out: Vec<SeriesData> = Vec::new();
+    let mut points = 0usize;
+    let mut t = start_ms;
+    loop {
+        ev.check_timeout()?;
+        ev.step_samples = 0;
+        let val = ev.eval(expr, t)?;
+        match val {
+            Val::Scalar(v) => {
+                push_point(&mut index, &mut out, Labels::empty(), Sample { t, v });
+                points += 1;
+            }
+            Val::Vector(vec) => {
+                points += vec.len();
+                for s in vec {
+                    push_point(&mut index, &mut out, s.labels, Sample { t, v: s.v });
+                }
+            }
+            Val::Matrix(_) => return Err(invalid_range_type(ValueType::Matrix)),
+            Val::String(_) => return Err(invalid_range_type(ValueType::String)),
+        }
+        ev.check_samples(points)?;
+        match t.checked_add(step_ms) {
+            Some(next) if next <= end_ms => t = next,
+            _ => break,
+        }
+    }
+    out.sort_by(|a, b| a.labels.cmp(&b.labels));
+    Ok(Value::Matrix(out))
+}
+
+fn invalid_range_type(t: ValueType) -> EvalError {
+    EvalError::BadData(format!(
+        "invalid expression type \"{}\" for range query, must be Scalar or instant Vector",
+        t.name()
+    ))
+}
+
+fn push_point(
+    index: &mut HashMap<Labels, usize>,
+    out: &mut Vec<SeriesData>,
+    labels: Labels,
+    s: Sample,
+) {
+    if let Some(&i) = index.get(&labels) {
+        out[i].samples.push(s);
+    } else {
+        index.insert(labels.clone(), out.len());
+        out.push(SeriesData {
+            labels,
+            samples: vec![s],
+        });
+    }
+}
+
+/// An instant vector during evaluation. `t` holds the evaluation time except right after a
+/// vector selector, where it is the sample's own timestamp (what `timestamp()` reports).
+pub(crate) type Vector = Vec<InstantSample>;
+
+/// One series' window inside a [`MatrixVal`]: `data[series].samples[start..end]`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Window {
+    series: usize,
+    start: usize,
+    end: usize,
+}
+
+/// A range vector at one step: windows into shared series data (the selector's loaded
+/// samples, or a subquery's freshly computed series), never copies of the samples.
+#[derive(Debug, Clone)]
+pub(crate) struct MatrixVal {
+    data: Rc<Vec<SeriesData>>,
+    windows: Vec<Window>,
+    /// The window is `(mint, maxt]`; rate extrapolation needs its bounds.
+    mint: i64,
+    maxt: i64,
+}
+
+impl MatrixVal {
+    fn iter(&self) -> impl Iterator<Item = (&Labels, &[Sample])> {
+        self.windows.iter().filter_map(|w| {
+            let s = self.data.get(w.series)?;
+            Some((&s.labels, s.samples.get(w.start..w.end)?))
+        })
+    }
+}
+
+/// A value during evaluation of one step.
+#[derive(Debug, Clone)]
+pub(crate) enum Val {
+    Scalar(f64),
+    String(String),
+    Vector(Vector),
+    Matrix(MatrixVal),
+}
+
+impl Val {
+    fn type_name(&self) -> &'static str {
+        match self {
+            Val::Scalar(_) => ValueType::Scalar.name(),
+            Val::String(_) => ValueType::String.name(),
+            Val::Vector(_) => ValueType::Vector.name(),
+            Val::Matrix(_) => ValueType::Matrix.name(),
+        }
+    }
+}
+
+/// State of one query: the reader, limits, the query's own start/end (for `@ start()` and
+/// `@ end()`), and the series loaded for each selector node.
+pub(crate) struct Evaluator<'a> {
+    reader: &'a dyn SeriesReader,
+    opts: &'a EngineOptions,
+    query_start: i64,
+    query_end: i64,
+    /// The range query's step (0 for an instant query), for `step()`.
+    query_step: i64,
+    deadline: Option<Instant>,
+    /// Series loaded for each selector node, keyed by the node's address (the AST outlives
+    /// the evaluator and is not moved while it runs).
+    loaded: HashMap<*const VectorSelector, Rc<Vec<SeriesData>>>,
+    /// Time span each selector must cover, gathered by the preload walk.
+    spans: HashMap<*const VectorSelector, (i64, i64, bool)>,
+    /// Samples materialised during the current step (vectors and matrix windows).
+    step_samples: usize,
+    /// Compiled, anchored regexes of `label_replace` (`None`: invalid), so a range query
+    /// compiles each once rather than once per step.
+    regexes: HashMap<String, Option<regex::Regex>>,
+    /// Inner results of each subquery node by inner timestamp. Consecutive outer steps
+    /// share most inner steps; without this a range query would evaluate each inner step
+    /// once per outer step instead of once.
+    subquery_steps: HashMap<*const super::ast::Subquery, BTreeMap<i64, Rc<Val>>>,
+}
+
+impl<'a> Evaluator<'a> {
+    fn new(
+        reader: &'a dyn SeriesReader,
+        opts: &'a EngineOptions,
+        query_start: i64,
+        query_end: i64,
+    ) -> Self {
+        Evaluator {
+            reader,
+            opts,
+            query_start,
+            query_end,
+            query_step: 0,
+            deadline: Instant::now().checked_add(opts.timeout),
+            loaded: HashMap::new(),
+            spans: HashMap::new(),
+            step_samples: 0,
+            regexes: HashMap::new(),
+            subquery_steps: HashMap::new(),
+        }
+    }
+
+    /// The anchored regex `^(?s:re)$`, compiled once per query.
+    fn regex(&mut self, re: &str) -> Option<regex::Regex> {
+        self.regexes
+            .entry(re.to_string())
+            .or_insert_with(|| regex::Regex::new(&format!("^(?s:{re})$")).ok())
+            .clone()
+    }
+
+    fn check_timeout(&self) -> Result<(), EvalError> {
+        match self.deadline {
+            Some(d) if Instant::now() > d => Err(EvalError::Timeout("query execution")),
+            _ => Ok(()),
+        }
+    }
+
+    /// Fails when the samples of the current step plus `held` (result points kept from
+    /// earlier steps) exceed the limit.
+    fn check_samples(&self, held: usize) -> Result<(), EvalError> {
+        if held.saturating_add(self.step_samples) > self.opts.max_samples {
+            return Err(EvalError::TooManySamples("query execution"));
+        }
+        Ok(())
+    }
+
+    /// Counts `n` samples materialised in this step against the limit.
+    fn account(&mut self, n: usize) -> Result<(), EvalError> {
+        self.step_samples = self.step_samples.saturating_add(n);
+        self.check_samples(0)
+    }
+
+    /// The reference time of a selector or subquery evaluated at `t`: its `@` time (or
+    /// `t`) minus its offset. Prometheus rewrites `@` into an offset from the query start
+    /// (`setOffsetForAtModifier`, promql/engine.go v3.x), which comes to the same instant.
+    fn ref_time(&self, at: Option<AtModifier>, offset_ms: i64, t: i64) -> i64 {
+        let base = match at {
+            None => t,
+            Some(AtModifier::Timestamp(ts)) => ts,
+            Some(AtModifier::Start) => self.query_start,
+            Some(AtModifier::End) => self.query_end,
+        };
+        base.saturating_sub(offset_ms)
+    }
+
+    /// Walks the tree for evaluation times in `[tmin, tmax]`, records the span each selector
+    /// needs, then loads every selector once.
+    fn preload(&mut self, expr: &Expr, tmin: i64, tmax: i64) -> Result<(), EvalError> {
+        self.collect_spans(expr, tmin, tmax);
+        let spans: Vec<_> = self.spans.iter().map(|(k, v)| (*k, *v)).collect();
+        let mut nodes: Vec<&VectorSelector> = Vec::new();
+        collect_selectors(expr, &mut nodes);
+        for vs in nodes {
+            let key = vs as *const VectorSelector;
+            if self.loaded.contains_key(&key) {
+                continue;
+            }
+            let Some(&(_, (mint, maxt, is_matrix))) = spans.iter().find(|(k, _)| *k == key) else {
+                continue;
+            };
+            self.check_timeout()?;
+            let mut series = self
+                .reader
+                .select(&vs.matchers, mint, maxt)
+                .map_err(|e| EvalError::Execution(e.0))?;
+            if is_matrix {
+                // Range windows never use staleness markers; dropping them once here keeps
+                // the kernels free of the check.
+                for s in &mut series {
+                    s.samples.retain(|x| !crate::model::is_stale_nan(x.v));
+                }
+                series.retain(|s| !s.samples.is_empty());
+            }
+            self.loaded.insert(key, Rc::new(series));
+        }
+        Ok(())
+    }
+
+    fn collect_spans(&mut self, expr: &Expr, tmin: i64, tmax: i64) {
+        match expr {
+            Expr::Number(_) | Expr::String(_) => {}
+            Expr::VectorSelector(vs) => {
+                let lo = self.ref_time(vs.at, vs.offset_ms, tmin);
+                let hi = self.ref_time(vs.at, vs.offset_ms, tmax);
+                // The lookback window is left-open: (ref - lookback, ref].
+                let lo = lo
+                    .saturating_sub(self.opts.lookback_delta_ms)
+                    .saturating_add(1);
+                self.add_span(vs, lo, hi, false);
+            }
+            Expr::MatrixSelector(ms) => {
+                let vs = &ms.selector;
+                let lo = self.ref_time(vs.at, vs.offset_ms, tmin);
+                let hi = self.ref_time(vs.at, vs.offset_ms, tmax);
+                let lo = lo.saturating_sub(ms.range_ms).saturating_add(1);
+                self.add_span(vs, lo, hi, true);
+            }
+            Expr::Subquery(sq) => {
+                let lo = self.ref_time(sq.at, sq.offset_ms, tmin);
+                let hi = self.ref_time(sq.at, sq.offset_ms, tmax);
+                self.collect_spans(&sq.expr, lo.saturating_sub(sq.range_ms), hi);
+            }
+            Expr::Call(c) => {
+                for a in &c.args {
+                    self.collect_spans(a, tmin, tmax);
+                }
+            }
+            Expr::Aggregate(a) => {
+                if let Some(p) = &a.param {
+                    self.collect_spans(p, tmin, tmax);
+                }
+                self.collect_spans(&a.expr, tmin, tmax);
+            }
+            Expr::Binary(b) => {
+                self.collect_spans(&b.lhs, tmin, tmax);
+                self.collect_spans(&b.rhs, tmin, tmax);
+            }
+            Expr::Neg(e) | Expr::Paren(e) => self.collect_spans(e, tmin, tmax),
+        }
+    }
+
+    fn add_span(&mut self, vs: &VectorSelector, lo: i64, hi: i64, is_matrix: bool) {
+        let e = self
+            .spans
+            .entry(vs as *const VectorSelector)
+            .or_insert((lo, hi, is_matrix));
+        e.0 = e.0.min(lo);
+        e.1 = e.1.max(hi);
+    }
+
+    fn series_of(&mut self, vs: &VectorSelector) -> Rc<Vec<SeriesData>> {
+        let key = vs as *const VectorSelector;
+        self.loaded.get(&key).cloned().unwrap_or_default()
+    }
+
+    /// Evaluates `expr` at time `t`.
+    pub(crate) fn eval(&mut self, expr: &Expr, t: i64) -> Result<Val, EvalError> {
+        match expr {
+            Expr::Number(v) => Ok(Val::Scalar(*v)),
+            Expr::String(s) => Ok(Val::String(s.clone())),
+            Expr::Paren(e) => self.eval(e, t),
+            Expr::Neg(e) => match self.eval(e, t)? {
+                Val::Scalar(v) => Ok(Val::Scalar(-v)),
+                Val::Vector(mut vec) => {
+                    // Unary minus is arithmetic: the metric name goes.
+                    for s in &mut vec {
+                        s.v = -s.v;
+                        s.labels = s.labels.without_name();
+                        s.t = t;
+                    }
+                    binary::check_unique(&vec)?;
+                    Ok(Val::Vector(vec))
+                }
+                other => Err(EvalError::Execution(format!(
+                    "unary expression only allowed on expressions of type scalar or instant vector, got {:?}",
+                    other.type_name()
+                ))),
+            },
+            Expr::VectorSelector(vs) => {
+                let mut vec = self.vector_selector(vs, t)?;
+                for s in &mut vec {
+                    s.t = t;
+                }
+                Ok(Val::Vector(vec))
+            }
+            Expr::MatrixSelector(ms) => {
+                let vs = &ms.selector;
+                let data = self.series_of(vs);
+                let maxt = self.ref_time(vs.at, vs.offset_ms, t);
+                let mint = maxt.saturating_sub(ms.range_ms);
+                let windows = selectors::windows(&data, mint, maxt);
+                let n: usize = windows.iter().map(|w| w.end - w.start).sum();
+                self.account(n)?;
+                Ok(Val::Matrix(MatrixVal {
+                    data,
+                    windows,
+                    mint,
+                    maxt,
+                }))
+            }
+            Expr::Subquery(sq) => self.subquery(sq, t),
+            Expr::Call(c) => functions::eval_call(self, c, t),
+            Expr::Aggregate(a) => aggregate::eval_aggregate(self, a, t),
+            Expr::Binary(b) => binary::eval_binary(self, b, t),
+        }
+    }
+
+    /// The instant-vector selector kernel; sample timestamps are the samples' own.
+    fn vector_selector(&mut self, vs: &VectorSelector, t: i64) -> Result<Vector, EvalError> {
+        let data = self.series_of(vs);
+        let ref_t = self.ref_time(vs.at, vs.offset_ms, t);
+        let vec = selectors::latest(&data, ref_t, self.opts.lookback_delta_ms);
+        self.account(vec.len())?;
+        Ok(vec)
+    }
+
+    /// Evaluates a subquery at `t`: the inner expression at every multiple of the step in
+    /// `(ref - range, ref]`, as Prometheus aligns subquery steps to absolute time
+    /// (promql/engine.go v3.x, `case *parser.SubqueryExpr`).
+    fn subquery(&mut self, sq: &super::ast::Subquery, t: i64) -> Result<Val, EvalError> {
+        let step = sq
+            .step_ms
+            .filter(|s| *s > 0)
+            .unwrap_or(self.opts.default_subquery_step_ms)
+            .max(1);
+        let maxt = self.ref_time(sq.at, sq.offset_ms, t);
+        let mint = maxt.saturating_sub(sq.range_ms);
+        // First aligned timestamp strictly after mint (Go's division truncates toward zero,
+        // like Rust's).
+        let mut ts = step.saturating_mul(mint / step);
+        if ts <= mint {
+            ts = ts.saturating_add(step);
+        }
+        let key = sq as *const super::ast::Subquery;
+        // Steps before this window will not be asked for again while time moves forward.
+        if let Some(cache) = self.subquery_steps.get_mut(&key) {
+            *cache = cache.split_off(&mint.saturating_add(1));
+        }
+        let mut index: HashMap<Labels, usize> = HashMap::new();
+        let mut out: Vec<SeriesData> = Vec::new();
+        let mut n = 0usize;
+        while ts <= maxt {
+            self.check_timeout()?;
+            let cached = self
+                .subquery_steps
+                .get(&key)
+                .and_then(|c| c.get(&ts))
+                .cloned();
+            let val = match cached {
+                Some(v) => v,
+                None => {
+                    let v = Rc::new(self.eval(&sq.expr, ts)?);
+                    self.subquery_steps
+                        .entry(key)
+                        .or_default()
+                        .insert(ts, v.clone());
+                    v
+                }
+            };
+            match &*val {
+                Val::Scalar(v) => {
+                    push_point(
+                        &mut index,
+                        &mut out,
+                        Labels::empty(),
+                        Sample { t: ts, v: *v },
+                    );
+                    n += 1;
+                }
+                Val::Vector(vec) => {
+                    n += vec.len();
+                    for s in vec {
+                        push_point(
+                            &mut index,
+                            &mut out,
+                            s.labels.clone(),
+                            Sample { t: ts, v: s.v },
+                        );
+                    }
+                }
+                other => {
+                    return Err(EvalError::Execution(format!(
+                        "subquery is only allowed on instant vector, got {} instead",
+                        other.type_name()
+                    )));
+                }
+            }
+            match ts.checked_add(step) {
+                Some(x) => ts = x,
+                None => break,
+            }
+        }
+        self.account(n)?;
+        out.sort_by(|a, b| a.labels.cmp(&b.labels));
+        let windows = out
+            .iter()
+            .enumerate()
+            .map(|(i, s)| Window {
+                series: i,
+                start: 0,
+                end: s.samples.len(),
+            })
+            .collect();
+        Ok(Val::Matrix(MatrixVal {
+            data: Rc::new(out),
+            windows,
+            mint,
+            maxt,
+        }))
+    }
+}
+
+/// Every selector node of the tree, in evaluation order.
+fn collect_selectors<'e>(expr: &'e Expr, out: &mut Vec<&'e VectorSelector>) {
+    match expr {
+        Expr::Number(_) | Expr::String(_) => {}
+        Expr::VectorSelector(vs) => out.push(vs),
+        Expr::MatrixSelector(ms) => out.push(&ms.selector),
+        Expr::Subquery(sq) => collect_selectors(&sq.expr, out),
+        Expr::Call(c) => c.args.iter().for_each(|a| collect_selectors(a, out)),
+        Expr::Aggregate(a) => {
+            if let Some(p) = &a.param {
+                collect_selectors(p, out);
+            }
+            collect_selectors(&a.expr, out);
+        }
+        Expr::Binary(b) => {
+            collect_selectors(&b.lhs, out);
+            collect_selectors(&b.rhs, out);
+        }
+        Expr::Neg(e) | Expr::Paren(e) => collect_selectors(e, out),
+    }
+}
+
+/// Prometheus' `labels.Labels.String()` form used in error messages: `{__name__="a", b="c"}`
+/// (always braces, the metric name as an ordinary label).
+pub(crate) fn labels_string(l: &Labels) -> String {
+    let mut s = String::from("{");
+    for (i, lab) in l.iter().enumerate() {
+        if i > 0 {
+            s.push_str(", ");
+        }
+        s.push_str(&lab.name);
+        s.push('=');
+        s.push_str(&format!("{:?}", &*lab.value));
+    }
+    s.push('}');
+    s
 }

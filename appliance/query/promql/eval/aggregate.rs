@@ -1,0 +1,289 @@
+//! Aggregation operators (`sum`, `avg`, `min`, `max`, `count`, `group`, `stddev`, `stdvar`,
+//! `topk`, `bottomk`, `quantile`, `count_values`, `limitk`) with `by`/`without` grouping.
+//! Mirrors `aggregation`/`aggregationK`/`aggregationCountValues` in promql/engine.go v3.x:
+//! groups come out in the order they were first seen, sums use Kahan-Neumaier summation,
+//! `avg` switches to an incremental mean only when the running sum would overflow.
+
+use super::functions::{kahan_inc, quantile};
+use super::{EvalError, Evaluator, InstantSample, Val, Vector};
+use crate::model::Labels;
+use crate::query::promql::ast::{Aggregate, AggregateOp, Grouping};
+use std::collections::HashMap;
+
+pub(super) fn eval_aggregate(ev: &mut Evaluator, a: &Aggregate, t: i64) -> Result<Val, EvalError> {
+    let param = match &a.param {
+        Some(p) => Some(ev.eval(p, t)?),
+        None => None,
+    };
+    let input = match ev.eval(&a.expr, t)? {
+        Val::Vector(v) => v,
+        other => {
+            return Err(EvalError::Execution(format!(
+                "expected instant vector in aggregation {}, got {}",
+                a.op.name(),
+                other.type_name()
+            )));
+        }
+    };
+    let out = match a.op {
+        AggregateOp::Topk | AggregateOp::Bottomk | AggregateOp::Limitk => {
+            let k = match param {
+                Some(Val::Scalar(k)) => k,
+                _ => return Err(param_error(a.op)),
+            };
+            if k.is_nan() {
+                return Err(EvalError::Execution("Parameter value is NaN".into()));
+            }
+            // `convertibleToInt64` in promql/engine.go v3.x.
+            if !(-9.223_372_036_854_776e18..=9.223_372_036_854_776e18).contains(&k) {
+                return Err(EvalError::Execution(format!(
+                    "Scalar value {} overflows int64",
+                    super::functions::format_go_float(k)
+                )));
+            }
+            aggregate_k(a.op, k as i64, input, &a.grouping)
+        }
+        AggregateOp::CountValues => {
+            let name = match param {
+                Some(Val::String(s)) => s,
+                _ => return Err(param_error(a.op)),
+            };
+            if !valid_label_name(&name) {
+                return Err(EvalError::Execution(format!("invalid label name {name:?}")));
+            }
+            count_values(&name, input, &a.grouping)
+        }
+        AggregateOp::LimitRatio => {
+            if let Some(Val::Scalar(r)) = param
+                && r.is_nan()
+            {
+                return Err(EvalError::Execution("Ratio value is NaN".into()));
+            }
+            return Err(EvalError::Execution(
+                "limit_ratio is not supported".to_string(),
+            ));
+        }
+        _ => {
+            let q = match (a.op, param) {
+                (AggregateOp::Quantile, Some(Val::Scalar(q))) => q,
+                (AggregateOp::Quantile, _) => return Err(param_error(a.op)),
+                _ => 0.0,
+            };
+            aggregate_simple(a.op, q, input, &a.grouping)
+        }
+    };
+    let mut out = out;
+    for s in &mut out {
+        s.t = t;
+    }
+    ev.account(out.len())?;
+    Ok(Val::Vector(out))
+}
+
+fn param_error(op: AggregateOp) -> EvalError {
+    EvalError::Execution(format!("invalid parameter for aggregation {}", op.name()))
+}
+
+/// Whether `name` is a legal label name (`[a-zA-Z_][a-zA-Z0-9_]*`, the legacy rule).
+pub(super) fn valid_label_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    match chars.next() {
+        Some(c) if c.is_ascii_alphabetic() || c == '_' => {}
+        _ => return false,
+    }
+    chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// The labels of a sample's group: only the `by` labels, or all but the `without` labels
+/// and the metric name.
+fn group_labels(l: &Labels, g: &Grouping) -> Labels {
+    match g {
+        Grouping::By(names) => l.keep_only(names),
+        Grouping::Without(names) => l.drop_names(names),
+    }
+}
+
+#[derive(Default)]
+struct Group {
+    labels: Labels,
+    value: f64,
+    kahan_c: f64,
+    mean: f64,
+    count: f64,
+    incremental_mean: bool,
+    values: Vec<f64>,
+}
+
+fn aggregate_simple(op: AggregateOp, q: f64, input: Vector, g: &Grouping) -> Vector {
+    let mut index: HashMap<Labels, usize> = HashMap::new();
+    let mut groups: Vec<Group> = Vec::new();
+    for s in input {
+        let key = group_labels(&s.labels, g);
+        let f = s.v;
+        let gi = match index.get(&key) {
+            Some(&i) => i,
+            None => {
+                index.insert(key.clone(), groups.len());
+                // The first sample initialises the group, as in Prometheus.
+                let mut grp = Group {
+                    labels: key,
+                    value: f,
+                    mean: f,
+                    count: 1.0,
+                    ..Group::default()
+                };
+                match op {
+                    // Welford from zero, so that a lone NaN yields NaN (aggregators.test).
+                    AggregateOp::Stddev | AggregateOp::Stdvar => {
+                        grp.value = 0.0;
+                        grp.mean = 0.0;
+                        grp.count = 1.0;
+                        let delta = f - grp.mean;
+                        grp.mean += delta / grp.count;
+                        grp.value += delta * (f - grp.mean);
+                    }
+                    AggregateOp::Group | AggregateOp::Count => grp.value = 1.0,
+                    AggregateOp::Quantile => grp.values.push(f),
+                    _ => {}
+                }
+                groups.push(grp);
+                continue;
+            }
+        };
+        let grp = &mut groups[gi];
+        match op {
+            AggregateOp::Sum => {
+                (grp.value, grp.kahan_c) = kahan_inc(f, grp.value, grp.kahan_c);
+            }
+            AggregateOp::Avg => {
+                grp.count += 1.0;
+                if !grp.incremental_mean {
+                    let (nv, nc) = kahan_inc(f, grp.value, grp.kahan_c);
+                    if !nv.is_infinite() {
+                        grp.value = nv;
+                        grp.kahan_c = nc;
+                        continue;
+                    }
+                    // The sum would overflow: continue with an incremental mean.
+                    grp.incremental_mean = true;
+                    grp.mean = grp.value / (grp.count - 1.0);
+                    grp.kahan_c /= grp.count - 1.0;
+                }
+                let qf = (grp.count - 1.0) / grp.count;
+                (grp.mean, grp.kahan_c) = kahan_inc(f / grp.count, qf * grp.mean, qf * grp.kahan_c);
+            }
+            AggregateOp::Count => grp.value += 1.0,
+            AggregateOp::Group => {}
+            AggregateOp::Min if grp.value > f || grp.value.is_nan() => grp.value = f,
+            AggregateOp::Max if grp.value < f || grp.value.is_nan() => grp.value = f,
+            AggregateOp::Stddev | AggregateOp::Stdvar => {
+                grp.count += 1.0;
+                let delta = f - grp.mean;
+                grp.mean += delta / grp.count;
+                grp.value += delta * (f - grp.mean);
+            }
+            AggregateOp::Quantile => grp.values.push(f),
+            _ => {}
+        }
+    }
+    groups
+        .into_iter()
+        .map(|grp| {
+            let v = match op {
+                AggregateOp::Sum => grp.value + grp.kahan_c,
+                AggregateOp::Avg => {
+                    if grp.incremental_mean {
+                        grp.mean + grp.kahan_c
+                    } else {
+                        grp.value / grp.count + grp.kahan_c / grp.count
+                    }
+                }
+                AggregateOp::Stdvar => grp.value / grp.count,
+                AggregateOp::Stddev => (grp.value / grp.count).sqrt(),
+                AggregateOp::Quantile => {
+                    let mut vals = grp.values;
+                    quantile(q, &mut vals)
+                }
+                _ => grp.value,
+            };
+            InstantSample {
+                labels: grp.labels,
+                t: 0,
+                v,
+            }
+        })
+        .collect()
+}
+
+/// `topk`/`bottomk`/`limitk`: per group, the k largest/smallest/first samples with their
+/// own labels. NaN ranks below every number for topk and above for bottomk, and each
+/// group's output is sorted best first, as Prometheus' heaps deliver it.
+fn aggregate_k(op: AggregateOp, k: i64, input: Vector, g: &Grouping) -> Vector {
+    if k < 1 {
+        return Vec::new();
+    }
+    let k = usize::try_from(k).unwrap_or(usize::MAX);
+    let mut index: HashMap<Labels, usize> = HashMap::new();
+    let mut groups: Vec<Vec<InstantSample>> = Vec::new();
+    for s in input {
+        let key = group_labels(&s.labels, g);
+        let gi = *index.entry(key).or_insert_with(|| {
+            groups.push(Vec::new());
+            groups.len() - 1
+        });
+        groups[gi].push(s);
+    }
+    let mut out = Vec::new();
+    for mut grp in groups {
+        match op {
+            AggregateOp::Topk => grp.sort_by(|a, b| cmp_desc_nan_last(a.v, b.v)),
+            AggregateOp::Bottomk => grp.sort_by(|a, b| cmp_asc_nan_last(a.v, b.v)),
+            _ => {}
+        }
+        grp.truncate(k);
+        out.extend(grp);
+    }
+    out
+}
+
+fn cmp_desc_nan_last(a: f64, b: f64) -> std::cmp::Ordering {
+    match (a.is_nan(), b.is_nan()) {
+        (true, true) => std::cmp::Ordering::Equal,
+        (true, false) => std::cmp::Ordering::Greater,
+        (false, true) => std::cmp::Ordering::Less,
+        _ => b.partial_cmp(&a).unwrap_or(std::cmp::Ordering::Equal),
+    }
+}
+
+fn cmp_asc_nan_last(a: f64, b: f64) -> std::cmp::Ordering {
+    match (a.is_nan(), b.is_nan()) {
+        (true, true) => std::cmp::Ordering::Equal,
+        (true, false) => std::cmp::Ordering::Greater,
+        (false, true) => std::cmp::Ordering::Less,
+        _ => a.partial_cmp(&b).unwrap_or(std::cmp::Ordering::Equal),
+    }
+}
+
+/// `count_values("label", v)`: per group, how many samples have each value; the value is
+/// written into `label` in Go's shortest float form.
+fn count_values(name: &str, input: Vector, g: &Grouping) -> Vector {
+    let mut index: HashMap<Labels, usize> = HashMap::new();
+    let mut out: Vec<InstantSample> = Vec::new();
+    for s in input {
+        let mut b = group_labels(&s.labels, g).into_builder();
+        b.set(name, &super::functions::format_go_float(s.v));
+        let key = b.build();
+        match index.get(&key) {
+            Some(&i) => out[i].v += 1.0,
+            None => {
+                index.insert(key.clone(), out.len());
+                out.push(InstantSample {
+                    labels: key,
+                    t: 0,
+                    v: 1.0,
+                });
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,314 @@
+//! Binary operators: arithmetic, comparisons (filtering or `bool`), and the set operators,
+//! between scalars and instant vectors, with Prometheus' vector matching (`on`/`ignoring`,
+//! `group_left`/`group_right`) and its error messages. Mirrors `VectorBinop`,
+//! `VectorscalarBinop`, `VectorAnd/Or/Unless` and `resultMetric` in promql/engine.go v3.x.
+
+use super::{EvalError, Evaluator, InstantSample, Val, Vector, labels_string};
+use crate::model::{Labels, METRIC_NAME};
+use crate::query::promql::ast::{Binary, BinaryOp, Cardinality, VectorMatching};
+use std::collections::{HashMap, HashSet};
+
+pub(super) fn eval_binary(ev: &mut Evaluator, b: &Binary, t: i64) -> Result<Val, EvalError> {
+    let lhs = ev.eval(&b.lhs, t)?;
+    let rhs = ev.eval(&b.rhs, t)?;
+    let op = b.op;
+    match (lhs, rhs) {
+        (Val::Scalar(l), Val::Scalar(r)) => {
+            let (v, keep) = elem_op(op, l, r);
+            if op.is_comparison() {
+                // The parser insists on `bool` between scalars.
+                return Ok(Val::Scalar(if keep { 1.0 } else { 0.0 }));
+            }
+            Ok(Val::Scalar(v))
+        }
+        (Val::Vector(l), Val::Scalar(r)) => {
+            let out = vector_scalar(op, l, r, false, b.return_bool, t)?;
+            check_unique(&out)?;
+            Ok(Val::Vector(out))
+        }
+        (Val::Scalar(l), Val::Vector(r)) => {
+            let out = vector_scalar(op, r, l, true, b.return_bool, t)?;
+            check_unique(&out)?;
+            Ok(Val::Vector(out))
+        }
+        (Val::Vector(l), Val::Vector(r)) => {
+            let default = VectorMatching {
+                card: if op.is_set() {
+                    Cardinality::ManyToMany
+                } else {
+                    Cardinality::OneToOne
+                },
+                on: false,
+                labels: Vec::new(),
+                include: Vec::new(),
+            };
+            let m = b.matching.as_ref().unwrap_or(&default);
+            let mut out = match op {
+                BinaryOp::And => vector_and(l, r, m),
+                BinaryOp::Or => vector_or(l, r, m),
+                BinaryOp::Unless => vector_unless(l, r, m),
+                _ => {
+                    let out = vector_binop(op, l, r, m, b.return_bool)?;
+                    check_unique(&out)?;
+                    out
+                }
+            };
+            for s in &mut out {
+                s.t = t;
+            }
+            Ok(Val::Vector(out))
+        }
+        (l, r) => Err(EvalError::Execution(format!(
+            "binary expression must contain only scalar and instant vector types, got {} {} {}",
+            l.type_name(),
+            op.symbol(),
+            r.type_name()
+        ))),
+    }
+}
+
+/// Whether the operator drops the metric name (`shouldDropMetricName`): arithmetic does,
+/// comparisons and set operators do not.
+fn drops_name(op: BinaryOp) -> bool {
+    matches!(
+        op,
+        BinaryOp::Add
+            | BinaryOp::Sub
+            | BinaryOp::Mul
+            | BinaryOp::Div
+            | BinaryOp::Mod
+            | BinaryOp::Pow
+            | BinaryOp::Atan2
+    )
+}
+
+/// One element operation: the value and whether a comparison holds (`vectorElemBinop`).
+/// Comparisons yield the left value; arithmetic always keeps.
+pub(super) fn elem_op(op: BinaryOp, l: f64, r: f64) -> (f64, bool) {
+    match op {
+        BinaryOp::Add => (l + r, true),
+        BinaryOp::Sub => (l - r, true),
+        BinaryOp::Mul => (l * r, true),
+        BinaryOp::Div => (l / r, true),
+        BinaryOp::Mod => (l % r, true),
+        BinaryOp::Pow => (l.powf(r), true),
+        BinaryOp::Atan2 => (l.atan2(r), true),
+        BinaryOp::Eq => (l, l == r),
+        BinaryOp::Ne => (l, l != r),
+        BinaryOp::Gt => (l, l > r),
+        BinaryOp::Lt => (l, l < r),
+        BinaryOp::Ge => (l, l >= r),
+        BinaryOp::Le => (l, l <= r),
+        // Set operators never reach element level.
+        BinaryOp::And | BinaryOp::Or | BinaryOp::Unless => (l, false),
+    }
+}
+
+/// Vector op scalar (or scalar op vector when `swap`). A filtering comparison keeps the
+/// vector element's own value even when the vector is on the right.
+fn vector_scalar(
+    op: BinaryOp,
+    vec: Vector,
+    scalar: f64,
+    swap: bool,
+    return_bool: bool,
+    t: i64,
+) -> Result<Vector, EvalError> {
+    if op.is_set() {
+        return Err(EvalError::Execution(format!(
+            "set operator {:?} not allowed in binary scalar expression",
+            op.symbol()
+        )));
+    }
+    let mut out = Vec::with_capacity(vec.len());
+    for mut s in vec {
+        let (l, r) = if swap { (scalar, s.v) } else { (s.v, scalar) };
+        let (mut v, mut keep) = elem_op(op, l, r);
+        if op.is_comparison() && swap {
+            v = r;
+        }
+        if return_bool {
+            v = if keep { 1.0 } else { 0.0 };
+            keep = true;
+        }
+        if keep {
+            s.v = v;
+            s.t = t;
+            if drops_name(op) || return_bool {
+                s.labels = s.labels.without_name();
+            }
+            out.push(s);
+        }
+    }
+    Ok(out)
+}
+
+/// The match-group key of a series: the `on` labels, or all but the `ignoring` labels and
+/// the metric name (`signatureFunc`).
+fn signature(l: &Labels, m: &VectorMatching) -> Labels {
+    if m.on {
+        l.keep_only(&m.labels)
+    } else {
+        l.drop_names(&m.labels)
+    }
+}
+
+fn vector_binop(
+    op: BinaryOp,
+    lhs: Vector,
+    rhs: Vector,
+    m: &VectorMatching,
+    return_bool: bool,
+) -> Result<Vector, EvalError> {
+    if lhs.is_empty() || rhs.is_empty() {
+        return Ok(Vec::new());
+    }
+    // group_right: the right side is the "many" side; swap so `rhs` is always the "one".
+    let swapped = m.card == Cardinality::OneToMany;
+    let (lhs, rhs) = if swapped { (rhs, lhs) } else { (lhs, rhs) };
+    let mut right: HashMap<Labels, usize> = HashMap::with_capacity(rhs.len());
+    for (i, rs) in rhs.iter().enumerate() {
+        let sig = signature(&rs.labels, m);
+        if let Some(&j) = right.get(&sig) {
+            let side = if swapped { "left" } else { "right" };
+            return Err(EvalError::Execution(format!(
+                "found duplicate series for the match group {} on the {} hand-side of the operation: [{}, {}];many-to-many matching not allowed: matching labels must be unique on one side",
+                labels_string(&sig),
+                side,
+                labels_string(&rs.labels),
+                labels_string(&rhs[j].labels)
+            )));
+        }
+        right.insert(sig, i);
+    }
+    // Per match group: whether a one-to-one match was made, or the result label sets of a
+    // many-to-one match (which must differ).
+    let mut matched: HashMap<Labels, HashSet<Labels>> = HashMap::new();
+    let mut out = Vec::new();
+    for ls in &lhs {
+        let sig = signature(&ls.labels, m);
+        let Some(&ri) = right.get(&sig) else {
+            continue;
+        };
+        let rs = &rhs[ri];
+        let (fl, fr) = if swapped { (rs.v, ls.v) } else { (ls.v, rs.v) };
+        let (mut v, keep) = elem_op(op, fl, fr);
+        let mut metric = result_metric(&ls.labels, &rs.labels, op, m);
+        if return_bool {
+            metric = metric.without_name();
+        }
+        // The uniqueness checks come before filtering: a comparison must fail on a
+        // many-to-one match even when it would filter every sample away (operators.test).
+        if m.card == Cardinality::OneToOne {
+            if matched.contains_key(&sig) {
+                return Err(EvalError::Execution(
+                    "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)"
+                        .into(),
+                ));
+            }
+            matched.insert(sig, HashSet::new());
+        } else {
+            let set = matched.entry(sig).or_default();
+            if !set.insert(metric.clone()) {
+                return Err(EvalError::Execution(
+                    "multiple matches for labels: grouping labels must ensure unique matches"
+                        .into(),
+                ));
+            }
+        }
+        if return_bool {
+            v = if keep { 1.0 } else { 0.0 };
+        } else if !keep {
+            continue;
+        }
+        out.push(InstantSample {
+            labels: metric,
+            t: ls.t,
+            v,
+        });
+    }
+    Ok(out)
+}
+
+/// The labels of a vector/vector result (`resultMetric`): the "many" side's labels, without
+/// the metric name for arithmetic, reduced to the `on` labels (or without the `ignoring`
+/// ones) for one-to-one matching, plus the `group_x(...)` labels copied from the "one" side.
+fn result_metric(lhs: &Labels, rhs: &Labels, op: BinaryOp, m: &VectorMatching) -> Labels {
+    let mut b = lhs.clone().into_builder();
+    if drops_name(op) {
+        b.remove(METRIC_NAME);
+    }
+    if m.card == Cardinality::OneToOne {
+        if m.on {
+            let names: Vec<String> = lhs
+                .iter()
+                .filter(|l| !m.labels.iter().any(|n| **n == *l.name))
+                .map(|l| l.name.to_string())
+                .collect();
+            for n in names {
+                b.remove(&n);
+            }
+        } else {
+            for n in &m.labels {
+                b.remove(n);
+            }
+        }
+    }
+    for n in &m.include {
+        b.set(n, rhs.get(n).unwrap_or(""));
+    }
+    b.build()
+}
+
+fn vector_and(lhs: Vector, rhs: Vector, m: &VectorMatching) -> Vector {
+    if lhs.is_empty() || rhs.is_empty() {
+        return Vec::new();
+    }
+    let right: HashSet<Labels> = rhs.iter().map(|s| signature(&s.labels, m)).collect();
+    lhs.into_iter()
+        .filter(|s| right.contains(&signature(&s.labels, m)))
+        .collect()
+}
+
+fn vector_or(lhs: Vector, rhs: Vector, m: &VectorMatching) -> Vector {
+    if lhs.is_empty() {
+        return rhs;
+    }
+    if rhs.is_empty() {
+        return lhs;
+    }
+    let left: HashSet<Labels> = lhs.iter().map(|s| signature(&s.labels, m)).collect();
+    let mut out = lhs;
+    out.extend(
+        rhs.into_iter()
+            .filter(|s| !left.contains(&signature(&s.labels, m))),
+    );
+    out
+}
+
+fn vector_unless(lhs: Vector, rhs: Vector, m: &VectorMatching) -> Vector {
+    if lhs.is_empty() || rhs.is_empty() {
+        return lhs;
+    }
+    let right: HashSet<Labels> = rhs.iter().map(|s| signature(&s.labels, m)).collect();
+    lhs.into_iter()
+        .filter(|s| !right.contains(&signature(&s.labels, m)))
+        .collect()
+}
+
+/// Prometheus refuses a step result holding two series with the same labels, which happens
+/// when dropping the metric name (or relabelling) merges distinct series.
+pub(super) fn check_unique(vec: &[InstantSample]) -> Result<(), EvalError> {
+    if vec.len() < 2 {
+        return Ok(());
+    }
+    let mut seen: HashSet<&Labels> = HashSet::with_capacity(vec.len());
+    for s in vec {
+        if !seen.insert(&s.labels) {
+            return Err(EvalError::Execution(
+                "vector cannot contain metrics with the same labelset".into(),
+            ));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,1504 @@
+//! Evaluator tests against the in-memory reader. Expected numbers marked "functions.test"
+//! etc. come from Prometheus' own test files (/work/shared/conformance/promql).
+
+use super::testutil::*;
+use super::{EngineOptions, EvalError, Value, instant_query, range_query};
+use crate::query::promql::ast::{AggregateOp as A, AtModifier, BinaryOp as B, Cardinality};
+use std::sync::atomic::Ordering;
+
+fn http_requests_total() -> MemReader {
+    load(
+        5 * M,
+        &[
+            (r#"http_requests_total{path="/foo"}"#, "0+10x10"),
+            (r#"http_requests_total{path="/bar"}"#, "0+18x5 0+18x5"),
+            (r#"http_requests_total{path="/dings"}"#, "10+10x10"),
+            (r#"http_requests_total{path="/bumms"}"#, "1+10x10"),
+        ],
+    )
+}
+
+#[test]
+fn increase_matches_prometheus_extrapolation_cases() {
+    let r = http_requests_total();
+    // functions.test: "Tests for increase()".
+    let cases: &[(i64, &[(&str, f64)])] = &[
+        (
+            50 * M,
+            &[
+                (r#"{path="/foo"}"#, 100.0),
+                (r#"{path="/bar"}"#, 160.0),
+                (r#"{path="/dings"}"#, 100.0),
+                (r#"{path="/bumms"}"#, 100.0),
+            ],
+        ),
+        (
+            100 * M,
+            &[
+                (r#"{path="/foo"}"#, 100.0),
+                (r#"{path="/bar"}"#, 162.0),
+                (r#"{path="/dings"}"#, 105.0),
+                (r#"{path="/bumms"}"#, 101.0),
+            ],
+        ),
+    ];
+    for (range_ms, want) in cases {
+        let e = call("increase", vec![msel("http_requests_total", *range_ms)]);
+        assert_vector(instant(&r, &e, 50 * M), want);
+    }
+}
+
+#[test]
+fn rate_is_increase_per_second_of_the_range() {
+    let r = http_requests_total();
+    let e = call(
+        "rate",
+        vec![msel(r#"http_requests_total{path="/foo"}"#, 50 * M)],
+    );
+    assert_vector(
+        instant(&r, &e, 50 * M),
+        &[(r#"{path="/foo"}"#, 100.0 / 3000.0)],
+    );
+}
+
+#[test]
+fn rate_needs_two_samples_in_the_window() {
+    let r = http_requests_total();
+    let e = call("rate", vec![msel("http_requests_total", 5 * M)]);
+    assert_vector(instant(&r, &e, 50 * M), &[]);
+}
+
+#[test]
+fn delta_extrapolates_without_counter_handling() {
+    // functions.test: delta(http_requests[20m]) at 50m with 0+10x10 gives 40... checked by
+    // hand: samples 30m..50m (5 samples, 200s apart is 300s), to_start 0 extrapolation.
+    let r = load(5 * M, &[(r#"http_requests{path="/foo"}"#, "0+10x10")]);
+    let e = call("delta", vec![msel("http_requests", 20 * M)]);
+    // Window (30m, 50m]: samples at 35..50m (4 samples, 40 -> 100... values 70..100):
+    // result 30, sampled 900 s, to_start 300 s (< 330) so extrapolated fully: 30*1200/900.
+    assert_vector(instant(&r, &e, 50 * M), &[(r#"{path="/foo"}"#, 40.0)]);
+}
+
+#[test]
+fn irate_and_idelta_use_the_last_two_samples() {
+    let r = load(5 * M, &[("c", "0 10 25 5")]);
+    let cases: &[(&str, f64)] = &[
+        // A decrease is a reset for irate: the last value over the interval.
+        ("irate", 5.0 / 300.0),
+        ("idelta", -20.0),
+    ];
+    for (f, want) in cases {
+        let e = call(f, vec![msel("c", 20 * M)]);
+        assert_vector(instant(&r, &e, 15 * M), &[("{}", *want)]);
+    }
+}
+
+#[test]
+fn resets_and_changes_match_functions_test() {
+    let r = load(
+        5 * M,
+        &[
+            (r#"http_requests{path="/foo"}"#, "1 2 3 0 1 0 0 1 2 0"),
+            (r#"http_requests{path="/bar"}"#, "1 2 3 4 5 1 2 3 4 5"),
+            (r#"http_requests{path="/biz"}"#, "0 0 0 0 0 1 1 1 1 1"),
+        ],
+    );
+    let cases: &[(&str, i64, &[f64; 3])] = &[
+        ("resets", 20 * M, &[1.0, 0.0, 0.0]),
+        ("resets", 32 * M, &[2.0, 1.0, 0.0]),
+        ("resets", 50 * M, &[3.0, 1.0, 0.0]),
+        ("changes", 20 * M, &[2.0, 2.0, 0.0]),
+        ("changes", 30 * M, &[3.0, 4.0, 0.0]),
+        ("changes", 50 * M, &[7.0, 8.0, 1.0]),
+    ];
+    for (f, rng, want) in cases {
+        let e = call(f, vec![msel("http_requests", *rng)]);
+        assert_vector(
+            instant(&r, &e, 50 * M),
+            &[
+                (r#"{path="/foo"}"#, want[0]),
+                (r#"{path="/bar"}"#, want[1]),
+                (r#"{path="/biz"}"#, want[2]),
+            ],
+        );
+    }
+    // An empty window drops the series.
+    let e = call("resets", vec![msel("http_requests", 5 * M)]);
+    assert_vector(instant(&r, &e, 50 * M), &[]);
+}
+
+#[test]
+fn changes_treats_nan_to_nan_as_no_change() {
+    let r = load(
+        5 * M,
+        &[(r#"x{a="b"}"#, "NaN NaN NaN"), (r#"x{a="c"}"#, "0 NaN 0")],
+    );
+    let e = call("changes", vec![msel("x", 20 * M)]);
+    assert_vector(
+        instant(&r, &e, 15 * M),
+        &[(r#"{a="b"}"#, 0.0), (r#"{a="c"}"#, 2.0)],
+    );
+}
+
+#[test]
+fn over_time_functions_compute_over_the_left_open_window() {
+    let r = load(M, &[("m", "1 2 3 4 5")]);
+    // Window (1m, 4m] holds 2m, 3m, 4m: values 3, 4, 5.
+    let cases: &[(&'static str, f64)] = &[
+        ("avg_over_time", 4.0),
+        ("sum_over_time", 12.0),
+        ("min_over_time", 3.0),
+        ("max_over_time", 5.0),
+        ("count_over_time", 3.0),
+        ("last_over_time", 5.0),
+        ("present_over_time", 1.0),
+        ("stdvar_over_time", 2.0 / 3.0),
+        ("stddev_over_time", (2.0f64 / 3.0).sqrt()),
+    ];
+    for (f, want) in cases {
+        let e = call(f, vec![msel("m", 3 * M)]);
+        let labels = if *f == "last_over_time" { "m" } else { "{}" };
+        assert_vector(instant(&r, &e, 4 * M), &[(labels, *want)]);
+    }
+    let e = call("quantile_over_time", vec![num(0.5), msel("m", 3 * M)]);
+    assert_vector(instant(&r, &e, 4 * M), &[("{}", 4.0)]);
+}
+
+#[test]
+fn instant_selector_finds_the_latest_sample_within_the_left_open_lookback() {
+    let r = load(5 * M, &[("m", "1 2")]);
+    let cases: &[(i64, Option<f64>)] = &[
+        (0, Some(1.0)),
+        (4 * M, Some(1.0)),
+        (5 * M, Some(2.0)),
+        (9 * M, Some(2.0)),
+        // Exactly lookback after the last sample: left-open, so gone.
+        (10 * M, None),
+        (-1, None),
+    ];
+    for (t, want) in cases {
+        let got = instant(&r, &sel("m"), *t);
+        match want {
+            Some(v) => assert_vector(got, &[("m", *v)]),
+            None => assert_vector(got, &[]),
+        }
+    }
+}
+
+#[test]
+fn instant_vector_samples_carry_the_evaluation_time() {
+    let r = load(5 * M, &[("m", "1")]);
+    match instant(&r, &sel("m"), 2 * M) {
+        Ok(Value::Vector(v)) => assert_eq!(v[0].t, 2 * M),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_staleness_marker_hides_the_series_until_the_next_sample() {
+    let r = load(M, &[("m", "1 stale _ 4")]);
+    let cases: &[(i64, Option<f64>)] =
+        &[(0, Some(1.0)), (M, None), (2 * M, None), (3 * M, Some(4.0))];
+    for (t, want) in cases {
+        let got = instant(&r, &sel("m"), *t);
+        match want {
+            Some(v) => assert_vector(got, &[("m", *v)]),
+            None => assert_vector(got, &[]),
+        }
+    }
+    // Range windows skip the marker.
+    let e = call("count_over_time", vec![msel("m", 10 * M)]);
+    assert_vector(instant(&r, &e, 3 * M), &[("{}", 2.0)]);
+}
+
+#[test]
+fn range_selectors_exclude_the_window_start() {
+    let r = load(M, &[("m", "1 2 3")]);
+    match instant(&r, &msel("m", 2 * M), 2 * M) {
+        Ok(Value::Matrix(m)) => {
+            let ts: Vec<i64> = m[0].samples.iter().map(|s| s.t).collect();
+            assert_eq!(ts, vec![M, 2 * M]);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn offset_and_at_move_the_reference_time() {
+    let r = load(M, &[("m", "0+1x10")]);
+    let cases: &[(Expr, f64)] = &[
+        (modif(sel("m"), 2 * M, None), 3.0),
+        (modif(sel("m"), -2 * M, None), 7.0),
+        (modif(sel("m"), 0, Some(AtModifier::Timestamp(M))), 1.0),
+        (modif(sel("m"), M, Some(AtModifier::Timestamp(3 * M))), 2.0),
+        (modif(sel("m"), 0, Some(AtModifier::Start)), 5.0),
+    ];
+    for (e, want) in cases {
+        assert_vector(instant(&r, e, 5 * M), &[("m", *want)]);
+    }
+    // In a range query, @ end() pins every step to the query end.
+    let e = modif(sel("m"), 0, Some(AtModifier::End));
+    assert_matrix(
+        range(&r, &e, M, 3 * M, M),
+        &[("m", &[(M, 3.0), (2 * M, 3.0), (3 * M, 3.0)])],
+    );
+}
+
+#[test]
+fn range_query_evaluates_every_step_and_loads_each_selector_once() {
+    let r = http_requests_total();
+    let e = bin(
+        B::Add,
+        call(
+            "rate",
+            vec![msel(r#"http_requests_total{path="/foo"}"#, 10 * M)],
+        ),
+        sel(r#"http_requests_total{path="/foo"}"#),
+    );
+    let got = range(&r, &e, 20 * M, 30 * M, 5 * M);
+    assert_eq!(r.selects.load(Ordering::SeqCst), 2);
+    // rate over a perfectly regular counter: 10 per 5m = 1/30 per second.
+    let k = 1.0 / 30.0;
+    assert_matrix(
+        got,
+        &[(
+            r#"{path="/foo"}"#,
+            &[(20 * M, 40.0 + k), (25 * M, 50.0 + k), (30 * M, 60.0 + k)],
+        )],
+    );
+}
+
+#[test]
+fn range_query_of_a_scalar_is_one_series_without_labels() {
+    let r = MemReader::default();
+    let e = call("time", vec![]);
+    assert_matrix(
+        range(&r, &e, 0, 2 * S, S),
+        &[("{}", &[(0, 0.0), (S, 1.0), (2 * S, 2.0)])],
+    );
+}
+
+#[test]
+fn range_query_results_are_sorted_by_labels() {
+    let r = load(M, &[(r#"m{a="2"}"#, "1 1"), (r#"m{a="1"}"#, "_ 2")]);
+    assert_matrix(
+        range(&r, &sel("m"), 0, M, M),
+        &[
+            (r#"m{a="1"}"#, &[(M, 2.0)]),
+            (r#"m{a="2"}"#, &[(0, 1.0), (M, 1.0)]),
+        ],
+    );
+}
+
+#[test]
+fn range_query_rejects_range_vectors_and_bad_steps() {
+    let r = MemReader::default();
+    assert!(matches!(
+        range(&r, &msel("m", M), 0, M, M),
+        Err(EvalError::BadData(_))
+    ));
+    assert!(matches!(
+        range(&r, &sel("m"), 0, M, 0),
+        Err(EvalError::BadData(_))
+    ));
+}
+
+fn aggr_data() -> MemReader {
+    load(
+        5 * M,
+        &[
+            (
+                r#"http_requests{job="api-server", instance="0", group="production"}"#,
+                "0+10x10",
+            ),
+            (
+                r#"http_requests{job="api-server", instance="1", group="production"}"#,
+                "0+20x10",
+            ),
+            (
+                r#"http_requests{job="api-server", instance="0", group="canary"}"#,
+                "0+30x10",
+            ),
+            (
+                r#"http_requests{job="api-server", instance="1", group="canary"}"#,
+                "0+40x10",
+            ),
+            (
+                r#"http_requests{job="app-server", instance="0", group="production"}"#,
+                "0+50x10",
+            ),
+            (
+                r#"http_requests{job="app-server", instance="1", group="production"}"#,
+                "0+60x10",
+            ),
+            (
+                r#"http_requests{job="app-server", instance="0", group="canary"}"#,
+                "0+70x10",
+            ),
+            (
+                r#"http_requests{job="app-server", instance="1", group="canary"}"#,
+                "0+80x10",
+            ),
+        ],
+    )
+}
+
+#[test]
+fn aggregations_group_by_and_without_as_in_aggregators_test() {
+    let r = aggr_data();
+    let t = 50 * M;
+    let cases: Vec<(Expr, Vec<(&str, f64)>)> = vec![
+        (
+            agg(A::Sum, sel("http_requests"), by(&["job"])),
+            vec![
+                (r#"{job="api-server"}"#, 1000.0),
+                (r#"{job="app-server"}"#, 2600.0),
+            ],
+        ),
+        (
+            agg(A::Sum, sel("http_requests"), without(&["instance"])),
+            vec![
+                (r#"{group="canary", job="api-server"}"#, 700.0),
+                (r#"{group="canary", job="app-server"}"#, 1500.0),
+                (r#"{group="production", job="api-server"}"#, 300.0),
+                (r#"{group="production", job="app-server"}"#, 1100.0),
+            ],
+        ),
+        (
+            agg(A::Sum, sel("http_requests"), by(&[])),
+            vec![("{}", 3600.0)],
+        ),
+        (
+            agg(A::Avg, sel("http_requests"), by(&["job"])),
+            vec![
+                (r#"{job="api-server"}"#, 250.0),
+                (r#"{job="app-server"}"#, 650.0),
+            ],
+        ),
+        (
+            agg(A::Count, sel("http_requests"), by(&["job"])),
+            vec![
+                (r#"{job="api-server"}"#, 4.0),
+                (r#"{job="app-server"}"#, 4.0),
+            ],
+        ),
+        (
+            agg(A::Min, sel("http_requests"), by(&["job"])),
+            vec![
+                (r#"{job="api-server"}"#, 100.0),
+                (r#"{job="app-server"}"#, 500.0),
+            ],
+        ),
+        (
+            agg(A::Max, sel("http_requests"), by(&["job"])),
+            vec![
+                (r#"{job="api-server"}"#, 400.0),
+                (r#"{job="app-server"}"#, 800.0),
+            ],
+        ),
+        (
+            agg(A::Group, sel("http_requests"), by(&["job"])),
+            vec![
+                (r#"{job="api-server"}"#, 1.0),
+                (r#"{job="app-server"}"#, 1.0),
+            ],
+        ),
+        (
+            agg(A::Stddev, sel("http_requests"), by(&["job"])),
+            vec![
+                (r#"{job="api-server"}"#, 111.80339887498948),
+                (r#"{job="app-server"}"#, 111.80339887498948),
+            ],
+        ),
+        (
+            agg(A::Stdvar, sel("http_requests"), by(&["job"])),
+            vec![
+                (r#"{job="api-server"}"#, 12500.0),
+                (r#"{job="app-server"}"#, 12500.0),
+            ],
+        ),
+        (
+            agg(A::Sum, sel("http_requests"), by(&["__name__"])),
+            vec![("http_requests", 3600.0)],
+        ),
+    ];
+    for (e, want) in cases {
+        assert_vector(instant(&r, &e, t), &want);
+    }
+}
+
+#[test]
+fn topk_bottomk_quantile_and_count_values_aggregate() {
+    let r = aggr_data();
+    let t = 50 * M;
+    let e = agg_p(A::Topk, num(1.0), sel("http_requests"), by(&["job"]));
+    assert_vector(
+        instant(&r, &e, t),
+        &[
+            (
+                r#"http_requests{group="canary", instance="1", job="api-server"}"#,
+                400.0,
+            ),
+            (
+                r#"http_requests{group="canary", instance="1", job="app-server"}"#,
+                800.0,
+            ),
+        ],
+    );
+    let e = agg_p(A::Bottomk, num(1.0), sel("http_requests"), by(&[]));
+    assert_vector(
+        instant(&r, &e, t),
+        &[(
+            r#"http_requests{group="production", instance="0", job="api-server"}"#,
+            100.0,
+        )],
+    );
+    let e = agg_p(A::Quantile, num(0.5), sel("http_requests"), by(&["job"]));
+    assert_vector(
+        instant(&r, &e, t),
+        &[
+            (r#"{job="api-server"}"#, 250.0),
+            (r#"{job="app-server"}"#, 650.0),
+        ],
+    );
+    let e = agg_p(
+        A::CountValues,
+        string("v"),
+        agg(A::Count, sel("http_requests"), by(&["job"])),
+        by(&[]),
+    );
+    assert_vector(instant(&r, &e, t), &[(r#"{v="4"}"#, 2.0)]);
+}
+
+#[test]
+fn topk_output_is_sorted_best_first() {
+    let r = aggr_data();
+    let e = agg_p(A::Topk, num(3.0), sel("http_requests"), by(&[]));
+    match instant(&r, &e, 50 * M) {
+        Ok(Value::Vector(v)) => {
+            let vals: Vec<f64> = v.iter().map(|s| s.v).collect();
+            assert_eq!(vals, vec![800.0, 700.0, 600.0]);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn arithmetic_drops_the_metric_name_and_filters_keep_it() {
+    let r = load(M, &[(r#"a{x="1"}"#, "10"), (r#"a{x="2"}"#, "20")]);
+    let cases: Vec<(Expr, Vec<(&str, f64)>)> = vec![
+        (
+            bin(B::Mul, sel("a"), num(2.0)),
+            vec![(r#"{x="1"}"#, 20.0), (r#"{x="2"}"#, 40.0)],
+        ),
+        (
+            bin(B::Sub, num(1.0), sel("a")),
+            vec![(r#"{x="1"}"#, -9.0), (r#"{x="2"}"#, -19.0)],
+        ),
+        (bin(B::Gt, sel("a"), num(15.0)), vec![(r#"a{x="2"}"#, 20.0)]),
+        // Scalar on the left of a filter: the vector's own value is kept.
+        (bin(B::Lt, num(15.0), sel("a")), vec![(r#"a{x="2"}"#, 20.0)]),
+        (
+            bin_m(B::Gt, sel("a"), num(15.0), true, None),
+            vec![(r#"{x="1"}"#, 0.0), (r#"{x="2"}"#, 1.0)],
+        ),
+        (
+            bin(B::Add, sel("a"), sel("a")),
+            vec![(r#"{x="1"}"#, 20.0), (r#"{x="2"}"#, 40.0)],
+        ),
+        (bin(B::Pow, num(2.0), num(10.0)), vec![]),
+        (
+            Expr::Neg(Box::new(sel("a"))),
+            vec![(r#"{x="1"}"#, -10.0), (r#"{x="2"}"#, -20.0)],
+        ),
+    ];
+    for (e, want) in cases {
+        let got = instant(&r, &e, 0);
+        if let Ok(Value::Scalar { v, .. }) = got {
+            assert_eq!(v, 1024.0);
+            continue;
+        }
+        assert_vector(got, &want);
+    }
+}
+
+#[test]
+fn scalar_comparisons_return_zero_or_one() {
+    let r = MemReader::default();
+    let e = bin_m(B::Ge, num(1.0), num(2.0), true, None);
+    assert_eq!(instant(&r, &e, 0), Ok(Value::Scalar { t: 0, v: 0.0 }));
+    let e = bin(B::Mod, num(7.0), num(-3.0));
+    assert_eq!(instant(&r, &e, 0), Ok(Value::Scalar { t: 0, v: 1.0 }));
+}
+
+#[test]
+fn one_to_one_matching_with_on_and_ignoring() {
+    let r = load(
+        M,
+        &[
+            (r#"req{pod="x", code="200"}"#, "10"),
+            (r#"req{pod="y", code="200"}"#, "20"),
+            (r#"lim{pod="x"}"#, "2"),
+            (r#"lim{pod="y"}"#, "4"),
+        ],
+    );
+    let e = bin_m(
+        B::Div,
+        sel("req"),
+        sel("lim"),
+        false,
+        Some(matching(Cardinality::OneToOne, true, &["pod"], &[])),
+    );
+    assert_vector(
+        instant(&r, &e, 0),
+        &[(r#"{pod="x"}"#, 5.0), (r#"{pod="y"}"#, 5.0)],
+    );
+    let e = bin_m(
+        B::Div,
+        sel("req"),
+        sel("lim"),
+        false,
+        Some(matching(Cardinality::OneToOne, false, &["code"], &[])),
+    );
+    assert_vector(
+        instant(&r, &e, 0),
+        &[(r#"{pod="x"}"#, 5.0), (r#"{pod="y"}"#, 5.0)],
+    );
+    // Without on/ignoring the label sets differ in `code`: no match.
+    assert_vector(instant(&r, &bin(B::Div, sel("req"), sel("lim")), 0), &[]);
+}
+
+#[test]
+fn duplicate_series_on_the_one_side_fail_with_prometheus_message() {
+    let r = load(
+        M,
+        &[
+            (r#"req{pod="x", code="200"}"#, "10"),
+            (r#"req{pod="x", code="500"}"#, "20"),
+            (r#"lim{pod="x"}"#, "2"),
+        ],
+    );
+    let e = bin_m(
+        B::Div,
+        sel("lim"),
+        sel("req"),
+        false,
+        Some(matching(Cardinality::OneToOne, true, &["pod"], &[])),
+    );
+    assert_eq!(
+        error_of(instant(&r, &e, 0)),
+        r#"found duplicate series for the match group {pod="x"} on the right hand-side of the operation: [{__name__="req", code="500", pod="x"}, {__name__="req", code="200", pod="x"}];many-to-many matching not allowed: matching labels must be unique on one side"#
+    );
+    let e = bin_m(
+        B::Div,
+        sel("req"),
+        sel("lim"),
+        false,
+        Some(matching(Cardinality::OneToOne, true, &["pod"], &[])),
+    );
+    assert_eq!(
+        error_of(instant(&r, &e, 0)),
+        "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)"
+    );
+    // group_left accepts the many side and copies `include` labels from the one side.
+    let e = bin_m(
+        B::Div,
+        sel("req"),
+        sel("lim"),
+        false,
+        Some(matching(Cardinality::ManyToOne, true, &["pod"], &[])),
+    );
+    assert_vector(
+        instant(&r, &e, 0),
+        &[
+            (r#"{code="200", pod="x"}"#, 5.0),
+            (r#"{code="500", pod="x"}"#, 10.0),
+        ],
+    );
+    let e = bin_m(
+        B::Div,
+        sel("lim"),
+        sel("req"),
+        false,
+        Some(matching(Cardinality::OneToMany, true, &["pod"], &[])),
+    );
+    assert_vector(
+        instant(&r, &e, 0),
+        &[
+            (r#"{code="200", pod="x"}"#, 0.2),
+            (r#"{code="500", pod="x"}"#, 0.1),
+        ],
+    );
+}
+
+#[test]
+fn operations_producing_the_same_labelset_fail() {
+    let r = load(M, &[(r#"a{x="1"}"#, "1"), (r#"b{x="1"}"#, "2")]);
+    let both = sel(r#"{__name__=~"a|b"}"#);
+    let cases = vec![
+        bin(B::Add, both.clone(), num(1.0)),
+        call("abs", vec![both.clone()]),
+        call("rate", vec![msel(r#"{__name__=~"a|b"}"#, 5 * M)]),
+    ];
+    for e in cases {
+        let got = instant(&r, &e, 0);
+        if matches!(&e, Expr::Call(c) if c.func == "rate") {
+            // rate needs two samples: no output, hence no clash.
+            assert_vector(got, &[]);
+            continue;
+        }
+        assert_eq!(
+            error_of(got),
+            "vector cannot contain metrics with the same labelset"
+        );
+    }
+    // Filtering comparisons keep the name, so no clash.
+    assert_vector(
+        instant(&r, &bin(B::Gt, both, num(0.0)), 0),
+        &[(r#"a{x="1"}"#, 1.0), (r#"b{x="1"}"#, 2.0)],
+    );
+}
+
+#[test]
+fn set_operators_match_on_labels_without_the_name() {
+    let r = load(
+        M,
+        &[
+            (r#"a{x="1"}"#, "1"),
+            (r#"a{x="2"}"#, "2"),
+            (r#"b{x="2"}"#, "20"),
+            (r#"b{x="3"}"#, "30"),
+        ],
+    );
+    let cases: Vec<(B, Vec<(&str, f64)>)> = vec![
+        (B::And, vec![(r#"a{x="2"}"#, 2.0)]),
+        (B::Unless, vec![(r#"a{x="1"}"#, 1.0)]),
+        (
+            B::Or,
+            vec![
+                (r#"a{x="1"}"#, 1.0),
+                (r#"a{x="2"}"#, 2.0),
+                (r#"b{x="3"}"#, 30.0),
+            ],
+        ),
+    ];
+    for (op, want) in cases {
+        assert_vector(instant(&r, &bin(op, sel("a"), sel("b")), 0), &want);
+    }
+}
+
+#[test]
+fn math_and_label_functions() {
+    let r = load(
+        M,
+        &[
+            (r#"m{src="source-value-10", dst="original"}"#, "-2.5"),
+            (r#"n{a="x", b="y"}"#, "1"),
+        ],
+    );
+    let l = r#"{dst="original", src="source-value-10"}"#;
+    let cases: Vec<(Expr, Vec<(&str, f64)>)> = vec![
+        (call("abs", vec![sel("m")]), vec![(l, 2.5)]),
+        (call("ceil", vec![sel("m")]), vec![(l, -2.0)]),
+        (call("floor", vec![sel("m")]), vec![(l, -3.0)]),
+        (call("round", vec![sel("m")]), vec![(l, -2.0)]),
+        (call("round", vec![sel("m"), num(2.0)]), vec![(l, -2.0)]),
+        (
+            call("clamp", vec![sel("m"), num(-1.0), num(1.0)]),
+            vec![(l, -1.0)],
+        ),
+        (call("clamp", vec![sel("m"), num(1.0), num(-1.0)]), vec![]),
+        (call("clamp_min", vec![sel("m"), num(0.0)]), vec![(l, 0.0)]),
+        (
+            call("clamp_max", vec![sel("m"), num(-3.0)]),
+            vec![(l, -3.0)],
+        ),
+        (call("sgn", vec![sel("m")]), vec![(l, -1.0)]),
+        (call("vector", vec![num(3.0)]), vec![("{}", 3.0)]),
+        (call("timestamp", vec![sel("m")]), vec![(l, 0.0)]),
+        (
+            call(
+                "label_replace",
+                vec![
+                    sel("m"),
+                    string("dst"),
+                    string("value-$1"),
+                    string("src"),
+                    string("source-value-(.*)"),
+                ],
+            ),
+            vec![(r#"m{dst="value-10", src="source-value-10"}"#, -2.5)],
+        ),
+        (
+            call(
+                "label_replace",
+                vec![
+                    sel("m"),
+                    string("dst"),
+                    string("x"),
+                    string("src"),
+                    string("nomatch"),
+                ],
+            ),
+            vec![(r#"m{dst="original", src="source-value-10"}"#, -2.5)],
+        ),
+        (
+            call(
+                "label_join",
+                vec![sel("n"), string("c"), string("-"), string("a"), string("b")],
+            ),
+            vec![(r#"n{a="x", b="y", c="x-y"}"#, 1.0)],
+        ),
+        (
+            call("absent", vec![sel(r#"nope{job="a", x=~"y"}"#)]),
+            vec![(r#"{job="a"}"#, 1.0)],
+        ),
+        (call("absent", vec![sel("m")]), vec![]),
+        (
+            call("absent_over_time", vec![msel(r#"nope{job="a"}"#, M)]),
+            vec![(r#"{job="a"}"#, 1.0)],
+        ),
+    ];
+    for (e, want) in cases {
+        assert_vector(instant(&r, &e, 30 * S), &want);
+    }
+    let e = call("scalar", vec![sel("m")]);
+    assert_eq!(instant(&r, &e, 0), Ok(Value::Scalar { t: 0, v: -2.5 }));
+    let bad = call(
+        "label_replace",
+        vec![
+            sel("m"),
+            string("dst"),
+            string("x"),
+            string("src"),
+            string("(.*"),
+        ],
+    );
+    assert!(matches!(instant(&r, &bad, 0), Err(EvalError::BadData(_))));
+}
+
+#[test]
+fn timestamp_reports_the_sample_time_for_selectors() {
+    // functions.test: timestamp(metric) at 5s is 0 when the sample is at 0.
+    let r = load(10 * S, &[("metric", "0 1")]);
+    let cases: &[(i64, f64)] = &[(0, 0.0), (5 * S, 0.0), (10 * S, 10.0), (20 * S, 10.0)];
+    for (t, want) in cases {
+        let e = call("timestamp", vec![Expr::Paren(Box::new(sel("metric")))]);
+        assert_vector(instant(&r, &e, *t), &[("{}", *want)]);
+    }
+}
+
+#[test]
+fn histogram_quantile_interpolates_classic_buckets() {
+    let r = load(
+        M,
+        &[
+            (r#"b_bucket{le="0.1"}"#, "10"),
+            (r#"b_bucket{le="0.2"}"#, "20"),
+            (r#"b_bucket{le="+Inf"}"#, "20"),
+        ],
+    );
+    let cases: &[(f64, f64)] = &[(0.5, 0.1), (0.75, 0.15), (1.0, 0.2), (2.0, f64::INFINITY)];
+    for (q, want) in cases {
+        let e = call("histogram_quantile", vec![num(*q), sel("b_bucket")]);
+        assert_vector(instant(&r, &e, 0), &[("{}", *want)]);
+    }
+}
+
+#[test]
+fn deriv_and_predict_linear_fit_a_line() {
+    let r = load(M, &[("g", "0+60x10")]);
+    let e = call("deriv", vec![msel("g", 5 * M)]);
+    assert_vector(instant(&r, &e, 10 * M), &[("{}", 1.0)]);
+    let e = call("predict_linear", vec![msel("g", 5 * M), num(60.0)]);
+    assert_vector(instant(&r, &e, 10 * M), &[("{}", 660.0)]);
+}
+
+#[test]
+fn subqueries_evaluate_the_inner_expression_at_aligned_steps() {
+    let r = load(M, &[("m", "0+1x20")]);
+    // Inner steps in (5m, 10m] aligned to 1m: 6..10m.
+    let e = call("count_over_time", vec![subq(sel("m"), 5 * M, Some(M))]);
+    assert_vector(instant(&r, &e, 10 * M), &[("{}", 5.0)]);
+    let e = call(
+        "max_over_time",
+        vec![modif(subq(sel("m"), 5 * M, Some(2 * M)), M, None)],
+    );
+    assert_vector(instant(&r, &e, 10 * M), &[("{}", 8.0)]);
+    let e = call("rate", vec![subq(sel("m"), 5 * M, None)]);
+    assert_vector(instant(&r, &e, 10 * M), &[("{}", 1.0 / 60.0)]);
+}
+
+#[test]
+fn too_many_samples_and_timeouts_fail() {
+    let r = load(M, &[("m", "0+1x100")]);
+    let opts = EngineOptions {
+        max_samples: 10,
+        ..EngineOptions::default()
+    };
+    let e = call("sum_over_time", vec![msel("m", 60 * M)]);
+    assert_eq!(
+        instant_query(&r, &e, 60 * M, &opts),
+        Err(EvalError::TooManySamples("query execution"))
+    );
+    assert_eq!(
+        range_query(&r, &sel("m"), 0, 60 * M, M, &opts),
+        Err(EvalError::TooManySamples("query execution"))
+    );
+    let opts = EngineOptions {
+        timeout: std::time::Duration::ZERO,
+        ..EngineOptions::default()
+    };
+    std::thread::sleep(std::time::Duration::from_millis(2));
+    assert_eq!(
+        range_query(&r, &sel("m"), 0, 60 * M, M, &opts),
+        Err(EvalError::Timeout("query execution"))
+    );
+}
+
+use crate::query::promql::ast::Expr;
+
+/// Every step of a range query equals an instant query at that time.
+#[test]
+fn range_queries_agree_with_instant_queries_at_every_step() {
+    let r = load(
+        M,
+        &[
+            (r#"c{job="a"}"#, "0+7x5 3+2x10 _ _ 1 2 stale 5+1x10"),
+            (r#"c{job="b"}"#, "100-3x30"),
+            (r#"g{job="a"}"#, "1 5 2 8 _ 3 9 4 stale _ 6 7"),
+        ],
+    );
+    let exprs = vec![
+        call("rate", vec![msel("c", 5 * M)]),
+        call(
+            "max_over_time",
+            vec![subq(call("rate", vec![msel("c", 3 * M)]), 10 * M, Some(M))],
+        ),
+        call("avg_over_time", vec![subq(sel("g"), 7 * M, Some(2 * M))]),
+        agg(A::Sum, bin(B::Mul, sel("c"), sel("g")), by(&["job"])),
+        modif(sel("g"), 90 * S, None),
+        call(
+            "deriv",
+            vec![modif(
+                msel("c", 6 * M),
+                0,
+                Some(AtModifier::Timestamp(20 * M)),
+            )],
+        ),
+    ];
+    for e in exprs {
+        let (start, end, step) = (0, 30 * M, 30 * S);
+        let Ok(Value::Matrix(m)) = range(&r, &e, start, end, step) else {
+            panic!("range query failed for {e:?}");
+        };
+        let mut t = start;
+        while t <= end {
+            let mut want: Vec<(String, f64)> = match instant_query(
+                &r,
+                &e,
+                t,
+                &EngineOptions {
+                    ..EngineOptions::default()
+                },
+            ) {
+                Ok(Value::Vector(v)) => v.iter().map(|s| (s.labels.to_string(), s.v)).collect(),
+                other => panic!("{other:?}"),
+            };
+            let mut got: Vec<(String, f64)> = m
+                .iter()
+                .filter_map(|s| {
+                    s.samples
+                        .iter()
+                        .find(|x| x.t == t)
+                        .map(|x| (s.labels.to_string(), x.v))
+                })
+                .collect();
+            want.sort_by(|a, b| a.0.cmp(&b.0));
+            got.sort_by(|a, b| a.0.cmp(&b.0));
+            assert_eq!(format!("{got:?}"), format!("{want:?}"), "at {t} for {e:?}");
+            t += step;
+        }
+    }
+}
+
+#[test]
+fn many_to_one_without_group_modifier_fails_even_when_filtered_away() {
+    // operators.test: "Check 0 series surviving the filtering producing an error."
+    let r = load(
+        5 * M,
+        &[
+            (r#"many_side{label="foo", job="test"}"#, "0"),
+            (r#"many_side{label="bar", job="test"}"#, "1"),
+            (r#"one_side{job="test"}"#, "1"),
+        ],
+    );
+    for op in [B::Gt, B::Ge, B::Le] {
+        let e = bin_m(
+            op,
+            sel("many_side"),
+            sel("one_side"),
+            false,
+            Some(matching(Cardinality::OneToOne, true, &["job"], &[])),
+        );
+        assert!(matches!(instant(&r, &e, 0), Err(EvalError::Execution(_))));
+    }
+}
+
+#[test]
+fn topk_parameter_must_be_a_number() {
+    let r = aggr_data();
+    let e = agg_p(A::Topk, num(f64::NAN), sel("non_existent"), by(&[]));
+    assert_eq!(error_of(instant(&r, &e, 0)), "Parameter value is NaN");
+    let e = agg_p(A::Topk, num(1e300), sel("http_requests"), by(&[]));
+    assert!(error_of(instant(&r, &e, 0)).contains("overflows int64"));
+}
+
+#[test]
+fn rate_with_offsets_matches_selectors_test() {
+    let r = load(
+        10 * S,
+        &[
+            (
+                r#"http_requests_total{job="api-server", instance="0", group="production"}"#,
+                "0+10x1000 100+30x1000",
+            ),
+            (
+                r#"http_requests_total{job="api-server", instance="1", group="production"}"#,
+                "0+20x1000 200+30x1000",
+            ),
+            (
+                r#"http_requests_total{job="api-server", instance="0", group="canary"}"#,
+                "0+30x1000 300+80x1000",
+            ),
+            (
+                r#"http_requests_total{job="api-server", instance="1", group="canary"}"#,
+                "0+40x2000",
+            ),
+        ],
+    );
+    let l = |i: &str, g: &str| format!(r#"{{group="{g}", instance="{i}", job="api-server"}}"#);
+    let (p0, p1, c0, c1) = (
+        l("0", "production"),
+        l("1", "production"),
+        l("0", "canary"),
+        l("1", "canary"),
+    );
+    let cases: Vec<(Expr, i64, [f64; 4])> = vec![
+        (
+            call("rate", vec![msel("http_requests_total", M)]),
+            8000 * S,
+            [1.0, 2.0, 3.0, 4.0],
+        ),
+        (
+            call("rate", vec![msel("http_requests_total", M)]),
+            18000 * S,
+            [3.0, 3.0, 8.0, 4.0],
+        ),
+        (
+            call(
+                "rate",
+                vec![modif(
+                    msel(r#"http_requests_total{instance!="3"}"#, M),
+                    10000 * S,
+                    None,
+                )],
+            ),
+            18000 * S,
+            [1.0, 2.0, 3.0, 4.0],
+        ),
+        (
+            call(
+                "rate",
+                vec![modif(
+                    msel(r#"http_requests_total{instance!="3"}"#, M),
+                    -4000 * S,
+                    None,
+                )],
+            ),
+            4000 * S,
+            [1.0, 2.0, 3.0, 4.0],
+        ),
+        (
+            bin(
+                B::Sub,
+                call("rate", vec![msel("http_requests_total", 40 * S)]),
+                call(
+                    "rate",
+                    vec![modif(msel("http_requests_total", M), 10000 * S, None)],
+                ),
+            ),
+            18000 * S,
+            [2.0, 1.0, 5.0, 0.0],
+        ),
+    ];
+    for (e, t, want) in cases {
+        assert_vector(
+            instant(&r, &e, t),
+            &[
+                (p0.as_str(), want[0]),
+                (p1.as_str(), want[1]),
+                (c0.as_str(), want[2]),
+                (c1.as_str(), want[3]),
+            ],
+        );
+    }
+}
+
+#[test]
+fn staleness_cases_match_staleness_test() {
+    let r = load(10 * S, &[("metric", "0 1 stale 2")]);
+    let cases: &[(i64, Option<f64>)] = &[
+        (10 * S, Some(1.0)),
+        (20 * S, None),
+        (30 * S, Some(2.0)),
+        (329 * S, Some(2.0)),
+        (330 * S, None),
+    ];
+    for (t, want) in cases {
+        let got = instant(&r, &sel("metric"), *t);
+        match want {
+            Some(v) => assert_vector(got, &[("metric", *v)]),
+            None => assert_vector(got, &[]),
+        }
+    }
+    let counts: &[(i64, i64, Option<f64>)] = &[
+        (30 * S, M, Some(3.0)),
+        (10 * S, S, Some(1.0)),
+        (20 * S, S, None),
+        (20 * S, 10 * S, None),
+        (20 * S, 20 * S, Some(1.0)),
+    ];
+    for (t, rng, want) in counts {
+        let e = call("count_over_time", vec![msel("metric", *rng)]);
+        match want {
+            Some(v) => assert_vector(instant(&r, &e, *t), &[("{}", *v)]),
+            None => assert_vector(instant(&r, &e, *t), &[]),
+        }
+    }
+}
+
+#[test]
+fn subquery_cases_match_subquery_test() {
+    let r = load(10 * S, &[("metric_total", "1 2")]);
+    let cases: Vec<(Expr, i64, f64)> = vec![
+        (
+            call(
+                "sum_over_time",
+                vec![subq(sel("metric_total"), 50 * S, Some(10 * S))],
+            ),
+            10 * S,
+            3.0,
+        ),
+        (
+            call(
+                "sum_over_time",
+                vec![subq(sel("metric_total"), 50 * S, Some(5 * S))],
+            ),
+            10 * S,
+            4.0,
+        ),
+        (
+            call(
+                "sum_over_time",
+                vec![subq(sel("metric_total"), 50 * S, Some(10 * S))],
+            ),
+            5 * M,
+            10.0,
+        ),
+        (
+            call(
+                "sum_over_time",
+                vec![subq(sel("metric_total"), 60 * S, Some(10 * S))],
+            ),
+            5 * M + 59 * S,
+            2.0,
+        ),
+        (
+            call(
+                "rate",
+                vec![subq(sel("metric_total"), 20 * S, Some(10 * S))],
+            ),
+            10 * S,
+            0.1,
+        ),
+        (
+            call("rate", vec![subq(sel("metric_total"), 20 * S, Some(5 * S))]),
+            20 * S,
+            0.06666666666666667,
+        ),
+    ];
+    for (e, t, want) in cases {
+        assert_vector(instant(&r, &e, t), &[("{}", want)]);
+    }
+    let r = load(10 * S, &[("metric1_total", "0+1x1000")]);
+    let cases: &[(i64, i64, i64, f64)] = &[
+        (1000 * S, 5 * S, 0, 591.0),
+        (1010 * S, 10 * S, 10 * S, 297.0),
+        (1010 * S, 10 * S, 9 * S, 297.0),
+        (1010 * S, 10 * S, 3 * S, 297.0),
+    ];
+    for (t, step, offset, want) in cases {
+        let e = call(
+            "sum_over_time",
+            vec![modif(
+                subq(sel("metric1_total"), 30 * S, Some(*step)),
+                *offset,
+                None,
+            )],
+        );
+        assert_vector(instant(&r, &e, *t), &[("{}", *want)]);
+    }
+}
+
+#[test]
+fn at_modifier_cases_match_at_modifier_test() {
+    let r = load(
+        10 * S,
+        &[
+            (r#"metric{job="1"}"#, "0+1x1000"),
+            (r#"metric{job="2"}"#, "0+2x1000"),
+        ],
+    );
+    let at = |s: i64| Some(AtModifier::Timestamp(s * S));
+    let j1 = r#"metric{job="1"}"#;
+    let cases: Vec<(Expr, i64, f64)> = vec![
+        (
+            call("sum_over_time", vec![modif(msel(j1, 100 * S), 0, at(100))]),
+            25 * S,
+            55.0,
+        ),
+        (
+            call(
+                "sum_over_time",
+                vec![modif(msel(j1, 100 * S), 50 * S, at(100))],
+            ),
+            25 * S,
+            15.0,
+        ),
+        (
+            call(
+                "sum_over_time",
+                vec![modif(subq(sel(j1), 100 * S, Some(S)), 0, at(100))],
+            ),
+            25 * S,
+            460.0,
+        ),
+        (
+            call(
+                "sum_over_time",
+                vec![modif(subq(sel(j1), 100 * S, Some(S)), 20 * S, at(100))],
+            ),
+            25 * S,
+            288.0,
+        ),
+        (
+            call(
+                "sum_over_time",
+                vec![modif(
+                    subq(
+                        call("sum_over_time", vec![modif(msel(j1, 100 * S), 0, at(100))]),
+                        100 * S,
+                        Some(25 * S),
+                    ),
+                    0,
+                    at(50),
+                )],
+            ),
+            100 * S,
+            220.0,
+        ),
+        (
+            call(
+                "sum_over_time",
+                vec![modif(
+                    subq(
+                        call(
+                            "sum_over_time",
+                            vec![modif(
+                                subq(
+                                    call("sum_over_time", vec![msel(j1, 20 * S)]),
+                                    20 * S,
+                                    Some(10 * S),
+                                ),
+                                10 * S,
+                                None,
+                            )],
+                        ),
+                        100 * S,
+                        Some(25 * S),
+                    ),
+                    0,
+                    at(1000),
+                )],
+            ),
+            0,
+            1504.0,
+        ),
+        (
+            call("timestamp", vec![modif(sel(j1), 0, at(10))]),
+            10 * M,
+            10.0,
+        ),
+        (
+            call(
+                "timestamp",
+                vec![call("timestamp", vec![modif(sel(j1), 0, at(10))])],
+            ),
+            10 * M,
+            600.0,
+        ),
+    ];
+    for (e, t, want) in cases {
+        assert_vector(instant(&r, &e, t), &[(r#"{job="1"}"#, want)]);
+    }
+    let e = call(
+        "sum_over_time",
+        vec![modif(
+            subq(call("minute", vec![]), 50 * M, Some(M)),
+            0,
+            at(6000),
+        )],
+    );
+    assert_vector(instant(&r, &e, 0), &[("{}", 1315.0)]);
+    let e = call(
+        "sum_over_time",
+        vec![modif(
+            subq(call("vector", vec![call("time", vec![])]), 100 * S, Some(S)),
+            600 * S,
+            at(3000),
+        )],
+    );
+    assert_vector(instant(&r, &e, 0), &[("{}", 235050.0)]);
+}
+
+#[test]
+fn timestamp_with_at_in_range_queries_matches_at_modifier_test() {
+    let r = load(
+        10 * S,
+        &[
+            ("metric", "0+1x10"),
+            ("metric_missing", "0 _ 2 _ 4 _ 5 _ 6"),
+        ],
+    );
+    let at = |s: i64| Some(AtModifier::Timestamp(s * S));
+    let ts = |v: f64| -> Vec<(i64, f64)> { (0..7).map(|i| (i * 10 * S, v)).collect() };
+    let steps: Vec<(i64, f64)> = (0..7).map(|i| (i * 10 * S, (i * 10) as f64)).collect();
+    let cases: Vec<(Expr, Vec<(i64, f64)>)> = vec![
+        (call("timestamp", vec![sel("metric")]), steps.clone()),
+        (
+            call("timestamp", vec![modif(sel("metric"), 0, at(11))]),
+            ts(10.0),
+        ),
+        (
+            call("timestamp", vec![modif(sel("metric"), 0, at(19))]),
+            ts(10.0),
+        ),
+        (
+            call("timestamp", vec![modif(sel("metric"), 0, at(20))]),
+            ts(20.0),
+        ),
+        (
+            call("timestamp", vec![modif(sel("metric_missing"), 0, at(10))]),
+            ts(0.0),
+        ),
+        (
+            call(
+                "timestamp",
+                vec![call("abs", vec![modif(sel("metric"), 0, at(11))])],
+            ),
+            steps.clone(),
+        ),
+    ];
+    for (e, want) in cases {
+        assert_matrix(range(&r, &e, 0, 60 * S, 10 * S), &[("{}", &want)]);
+    }
+}
+
+#[test]
+fn mad_and_double_exponential_smoothing() {
+    let r = load(M, &[("m", "1 2 3 4 100")]);
+    let e = call("mad_over_time", vec![msel("m", 10 * M)]);
+    assert_vector(instant(&r, &e, 4 * M), &[("{}", 1.0)]);
+    let r = load(M, &[("m", "0+10x10")]);
+    // A straight line is smoothed into itself.
+    let e = call(
+        "double_exponential_smoothing",
+        vec![msel("m", 10 * M), num(0.5), num(0.5)],
+    );
+    assert_vector(instant(&r, &e, 10 * M), &[("{}", 100.0)]);
+    let e = call(
+        "double_exponential_smoothing",
+        vec![msel("m", 10 * M), num(1.0), num(0.5)],
+    );
+    assert_eq!(
+        error_of(instant(&r, &e, 10 * M)),
+        "invalid smoothing factor. Expected: 0 < sf < 1, got: 1.000000"
+    );
+}
+
+#[test]
+fn histogram_quantile_cases_match_histograms_test() {
+    let r = load(
+        5 * M,
+        &[
+            (
+                r#"testhistogram_bucket{le="0.1", start="positive"}"#,
+                "0+5x10",
+            ),
+            (
+                r#"testhistogram_bucket{le=".2", start="positive"}"#,
+                "0+7x10",
+            ),
+            (
+                r#"testhistogram_bucket{le="1e0", start="positive"}"#,
+                "0+11x10",
+            ),
+            (
+                r#"testhistogram_bucket{le="+Inf", start="positive"}"#,
+                "0+12x10",
+            ),
+            (
+                r#"testhistogram_bucket{le="-.2", start="negative"}"#,
+                "0+1x10",
+            ),
+            (
+                r#"testhistogram_bucket{le="-0.1", start="negative"}"#,
+                "0+2x10",
+            ),
+            (
+                r#"testhistogram_bucket{le="0.3", start="negative"}"#,
+                "0+2x10",
+            ),
+            (
+                r#"testhistogram_bucket{le="+Inf", start="negative"}"#,
+                "0+3x10",
+            ),
+            (
+                r#"rds_bucket{job="job1", instance="ins1", le="0.1"}"#,
+                "0+1x10",
+            ),
+            (
+                r#"rds_bucket{job="job1", instance="ins1", le="0.2"}"#,
+                "0+3x10",
+            ),
+            (
+                r#"rds_bucket{job="job1", instance="ins1", le="+Inf"}"#,
+                "0+4x10",
+            ),
+            (
+                r#"rds_bucket{job="job1", instance="ins2", le="0.1"}"#,
+                "0+2x10",
+            ),
+            (
+                r#"rds_bucket{job="job1", instance="ins2", le="0.2"}"#,
+                "0+5x10",
+            ),
+            (
+                r#"rds_bucket{job="job1", instance="ins2", le="+Inf"}"#,
+                "0+6x10",
+            ),
+            (
+                r#"rds_bucket{job="job2", instance="ins1", le="0.1"}"#,
+                "0+3x10",
+            ),
+            (
+                r#"rds_bucket{job="job2", instance="ins1", le="0.2"}"#,
+                "0+4x10",
+            ),
+            (
+                r#"rds_bucket{job="job2", instance="ins1", le="+Inf"}"#,
+                "0+6x10",
+            ),
+            (
+                r#"rds_bucket{job="job2", instance="ins2", le="0.1"}"#,
+                "0+4x10",
+            ),
+            (
+                r#"rds_bucket{job="job2", instance="ins2", le="0.2"}"#,
+                "0+7x10",
+            ),
+            (
+                r#"rds_bucket{job="job2", instance="ins2", le="+Inf"}"#,
+                "0+9x10",
+            ),
+        ],
+    );
+    let hq = |q: f64, e: Expr| call("histogram_quantile", vec![num(q), e]);
+    let rate = |s: &str| call("rate", vec![msel(s, 10 * M)]);
+    assert_vector(
+        instant(&r, &hq(0.5, rate("testhistogram_bucket")), 50 * M),
+        &[
+            (r#"{start="positive"}"#, 0.15),
+            (r#"{start="negative"}"#, -0.15),
+        ],
+    );
+    assert_vector(
+        instant(&r, &hq(0.5, rate("rds_bucket")), 50 * M),
+        &[
+            (r#"{instance="ins1", job="job1"}"#, 0.15),
+            (r#"{instance="ins2", job="job1"}"#, 0.13333333333333333),
+            (r#"{instance="ins1", job="job2"}"#, 0.1),
+            (r#"{instance="ins2", job="job2"}"#, 0.11666666666666667),
+        ],
+    );
+}
+
+#[test]
+fn extreme_times_and_ranges_do_not_panic() {
+    let r = load(M, &[("m", "0+1x10")]);
+    let extremes = [i64::MIN, i64::MIN / 2, -1, 0, i64::MAX / 2, i64::MAX];
+    for &x in &extremes {
+        let exprs = vec![
+            modif(sel("m"), x, None),
+            modif(sel("m"), 0, Some(AtModifier::Timestamp(x))),
+            call("rate", vec![modif(msel("m", 5 * M), x, None)]),
+            call(
+                "rate",
+                vec![modif(
+                    msel("m", i64::MAX),
+                    0,
+                    Some(AtModifier::Timestamp(x)),
+                )],
+            ),
+            call("deriv", vec![modif(msel("m", i64::MAX), x, None)]),
+            call("irate", vec![msel("m", i64::MAX)]),
+            call("minute", vec![call("vector", vec![num(x as f64)])]),
+            call("year", vec![call("vector", vec![num(f64::NAN)])]),
+            call(
+                "max_over_time",
+                vec![modif(
+                    subq(sel("m"), 3 * M, Some(i64::MAX)),
+                    0,
+                    Some(AtModifier::Timestamp(x)),
+                )],
+            ),
+        ];
+        for e in exprs {
+            let _ = instant(&r, &e, x);
+            let _ = range(&r, &e, x, x.saturating_add(2 * M), M);
+            let _ = range(&r, &e, i64::MAX - M, i64::MAX, M);
+        }
+    }
+}
+
+#[test]
+fn sort_by_label_uses_natural_order_then_the_label_set() {
+    let r = load(
+        M,
+        &[
+            (r#"cpu{cpu="10", job="b"}"#, "1"),
+            (r#"cpu{cpu="2", job="a"}"#, "2"),
+            (r#"cpu{cpu="1", job="b"}"#, "3"),
+            (r#"cpu{cpu="1", job="a"}"#, "4"),
+        ],
+    );
+    let order = |f: &'static str| -> Vec<f64> {
+        match instant(&r, &call(f, vec![sel("cpu"), string("cpu")]), 0) {
+            Ok(Value::Vector(v)) => v.iter().map(|s| s.v).collect(),
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(order("sort_by_label"), vec![4.0, 3.0, 2.0, 1.0]);
+    assert_eq!(order("sort_by_label_desc"), vec![1.0, 2.0, 3.0, 4.0]);
+}
