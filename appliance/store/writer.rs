@@ -1,0 +1,305 @@
+//! The single writer thread: owns every write transaction, flushes the head on a timer and
+//! on request, and seals everything at close.
+
+use super::head::{CHUNK_SAMPLES, Head};
+use super::{Command, Shared, StoreError, codec, index, partition};
+use crate::model::{Labels, Metadata};
+use redb::{Database, Durability, ReadableTable};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+/// An open chunk that got no sample for this long is sealed (its series went away).
+const IDLE_SEAL: Duration = Duration::from_secs(15 * 60);
+
+/// The new tail of an open chunk, copied out of the head.
+struct PieceSrc {
+    series: u64,
+    chunk: u64,
+    body: Vec<u8>,
+    count: u32,
+    flushed: u32,
+}
+
+/// A sealed chunk, copied out of the head.
+struct SealSrc {
+    series: u64,
+    chunk: u64,
+    value: Vec<u8>,
+    max_t: i64,
+    pieces: Vec<u64>,
+    unflushed: u32,
+}
+
+#[derive(Default)]
+struct PartPlan {
+    pieces: Vec<PieceSrc>,
+    seals: Vec<SealSrc>,
+}
+
+struct Plan {
+    series: Vec<(u64, Labels)>,
+    metadata: Vec<(String, Metadata)>,
+    parts: BTreeMap<i64, PartPlan>,
+}
+
+pub struct Writer {
+    shared: Arc<Shared>,
+    next_seq: u64,
+    interval: Duration,
+    idle_gens: u64,
+}
+
+impl Writer {
+    pub fn new(shared: Arc<Shared>, next_seq: u64, interval: Duration) -> Writer {
+        let idle_gens = (IDLE_SEAL.as_millis() / interval.as_millis().max(1)).max(2) as u64;
+        Writer {
+            shared,
+            next_seq,
+            interval,
+            idle_gens,
+        }
+    }
+
+    pub fn run(mut self, rx: Receiver<Command>) {
+        let mut deadline = Instant::now() + self.interval;
+        loop {
+            let wait = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(wait) {
+                Ok(Command::Flush(reply)) => {
+                    let r = self.flush(false);
+                    deadline = Instant::now() + self.interval;
+                    let _ = reply.send(r);
+                }
+                Ok(Command::Close(reply)) => {
+                    let r = self.flush(true);
+                    self.release();
+                    let _ = reply.send(r);
+                    return;
+                }
+                #[cfg(test)]
+                Ok(Command::Abandon(reply)) => {
+                    self.release();
+                    let _ = reply.send(Ok(()));
+                    return;
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    if let Err(e) = self.flush(false) {
+                        // The head keeps the data; the next flush retries.
+                        tracing::error!(error = %e, "Store flush failed; will retry.");
+                    }
+                    deadline = Instant::now() + self.interval;
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    if let Err(e) = self.flush(true) {
+                        tracing::error!(error = %e, "Final store flush failed.");
+                    }
+                    self.release();
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Drops the databases so the files can be opened again (by a new `Store`).
+    fn release(&self) {
+        let mut dbs = self.shared.dbs_mut();
+        dbs.index = None;
+        dbs.partitions.clear();
+    }
+
+    fn flush(&mut self, seal_all: bool) -> Result<(), StoreError> {
+        let started = Instant::now();
+        let plan = {
+            let mut head = self.shared.head_mut();
+            take_plan(&mut head, seal_all, self.idle_gens)
+        };
+        let mut flushed = 0u64;
+        let result = self.write_plan(plan, &mut flushed);
+        let mut c = self
+            .shared
+            .counters
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        c.samples_flushed += flushed;
+        c.flushes += 1;
+        c.last_flush_duration = started.elapsed();
+        result
+    }
+
+    fn write_plan(&mut self, plan: Plan, flushed: &mut u64) -> Result<(), StoreError> {
+        // 1. Index first: a crash after this commit leaves series without chunks, which is
+        //    harmless; chunks without series could not happen.
+        if !plan.series.is_empty() || !plan.metadata.is_empty() {
+            let path = self.shared.index_path();
+            let db = self.shared.dbs().index.clone().ok_or(StoreError::Closed)?;
+            let mut txn = db.begin_write().map_err(|e| StoreError::db(&path, e))?;
+            durable(&mut txn, &path)?;
+            index::write(&txn, &path, &plan.series, &plan.metadata)?;
+            txn.commit().map_err(|e| StoreError::db(&path, e))?;
+            let mut head = self.shared.head_mut();
+            // The plan took a prefix of each pending list; later appends may have added more.
+            let n = plan.series.len().min(head.pending_series.len());
+            head.pending_series.drain(..n);
+            let n = plan.metadata.len().min(head.pending_metadata.len());
+            head.pending_metadata.drain(..n);
+        }
+        // 2. One transaction per partition touched.
+        let mut scratch = Vec::new();
+        for (pidx, part) in plan.parts {
+            let path = partition::partition_path(&self.shared.dir, pidx);
+            let db = self.partition_db(pidx, &path)?;
+            let piece_seq = self.next_seq;
+            let mut seal_seqs = Vec::with_capacity(part.seals.len());
+            let mut seq = piece_seq + 1;
+            for _ in &part.seals {
+                seal_seqs.push(seq);
+                seq += 1;
+            }
+            let mut txn = db.begin_write().map_err(|e| StoreError::db(&path, e))?;
+            durable(&mut txn, &path)?;
+            {
+                let e = |x: redb::Error| StoreError::db(&path, x);
+                let mut chunks = txn.open_table(partition::CHUNKS).map_err(|x| e(x.into()))?;
+                let mut pieces = txn.open_table(partition::PIECES).map_err(|x| e(x.into()))?;
+                for (s, seq) in part.seals.iter().zip(&seal_seqs) {
+                    chunks
+                        .insert((s.series, s.max_t, *seq), s.value.as_slice())
+                        .map_err(|x| e(x.into()))?;
+                    for p in &s.pieces {
+                        pieces.remove((*p, s.series)).map_err(|x| e(x.into()))?;
+                    }
+                }
+                let mut value = Vec::new();
+                for p in &part.pieces {
+                    scratch.clear();
+                    codec::decode_stream(&p.body, p.count, &mut scratch).map_err(|x| {
+                        StoreError::Other(format!("BUG: head chunk does not decode: {x}"))
+                    })?;
+                    value.clear();
+                    codec::encode_chunk(&scratch[p.flushed as usize..], false, &mut value);
+                    pieces
+                        .insert((piece_seq, p.series), value.as_slice())
+                        .map_err(|x| e(x.into()))?;
+                }
+                let mut meta = txn.open_table(partition::META).map_err(|x| e(x.into()))?;
+                let old = meta
+                    .get("next_seq")
+                    .map_err(|x| e(x.into()))?
+                    .map_or(0, |g| g.value());
+                meta.insert("next_seq", seq.max(old))
+                    .map_err(|x| e(x.into()))?;
+            }
+            txn.commit().map_err(|e| StoreError::db(&path, e))?;
+            self.next_seq = seq;
+
+            let mut head = self.shared.head_mut();
+            for p in &part.pieces {
+                if let Some(c) = head.find_chunk(p.series, p.chunk) {
+                    c.flushed = p.count;
+                    c.add_piece(piece_seq);
+                }
+                *flushed += u64::from(p.count - p.flushed);
+            }
+            for s in &part.seals {
+                if let Some(series) = head.series.get_mut(&s.series) {
+                    series.chunks.retain(|c| c.id != s.chunk);
+                }
+                *flushed += u64::from(s.unflushed);
+            }
+        }
+        Ok(())
+    }
+
+    fn partition_db(&self, pidx: i64, path: &std::path::Path) -> Result<Arc<Database>, StoreError> {
+        if let Some(db) = self.shared.dbs().partitions.get(&pidx) {
+            return Ok(db.clone());
+        }
+        let db = Arc::new(partition::create(path)?);
+        let mut dbs = self.shared.dbs_mut();
+        if dbs.index.is_none() {
+            return Err(StoreError::Closed);
+        }
+        dbs.partitions.insert(pidx, db.clone());
+        Ok(db)
+    }
+}
+
+fn durable(txn: &mut redb::WriteTransaction, path: &std::path::Path) -> Result<(), StoreError> {
+    txn.set_durability(Durability::Immediate)
+        .map_err(|e| StoreError::Database {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+    // Quick-repair makes reopening after a power cut about as fast as a clean open.
+    txn.set_quick_repair(true);
+    Ok(())
+}
+
+/// Decides what this flush writes and copies it out of the head (cheap: compressed bytes).
+fn take_plan(head: &mut Head, seal_all: bool, idle_gens: u64) -> Plan {
+    let gen_ = head.flush_gen;
+    head.flush_gen += 1;
+    let series = head
+        .pending_series
+        .iter()
+        .filter_map(|id| head.series.get(id).map(|s| (*id, s.labels.clone())))
+        .collect();
+    let metadata = head
+        .pending_metadata
+        .iter()
+        .filter_map(|n| head.metadata.get(n).map(|m| (n.clone(), m.clone())))
+        .collect();
+    let mut parts: BTreeMap<i64, PartPlan> = BTreeMap::new();
+    for (&id, s) in head.series.iter_mut() {
+        if s.chunks.is_empty() {
+            continue;
+        }
+        let newest = s
+            .chunks
+            .iter()
+            .filter(|c| !c.sealed)
+            .map(|c| c.partition)
+            .max();
+        for c in s.chunks.iter_mut() {
+            if c.count() == 0 {
+                continue;
+            }
+            if !c.sealed {
+                let idle = gen_.saturating_sub(c.last_append_gen);
+                let moved_on = newest.is_some_and(|n| c.partition < n) && idle >= 1;
+                if seal_all || idle >= idle_gens || moved_on || c.count() >= CHUNK_SAMPLES * 2 {
+                    c.sealed = true;
+                }
+            }
+            let part = parts.entry(c.partition).or_default();
+            if c.sealed {
+                let mut value = Vec::with_capacity(c.body.len() / 2 + 16);
+                c.enc.finish_into(&c.body, true, &mut value);
+                part.seals.push(SealSrc {
+                    series: id,
+                    chunk: c.id,
+                    value,
+                    max_t: c.enc.max_t(),
+                    pieces: c.piece_seqs().unwrap_or_default(),
+                    unflushed: c.count() - c.flushed,
+                });
+            } else if c.count() > c.flushed {
+                part.pieces.push(PieceSrc {
+                    series: id,
+                    chunk: c.id,
+                    body: c.body.clone(),
+                    count: c.count(),
+                    flushed: c.flushed,
+                });
+            }
+        }
+    }
+    parts.retain(|_, p| !p.pieces.is_empty() || !p.seals.is_empty());
+    Plan {
+        series,
+        metadata,
+        parts,
+    }
+}
