@@ -26,59 +26,33 @@ pub fn encode_labels(labels: &Labels) -> Result<Vec<u8>, StoreError> {
     postcard::to_stdvec(&pairs).map_err(|e| StoreError::Other(format!("encoding labels: {e}")))
 }
 
-/// Opens (or creates) the index and checks its schema version before anything is written.
+/// Opens (or creates) the index; an existing one is checked before anything is written.
 pub fn open(path: &Path) -> Result<Database, StoreError> {
-    let exists = path.exists();
-    let mut b = Database::builder();
-    b.set_cache_size(DB_CACHE_BYTES);
     // An existing file is only ever opened: `create` would initialise an empty or foreign
     // file in place, which is exactly the silent data loss a damaged file must not cause.
-    let db = if exists { b.open(path) } else { b.create(path) }.map_err(|e| open_error(path, e))?;
-    let version = {
-        let txn = db.begin_read().map_err(|e| StoreError::db(path, e))?;
-        match txn.open_table(META) {
-            Ok(t) => t
-                .get("schema_version")
-                .map_err(|e| StoreError::db(path, e))?
-                .map(|g| g.value()),
-            Err(TableError::TableDoesNotExist(_)) => None,
-            Err(e) => return Err(StoreError::db(path, e)),
-        }
-    };
-    match version {
-        Some(v) if v > SCHEMA_VERSION => {
-            return Err(StoreError::SchemaTooNew {
-                path: path.to_owned(),
-                found: v,
-                supported: SCHEMA_VERSION,
-            });
-        }
-        Some(_) => {}
-        None if exists => {
-            return Err(StoreError::Damaged {
-                path: path.to_owned(),
-                detail: "it has no schema version (not a Picket index)".into(),
-            });
-        }
-        None => {
-            let mut txn = db.begin_write().map_err(|e| StoreError::db(path, e))?;
-            txn.set_quick_repair(true);
-            {
-                let mut m = txn.open_table(META).map_err(|e| StoreError::db(path, e))?;
-                m.insert("schema_version", SCHEMA_VERSION)
-                    .map_err(|e| StoreError::db(path, e))?;
-                txn.open_table(SERIES)
-                    .map_err(|e| StoreError::db(path, e))?;
-                txn.open_table(SERIES_BY_LABELS)
-                    .map_err(|e| StoreError::db(path, e))?;
-                txn.open_multimap_table(POSTINGS)
-                    .map_err(|e| StoreError::db(path, e))?;
-                txn.open_table(METADATA)
-                    .map_err(|e| StoreError::db(path, e))?;
-            }
-            txn.commit().map_err(|e| StoreError::db(path, e))?;
-        }
+    if path.exists() {
+        return super::open_existing(path, "index");
     }
+    let db = Database::builder()
+        .set_cache_size(DB_CACHE_BYTES)
+        .create(path)
+        .map_err(|e| open_error(path, e))?;
+    let mut txn = db.begin_write().map_err(|e| StoreError::db(path, e))?;
+    txn.set_quick_repair(true);
+    {
+        let mut m = txn.open_table(META).map_err(|e| StoreError::db(path, e))?;
+        m.insert("schema_version", SCHEMA_VERSION)
+            .map_err(|e| StoreError::db(path, e))?;
+        txn.open_table(SERIES)
+            .map_err(|e| StoreError::db(path, e))?;
+        txn.open_table(SERIES_BY_LABELS)
+            .map_err(|e| StoreError::db(path, e))?;
+        txn.open_multimap_table(POSTINGS)
+            .map_err(|e| StoreError::db(path, e))?;
+        txn.open_table(METADATA)
+            .map_err(|e| StoreError::db(path, e))?;
+    }
+    txn.commit().map_err(|e| StoreError::db(path, e))?;
     Ok(db)
 }
 

@@ -161,6 +161,19 @@ fn open_error(path: &Path, e: redb::DatabaseError) -> StoreError {
         redb::DatabaseError::DatabaseAlreadyOpen => StoreError::AlreadyOpen {
             path: path.to_owned(),
         },
+        // redb reports a wrong magic number as InvalidData, a file shorter than its header
+        // as UnexpectedEof.
+        redb::DatabaseError::Storage(redb::StorageError::Io(source))
+            if matches!(
+                source.kind(),
+                std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof
+            ) =>
+        {
+            StoreError::Damaged {
+                path: path.to_owned(),
+                detail: source.to_string(),
+            }
+        }
         redb::DatabaseError::Storage(redb::StorageError::Io(source)) => {
             StoreError::io(path, source)
         }
@@ -175,6 +188,58 @@ fn open_error(path: &Path, e: redb::DatabaseError) -> StoreError {
             detail: format!("redb file format {v} needs an upgrade this build cannot do"),
         },
         e => StoreError::db(path, e),
+    }
+}
+
+/// Reads `schema_version` from a file's `meta` table (None when it has none).
+fn schema_version(
+    db: &impl redb::ReadableDatabase,
+    path: &Path,
+) -> Result<Option<u64>, StoreError> {
+    const META: redb::TableDefinition<&str, u64> = redb::TableDefinition::new("meta");
+    let txn = db.begin_read().map_err(|e| StoreError::db(path, e))?;
+    match txn.open_table(META) {
+        Ok(t) => Ok(t
+            .get("schema_version")
+            .map_err(|e| StoreError::db(path, e))?
+            .map(|g| g.value())),
+        Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+        Err(e) => Err(StoreError::db(path, e)),
+    }
+}
+
+/// Opens an existing store file for writing, after checking it read-only: opening a redb
+/// file for writing updates its header, and a file we refuse (damaged, newer schema, not
+/// ours) must be left byte-for-byte as it was. A file that needs a repair (power cut) cannot
+/// be checked read-only; it is repaired by the normal open and checked right after.
+fn open_existing(path: &Path, what: &str) -> Result<Database, StoreError> {
+    let check = |v: Option<u64>| match v {
+        Some(v) if v > SCHEMA_VERSION => Err(StoreError::SchemaTooNew {
+            path: path.to_owned(),
+            found: v,
+            supported: SCHEMA_VERSION,
+        }),
+        Some(_) => Ok(()),
+        None => Err(StoreError::Damaged {
+            path: path.to_owned(),
+            detail: format!("it has no schema version (not a Picket {what})"),
+        }),
+    };
+    let mut b = Database::builder();
+    b.set_cache_size(DB_CACHE_BYTES);
+    match b.open_read_only(path) {
+        Ok(ro) => {
+            check(schema_version(&ro, path)?)?;
+            drop(ro);
+            let db = b.open(path).map_err(|e| open_error(path, e))?;
+            Ok(db)
+        }
+        Err(redb::DatabaseError::RepairAborted) => {
+            let db = b.open(path).map_err(|e| open_error(path, e))?;
+            check(schema_version(&db, path)?)?;
+            Ok(db)
+        }
+        Err(e) => Err(open_error(path, e)),
     }
 }
 

@@ -53,35 +53,9 @@ pub fn parse_partition_name(name: &str) -> Option<i64> {
     (partition_start(index) == start).then_some(index)
 }
 
-/// Opens an existing partition file and checks its schema version.
+/// Opens an existing partition file, refusing newer or foreign files untouched.
 pub fn open(path: &Path) -> Result<Database, StoreError> {
-    let db = Database::builder()
-        .set_cache_size(DB_CACHE_BYTES)
-        .open(path)
-        .map_err(|e| open_error(path, e))?;
-    let version = {
-        let txn = db.begin_read().map_err(|e| StoreError::db(path, e))?;
-        match txn.open_table(META) {
-            Ok(t) => t
-                .get("schema_version")
-                .map_err(|e| StoreError::db(path, e))?
-                .map(|g| g.value()),
-            Err(TableError::TableDoesNotExist(_)) => None,
-            Err(e) => return Err(StoreError::db(path, e)),
-        }
-    };
-    match version {
-        Some(v) if v > SCHEMA_VERSION => Err(StoreError::SchemaTooNew {
-            path: path.to_owned(),
-            found: v,
-            supported: SCHEMA_VERSION,
-        }),
-        Some(_) => Ok(db),
-        None => Err(StoreError::Damaged {
-            path: path.to_owned(),
-            detail: "it has no schema version (not a Picket partition)".into(),
-        }),
-    }
+    super::open_existing(path, "partition")
 }
 
 /// Creates a new partition file with its schema version.
