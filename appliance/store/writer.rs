@@ -74,13 +74,13 @@ impl Writer {
                 }
                 Ok(Command::Close(reply)) => {
                     let r = self.flush(true);
-                    self.release();
+                    self.release(r.is_ok());
                     let _ = reply.send(r);
                     return;
                 }
                 #[cfg(test)]
                 Ok(Command::Abandon(reply)) => {
-                    self.release();
+                    self.release(false);
                     let _ = reply.send(Ok(()));
                     return;
                 }
@@ -92,21 +92,40 @@ impl Writer {
                     deadline = Instant::now() + self.interval;
                 }
                 Err(RecvTimeoutError::Disconnected) => {
-                    if let Err(e) = self.flush(true) {
+                    let r = self.flush(true);
+                    if let Err(e) = &r {
                         tracing::error!(error = %e, "Final store flush failed.");
                     }
-                    self.release();
+                    self.release(r.is_ok());
                     return;
                 }
             }
         }
     }
 
-    /// Drops the databases so the files can be opened again (by a new `Store`).
-    fn release(&self) {
-        let mut dbs = self.shared.dbs_mut();
-        dbs.index = None;
-        dbs.partitions.clear();
+    /// Drops the databases so the files can be opened again (by a new `Store`). On a clean
+    /// close, partitions with much free space inside (pieces deleted when their chunks
+    /// sealed, half-full B-tree pages) are compacted: one rewrite per close, which is rare,
+    /// in exchange for giving the space back to the SD card.
+    fn release(&self, compact: bool) {
+        let (index, parts) = {
+            let mut dbs = self.shared.dbs_mut();
+            (dbs.index.take(), std::mem::take(&mut dbs.partitions))
+        };
+        drop(index);
+        if !compact {
+            return;
+        }
+        for (pidx, db) in parts {
+            // A reader still holding the file: skip, the next close will do it.
+            let Ok(mut db) = Arc::try_unwrap(db) else {
+                continue;
+            };
+            let path = partition::partition_path(&self.shared.dir, pidx);
+            if let Err(e) = compact_if_fragmented(&mut db) {
+                tracing::warn!(path = %path.display(), error = %e, "Compacting a partition failed; it stays as it is.");
+            }
+        }
     }
 
     fn flush(&mut self, seal_all: bool) -> Result<(), StoreError> {
@@ -224,6 +243,21 @@ impl Writer {
         dbs.partitions.insert(pidx, db.clone());
         Ok(db)
     }
+}
+
+/// Compacts `db` when more than a quarter of its file is free space.
+fn compact_if_fragmented(db: &mut Database) -> Result<(), redb::Error> {
+    let stats = {
+        let txn = db.begin_write()?;
+        let st = txn.stats()?;
+        txn.abort()?;
+        st
+    };
+    let used = stats.stored_bytes() + stats.metadata_bytes();
+    if stats.fragmented_bytes() > used / 3 {
+        while db.compact()? {}
+    }
+    Ok(())
 }
 
 fn durable(txn: &mut redb::WriteTransaction, path: &std::path::Path) -> Result<(), StoreError> {
