@@ -8,6 +8,14 @@
 //!   tag 2 (TAG_LZ4):   body = raw_len:varint | lz4_flex block of the sample stream
 //! ```
 //!
+//! A *piece* (what one flush adds to an open chunk) is not a chunk value: it is the stream
+//! bytes the open chunk gained since the previous piece, decodable only after its
+//! predecessors (they are read back only at open, in sequence order, to rebuild the head):
+//!
+//! ```text
+//! piece = 3 (TAG_PIECE) | count:varint | stream bytes
+//! ```
+//!
 //! The sample stream is byte-oriented (no bit packing, so the decoder is short and easy to
 //! check) and keeps samples in *arrival* order, which may be out of time order: that order
 //! is what makes "the last write of a timestamp wins" decidable inside one chunk.
@@ -37,6 +45,9 @@ use crate::model::Sample;
 pub const TAG_PLAIN: u8 = 1;
 /// lz4_flex block-compressed sample stream.
 pub const TAG_LZ4: u8 = 2;
+
+/// A continuation piece of an open chunk (only in the `pieces` table).
+pub const TAG_PIECE: u8 = 3;
 
 /// Streams shorter than this are stored plain: lz4 cannot win much on them (VM's
 /// `minCompressibleBlockSize` idea).
@@ -191,6 +202,7 @@ impl Encoder {
 }
 
 /// Encodes `samples` (in arrival order) as one chunk value.
+#[cfg(test)]
 pub fn encode_chunk(samples: &[Sample], compress: bool, out: &mut Vec<u8>) {
     let mut enc = Encoder::default();
     let mut body = Vec::with_capacity(samples.len() * 3 + 8);
@@ -198,6 +210,26 @@ pub fn encode_chunk(samples: &[Sample], compress: bool, out: &mut Vec<u8>) {
         enc.push(&mut body, *s);
     }
     enc.finish_into(&body, compress, out);
+}
+
+/// Writes a piece: `count` samples whose stream bytes are `stream`.
+pub fn encode_piece(count: u32, stream: &[u8], out: &mut Vec<u8>) {
+    out.push(TAG_PIECE);
+    put_uvarint(out, u64::from(count));
+    out.extend_from_slice(stream);
+}
+
+/// Splits a piece into its sample count and stream bytes.
+pub fn parse_piece(value: &[u8]) -> Result<(u32, &[u8]), CodecError> {
+    if value.first() != Some(&TAG_PIECE) {
+        return Err(CodecError("not a piece (unknown tag)"));
+    }
+    let mut pos = 1;
+    let count = get_uvarint(value, &mut pos)?;
+    if count == 0 || count > u64::from(MAX_DECODE_SAMPLES) {
+        return Err(CodecError("piece sample count out of range"));
+    }
+    Ok((count as u32, &value[pos..]))
 }
 
 // ---- decoder -------------------------------------------------------------------------
@@ -448,6 +480,39 @@ mod tests {
                 .collect();
             same_bits(&round_trip(&samples, n.is_multiple_of(2)), &samples);
         }
+    }
+
+    #[test]
+    fn pieces_of_one_stream_concatenate_back_into_it() {
+        let samples: Vec<Sample> = (0..37)
+            .map(|i| Sample {
+                t: 1000 * i - (i % 3) * 7,
+                v: if i % 4 == 0 { f64::NAN } else { i as f64 },
+            })
+            .collect();
+        let mut enc = Encoder::default();
+        let mut body = Vec::new();
+        let mut pieces = Vec::new();
+        let mut from = (0u32, 0usize);
+        for (i, s) in samples.iter().enumerate() {
+            enc.push(&mut body, *s);
+            if i % 5 == 4 || i == samples.len() - 1 {
+                let mut p = Vec::new();
+                encode_piece(enc.count() - from.0, &body[from.1..], &mut p);
+                pieces.push(p);
+                from = (enc.count(), body.len());
+            }
+        }
+        let (mut all, mut n) = (Vec::new(), 0);
+        for p in &pieces {
+            let (c, bytes) = parse_piece(p).expect("piece");
+            all.extend_from_slice(bytes);
+            n += c;
+        }
+        let mut out = Vec::new();
+        decode_stream(&all, n, &mut out).expect("decodes");
+        same_bits(&out, &samples);
+        assert!(parse_piece(&[TAG_PLAIN, 1]).is_err());
     }
 
     #[test]

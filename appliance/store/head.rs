@@ -23,8 +23,9 @@ pub struct HeadChunk {
     pub partition: i64,
     pub enc: Encoder,
     pub body: Vec<u8>,
-    /// Samples already on disk as pieces (a prefix of the stream).
+    /// Samples already on disk as pieces (a prefix of the stream), and their stream bytes.
     pub flushed: u32,
+    pub flushed_bytes: u32,
     /// Sequence numbers of those pieces, delta-varint encoded (1 byte each when flushes
     /// follow each other), kept to delete them when the chunk is written sealed.
     pub piece_seqs: Vec<u8>,
@@ -42,6 +43,7 @@ impl HeadChunk {
             enc: Encoder::default(),
             body: Vec::new(),
             flushed: 0,
+            flushed_bytes: 0,
             piece_seqs: Vec::new(),
             last_piece_seq: 0,
             sealed: false,
@@ -173,33 +175,26 @@ impl Head {
         }
     }
 
-    /// Adds the samples of one piece found on disk at open: they count as flushed. All
-    /// pieces of a (series, partition) belong to one open chunk, so they go into one chunk
-    /// here even past [`CHUNK_SAMPLES`]; the next append seals it.
-    pub fn recover(&mut self, id: u64, partition: i64, seq: u64, samples: &[Sample]) {
+    /// Rebuilds the open chunk of (series `id`, `partition`) from its pieces on disk (at
+    /// open): `samples` are all of them in arrival order, `seqs` the pieces' sequence
+    /// numbers. Re-encoding gives the same stream bytes the pieces hold, so later pieces
+    /// continue it. It may exceed [`CHUNK_SAMPLES`]; the next append seals it.
+    pub fn recover(&mut self, id: u64, partition: i64, seqs: &[u64], samples: &[Sample]) {
         let gen_ = self.flush_gen;
         let Some(s) = self.series.get_mut(&id) else {
             return;
         };
-        let pos = match s
-            .chunks
-            .iter()
-            .position(|c| !c.sealed && c.partition == partition)
-        {
-            Some(p) => p,
-            None => {
-                self.next_chunk_id += 1;
-                s.chunks
-                    .push(HeadChunk::new(self.next_chunk_id, partition, gen_));
-                s.chunks.len() - 1
-            }
-        };
-        let c = &mut s.chunks[pos];
+        self.next_chunk_id += 1;
+        let mut c = HeadChunk::new(self.next_chunk_id, partition, gen_);
         for x in samples {
             c.push(*x);
         }
         c.flushed = c.count();
-        c.add_piece(seq);
+        c.flushed_bytes = c.body.len() as u32;
+        for seq in seqs {
+            c.add_piece(*seq);
+        }
+        s.chunks.push(c);
     }
 
     pub fn head_chunks(&self) -> u64 {

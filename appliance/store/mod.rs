@@ -15,12 +15,14 @@
 //!     meta   &str -> u64             start = floor(t / span) * span, may be negative)
 //!              "schema_version", "next_seq"
 //!     chunks (series_id, max_t, seq) -> chunk value        sealed chunks (<= 120 samples)
-//!     pieces (seq, series_id)        -> chunk value        what each flush added to open
-//!                                                          chunks; replaced when they seal
+//!     pieces (seq, series_id)        -> piece              the stream bytes each flush
+//!                                                          added to an open chunk; deleted
+//!                                                          when the chunk is written sealed
 //!   (later tiers: 5m/<start>.redb, 1h/<start>.redb with the same shape; the budget keeper
 //!    deletes whole oldest files)
 //!
 //! chunk value = tag:u8 | count:varint | min_t | max_t | body      (see codec.rs)
+//! piece       = 3:u8 | count:varint | stream bytes continuing the previous piece
 //! ```
 //!
 //! All integers in keys are redb's fixed little-endian encodings; chunk bytes are varints
@@ -36,13 +38,14 @@
 //! (and on `Store::flush`/`Store::close`):
 //!
 //! 1. Under the head lock it takes a plan: series and metadata not yet in the index, the
-//!    unflushed tail of every open chunk, and every chunk that sealed (120 samples, or its
+//!    stream bytes each open chunk gained since the last flush, and every chunk that sealed (120 samples, or its
 //!    series moved to a newer partition and it got nothing since the last flush, or it was
 //!    idle for ~15 minutes, or the store is closing).
 //! 2. One durable (`Durability::Immediate`, quick-repair) transaction on the index, if the
 //!    plan has new series or metadata.
-//! 3. One durable transaction per partition file touched: every open chunk's new tail is
-//!    appended as one *piece* under a fresh flush sequence number (all pieces of a flush are
+//! 3. One durable transaction per partition file touched: every open chunk's new stream
+//!    bytes are appended, as they are (2-5 bytes per sample, no per-piece header beyond a
+//!    tag and a count), as one *piece* under a fresh flush sequence number (all pieces of a flush are
 //!    adjacent in the `pieces` tree, so a flush writes little more than the new bytes); each
 //!    sealed chunk is written once into `chunks` and the pieces it covers are deleted.
 //! 4. After each commit, the head forgets what that commit made durable.
@@ -399,14 +402,31 @@ impl Store {
                 let path = entry.path();
                 let db = partition::open(&path)?;
                 next_seq = next_seq.max(partition::next_seq(&db, &path)?);
-                let mut missing = 0u64;
-                partition::for_each_piece(&db, &path, |seq, series, samples| {
-                    if head.series.contains_key(&series) {
-                        head.recover(series, index, seq, samples);
-                    } else {
-                        missing += 1;
-                    }
+                // Pieces of one (series, partition) concatenate, in seq order, into the
+                // stream of its open chunk.
+                let mut open_chunks: BTreeMap<u64, (Vec<u8>, u32, Vec<u64>)> = BTreeMap::new();
+                partition::for_each_piece(&db, &path, |seq, series, count, bytes| {
+                    let e = open_chunks.entry(series).or_default();
+                    e.0.extend_from_slice(bytes);
+                    e.1 += count;
+                    e.2.push(seq);
                 })?;
+                let mut missing = 0u64;
+                let mut samples = Vec::new();
+                for (series, (stream, count, seqs)) in open_chunks {
+                    if !head.series.contains_key(&series) {
+                        missing += 1;
+                        continue;
+                    }
+                    samples.clear();
+                    codec::decode_stream(&stream, count, &mut samples).map_err(|e| {
+                        StoreError::Damaged {
+                            path: path.clone(),
+                            detail: format!("pieces of series {series}: {e}"),
+                        }
+                    })?;
+                    head.recover(series, index, &seqs, &samples);
+                }
                 if missing > 0 {
                     // Cannot happen with index-first commits; report rather than guess.
                     tracing::warn!(path = %path.display(), missing, "Pieces refer to series missing from the index; they are ignored.");

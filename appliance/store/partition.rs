@@ -91,11 +91,12 @@ pub fn next_seq(db: &Database, path: &Path) -> Result<u64, StoreError> {
         .map_or(0, |g| g.value()))
 }
 
-/// Every piece in the partition in `(seq, series)` order, decoded.
+/// Every piece in the partition in `(seq, series)` order, as `(seq, series, count,
+/// stream bytes)`.
 pub fn for_each_piece(
     db: &Database,
     path: &Path,
-    mut f: impl FnMut(u64, u64, &[Sample]),
+    mut f: impl FnMut(u64, u64, u32, &[u8]),
 ) -> Result<(), StoreError> {
     let txn = db.begin_read().map_err(|e| StoreError::db(path, e))?;
     let t = txn
@@ -104,16 +105,14 @@ pub fn for_each_piece(
     if t.len().map_err(|e| StoreError::db(path, e))? == 0 {
         return Ok(());
     }
-    let mut buf = Vec::new();
     for entry in t.iter().map_err(|e| StoreError::db(path, e))? {
         let (k, v) = entry.map_err(|e| StoreError::db(path, e))?;
         let (seq, series) = k.value();
-        buf.clear();
-        codec::decode_chunk(v.value(), &mut buf).map_err(|e| StoreError::Damaged {
+        let (count, bytes) = codec::parse_piece(v.value()).map_err(|e| StoreError::Damaged {
             path: path.to_owned(),
             detail: format!("piece (seq {seq}, series {series}): {e}"),
         })?;
-        f(seq, series, &buf);
+        f(seq, series, count, bytes);
     }
     Ok(())
 }

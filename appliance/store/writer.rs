@@ -13,13 +13,14 @@ use std::time::{Duration, Instant};
 /// An open chunk that got no sample for this long is sealed (its series went away).
 const IDLE_SEAL: Duration = Duration::from_secs(15 * 60);
 
-/// The new tail of an open chunk, copied out of the head.
+/// The stream bytes an open chunk gained since the last flush, copied out of the head.
 struct PieceSrc {
     series: u64,
     chunk: u64,
-    body: Vec<u8>,
+    bytes: Vec<u8>,
     count: u32,
     flushed: u32,
+    body_len: u32,
 }
 
 /// A sealed chunk, copied out of the head.
@@ -165,7 +166,6 @@ impl Writer {
             head.pending_metadata.drain(..n);
         }
         // 2. One transaction per partition touched.
-        let mut scratch = Vec::new();
         for (pidx, part) in plan.parts {
             let path = partition::partition_path(&self.shared.dir, pidx);
             let db = self.partition_db(pidx, &path)?;
@@ -192,12 +192,8 @@ impl Writer {
                 }
                 let mut value = Vec::new();
                 for p in &part.pieces {
-                    scratch.clear();
-                    codec::decode_stream(&p.body, p.count, &mut scratch).map_err(|x| {
-                        StoreError::Other(format!("BUG: head chunk does not decode: {x}"))
-                    })?;
                     value.clear();
-                    codec::encode_chunk(&scratch[p.flushed as usize..], false, &mut value);
+                    codec::encode_piece(p.count - p.flushed, &p.bytes, &mut value);
                     pieces
                         .insert((piece_seq, p.series), value.as_slice())
                         .map_err(|x| e(x.into()))?;
@@ -217,6 +213,7 @@ impl Writer {
             for p in &part.pieces {
                 if let Some(c) = head.find_chunk(p.series, p.chunk) {
                     c.flushed = p.count;
+                    c.flushed_bytes = p.body_len;
                     c.add_piece(piece_seq);
                 }
                 *flushed += u64::from(p.count - p.flushed);
@@ -323,9 +320,12 @@ fn take_plan(head: &mut Head, seal_all: bool, idle_gens: u64) -> Plan {
                 part.pieces.push(PieceSrc {
                     series: id,
                     chunk: c.id,
-                    body: c.body.clone(),
+                    // A body only grows, so `flushed_bytes <= body.len()`; slicing cannot
+                    // fail unless that invariant (a BUG) is broken.
+                    bytes: c.body[c.flushed_bytes as usize..].to_vec(),
                     count: c.count(),
                     flushed: c.flushed,
+                    body_len: c.body.len() as u32,
                 });
             }
         }
