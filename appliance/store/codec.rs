@@ -8,12 +8,14 @@
 //!   tag 2 (TAG_LZ4):   body = raw_len:varint | lz4_flex block of the sample stream
 //! ```
 //!
-//! A *piece* (what one flush adds to an open chunk) is not a chunk value: it is the stream
-//! bytes the open chunk gained since the previous piece, decodable only after its
-//! predecessors (they are read back only at open, in sequence order, to rebuild the head):
+//! A *block* holds what one flush added to the open chunks of one partition: for each
+//! series, the stream bytes its open chunk gained since the previous flush. Such a *piece*
+//! is decodable only after its predecessors; blocks are read back only at open, in
+//! sequence order, to rebuild the head:
 //!
 //! ```text
-//! piece = 3 (TAG_PIECE) | count:varint | stream bytes
+//! block = 3 (TAG_BLOCK) | entries:varint | entry*
+//! entry = series_id:varint | count:varint | len:varint | len stream bytes
 //! ```
 //!
 //! The sample stream is byte-oriented (no bit packing, so the decoder is short and easy to
@@ -46,8 +48,8 @@ pub const TAG_PLAIN: u8 = 1;
 /// lz4_flex block-compressed sample stream.
 pub const TAG_LZ4: u8 = 2;
 
-/// A continuation piece of an open chunk (only in the `pieces` table).
-pub const TAG_PIECE: u8 = 3;
+/// A block of pieces of open chunks (only in the `blocks` table).
+pub const TAG_BLOCK: u8 = 3;
 
 /// Streams shorter than this are stored plain: lz4 cannot win much on them (VM's
 /// `minCompressibleBlockSize` idea).
@@ -212,24 +214,56 @@ pub fn encode_chunk(samples: &[Sample], compress: bool, out: &mut Vec<u8>) {
     enc.finish_into(&body, compress, out);
 }
 
-/// Writes a piece: `count` samples whose stream bytes are `stream`.
-pub fn encode_piece(count: u32, stream: &[u8], out: &mut Vec<u8>) {
-    out.push(TAG_PIECE);
-    put_uvarint(out, u64::from(count));
-    out.extend_from_slice(stream);
+/// One series' piece in a block: `count` samples whose stream bytes are `stream`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Piece<'a> {
+    pub series: u64,
+    pub count: u32,
+    pub stream: &'a [u8],
 }
 
-/// Splits a piece into its sample count and stream bytes.
-pub fn parse_piece(value: &[u8]) -> Result<(u32, &[u8]), CodecError> {
-    if value.first() != Some(&TAG_PIECE) {
-        return Err(CodecError("not a piece (unknown tag)"));
+/// Writes a block of pieces.
+pub fn encode_block(pieces: &[Piece<'_>], out: &mut Vec<u8>) {
+    out.push(TAG_BLOCK);
+    put_uvarint(out, pieces.len() as u64);
+    for p in pieces {
+        put_uvarint(out, p.series);
+        put_uvarint(out, u64::from(p.count));
+        put_uvarint(out, p.stream.len() as u64);
+        out.extend_from_slice(p.stream);
+    }
+}
+
+/// Parses a block, appending its pieces to `out`.
+pub fn decode_block<'a>(value: &'a [u8], out: &mut Vec<Piece<'a>>) -> Result<(), CodecError> {
+    if value.first() != Some(&TAG_BLOCK) {
+        return Err(CodecError("not a block (unknown tag)"));
     }
     let mut pos = 1;
-    let count = get_uvarint(value, &mut pos)?;
-    if count == 0 || count > u64::from(MAX_DECODE_SAMPLES) {
-        return Err(CodecError("piece sample count out of range"));
+    let n = get_uvarint(value, &mut pos)?;
+    for _ in 0..n {
+        let series = get_uvarint(value, &mut pos)?;
+        let count = get_uvarint(value, &mut pos)?;
+        if count == 0 || count > u64::from(MAX_DECODE_SAMPLES) {
+            return Err(CodecError("piece sample count out of range"));
+        }
+        let len = get_uvarint(value, &mut pos)?;
+        let end = usize::try_from(len)
+            .ok()
+            .and_then(|l| pos.checked_add(l))
+            .filter(|&e| e <= value.len())
+            .ok_or(CodecError("truncated piece"))?;
+        out.push(Piece {
+            series,
+            count: count as u32,
+            stream: &value[pos..end],
+        });
+        pos = end;
     }
-    Ok((count as u32, &value[pos..]))
+    if pos != value.len() {
+        return Err(CodecError("trailing bytes after the last piece"));
+    }
+    Ok(())
 }
 
 // ---- decoder -------------------------------------------------------------------------
@@ -483,7 +517,7 @@ mod tests {
     }
 
     #[test]
-    fn pieces_of_one_stream_concatenate_back_into_it() {
+    fn pieces_in_blocks_concatenate_back_into_the_stream() {
         let samples: Vec<Sample> = (0..37)
             .map(|i| Sample {
                 t: 1000 * i - (i % 3) * 7,
@@ -492,27 +526,47 @@ mod tests {
             .collect();
         let mut enc = Encoder::default();
         let mut body = Vec::new();
-        let mut pieces = Vec::new();
+        let mut blocks = Vec::new();
         let mut from = (0u32, 0usize);
         for (i, s) in samples.iter().enumerate() {
             enc.push(&mut body, *s);
             if i % 5 == 4 || i == samples.len() - 1 {
-                let mut p = Vec::new();
-                encode_piece(enc.count() - from.0, &body[from.1..], &mut p);
-                pieces.push(p);
+                let mut b = Vec::new();
+                let other = [9u8, 9, 9];
+                encode_block(
+                    &[
+                        Piece {
+                            series: 7,
+                            count: 1,
+                            stream: &other,
+                        },
+                        Piece {
+                            series: 3,
+                            count: enc.count() - from.0,
+                            stream: &body[from.1..],
+                        },
+                    ],
+                    &mut b,
+                );
+                blocks.push(b);
                 from = (enc.count(), body.len());
             }
         }
         let (mut all, mut n) = (Vec::new(), 0);
-        for p in &pieces {
-            let (c, bytes) = parse_piece(p).expect("piece");
-            all.extend_from_slice(bytes);
-            n += c;
+        for b in &blocks {
+            let mut pieces = Vec::new();
+            decode_block(b, &mut pieces).expect("block");
+            assert_eq!(pieces.len(), 2);
+            all.extend_from_slice(pieces[1].stream);
+            n += pieces[1].count;
+            for cut in 0..b.len() {
+                assert!(decode_block(&b[..cut], &mut Vec::new()).is_err());
+            }
         }
         let mut out = Vec::new();
         decode_stream(&all, n, &mut out).expect("decodes");
         same_bits(&out, &samples);
-        assert!(parse_piece(&[TAG_PLAIN, 1]).is_err());
+        assert!(decode_block(&[TAG_PLAIN, 1], &mut Vec::new()).is_err());
     }
 
     #[test]

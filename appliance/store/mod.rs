@@ -15,14 +15,15 @@
 //!     meta   &str -> u64             start = floor(t / span) * span, may be negative)
 //!              "schema_version", "next_seq"
 //!     chunks (series_id, max_t, seq) -> chunk value        sealed chunks (<= 120 samples)
-//!     pieces (seq, series_id)        -> piece              the stream bytes each flush
-//!                                                          added to an open chunk; deleted
-//!                                                          when the chunk is written sealed
+//!     blocks seq                     -> block              one per flush: the stream bytes
+//!                                                          each open chunk gained (a piece
+//!                                                          per series); deleted once every
+//!                                                          chunk with a piece in it sealed
 //!   (later tiers: 5m/<start>.redb, 1h/<start>.redb with the same shape; the budget keeper
 //!    deletes whole oldest files)
 //!
 //! chunk value = tag:u8 | count:varint | min_t | max_t | body      (see codec.rs)
-//! piece       = 3:u8 | count:varint | stream bytes continuing the previous piece
+//! block       = 3:u8 | n:varint | n × (series_id | count | len | stream bytes)
 //! ```
 //!
 //! All integers in keys are redb's fixed little-endian encodings; chunk bytes are varints
@@ -38,35 +39,41 @@
 //! (and on `Store::flush`/`Store::close`):
 //!
 //! 1. Under the head lock it takes a plan: series and metadata not yet in the index, the
-//!    stream bytes each open chunk gained since the last flush, and every chunk that sealed (120 samples, or its
-//!    series moved to a newer partition and it got nothing since the last flush, or it was
-//!    idle for ~15 minutes, or the store is closing).
+//!    stream bytes each open chunk gained since the last flush (its *piece*), and every
+//!    chunk that sealed (120 samples; or its series moved to a newer partition and it got
+//!    nothing since the last flush; or idle for ~15 minutes; or the store is closing).
 //! 2. One durable (`Durability::Immediate`, quick-repair) transaction on the index, if the
 //!    plan has new series or metadata.
-//! 3. One durable transaction per partition file touched: every open chunk's new stream
-//!    bytes are appended, as they are (2-5 bytes per sample, no per-piece header beyond a
-//!    tag and a count), as one *piece* under a fresh flush sequence number (all pieces of a flush are
-//!    adjacent in the `pieces` tree, so a flush writes little more than the new bytes); each
-//!    sealed chunk is written once into `chunks` and the pieces it covers are deleted.
+//! 3. One durable transaction per partition file touched. Sealed chunks get sequence
+//!    numbers first, then the flush's block: every piece goes, as the raw stream bytes the
+//!    head already holds (2-5 bytes per sample), into ONE block value keyed by that last
+//!    sequence number, so a flush appends one value at the right edge of the tree rather
+//!    than an entry (and a dirty leaf page) per series. Each sealed chunk is written once
+//!    into `chunks`; every block whose pieces all belong to chunks now sealed is deleted in
+//!    the same transaction (the writer counts, per block, the head chunks with a piece in it).
 //! 4. After each commit, the head forgets what that commit made durable.
 //!
 //! A power cut loses at most the samples since the last flush. Reopening rebuilds the open
-//! head chunks from `pieces` (in sequence order), so everything flushed is there again.
+//! head chunks from the blocks (in sequence order), skipping the pieces of a series older
+//! than its newest sealed chunk in that partition (they are in that chunk), so everything
+//! flushed is there again, exactly once.
 //!
 //! # Invariants
 //!
-//! - Within one partition, all pieces of a series belong to its single open chunk; sealed
-//!   chunks of a series are older the smaller their `seq`; the head's chunk is newer than
-//!   anything on disk for that series and partition. Reads merge disk chunks by `seq`, then
-//!   the head, and keep the *last* value of each timestamp: a repeated (series, timestamp)
-//!   keeps the last value written, across head, flushed chunks and restarts.
+//! - Within one partition, the live pieces of a series (newer than its newest sealed chunk)
+//!   all belong to its single open chunk; a sealed chunk's `seq` is larger than the blocks
+//!   holding its pieces and smaller than the blocks holding its successor's; sealed chunks
+//!   of a series are older the smaller their `seq`; the head's chunk is newer than anything
+//!   on disk for that series and partition. Reads merge disk chunks by `seq`, then the head,
+//!   and keep the *last* value of each timestamp: a repeated (series, timestamp) keeps the
+//!   last value written, across head, flushed chunks and restarts.
 //! - A sample's partition is a pure function of its timestamp; files are created only when
 //!   a sample lands in them (a Pi's pre-clock-sync 1970 samples make one file).
 //! - Series ids are never reused; `next_seq` only grows (kept in each partition's meta, the
 //!   largest wins at open).
 //! - Readers never take the writer's transactions: they snapshot the head under a read lock
 //!   and then begin redb read transactions (in that order, so a concurrent flush is seen
-//!   either in the head or on disk, never in neither).
+//!   either in the head or on disk, never in neither). Blocks are never read after open.
 //!
 //! # Lifecycle
 //!
@@ -390,6 +397,8 @@ impl Store {
             partitions: BTreeMap::new(),
         };
         let mut next_seq = 1u64;
+        // Per partition: block seq -> number of head chunks with a piece in it.
+        let mut refs: BTreeMap<i64, BTreeMap<u64, u32>> = BTreeMap::new();
         let raw = dir.join(partition::RAW_DIR);
         if raw.is_dir() {
             let entries = std::fs::read_dir(&raw).map_err(|e| StoreError::io(&raw, e))?;
@@ -402,22 +411,50 @@ impl Store {
                 let path = entry.path();
                 let db = partition::open(&path)?;
                 next_seq = next_seq.max(partition::next_seq(&db, &path)?);
-                // Pieces of one (series, partition) concatenate, in seq order, into the
-                // stream of its open chunk.
+                // The live pieces of one (series, partition) concatenate, in sequence order,
+                // into the stream of its open chunk; pieces older than the series' last
+                // sealed chunk are already in that chunk.
                 let mut open_chunks: BTreeMap<u64, (Vec<u8>, u32, Vec<u64>)> = BTreeMap::new();
-                partition::for_each_piece(&db, &path, |seq, series, count, bytes| {
-                    let e = open_chunks.entry(series).or_default();
-                    e.0.extend_from_slice(bytes);
-                    e.1 += count;
-                    e.2.push(seq);
-                })?;
+                let mut block_refs: BTreeMap<u64, u32> = BTreeMap::new();
+                let mut sealed: Option<std::collections::HashMap<u64, u64>> = None;
                 let mut missing = 0u64;
+                let mut scan_err = None;
+                partition::for_each_piece(&db, &path, |seq, p| {
+                    let Some(p) = p else {
+                        block_refs.insert(seq, 0);
+                        return;
+                    };
+                    if sealed.is_none() {
+                        match partition::sealed_seqs(&db, &path) {
+                            Ok(m) => sealed = Some(m),
+                            Err(e) => {
+                                scan_err.get_or_insert(e);
+                                sealed = Some(Default::default());
+                            }
+                        }
+                    }
+                    if sealed
+                        .as_ref()
+                        .and_then(|m| m.get(&p.series))
+                        .is_some_and(|&s| s > seq)
+                    {
+                        return;
+                    }
+                    if !head.series.contains_key(&p.series) {
+                        missing += 1;
+                        return;
+                    }
+                    let e = open_chunks.entry(p.series).or_default();
+                    e.0.extend_from_slice(p.stream);
+                    e.1 += p.count;
+                    e.2.push(seq);
+                    *block_refs.entry(seq).or_default() += 1;
+                })?;
+                if let Some(e) = scan_err {
+                    return Err(e);
+                }
                 let mut samples = Vec::new();
                 for (series, (stream, count, seqs)) in open_chunks {
-                    if !head.series.contains_key(&series) {
-                        missing += 1;
-                        continue;
-                    }
                     samples.clear();
                     codec::decode_stream(&stream, count, &mut samples).map_err(|e| {
                         StoreError::Damaged {
@@ -431,6 +468,7 @@ impl Store {
                     // Cannot happen with index-first commits; report rather than guess.
                     tracing::warn!(path = %path.display(), missing, "Pieces refer to series missing from the index; they are ignored.");
                 }
+                refs.insert(index, block_refs);
                 dbs.partitions.insert(index, Arc::new(db));
             }
         }
@@ -445,7 +483,7 @@ impl Store {
         // Small bound: callers only ever wait for one reply each.
         let (tx, rx) = sync_channel(4);
         let interval = opts.flush_interval.max(Duration::from_millis(10));
-        let w = writer::Writer::new(shared.clone(), next_seq, interval);
+        let w = writer::Writer::new(shared.clone(), next_seq, interval, refs);
         let thread = std::thread::Builder::new()
             .name("picket-store-writer".into())
             .spawn(move || w.run(rx))

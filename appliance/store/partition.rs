@@ -1,5 +1,5 @@
 //! Time partitions: one redb file per tier and span of time (`raw/<start-ms>.redb`, one
-//! day each), holding sealed chunks, the small pieces of open chunks, and a meta table.
+//! day each), holding sealed chunks, blocks of pieces of open chunks, and a meta table.
 //!
 //! A partition file is created only when a sample lands in it, so a Pi that records a few
 //! minutes in 1970 before its clock syncs gets one extra file, not thousands.
@@ -25,10 +25,12 @@ pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// only chunks that can reach into the range (recent-data queries read a few values, not
 /// the whole day); `seq` orders overlapping chunks (later wins) and keeps keys unique.
 pub const CHUNKS: TableDefinition<(u64, i64, u64), &[u8]> = TableDefinition::new("chunks");
-/// Pieces of open chunks: `(seq, series_id)` → chunk value. Keyed by flush sequence first so
-/// that each flush appends at the right edge of the tree instead of touching a leaf page
-/// per series (SD-card wear); read only at open to rebuild the head.
-pub const PIECES: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("pieces");
+/// Blocks: flush `seq` → what that flush added to every open chunk of the partition (see
+/// codec.rs). One value per flush, appended at the right edge of the tree: a flush writes
+/// little more than the new bytes, instead of one entry (and a leaf page) per series. A
+/// block is deleted by the flush that seals the last open chunk it has a piece of; read only
+/// at open, to rebuild the head.
+pub const BLOCKS: TableDefinition<u64, &[u8]> = TableDefinition::new("blocks");
 
 /// Which partition a timestamp falls in (floor division; any i64 is fine).
 pub fn partition_index(t: i64) -> i64 {
@@ -75,7 +77,7 @@ pub fn create(path: &Path) -> Result<Database, StoreError> {
             .map_err(|e| StoreError::db(path, e))?;
         txn.open_table(CHUNKS)
             .map_err(|e| StoreError::db(path, e))?;
-        txn.open_table(PIECES)
+        txn.open_table(BLOCKS)
             .map_err(|e| StoreError::db(path, e))?;
     }
     txn.commit().map_err(|e| StoreError::db(path, e))?;
@@ -91,30 +93,57 @@ pub fn next_seq(db: &Database, path: &Path) -> Result<u64, StoreError> {
         .map_or(0, |g| g.value()))
 }
 
-/// Every piece in the partition in `(seq, series)` order, as `(seq, series, count,
-/// stream bytes)`.
+/// Every piece in the partition's blocks, in sequence order, as `(seq, Some(piece))`;
+/// each block is first announced as `(seq, None)` so the caller can account for it even
+/// when none of its pieces is live.
 pub fn for_each_piece(
     db: &Database,
     path: &Path,
-    mut f: impl FnMut(u64, u64, u32, &[u8]),
+    mut f: impl FnMut(u64, Option<codec::Piece<'_>>),
 ) -> Result<(), StoreError> {
     let txn = db.begin_read().map_err(|e| StoreError::db(path, e))?;
     let t = txn
-        .open_table(PIECES)
+        .open_table(BLOCKS)
         .map_err(|e| StoreError::db(path, e))?;
     if t.len().map_err(|e| StoreError::db(path, e))? == 0 {
         return Ok(());
     }
     for entry in t.iter().map_err(|e| StoreError::db(path, e))? {
         let (k, v) = entry.map_err(|e| StoreError::db(path, e))?;
-        let (seq, series) = k.value();
-        let (count, bytes) = codec::parse_piece(v.value()).map_err(|e| StoreError::Damaged {
+        let seq = k.value();
+        let value = v.value();
+        let mut pieces = Vec::new();
+        codec::decode_block(value, &mut pieces).map_err(|e| StoreError::Damaged {
             path: path.to_owned(),
-            detail: format!("piece (seq {seq}, series {series}): {e}"),
+            detail: format!("block {seq}: {e}"),
         })?;
-        f(seq, series, count, bytes);
+        f(seq, None);
+        for p in pieces {
+            f(seq, Some(p));
+        }
     }
     Ok(())
+}
+
+/// The largest sequence number of each series' sealed chunks (a key-only scan, done at
+/// open only for partitions that have blocks): pieces in blocks older than that were
+/// already written sealed, and must not come back into the head.
+pub fn sealed_seqs(
+    db: &Database,
+    path: &Path,
+) -> Result<std::collections::HashMap<u64, u64>, StoreError> {
+    let txn = db.begin_read().map_err(|e| StoreError::db(path, e))?;
+    let t = txn
+        .open_table(CHUNKS)
+        .map_err(|e| StoreError::db(path, e))?;
+    let mut out = std::collections::HashMap::new();
+    for entry in t.iter().map_err(|e| StoreError::db(path, e))? {
+        let (k, _) = entry.map_err(|e| StoreError::db(path, e))?;
+        let (series, _, seq) = k.value();
+        let e = out.entry(series).or_insert(seq);
+        *e = (*e).max(seq);
+    }
+    Ok(out)
 }
 
 /// Appends to `out` the sealed chunks of `series` that may hold samples in

@@ -62,7 +62,7 @@ fn partition_tables(dir: &Path) -> Vec<(u64, u64)> {
             .len()
             .expect("len");
         let pieces = txn
-            .open_table(partition::PIECES)
+            .open_table(partition::BLOCKS)
             .expect("pieces")
             .len()
             .expect("len");
@@ -343,6 +343,38 @@ fn a_sealed_chunk_is_written_once_and_replaces_its_small_pieces() {
     assert_eq!(st.series, 1);
     assert_eq!(st.head_chunks, 1);
     store.close().expect("close");
+}
+
+#[test]
+fn pieces_of_a_sealed_chunk_in_a_block_kept_alive_by_another_series_do_not_come_back() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let a = labels(&[("__name__", "a")]);
+    let b = labels(&[("__name__", "b")]);
+    {
+        let store = Store::open(opts(dir.path())).expect("open");
+        let first: Vec<(i64, f64)> = (0..100).map(|i| (i, i as f64)).collect();
+        store.append(batch(&a, &first)).expect("append");
+        store.append(batch(&b, &[(0, 1.0)])).expect("append");
+        // Block 1 holds pieces of `a` and `b`.
+        store.flush().expect("flush");
+        // `a` overwrites t=5 and fills its chunk; the 121st sample (t=119) seals it and
+        // starts a new chunk (block 2). Block 1 stays (b's open chunk still has its piece
+        // there), with a's stale t=5.
+        let mut more = vec![(5, 555.0)];
+        more.extend((100..120).map(|i| (i, i as f64)));
+        store.append(batch(&a, &more)).expect("append");
+        store.flush().expect("flush");
+        store.abandon();
+    }
+    assert_eq!(partition_tables(dir.path()), vec![(1, 2)]);
+    let store = Store::open(opts(dir.path())).expect("reopen");
+    let got = all(&store, &[name_is("a")]);
+    assert_eq!(got.len(), 120);
+    assert_eq!(got[5], (5, 555.0));
+    assert_eq!(all(&store, &[name_is("b")]), vec![(0, 1.0)]);
+    // Sealing everything frees both blocks.
+    store.close().expect("close");
+    assert_eq!(partition_tables(dir.path()), vec![(3, 0)]);
 }
 
 #[test]

@@ -48,16 +48,24 @@ struct Plan {
 pub struct Writer {
     shared: Arc<Shared>,
     next_seq: u64,
+    /// Per partition: block seq → head chunks with a piece in that block.
+    refs: BTreeMap<i64, BTreeMap<u64, u32>>,
     interval: Duration,
     idle_gens: u64,
 }
 
 impl Writer {
-    pub fn new(shared: Arc<Shared>, next_seq: u64, interval: Duration) -> Writer {
+    pub fn new(
+        shared: Arc<Shared>,
+        next_seq: u64,
+        interval: Duration,
+        refs: BTreeMap<i64, BTreeMap<u64, u32>>,
+    ) -> Writer {
         let idle_gens = (IDLE_SEAL.as_millis() / interval.as_millis().max(1)).max(2) as u64;
         Writer {
             shared,
             next_seq,
+            refs,
             interval,
             idle_gens,
         }
@@ -169,33 +177,64 @@ impl Writer {
         for (pidx, part) in plan.parts {
             let path = partition::partition_path(&self.shared.dir, pidx);
             let db = self.partition_db(pidx, &path)?;
-            let piece_seq = self.next_seq;
+            // Sealed chunks first, then the block: a series' pieces that outlive its sealed
+            // chunk (they belong to its next chunk) are in blocks with a larger seq, which
+            // is how the open tells them apart (see mod.rs).
+            let mut seq = self.next_seq;
             let mut seal_seqs = Vec::with_capacity(part.seals.len());
-            let mut seq = piece_seq + 1;
             for _ in &part.seals {
                 seal_seqs.push(seq);
                 seq += 1;
+            }
+            let block_seq = seq;
+            seq += 1;
+            let mut refs = self.refs.get(&pidx).cloned().unwrap_or_default();
+            for s in &part.seals {
+                for p in &s.pieces {
+                    if let Some(n) = refs.get_mut(p) {
+                        *n = n.saturating_sub(1);
+                    }
+                }
+            }
+            let dead: Vec<u64> = refs
+                .iter()
+                .filter(|(_, n)| **n == 0)
+                .map(|(s, _)| *s)
+                .collect();
+            for s in &dead {
+                refs.remove(s);
+            }
+            if !part.pieces.is_empty() {
+                refs.insert(block_seq, part.pieces.len() as u32);
             }
             let mut txn = db.begin_write().map_err(|e| StoreError::db(&path, e))?;
             durable(&mut txn, &path)?;
             {
                 let e = |x: redb::Error| StoreError::db(&path, x);
                 let mut chunks = txn.open_table(partition::CHUNKS).map_err(|x| e(x.into()))?;
-                let mut pieces = txn.open_table(partition::PIECES).map_err(|x| e(x.into()))?;
+                let mut blocks = txn.open_table(partition::BLOCKS).map_err(|x| e(x.into()))?;
                 for (s, seq) in part.seals.iter().zip(&seal_seqs) {
                     chunks
                         .insert((s.series, s.max_t, *seq), s.value.as_slice())
                         .map_err(|x| e(x.into()))?;
-                    for p in &s.pieces {
-                        pieces.remove((*p, s.series)).map_err(|x| e(x.into()))?;
-                    }
                 }
-                let mut value = Vec::new();
-                for p in &part.pieces {
-                    value.clear();
-                    codec::encode_piece(p.count - p.flushed, &p.bytes, &mut value);
-                    pieces
-                        .insert((piece_seq, p.series), value.as_slice())
+                for s in &dead {
+                    blocks.remove(*s).map_err(|x| e(x.into()))?;
+                }
+                if !part.pieces.is_empty() {
+                    let pieces: Vec<codec::Piece<'_>> = part
+                        .pieces
+                        .iter()
+                        .map(|p| codec::Piece {
+                            series: p.series,
+                            count: p.count - p.flushed,
+                            stream: &p.bytes,
+                        })
+                        .collect();
+                    let mut value = Vec::new();
+                    codec::encode_block(&pieces, &mut value);
+                    blocks
+                        .insert(block_seq, value.as_slice())
                         .map_err(|x| e(x.into()))?;
                 }
                 let mut meta = txn.open_table(partition::META).map_err(|x| e(x.into()))?;
@@ -208,13 +247,14 @@ impl Writer {
             }
             txn.commit().map_err(|e| StoreError::db(&path, e))?;
             self.next_seq = seq;
+            self.refs.insert(pidx, refs);
 
             let mut head = self.shared.head_mut();
             for p in &part.pieces {
                 if let Some(c) = head.find_chunk(p.series, p.chunk) {
                     c.flushed = p.count;
                     c.flushed_bytes = p.body_len;
-                    c.add_piece(piece_seq);
+                    c.add_piece(block_seq);
                 }
                 *flushed += u64::from(p.count - p.flushed);
             }
