@@ -407,8 +407,7 @@ pub async fn metadata(
     let p = Params::from_request(q.as_deref(), None);
     let limit = p.limit()?;
     let metric = p.get("metric").map(str::to_string);
-    let mut all = s.store.metadata();
-    all.sort_by(|a, b| a.0.cmp(&b.0));
+    let all = s.store.metadata();
     let mut out = String::from("{");
     let mut n = 0;
     for (name, md) in &all {

@@ -180,7 +180,7 @@ impl SelfCollector {
             "picket_store_last_flush_duration_seconds",
             "Duration of the last flush of the head to disk.",
             MetricType::Gauge,
-            st.last_flush_seconds,
+            st.last_flush_duration.as_secs_f64(),
         );
         out.scalar(
             "picket_store_disk_bytes",
