@@ -149,7 +149,9 @@ fn parse_sample(line: &str) -> (String, LabelSet, f64) {
         "+Inf" => f64::INFINITY,
         "-Inf" => f64::NEG_INFINITY,
         "NaN" => f64::NAN,
-        v => v.parse().unwrap_or_else(|_| panic!("bad value in {line:?}")),
+        v => v
+            .parse()
+            .unwrap_or_else(|_| panic!("bad value in {line:?}")),
     };
     (name, labels, value)
 }
@@ -238,17 +240,27 @@ fn picket_host_metrics_match_node_exporter() {
 
     // Every Picket family: exists, same type, same label names, same label values.
     for (name, pf) in &pk {
-        assert!(name.starts_with("node_"), "Picket emitted non-node family {name}");
+        assert!(
+            name.starts_with("node_"),
+            "Picket emitted non-node family {name}"
+        );
         let Some(nf) = ne.get(name) else {
-            problems.push(format!("{name}: emitted by Picket, absent from node_exporter"));
+            problems.push(format!(
+                "{name}: emitted by Picket, absent from node_exporter"
+            ));
             continue;
         };
         if pf.kind != nf.kind {
-            problems.push(format!("{name}: type {} vs node_exporter {}", pf.kind, nf.kind));
+            problems.push(format!(
+                "{name}: type {} vs node_exporter {}",
+                pf.kind, nf.kind
+            ));
         }
         let (pn, nn) = (label_name_sets(pf), label_name_sets(nf));
         if !pn.is_subset(&nn) {
-            problems.push(format!("{name}: label names {pn:?} vs node_exporter {nn:?}"));
+            problems.push(format!(
+                "{name}: label names {pn:?} vs node_exporter {nn:?}"
+            ));
             continue;
         }
         if VOLATILE_LABELS.contains(&name.as_str()) {
@@ -301,8 +313,13 @@ fn picket_host_metrics_match_node_exporter() {
 
     // Same number of CPUs.
     let cpus = |f: Option<&ParsedFamily>| -> BTreeSet<String> {
-        f.map(|f| f.samples.iter().filter_map(|(l, _)| l.get("cpu").cloned()).collect())
-            .unwrap_or_default()
+        f.map(|f| {
+            f.samples
+                .iter()
+                .filter_map(|(l, _)| l.get("cpu").cloned())
+                .collect()
+        })
+        .unwrap_or_default()
     };
     let (pc, nc) = (
         cpus(pk.get("node_cpu_seconds_total")),
@@ -339,7 +356,9 @@ fn picket_host_metrics_match_node_exporter() {
     println!("node_exporter families Picket lacks: {lacking:?}");
     for n in lacking {
         if !KNOWN_GAPS.iter().any(|g| n.starts_with(g)) {
-            problems.push(format!("{n}: emitted by node_exporter, missing from Picket"));
+            problems.push(format!(
+                "{n}: emitted by node_exporter, missing from Picket"
+            ));
         }
     }
     // And a floor, so that a collector that silently stops emitting is noticed even if

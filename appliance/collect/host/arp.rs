@@ -55,7 +55,11 @@ impl Source for Arp {
     fn update(&mut self, out: &mut Batch) -> Outcome {
         read_into(&self.path, &mut self.buf)?;
         let counts = count_arp(&self.buf).map_err(invalid)?;
-        let f = out.family("node_arp_entries", "ARP entries by device", MetricType::Gauge);
+        let f = out.family(
+            "node_arp_entries",
+            "ARP entries by device",
+            MetricType::Gauge,
+        );
         for (dev, n) in counts {
             f.push(label1("device", &dev), n as f64);
         }

@@ -74,7 +74,11 @@ pub(crate) fn sum_conntrack_stat(s: &str) -> Result<[u64; 8], String> {
             continue;
         }
         if vals.len() != header.len() {
-            return Err(format!("nf_conntrack stat row has {} columns, header {}", vals.len(), header.len()));
+            return Err(format!(
+                "nf_conntrack stat row has {} columns, header {}",
+                vals.len(),
+                header.len()
+            ));
         }
         for (sum, col) in sums.iter_mut().zip(&cols) {
             if let Some(c) = col {

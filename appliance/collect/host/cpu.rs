@@ -118,10 +118,11 @@ pub(crate) fn parse_cpu_list(s: &str) -> Vec<u32> {
     for part in s.trim().split(',').filter(|p| !p.is_empty()) {
         match part.split_once('-') {
             Some((a, b)) => {
-                if let (Ok(a), Ok(b)) = (a.trim().parse::<u32>(), b.trim().parse::<u32>()) {
-                    if b >= a && b - a < 65536 {
-                        out.extend(a..=b);
-                    }
+                if let (Ok(a), Ok(b)) = (a.trim().parse::<u32>(), b.trim().parse::<u32>())
+                    && b >= a
+                    && b - a < 65536
+                {
+                    out.extend(a..=b);
                 }
             }
             None => {
@@ -164,8 +165,8 @@ impl Source for Cpu {
             MetricType::Counter,
         );
         for (num, times) in &rows {
-            for m in 0..MODES.len() {
-                secs.push(self.labels[*num][m].clone(), times[m]);
+            for (labels, v) in self.labels[*num].iter().zip(times).take(MODES.len()) {
+                secs.push(labels.clone(), *v);
             }
         }
         let guest = out.family(
@@ -224,7 +225,10 @@ btime 1795324398
     fn garbage_and_short_lines_do_not_panic() {
         let mut out = Vec::new();
         parse_cpu_lines("cpu0 1 2 x\ncpuX 1\ncpu3 5\n\n", &mut out);
-        assert_eq!(out, vec![(3, [0.05, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0])]);
+        assert_eq!(
+            out,
+            vec![(3, [0.05, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0])]
+        );
     }
 
     #[test]

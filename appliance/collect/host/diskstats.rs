@@ -357,7 +357,10 @@ mod tests {
         let mut out = Vec::new();
         parse_diskstats(DISKSTATS, &mut out);
         let names: Vec<_> = out.iter().map(|l| l.device.as_str()).collect();
-        assert_eq!(names, ["vda", "vda1", "zram0", "loop0", "mmcblk0", "mmcblk0p1"]);
+        assert_eq!(
+            names,
+            ["vda", "vda1", "zram0", "loop0", "mmcblk0", "mmcblk0p1"]
+        );
         assert_eq!(out[0].stats.len(), 17);
         assert_eq!(out[1].stats.len(), 11);
         assert_eq!(out[0].major, 254);

@@ -50,10 +50,30 @@ impl Source for Edac {
             let csue = "node_edac_csrow_uncorrectable_errors_total";
             let csce_help = "Total correctable memory errors for this csrow.";
             let csue_help = "Total uncorrectable memory errors for this csrow.";
-            push(ce_name, "Total correctable memory errors.", label1("controller", &mc), ce);
-            push(csce, csce_help, label2("controller", &mc, "csrow", "unknown"), ce_noinfo);
-            push(ue_name, "Total uncorrectable memory errors.", label1("controller", &mc), ue);
-            push(csue, csue_help, label2("controller", &mc, "csrow", "unknown"), ue_noinfo);
+            push(
+                ce_name,
+                "Total correctable memory errors.",
+                label1("controller", &mc),
+                ce,
+            );
+            push(
+                csce,
+                csce_help,
+                label2("controller", &mc, "csrow", "unknown"),
+                ce_noinfo,
+            );
+            push(
+                ue_name,
+                "Total uncorrectable memory errors.",
+                label1("controller", &mc),
+                ue,
+            );
+            push(
+                csue,
+                csue_help,
+                label2("controller", &mc, "csrow", "unknown"),
+                ue_noinfo,
+            );
             for (row, rname) in numbered_entries(&base, "csrow").unwrap_or_default() {
                 let r = row.to_string();
                 let ce = read_u64(&base.join(&rname).join("ce_count"), &mut self.buf)?;

@@ -138,13 +138,19 @@ impl Filesystem {
 
 const NAMES: [(&str, &str); 6] = [
     ("node_filesystem_size_bytes", "Filesystem size in bytes."),
-    ("node_filesystem_free_bytes", "Filesystem free space in bytes."),
+    (
+        "node_filesystem_free_bytes",
+        "Filesystem free space in bytes.",
+    ),
     (
         "node_filesystem_avail_bytes",
         "Filesystem space available to non-root users in bytes.",
     ),
     ("node_filesystem_files", "Filesystem total file nodes."),
-    ("node_filesystem_files_free", "Filesystem total free file nodes."),
+    (
+        "node_filesystem_files_free",
+        "Filesystem total free file nodes.",
+    ),
     ("node_filesystem_readonly", "Filesystem read-only status."),
 ];
 

@@ -50,13 +50,17 @@ pub(crate) fn clean_name(s: &str) -> String {
 /// `^(?P<type>[^0-9]+)(?P<id>[0-9]*)?(_(?P<property>.+))?$`: `temp1_crit_alarm` →
 /// (`temp`, 1, `crit_alarm`). Returns None when the name does not match.
 pub(crate) fn explode(name: &str) -> Option<(&str, u64, &str)> {
-    let type_end = name.find(|c: char| c.is_ascii_digit()).unwrap_or(name.len());
+    let type_end = name
+        .find(|c: char| c.is_ascii_digit())
+        .unwrap_or(name.len());
     if type_end == 0 {
         return None;
     }
     let ty = &name[..type_end];
     let rest = &name[type_end..];
-    let id_end = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+    let id_end = rest
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(rest.len());
     let id = if id_end == 0 {
         0
     } else {
@@ -82,7 +86,9 @@ fn collect_sensor_files(dir: &Path, sensors: &mut Vec<Sensor>) -> std::io::Resul
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         let fname = entry.file_name();
-        let Some(fname) = fname.to_str() else { continue };
+        let Some(fname) = fname.to_str() else {
+            continue;
+        };
         let Some((ty, id, prop)) = explode(fname) else {
             continue;
         };
@@ -122,7 +128,9 @@ fn chip_name(dir: &Path) -> Option<String> {
             .and_then(|p| p.file_name())
             .map(|n| clean_name(&n.to_string_lossy()));
         match (ty, name) {
-            (Some(t), Some(n)) if !t.is_empty() && !n.is_empty() => return Some(format!("{t}_{n}")),
+            (Some(t), Some(n)) if !t.is_empty() && !n.is_empty() => {
+                return Some(format!("{t}_{n}"));
+            }
             (_, Some(n)) if !n.is_empty() => return Some(n),
             _ => {}
         }
@@ -294,12 +302,14 @@ pub(crate) fn emit_chip(dir: &Path, start: usize, out: &mut Batch) -> std::io::R
                     MetricType::Gauge,
                     v / 1e6,
                 ),
-                ("power", "average_interval" | "average_interval_min" | "average_interval_max") => (
-                    name + "_seconds",
-                    format!("Hardware monitor power usage update interval ({el})"),
-                    MetricType::Gauge,
-                    v * 0.001,
-                ),
+                ("power", "average_interval" | "average_interval_min" | "average_interval_max") => {
+                    (
+                        name + "_seconds",
+                        format!("Hardware monitor power usage update interval ({el})"),
+                        MetricType::Gauge,
+                        v * 0.001,
+                    )
+                }
                 ("power", _) => (
                     name + "_watt",
                     format!("Hardware monitor for power usage in watts ({el})"),
@@ -308,7 +318,9 @@ pub(crate) fn emit_chip(dir: &Path, start: usize, out: &mut Batch) -> std::io::R
                 ),
                 ("humidity", _) => (
                     name,
-                    format!("Hardware monitor for humidity, as a ratio (multiply with 100.0 to get the humidity as a percentage) ({el})"),
+                    format!(
+                        "Hardware monitor for humidity, as a ratio (multiply with 100.0 to get the humidity as a percentage) ({el})"
+                    ),
                     MetricType::Gauge,
                     v / 1e6,
                 ),
@@ -417,9 +429,14 @@ mod tests {
         assert_eq!(t.1, 48.686);
         assert_eq!(t.0.get("chip"), Some("cpu_thermal"));
         assert_eq!(t.0.get("sensor"), Some("temp1"));
-        assert_eq!(b.get("node_hwmon_temp_crit_celsius").unwrap().samples[0].1, 110.0);
         assert_eq!(
-            b.get("node_hwmon_sensor_label").unwrap().samples[0].0.get("label"),
+            b.get("node_hwmon_temp_crit_celsius").unwrap().samples[0].1,
+            110.0
+        );
+        assert_eq!(
+            b.get("node_hwmon_sensor_label").unwrap().samples[0]
+                .0
+                .get("label"),
             Some("SoC")
         );
         assert!(b.get("node_hwmon_in_lcrit_alarm_volts").is_some());

@@ -16,7 +16,9 @@ pub(crate) fn parse_meminfo(s: &str, out: &mut Vec<(String, f64)>) -> Result<(),
     for line in s.lines() {
         let mut parts = line.split_ascii_whitespace();
         let Some(key) = parts.next() else { continue };
-        let value = parts.next().ok_or_else(|| format!("invalid line in meminfo: {line:?}"))?;
+        let value = parts
+            .next()
+            .ok_or_else(|| format!("invalid line in meminfo: {line:?}"))?;
         let unit = parts.next();
         if parts.next().is_some() {
             return Err(format!("invalid line in meminfo: {line:?}"));
@@ -28,7 +30,12 @@ pub(crate) fn parse_meminfo(s: &str, out: &mut Vec<(String, f64)>) -> Result<(),
         // reParens `\((.*)\)` → `_${1}`.
         let mut name = match (key.find('('), key.rfind(')')) {
             (Some(open), Some(close)) if open < close => {
-                format!("{}_{}{}", &key[..open], &key[open + 1..close], &key[close + 1..])
+                format!(
+                    "{}_{}{}",
+                    &key[..open],
+                    &key[open + 1..close],
+                    &key[close + 1..]
+                )
             }
             _ => key.to_string(),
         };

@@ -16,11 +16,31 @@ use crate::model::{Labels, MetricType};
 /// (sysfs file, metric suffix, kind, hex?) of the numeric attributes, in the order
 /// netclass_linux.go pushes them.
 const NUMERIC: [(&str, &str, MetricType, bool); 16] = [
-    ("addr_assign_type", "address_assign_type", MetricType::Gauge, false),
+    (
+        "addr_assign_type",
+        "address_assign_type",
+        MetricType::Gauge,
+        false,
+    ),
     ("carrier", "carrier", MetricType::Gauge, false),
-    ("carrier_changes", "carrier_changes_total", MetricType::Counter, false),
-    ("carrier_up_count", "carrier_up_changes_total", MetricType::Counter, false),
-    ("carrier_down_count", "carrier_down_changes_total", MetricType::Counter, false),
+    (
+        "carrier_changes",
+        "carrier_changes_total",
+        MetricType::Counter,
+        false,
+    ),
+    (
+        "carrier_up_count",
+        "carrier_up_changes_total",
+        MetricType::Counter,
+        false,
+    ),
+    (
+        "carrier_down_count",
+        "carrier_down_changes_total",
+        MetricType::Counter,
+        false,
+    ),
     ("dev_id", "device_id", MetricType::Gauge, true),
     ("dormant", "dormant", MetricType::Gauge, false),
     ("flags", "flags", MetricType::Gauge, true),
@@ -28,10 +48,20 @@ const NUMERIC: [(&str, &str, MetricType, bool); 16] = [
     ("iflink", "iface_link", MetricType::Gauge, false),
     ("link_mode", "iface_link_mode", MetricType::Gauge, false),
     ("mtu", "mtu_bytes", MetricType::Gauge, false),
-    ("name_assign_type", "name_assign_type", MetricType::Gauge, false),
+    (
+        "name_assign_type",
+        "name_assign_type",
+        MetricType::Gauge,
+        false,
+    ),
     ("netdev_group", "net_dev_group", MetricType::Gauge, false),
     ("speed", "speed_bytes", MetricType::Gauge, false),
-    ("tx_queue_len", "transmit_queue_length", MetricType::Gauge, false),
+    (
+        "tx_queue_len",
+        "transmit_queue_length",
+        MetricType::Gauge,
+        false,
+    ),
 ];
 /// `type` is pushed last as `protocol_type`.
 const TYPE_INDEX: usize = NUMERIC.len();
@@ -91,7 +121,12 @@ impl Source for NetClass {
     fn update(&mut self, out: &mut Batch) -> Outcome {
         let entries = match std::fs::read_dir(&self.dir) {
             Ok(e) => e,
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied
+                ) =>
+            {
                 return Err(Failure::NoData(e.to_string()));
             }
             Err(e) => return Err(e.into()),
@@ -218,7 +253,10 @@ mod tests {
             b.get("node_network_speed_bytes").unwrap().samples[0].1,
             125_000_000.0
         );
-        assert_eq!(b.get("node_network_protocol_type").unwrap().samples.len(), 1);
+        assert_eq!(
+            b.get("node_network_protocol_type").unwrap().samples.len(),
+            1
+        );
         assert!(b.get("node_network_carrier").is_none());
         let info = &b.get("node_network_info").unwrap().samples[0].0;
         assert_eq!(info.get("address"), Some("02:fc:00:00:00:01"));

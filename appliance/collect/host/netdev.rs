@@ -102,8 +102,11 @@ impl Source for NetDev {
             .collect();
 
         // Families in name order, as node_exporter's registry would sort them.
-        let mut order: Vec<(&str, Option<usize>)> =
-            COLUMNS.iter().enumerate().map(|(i, c)| (*c, Some(i))).collect();
+        let mut order: Vec<(&str, Option<usize>)> = COLUMNS
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (*c, Some(i)))
+            .collect();
         order.push(("receive_nohandler", None));
         order.sort_by_key(|(name, _)| *name);
         for (col, idx) in order {

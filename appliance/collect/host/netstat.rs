@@ -59,7 +59,9 @@ pub(crate) fn parse_snmp6(s: &str, out: &mut Vec<(String, f64)>) {
             continue;
         };
         let Some(six) = key.find('6') else { continue };
-        let Ok(v) = value.parse::<f64>() else { continue };
+        let Ok(v) = value.parse::<f64>() else {
+            continue;
+        };
         out.push((format!("{}_{}", &key[..=six], &key[six + 1..]), v));
     }
 }
@@ -152,7 +154,10 @@ Udp: 5 1 0
     #[test]
     fn snmp6_names_split_after_the_six() {
         let mut out = Vec::new();
-        parse_snmp6("Ip6InOctets 100\nUdpLite6InErrors 0\nIcmp6OutMsgs 4\nbad\n", &mut out);
+        parse_snmp6(
+            "Ip6InOctets 100\nUdpLite6InErrors 0\nIcmp6OutMsgs 4\nbad\n",
+            &mut out,
+        );
         assert_eq!(
             out,
             vec![

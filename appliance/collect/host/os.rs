@@ -73,7 +73,10 @@ pub(crate) fn major_minor(version_id: &str) -> f64 {
             .find(|c: char| !c.is_ascii_digit())
             .unwrap_or(version_id.len() - end);
     }
-    version_id[..end].trim_end_matches('.').parse().unwrap_or(0.0)
+    version_id[..end]
+        .trim_end_matches('.')
+        .parse()
+        .unwrap_or(0.0)
 }
 
 const INFO_KEYS: [(&str, &str); 12] = [

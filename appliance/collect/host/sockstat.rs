@@ -15,12 +15,7 @@ const KEYS: [&str; 6] = ["inuse", "orphan", "tw", "alloc", "mem", "memory"];
 
 /// Parses a sockstat file into `(family suffix, value)`; `sockets: used` becomes
 /// `sockets_used` when `ipv4`.
-pub(crate) fn parse_sockstat(
-    s: &str,
-    ipv4: bool,
-    page_size: f64,
-    out: &mut Vec<(String, f64)>,
-) {
+pub(crate) fn parse_sockstat(s: &str, ipv4: bool, page_size: f64, out: &mut Vec<(String, f64)>) {
     for line in s.lines() {
         let Some((proto, rest)) = line.split_once(':') else {
             continue;
@@ -33,10 +28,8 @@ pub(crate) fn parse_sockstat(
             }
         }
         if proto == "sockets" {
-            if ipv4 {
-                if let Some((_, v)) = kv.iter().find(|(k, _)| *k == "used") {
-                    out.push(("sockets_used".to_string(), *v));
-                }
+            if ipv4 && let Some((_, v)) = kv.iter().find(|(k, _)| *k == "used") {
+                out.push(("sockets_used".to_string(), *v));
             }
             continue;
         }

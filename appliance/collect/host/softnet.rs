@@ -19,7 +19,9 @@ pub(crate) fn parse_softnet(s: &str) -> Result<Vec<[u64; 3]>, String> {
         let mut f = line.split_ascii_whitespace();
         let mut row = [0u64; 3];
         for slot in &mut row {
-            let v = f.next().ok_or_else(|| format!("short softnet line {line:?}"))?;
+            let v = f
+                .next()
+                .ok_or_else(|| format!("short softnet line {line:?}"))?;
             *slot = u64::from_str_radix(v, 16).map_err(|_| format!("bad softnet value {v:?}"))?;
         }
         out.push(row);
@@ -49,9 +51,15 @@ impl Source for Softnet {
     fn update(&mut self, out: &mut Batch) -> Outcome {
         read_into(&self.path, &mut self.buf)?;
         let rows = parse_softnet(&self.buf).map_err(invalid)?;
-        let labels: Vec<_> = (0..rows.len()).map(|i| label1("cpu", &i.to_string())).collect();
+        let labels: Vec<_> = (0..rows.len())
+            .map(|i| label1("cpu", &i.to_string()))
+            .collect();
         for (col, name, help) in [
-            (0, "node_softnet_processed_total", "Number of processed packets"),
+            (
+                0,
+                "node_softnet_processed_total",
+                "Number of processed packets",
+            ),
             (1, "node_softnet_dropped_total", "Number of dropped packets"),
             (
                 2,

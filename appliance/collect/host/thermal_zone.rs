@@ -38,7 +38,10 @@ impl Source for ThermalZone {
             let base = self.dir.join(name);
             let kind = read_trimmed(&base.join("type"), &mut self.buf)?.to_string();
             match read_i64(&base.join("temp"), &mut self.buf) {
-                Ok(t) => temps.push((label2("type", &kind, "zone", &n.to_string()), t as f64 / 1000.0)),
+                Ok(t) => temps.push((
+                    label2("type", &kind, "zone", &n.to_string()),
+                    t as f64 / 1000.0,
+                )),
                 Err(e) if e.raw_os_error() == Some(libc::ENODATA) => continue,
                 Err(e) => return Err(e.into()),
             }

@@ -26,8 +26,12 @@ pub(crate) fn read_trimmed<'a>(path: &Path, buf: &'a mut String) -> io::Result<&
 /// Reads an attribute holding one unsigned integer.
 pub(crate) fn read_u64(path: &Path, buf: &mut String) -> io::Result<u64> {
     let s = read_trimmed(path, buf)?;
-    s.parse()
-        .map_err(|_| invalid(format!("{}: not an unsigned integer: {s:?}", path.display())))
+    s.parse().map_err(|_| {
+        invalid(format!(
+            "{}: not an unsigned integer: {s:?}",
+            path.display()
+        ))
+    })
 }
 
 /// Reads an attribute holding one signed integer.

@@ -40,7 +40,9 @@ pub(crate) fn emit_vmstat(s: &str, fields: &Regex, out: &mut Batch) {
         if !fields.is_match(name) {
             continue;
         }
-        let Ok(v) = value.parse::<f64>() else { continue };
+        let Ok(v) = value.parse::<f64>() else {
+            continue;
+        };
         out.family(
             format!("node_vmstat_{name}"),
             format!("/proc/vmstat information field {name}."),
