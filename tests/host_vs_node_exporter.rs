@@ -47,8 +47,6 @@ const KNOWN_GAPS: &[&str] = &[
     "node_tape_",
     "node_xfs_",
     "node_zfs_",
-    "node_cpu_core_throttles_total",
-    "node_cpu_package_throttles_total",
 ];
 
 /// Families whose label values legitimately differ between the two processes.

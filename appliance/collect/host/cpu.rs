@@ -1,6 +1,8 @@
 //! `cpu` collector: `node_cpu_seconds_total{cpu,mode}` and
 //! `node_cpu_guest_seconds_total{cpu,mode}` from the `cpuN` lines of /proc/stat, plus
-//! `node_cpu_isolated{cpu}` when /sys/devices/system/cpu/isolated lists CPUs.
+//! `node_cpu_isolated{cpu}` when /sys/devices/system/cpu/isolated lists CPUs, and the
+//! x86 thermal-throttle counters `node_cpu_{core,package}_throttles_total` where the
+//! kernel has them (never on a Pi).
 //! Mirrors node_exporter 1.5.0 `collector/cpu_linux.go`
 //! (<https://github.com/prometheus/node_exporter/blob/v1.5.0/collector/cpu_linux.go>),
 //! including its guard against counters that jump backwards (CPU hotplug, kernel
@@ -9,7 +11,7 @@
 
 use std::path::PathBuf;
 
-use super::util::{label1, label2, read_into, read_trimmed};
+use super::util::{label1, label2, numbered_entries, read_into, read_trimmed, read_u64};
 use super::{Batch, Outcome, Source};
 use crate::model::{Labels, MetricType};
 
@@ -29,6 +31,7 @@ pub(crate) type CpuTimes = [f64; 10];
 pub(crate) struct Cpu {
     stat: PathBuf,
     isolated_path: PathBuf,
+    cpu_dir: PathBuf,
     buf: String,
     /// Per CPU number: the last exported counters.
     last: Vec<Option<CpuTimes>>,
@@ -42,11 +45,67 @@ impl Cpu {
         Cpu {
             stat: p.proc.join("stat"),
             isolated_path: p.sys.join("devices/system/cpu/isolated"),
+            cpu_dir: p.sys.join("devices/system/cpu"),
             buf: String::new(),
             last: Vec::new(),
             labels: Vec::new(),
             parsed: Vec::new(),
         }
+    }
+
+    /// cpu_linux.go `updateThermalThrottle`: per package the first CPU's
+    /// package_throttle_count, per (package, core) the first CPU's core_throttle_count.
+    fn thermal_throttle(&mut self, out: &mut Batch) -> std::io::Result<()> {
+        let mut packages: Vec<(u64, u64)> = Vec::new();
+        let mut cores: Vec<((u64, u64), Option<u64>)> = Vec::new();
+        for (_, name) in numbered_entries(&self.cpu_dir, "cpu")? {
+            let base = self.cpu_dir.join(name);
+            let Ok(package) = read_u64(&base.join("topology/physical_package_id"), &mut self.buf)
+            else {
+                continue;
+            };
+            let Ok(core) = read_u64(&base.join("topology/core_id"), &mut self.buf) else {
+                continue;
+            };
+            if !cores.iter().any(|(k, _)| *k == (package, core)) {
+                let v = read_u64(
+                    &base.join("thermal_throttle/core_throttle_count"),
+                    &mut self.buf,
+                )
+                .ok();
+                cores.push(((package, core), v));
+            }
+            if !packages.iter().any(|(p, _)| *p == package)
+                && let Ok(v) = read_u64(
+                    &base.join("thermal_throttle/package_throttle_count"),
+                    &mut self.buf,
+                )
+            {
+                packages.push((package, v));
+            }
+        }
+        let f = out.family(
+            "node_cpu_package_throttles_total",
+            "Number of times this CPU package has been throttled.",
+            MetricType::Counter,
+        );
+        for (p, v) in packages {
+            f.push(label1("package", &p.to_string()), v as f64);
+        }
+        let f = out.family(
+            "node_cpu_core_throttles_total",
+            "Number of times this CPU core has been throttled.",
+            MetricType::Counter,
+        );
+        for ((p, c), v) in cores {
+            if let Some(v) = v {
+                f.push(
+                    label2("core", &c.to_string(), "package", &p.to_string()),
+                    v as f64,
+                );
+            }
+        }
+        Ok(())
     }
 
     fn labels_for(&mut self, cpu: usize) -> &[Labels; 10] {
@@ -193,6 +252,7 @@ impl Source for Cpu {
                 }
             }
         }
+        self.thermal_throttle(out)?;
         Ok(())
     }
 }

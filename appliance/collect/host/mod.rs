@@ -20,8 +20,7 @@
 //! Not implemented, although enabled by default in 1.5.0 (they emit nothing on a
 //! Raspberry Pi or need more than /proc and /sys): bcache, bonding, btrfs, dmi,
 //! fibrechannel, infiniband, ipvs, mdadm, nfs, nfsd, nvme, powersupplyclass, rapl,
-//! systemd (D-Bus), tapestats, textfile, xfs, zfs; and the cpu collector's x86-only
-//! thermal-throttle counters.
+//! systemd (D-Bus), tapestats, textfile, xfs, zfs.
 //!
 //! The collectors are a closed set held as boxed [`Source`]s: the set is fixed at
 //! construction and each needs its own state, which a trait object keeps simple.

@@ -61,7 +61,9 @@ impl Source for Pressure {
                 Err(e) => return Err(e.into()),
             }
             let (some, full) = parse_psi(&self.buf);
-            let secs = |v: Option<u64>| v.unwrap_or(0) as f64 / 1e6;
+            // Two divisions, as pressure_linux.go does them, so the float is the same bits
+            // (`14036781 / 1e6` and `14036781 / 1000 / 1000` differ in the last digit).
+            let secs = |v: Option<u64>| v.unwrap_or(0) as f64 / 1000.0 / 1000.0;
             match res {
                 "cpu" => out.scalar(
                     "node_pressure_cpu_waiting_seconds_total",
