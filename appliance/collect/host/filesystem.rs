@@ -7,12 +7,24 @@
 //! /run, /mnt and /media; upstream's differ.
 //!
 //! Sizes use `f_bsize` like node_exporter (Go's `Statfs_t.Bsize`), not `f_frsize`.
-//! node_exporter also guards against hung network mounts with a 5 s watchdog per
-//! `statfs`; Picket does not yet, so a hung NFS mount would block this tick.
+//!
+//! Hung mounts: `statvfs` on a dead NFS server blocks for minutes. node_exporter marks a
+//! mount point "stuck" when its `statfs` takes longer than 5 s
+//! (`--collector.filesystem.mount-timeout`), reports it with `device_error 1` and skips
+//! it until the hung call returns. Picket does the same with one long-lived worker
+//! thread that runs the `statvfs` calls: the collector waits at most [`MOUNT_TIMEOUT`]
+//! for an answer; on timeout it marks the mount stuck and abandons that worker (which
+//! clears the mark and exits when its call finally returns), starting a fresh one for
+//! the next mount. A tick therefore waits at most 5 s per newly hung mount, and no
+//! thread is spawned per call.
 
+use std::collections::HashSet;
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use regex::Regex;
 
@@ -89,6 +101,130 @@ fn statvfs(path: &Path) -> std::io::Result<FsStats> {
     })
 }
 
+/// node_exporter's default `--collector.filesystem.mount-timeout`.
+pub(crate) const MOUNT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Mount points whose `statvfs` has not returned yet.
+type StuckSet = Arc<Mutex<HashSet<String>>>;
+
+/// One thread that performs `statvfs` calls on request.
+struct StatfsWorker {
+    requests: Sender<(String, PathBuf)>,
+    answers: Receiver<std::io::Result<FsStats>>,
+}
+
+impl StatfsWorker {
+    fn spawn(stuck: StuckSet) -> std::io::Result<StatfsWorker> {
+        let (req_tx, req_rx) = channel::<(String, PathBuf)>();
+        let (ans_tx, ans_rx) = channel();
+        std::thread::Builder::new()
+            .name("picket-statfs".into())
+            .spawn(move || {
+                for (mount_point, target) in req_rx {
+                    let r = statvfs(&target);
+                    // If the collector gave up on this call, the mount is marked stuck:
+                    // clear the mark, and stop, since nobody listens to us any more.
+                    let was_stuck = stuck
+                        .lock()
+                        .map(|mut s| s.remove(&mount_point))
+                        .unwrap_or(false);
+                    if was_stuck || ans_tx.send(r).is_err() {
+                        return;
+                    }
+                }
+            })?;
+        Ok(StatfsWorker {
+            requests: req_tx,
+            answers: ans_rx,
+        })
+    }
+}
+
+/// What happened to one `statvfs` request.
+#[derive(Debug)]
+enum StatOutcome {
+    Done(std::io::Result<FsStats>),
+    /// The mount is (or just became) stuck.
+    Stuck,
+}
+
+/// Runs `statvfs` calls with a timeout, remembering stuck mount points.
+pub(crate) struct GuardedStatfs {
+    worker: Option<StatfsWorker>,
+    stuck: StuckSet,
+    timeout: Duration,
+}
+
+impl GuardedStatfs {
+    pub(crate) fn new(timeout: Duration) -> GuardedStatfs {
+        GuardedStatfs {
+            worker: None,
+            stuck: Arc::new(Mutex::new(HashSet::new())),
+            timeout,
+        }
+    }
+
+    fn is_stuck(&self, mount_point: &str) -> bool {
+        self.stuck
+            .lock()
+            .map(|s| s.contains(mount_point))
+            .unwrap_or(false)
+    }
+
+    fn stat(&mut self, mount_point: &str, target: &Path) -> StatOutcome {
+        if self.is_stuck(mount_point) {
+            return StatOutcome::Stuck;
+        }
+        if self.worker.is_none() {
+            match StatfsWorker::spawn(self.stuck.clone()) {
+                Ok(w) => self.worker = Some(w),
+                // No thread to be had: call directly rather than report nothing.
+                Err(_) => return StatOutcome::Done(statvfs(target)),
+            }
+        }
+        let Some(w) = &self.worker else {
+            return StatOutcome::Done(statvfs(target));
+        };
+        if w.requests
+            .send((mount_point.to_string(), target.to_path_buf()))
+            .is_err()
+        {
+            self.worker = None;
+            return StatOutcome::Done(statvfs(target));
+        }
+        match w.answers.recv_timeout(self.timeout) {
+            Ok(r) => StatOutcome::Done(r),
+            Err(RecvTimeoutError::Timeout) => {
+                // Mark first, then look again: the call may have returned in between,
+                // in which case its answer is waiting and the worker is still good.
+                if let Ok(mut s) = self.stuck.lock() {
+                    s.insert(mount_point.to_string());
+                }
+                match w.answers.try_recv() {
+                    Ok(r) => {
+                        if let Ok(mut s) = self.stuck.lock() {
+                            s.remove(mount_point);
+                        }
+                        StatOutcome::Done(r)
+                    }
+                    Err(_) => {
+                        tracing::warn!(
+                            mount_point,
+                            "Mount point timed out; it is marked stuck and skipped until statfs returns."
+                        );
+                        self.worker = None;
+                        StatOutcome::Stuck
+                    }
+                }
+            }
+            Err(RecvTimeoutError::Disconnected) => {
+                self.worker = None;
+                StatOutcome::Done(statvfs(target))
+            }
+        }
+    }
+}
+
 pub(crate) struct Filesystem {
     root_mounts: PathBuf,
     mounts: PathBuf,
@@ -97,6 +233,7 @@ pub(crate) struct Filesystem {
     parsed: Vec<Mount>,
     exclude_mount_points: Option<Regex>,
     exclude_fs_types: Option<Regex>,
+    statfs: GuardedStatfs,
 }
 
 impl Filesystem {
@@ -109,6 +246,7 @@ impl Filesystem {
             parsed: Vec::new(),
             exclude_mount_points: Regex::new(MOUNT_POINTS_EXCLUDE).ok(),
             exclude_fs_types: Regex::new(FS_TYPES_EXCLUDE).ok(),
+            statfs: GuardedStatfs::new(MOUNT_TIMEOUT),
         }
     }
 
@@ -188,7 +326,10 @@ impl Source for Filesystem {
                 continue;
             }
             let target = self.rootfs.join(m.mount_point.trim_start_matches('/'));
-            let stats = statvfs(&target).ok();
+            let stats = match self.statfs.stat(&m.mount_point, &target) {
+                StatOutcome::Done(r) => r.ok(),
+                StatOutcome::Stuck => None,
+            };
             let ro = if m.options.split(',').any(|o| o == "ro") {
                 1.0
             } else {
@@ -262,6 +403,33 @@ overlay /var/lib/rancher/k3s/agent/containerd/x overlay rw 0 0
             .map(|m| m.mount_point.as_str())
             .collect();
         assert_eq!(kept, ["/", "/srv/my disk"]);
+    }
+
+    #[test]
+    fn guarded_statfs_answers_for_a_live_mount_and_reports_stuck_ones() {
+        let mut g = GuardedStatfs::new(Duration::from_secs(5));
+        match g.stat("/", Path::new("/")) {
+            StatOutcome::Done(Ok(s)) => assert!(s.size > 0.0),
+            other => panic!("statfs of / failed: {other:?}"),
+        }
+        // A mount the collector gave up on stays skipped until its call returns.
+        g.stuck.lock().unwrap().insert("/nfs".to_string());
+        assert!(matches!(g.stat("/nfs", Path::new("/")), StatOutcome::Stuck));
+        // Other mounts still work through the same worker.
+        assert!(matches!(
+            g.stat("/", Path::new("/")),
+            StatOutcome::Done(Ok(_))
+        ));
+    }
+
+    #[test]
+    fn a_statfs_error_is_a_device_error_not_a_stuck_mount() {
+        let mut g = GuardedStatfs::new(Duration::from_secs(5));
+        assert!(matches!(
+            g.stat("/nope", Path::new("/definitely/not/here")),
+            StatOutcome::Done(Err(_))
+        ));
+        assert!(!g.is_stuck("/nope"));
     }
 
     #[test]
