@@ -41,7 +41,6 @@ const KNOWN_GAPS: &[&str] = &[
     "node_nfs_",
     "node_nfsd_",
     "node_nvme_",
-    "node_power_supply_",
     "node_rapl_",
     "node_systemd_",
     "node_tape_",

@@ -115,7 +115,8 @@ fn read_small(path: &Path) -> std::io::Result<String> {
     let mut f = std::fs::File::open(path)?;
     let mut b = [0u8; 128];
     let n = f.read(&mut b)?;
-    Ok(String::from_utf8_lossy(&b[..n]).into_owned())
+    // hwmon_linux.go applies strings.ToValidUTF8 to sensor labels.
+    Ok(super::util::to_valid_utf8(&b[..n]))
 }
 
 /// node_exporter's `hwmonName`: `<device type>_<device name>` from the resolved

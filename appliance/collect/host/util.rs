@@ -41,6 +41,24 @@ pub(crate) fn read_i64(path: &Path, buf: &mut String) -> io::Result<i64> {
         .map_err(|_| invalid(format!("{}: not an integer: {s:?}", path.display())))
 }
 
+/// Go's `strings.ToValidUTF8(s, "\u{FFFD}")`: each run of invalid bytes becomes one
+/// replacement character (`String::from_utf8_lossy` would emit one per bad sequence).
+pub(crate) fn to_valid_utf8(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    let mut in_bad_run = false;
+    for chunk in bytes.utf8_chunks() {
+        if !chunk.valid().is_empty() {
+            out.push_str(chunk.valid());
+            in_bad_run = false;
+        }
+        if !chunk.invalid().is_empty() && !in_bad_run {
+            out.push('\u{FFFD}');
+            in_bad_run = true;
+        }
+    }
+    out
+}
+
 /// An `InvalidData` error for contents that do not parse.
 pub(crate) fn invalid(msg: impl Into<String>) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, msg.into())
@@ -94,6 +112,13 @@ mod tests {
         std::fs::write(&p, " 42\n").unwrap();
         assert_eq!(read_u64(&p, &mut buf).unwrap(), 42);
         assert_eq!(read_i64(&p, &mut buf).unwrap(), 42);
+    }
+
+    #[test]
+    fn invalid_utf8_runs_become_one_replacement_character_like_go() {
+        assert_eq!(to_valid_utf8(b"LNV-45N1\xff\xfe"), "LNV-45N1\u{FFFD}");
+        assert_eq!(to_valid_utf8(b"a\xffb\xffc"), "a\u{FFFD}b\u{FFFD}c");
+        assert_eq!(to_valid_utf8("ok ü".as_bytes()), "ok ü");
     }
 
     #[test]
