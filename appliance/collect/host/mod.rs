@@ -19,7 +19,7 @@
 //!
 //! Not implemented, although enabled by default in 1.5.0 (they emit nothing on a
 //! Raspberry Pi or need more than /proc and /sys): bcache, bonding, btrfs, dmi,
-//! fibrechannel, infiniband, ipvs, mdadm, nfs, nfsd, nvme, rapl,
+//! fibrechannel, infiniband, ipvs, nfs, nfsd, nvme, rapl,
 //! systemd (D-Bus), tapestats, textfile, xfs, zfs.
 //!
 //! The collectors are a closed set held as boxed [`Source`]s: the set is fixed at
@@ -36,6 +36,7 @@ mod filefd;
 mod filesystem;
 mod hwmon;
 mod loadavg;
+mod mdadm;
 mod meminfo;
 mod netclass;
 mod netdev;
@@ -145,6 +146,7 @@ impl HostCollector {
             Box::new(filesystem::Filesystem::new(p)),
             Box::new(hwmon::Hwmon::new(p)),
             Box::new(loadavg::LoadAvg::new(p)),
+            Box::new(mdadm::Mdadm::new(p)),
             Box::new(meminfo::MemInfo::new(p)),
             Box::new(netclass::NetClass::new(p)),
             Box::new(netdev::NetDev::new(p)),
