@@ -37,7 +37,6 @@ const KNOWN_GAPS: &[&str] = &[
     "node_fibrechannel_",
     "node_infiniband_",
     "node_ipvs_",
-    "node_nfs_",
     "node_nfsd_",
     "node_nvme_",
     "node_rapl_",

@@ -19,7 +19,7 @@
 //!
 //! Not implemented, although enabled by default in 1.5.0 (they emit nothing on a
 //! Raspberry Pi or need more than /proc and /sys): bcache, bonding, btrfs, dmi,
-//! fibrechannel, infiniband, ipvs, nfs, nfsd, nvme, rapl,
+//! fibrechannel, infiniband, ipvs, nfsd, nvme, rapl,
 //! systemd (D-Bus), tapestats, textfile, xfs, zfs.
 //!
 //! The collectors are a closed set held as boxed [`Source`]s: the set is fixed at
@@ -41,6 +41,7 @@ mod meminfo;
 mod netclass;
 mod netdev;
 mod netstat;
+mod nfs;
 mod os;
 mod powersupplyclass;
 mod pressure;
@@ -151,6 +152,7 @@ impl HostCollector {
             Box::new(netclass::NetClass::new(p)),
             Box::new(netdev::NetDev::new(p)),
             Box::new(netstat::NetStat::new(p)),
+            Box::new(nfs::Nfs::new(p)),
             Box::new(os::OsRelease::new(p)),
             Box::new(powersupplyclass::PowerSupplyClass::new(p)),
             Box::new(pressure::Pressure::new(p)),
