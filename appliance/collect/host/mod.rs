@@ -18,8 +18,8 @@
 //! unparsable lines are skipped or turn into an error for that collector.
 //!
 //! Not implemented, although enabled by default in 1.5.0 (they emit nothing on a
-//! Raspberry Pi or need more than /proc and /sys): bcache, bonding, btrfs, dmi,
-//! fibrechannel, infiniband, ipvs, nfsd, nvme, rapl,
+//! Raspberry Pi or need more than /proc and /sys): bcache, bonding, btrfs,
+//! fibrechannel, infiniband, ipvs, nfsd, rapl,
 //! systemd (D-Bus), tapestats, textfile, xfs, zfs.
 //!
 //! The collectors are a closed set held as boxed [`Source`]s: the set is fixed at
@@ -30,6 +30,7 @@ mod conntrack;
 mod cpu;
 mod cpufreq;
 mod diskstats;
+mod dmi;
 mod edac;
 mod entropy;
 mod filefd;
@@ -42,6 +43,7 @@ mod netclass;
 mod netdev;
 mod netstat;
 mod nfs;
+mod nvme;
 mod os;
 mod powersupplyclass;
 mod pressure;
@@ -141,6 +143,7 @@ impl HostCollector {
             Box::new(cpu::Cpu::new(p)),
             Box::new(cpufreq::CpuFreq::new(p)),
             Box::new(diskstats::DiskStats::new(p)),
+            Box::new(dmi::Dmi::new(p)),
             Box::new(edac::Edac::new(p)),
             Box::new(entropy::Entropy::new(p)),
             Box::new(filefd::FileFd::new(p)),
@@ -153,6 +156,7 @@ impl HostCollector {
             Box::new(netdev::NetDev::new(p)),
             Box::new(netstat::NetStat::new(p)),
             Box::new(nfs::Nfs::new(p)),
+            Box::new(nvme::Nvme::new(p)),
             Box::new(os::OsRelease::new(p)),
             Box::new(powersupplyclass::PowerSupplyClass::new(p)),
             Box::new(pressure::Pressure::new(p)),
