@@ -55,10 +55,11 @@ impl Cpu {
 
     /// cpu_linux.go `updateThermalThrottle`: per package the first CPU's
     /// package_throttle_count, per (package, core) the first CPU's core_throttle_count.
-    fn thermal_throttle(&mut self, out: &mut Batch) -> std::io::Result<()> {
+    fn thermal_throttle(&mut self, out: &mut Batch) {
         let mut packages: Vec<(u64, u64)> = Vec::new();
         let mut cores: Vec<((u64, u64), Option<u64>)> = Vec::new();
-        for (_, name) in numbered_entries(&self.cpu_dir, "cpu")? {
+        // Like Go's filepath.Glob, a missing directory is just "no CPUs".
+        for (_, name) in numbered_entries(&self.cpu_dir, "cpu").unwrap_or_default() {
             let base = self.cpu_dir.join(name);
             let Ok(package) = read_u64(&base.join("topology/physical_package_id"), &mut self.buf)
             else {
@@ -105,7 +106,6 @@ impl Cpu {
                 );
             }
         }
-        Ok(())
     }
 
     fn labels_for(&mut self, cpu: usize) -> &[Labels; 10] {
@@ -203,11 +203,19 @@ impl Source for Cpu {
         read_into(&self.stat, &mut self.buf)?;
         let mut parsed = std::mem::take(&mut self.parsed);
         parse_cpu_lines(&self.buf, &mut parsed);
-        let mut rows: Vec<(usize, CpuTimes)> = Vec::with_capacity(parsed.len());
+        // procfs indexes CPUs by number and fills the gaps left by offline CPUs with
+        // zeros, so node_exporter exports every CPU up to the highest online one.
+        let count = parsed.iter().map(|(n, _)| n + 1).max().unwrap_or(0);
+        let mut dense: Vec<CpuTimes> = vec![[0.0; 10]; count];
         for &(num, times) in &parsed {
-            if self.last.len() <= num {
-                self.last.resize(num + 1, None);
-            }
+            dense[num] = times;
+        }
+        // cpu_linux.go forgets all history when the number of CPUs changes (hotplug).
+        if self.last.len() != count {
+            self.last = vec![None; count];
+        }
+        let mut rows: Vec<(usize, CpuTimes)> = Vec::with_capacity(count);
+        for (num, times) in dense.into_iter().enumerate() {
             let cur = monotonic(self.last[num], times);
             self.last[num] = Some(cur);
             rows.push((num, cur));
@@ -252,7 +260,7 @@ impl Source for Cpu {
                 }
             }
         }
-        self.thermal_throttle(out)?;
+        self.thermal_throttle(out);
         Ok(())
     }
 }
@@ -308,6 +316,30 @@ btime 1795324398
         let m = monotonic(Some(a), c);
         assert_eq!(m[0], 1.0);
         assert_eq!(m[3], 50.0);
+    }
+
+    #[test]
+    fn offline_cpus_below_the_highest_online_one_are_exported_as_zeros() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("stat"),
+            "cpu  2 0 0 0\ncpu0 1 0 0 0 0 0 0 0 0 0\ncpu2 1 0 0 0 0 0 0 0 0 0\n",
+        )
+        .unwrap();
+        let mut c = Cpu::new(&super::super::HostPaths {
+            proc: dir.path().to_path_buf(),
+            sys: dir.path().join("nosys"),
+            ..Default::default()
+        });
+        let mut b = Batch::default();
+        c.update(&mut b).unwrap();
+        let secs = &b.get("node_cpu_seconds_total").unwrap().samples;
+        assert_eq!(secs.len(), 3 * 8);
+        let cpu1_user = secs
+            .iter()
+            .find(|(l, _)| l.get("cpu") == Some("1") && l.get("mode") == Some("user"))
+            .unwrap();
+        assert_eq!(cpu1_user.1, 0.0);
     }
 
     #[test]

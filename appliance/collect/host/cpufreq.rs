@@ -64,7 +64,8 @@ impl Source for CpuFreq {
     }
 
     fn update(&mut self, out: &mut Batch) -> Outcome {
-        let cpus = numbered_entries(&self.dir, "cpu")?;
+        // procfs globs `cpu[0-9]*`: a missing directory is just "no CPUs".
+        let cpus = numbered_entries(&self.dir, "cpu").unwrap_or_default();
         // Per CPU with a cpufreq directory: (cpu id, six values in Hz).
         let mut rows: Vec<(String, [Option<f64>; 6])> = Vec::new();
         for (n, name) in &cpus {

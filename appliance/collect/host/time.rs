@@ -72,7 +72,8 @@ impl Source for Time {
         .push(super::util::label1("time_zone", &zone), offset as f64);
 
         // procfs v0.8.0 sysfs/clocksource.go: clocksource<N>/{available,current}_clocksource.
-        let devices = numbered_entries(&self.clocksource_dir, "clocksource")?;
+        // procfs globs: a missing directory is just "no clock sources".
+        let devices = numbered_entries(&self.clocksource_dir, "clocksource").unwrap_or_default();
         let mut available = Vec::new();
         let mut current = Vec::new();
         for (n, dir) in &devices {
