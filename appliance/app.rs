@@ -139,6 +139,7 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
             lookback_delta_ms: config.query.lookback_delta.0.as_millis() as i64,
             max_samples: config.query.max_samples.0 as usize,
             timeout: config.query.timeout.0,
+            ..EngineOptions::default()
         },
         query_slots: Semaphore::new(config.query.max_concurrent.0 as usize),
         write_token,
