@@ -1,1 +1,244 @@
-//! app (stub).
+//! The appliance's lifecycle, in one straight line: open the store, start the ingest path
+//! and the collectors, serve the API, tell systemd we are ready, and on SIGTERM/SIGINT stop
+//! in reverse order so the store's last flush sees everything collected.
+
+use crate::api::{self, ApiState};
+use crate::collect::Batch;
+use crate::collect::host::{HostCollector, HostPaths};
+use crate::collect::self_metrics::SelfCollector;
+use crate::config::Config;
+use crate::ingest::{Ingest, Source};
+use crate::query::promql::eval::EngineOptions;
+use crate::store::{Store, StoreOptions};
+use anyhow::Context;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::Semaphore;
+
+/// A collector running on its own thread at a fixed interval until told to stop.
+struct CollectorThread {
+    stop: mpsc::Sender<()>,
+    handle: JoinHandle<()>,
+}
+
+impl CollectorThread {
+    fn spawn(
+        name: &'static str,
+        interval: Duration,
+        mut tick: impl FnMut() + Send + 'static,
+    ) -> std::io::Result<Self> {
+        let (stop, stopped) = mpsc::channel::<()>();
+        let handle = std::thread::Builder::new()
+            .name(format!("collect-{name}"))
+            .spawn(move || {
+                let mut next = Instant::now();
+                loop {
+                    tick();
+                    next += interval;
+                    // Skip ticks that a slow collection made us miss rather than bursting.
+                    let now = Instant::now();
+                    while next <= now {
+                        next += interval;
+                    }
+                    match stopped.recv_timeout(next - now) {
+                        Err(RecvTimeoutError::Timeout) => continue,
+                        _ => break,
+                    }
+                }
+            })?;
+        Ok(CollectorThread { stop, handle })
+    }
+
+    fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.handle.join();
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Runs the appliance until SIGTERM or SIGINT.
+pub fn run(config: Config) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(run_async(config))
+}
+
+async fn run_async(config: Config) -> anyhow::Result<()> {
+    let t0 = Instant::now();
+    let store = Store::open(StoreOptions {
+        path: config.storage.path.clone(),
+        flush_interval: config.storage.flush_interval.0,
+    })
+    .with_context(|| format!("cannot open the store at {}", config.storage.path.display()))?;
+    tracing::info!(path = %config.storage.path.display(), elapsed_ms = t0.elapsed().as_millis() as u64, "Store opened.");
+    let ingest = Ingest::new(store.clone());
+
+    let write_token = read_token(&config.api.write_token_file)?;
+    let self_collector = Arc::new(Mutex::new(SelfCollector::new(
+        store.clone(),
+        ingest.clone(),
+    )));
+
+    let mut collectors = Vec::new();
+    if config.collect.host.enabled {
+        let mut host = HostCollector::new(HostPaths {
+            proc: config.collect.host.proc_path.clone(),
+            sys: config.collect.host.sys_path.clone(),
+            rootfs: config.collect.host.rootfs_path.clone(),
+        });
+        let ingest = ingest.clone();
+        let mut batch = Batch::default();
+        collectors.push(CollectorThread::spawn(
+            "host",
+            config.collect.host.interval.0,
+            move || {
+                batch.clear();
+                let t = now_ms();
+                host.collect(&mut batch);
+                if let Err(e) = ingest.collected(Source::Host, &batch, t) {
+                    tracing::warn!(error = %e, "Host metrics could not be stored.");
+                }
+            },
+        )?);
+    }
+    if config.collect.self_metrics.enabled {
+        let ingest = ingest.clone();
+        let collector = self_collector.clone();
+        let mut batch = Batch::default();
+        collectors.push(CollectorThread::spawn(
+            "self",
+            config.collect.self_metrics.interval.0,
+            move || {
+                batch.clear();
+                let t = now_ms();
+                if let Ok(mut c) = collector.lock() {
+                    c.collect(&mut batch);
+                }
+                if let Err(e) = ingest.collected(Source::SelfMetrics, &batch, t) {
+                    tracing::warn!(error = %e, "Self metrics could not be stored.");
+                }
+            },
+        )?);
+    }
+
+    let state = Arc::new(ApiState {
+        store: store.clone(),
+        ingest: ingest.clone(),
+        engine: EngineOptions {
+            lookback_delta_ms: config.query.lookback_delta.0.as_millis() as i64,
+            max_samples: config.query.max_samples.0 as usize,
+            timeout: config.query.timeout.0,
+            ..EngineOptions::default()
+        },
+        query_slots: Semaphore::new(config.query.max_concurrent.0 as usize),
+        write_token,
+        max_request_bytes: config.api.max_request_bytes.0 as usize,
+        self_metrics: Box::new(move || {
+            let mut batch = Batch::default();
+            if let Ok(mut c) = self_collector.lock() {
+                c.collect(&mut batch);
+            }
+            let mut out = String::new();
+            crate::collect::exposition::render(&batch, &mut out);
+            out
+        }),
+        ready: false.into(),
+    });
+
+    let listener = tokio::net::TcpListener::bind(config.api.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.api.listen))?;
+    let addr = listener.local_addr()?;
+    state.ready.store(true, Ordering::Relaxed);
+    tracing::info!(%addr, elapsed_ms = t0.elapsed().as_millis() as u64, "Serving the API.");
+    notify_systemd(&[sd_notify::NotifyState::Ready]);
+    let watchdog = sd_notify::watchdog_enabled().map(|every| {
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every / 2);
+            loop {
+                tick.tick().await;
+                notify_systemd(&[sd_notify::NotifyState::Watchdog]);
+            }
+        })
+    });
+
+    let server_state = state.clone();
+    axum::serve(listener, api::router(state.clone()))
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            server_state.ready.store(false, Ordering::Relaxed);
+        })
+        .await
+        .context("the HTTP server failed")?;
+
+    tracing::info!("Shutting down.");
+    notify_systemd(&[sd_notify::NotifyState::Stopping]);
+    if let Some(w) = watchdog {
+        w.abort();
+    }
+    let t = Instant::now();
+    tokio::task::spawn_blocking(move || collectors.into_iter().for_each(CollectorThread::stop))
+        .await?;
+    tracing::info!(
+        elapsed_ms = t.elapsed().as_millis() as u64,
+        "Collectors stopped."
+    );
+    let t = Instant::now();
+    tokio::task::spawn_blocking(move || store.close())
+        .await?
+        .context("the store's final flush failed")?;
+    tracing::info!(
+        elapsed_ms = t.elapsed().as_millis() as u64,
+        "Store flushed and closed."
+    );
+    Ok(())
+}
+
+/// Reads the write token file; an empty path means writes are open.
+fn read_token(path: &std::path::Path) -> anyhow::Result<Option<String>> {
+    if path.as_os_str().is_empty() {
+        return Ok(None);
+    }
+    let token = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read api.write_token_file {}", path.display()))?;
+    let token = token.trim().to_string();
+    anyhow::ensure!(
+        !token.is_empty(),
+        "api.write_token_file {} is empty",
+        path.display()
+    );
+    Ok(Some(token))
+}
+
+fn notify_systemd(state: &[sd_notify::NotifyState]) {
+    if let Err(e) = sd_notify::notify(state) {
+        tracing::warn!(error = %e, "Cannot notify systemd.");
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("Cannot install signal handlers; stop Picket with SIGKILL.");
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received."),
+        _ = int.recv() => tracing::info!("SIGINT received."),
+    }
+}

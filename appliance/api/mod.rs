@@ -1,1 +1,98 @@
-//! api (stub).
+//! The HTTP API: the Prometheus query API (`prometheus`), the remote_write receiver
+//! (`remote_write`), Picket's own `/metrics`, and the health endpoints, on one axum router.
+//! Request bodies are size-limited here; everything else is decided by the handlers.
+
+pub mod error;
+pub mod json;
+pub mod params;
+pub mod prometheus;
+pub mod remote_write;
+
+use crate::ingest::Ingest;
+use crate::query::promql::eval::EngineOptions;
+use crate::store::Store;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use tokio::sync::Semaphore;
+
+/// What every handler may use.
+pub struct ApiState {
+    pub store: Store,
+    pub ingest: Ingest,
+    pub engine: EngineOptions,
+    /// Bounds the number of queries evaluated at once.
+    pub query_slots: Semaphore,
+    /// Bearer token required by write endpoints, if configured.
+    pub write_token: Option<String>,
+    /// Largest accepted request body, in bytes.
+    pub max_request_bytes: usize,
+    /// Renders Picket's own metrics for `/metrics`.
+    pub self_metrics: Box<dyn Fn() -> String + Send + Sync>,
+    /// False until start-up is complete and after shutdown begins.
+    pub ready: AtomicBool,
+}
+
+/// Builds the router with every endpoint.
+pub fn router(state: Arc<ApiState>) -> Router {
+    let limit = state.max_request_bytes;
+    Router::new()
+        .route(
+            "/api/v1/query",
+            get(prometheus::query).post(prometheus::query),
+        )
+        .route(
+            "/api/v1/query_range",
+            get(prometheus::query_range).post(prometheus::query_range),
+        )
+        .route(
+            "/api/v1/series",
+            get(prometheus::series).post(prometheus::series),
+        )
+        .route(
+            "/api/v1/labels",
+            get(prometheus::labels).post(prometheus::labels),
+        )
+        .route("/api/v1/label/{name}/values", get(prometheus::label_values))
+        .route("/api/v1/metadata", get(prometheus::metadata))
+        .route("/api/v1/status/buildinfo", get(prometheus::buildinfo))
+        .route(
+            "/api/v1/query_exemplars",
+            get(prometheus::exemplars).post(prometheus::exemplars),
+        )
+        .route("/api/v1/write", post(remote_write::write))
+        .route("/metrics", get(metrics))
+        .route("/-/healthy", get(healthy))
+        .route("/-/ready", get(ready))
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
+}
+
+async fn metrics(
+    axum::extract::State(s): axum::extract::State<Arc<ApiState>>,
+) -> impl axum::response::IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        (s.self_metrics)(),
+    )
+}
+
+async fn healthy() -> &'static str {
+    "Picket is Healthy.\n"
+}
+
+async fn ready(
+    axum::extract::State(s): axum::extract::State<Arc<ApiState>>,
+) -> (StatusCode, &'static str) {
+    if s.ready.load(Ordering::Relaxed) {
+        (StatusCode::OK, "Picket is Ready.\n")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable\n")
+    }
+}

@@ -1,1 +1,227 @@
-//! ingest (stub).
+//! The single entry into the store. Every source — the host and self collectors, the
+//! remote_write receiver — hands its samples to [`Ingest`], which validates label sets,
+//! records metadata, counts what it accepted and rejected, and passes one batch per call to
+//! the store's writer. Limits and relabelling (later issues) belong here so that they
+//! apply once, whatever the source.
+
+use crate::collect::Batch;
+use crate::model::prompb::WriteRequest;
+use crate::model::{Labels, LabelsBuilder, METRIC_NAME, Metadata, Sample};
+use crate::store::{Store, StoreError, WriteBatch};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Where samples came from, for the `source` label of the ingest counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Host,
+    SelfMetrics,
+    RemoteWrite,
+}
+
+impl Source {
+    pub const ALL: [Source; 3] = [Source::Host, Source::SelfMetrics, Source::RemoteWrite];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Source::Host => "host",
+            Source::SelfMetrics => "self",
+            Source::RemoteWrite => "remote_write",
+        }
+    }
+}
+
+/// Counters of what went through ingest, per source.
+#[derive(Debug, Default)]
+pub struct IngestStats {
+    accepted: [AtomicU64; 3],
+    rejected: [AtomicU64; 3],
+}
+
+impl IngestStats {
+    pub fn accepted(&self, s: Source) -> u64 {
+        self.accepted[s as usize].load(Ordering::Relaxed)
+    }
+    pub fn rejected(&self, s: Source) -> u64 {
+        self.rejected[s as usize].load(Ordering::Relaxed)
+    }
+}
+
+/// Why part of a write was refused. The valid part of the same write is still stored.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// The input itself is wrong (a sender must not retry): HTTP 400.
+    #[error("{0}")]
+    Invalid(String),
+    /// The store could not take the samples: HTTP 500, the sender retries.
+    #[error("{0}")]
+    Store(#[from] StoreError),
+}
+
+/// Cheap-to-clone handle on the ingest path.
+#[derive(Clone)]
+pub struct Ingest {
+    store: Store,
+    stats: Arc<IngestStats>,
+}
+
+impl Ingest {
+    pub fn new(store: Store) -> Ingest {
+        Ingest {
+            store,
+            stats: Arc::default(),
+        }
+    }
+
+    pub fn stats(&self) -> &IngestStats {
+        &self.stats
+    }
+
+    /// Stores what one collector tick produced, all at timestamp `t_ms`.
+    pub fn collected(&self, source: Source, batch: &Batch, t_ms: i64) -> Result<(), IngestError> {
+        let mut write = WriteBatch::default();
+        let mut count = 0;
+        for fam in &batch.families {
+            write.metadata.push((
+                fam.name.clone(),
+                Metadata {
+                    kind: fam.kind,
+                    help: fam.help.clone(),
+                    unit: String::new(),
+                },
+            ));
+            for (labels, v) in &fam.samples {
+                // Collectors leave the metric name to the family; the store wants full sets.
+                let mut b = labels.clone().into_builder();
+                b.set(METRIC_NAME, &fam.name);
+                write
+                    .series
+                    .push((b.build(), vec![Sample { t: t_ms, v: *v }]));
+                count += 1;
+            }
+        }
+        self.store.append(write)?;
+        self.stats.accepted[source as usize].fetch_add(count, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Stores a decoded remote_write request. Series with invalid label sets are skipped and
+    /// reported in the error (Prometheus keeps the valid ones too); everything else is kept.
+    pub fn remote_write(&self, req: WriteRequest) -> Result<u64, IngestError> {
+        let mut write = WriteBatch::default();
+        let mut problems: Vec<String> = Vec::new();
+        let mut rejected = 0u64;
+        let mut accepted = 0u64;
+        for ts in req.timeseries {
+            if !ts.histograms.is_empty() {
+                rejected += ts.histograms.len() as u64;
+                push_problem(
+                    &mut problems,
+                    "native histograms are not supported yet; send classic histograms".to_string(),
+                );
+            }
+            if ts.samples.is_empty() {
+                continue;
+            }
+            let labels = match validate_labels(
+                ts.labels
+                    .iter()
+                    .map(|l| (l.name.as_str(), l.value.as_str())),
+            ) {
+                Ok(l) => l,
+                Err(e) => {
+                    rejected += ts.samples.len() as u64;
+                    push_problem(&mut problems, e);
+                    continue;
+                }
+            };
+            accepted += ts.samples.len() as u64;
+            let samples = ts
+                .samples
+                .iter()
+                .map(|s| Sample {
+                    t: s.timestamp,
+                    v: s.value,
+                })
+                .collect();
+            write.series.push((labels, samples));
+        }
+        for m in req.metadata {
+            if m.metric_family_name.is_empty() {
+                continue;
+            }
+            write.metadata.push((
+                m.metric_family_name.clone(),
+                Metadata {
+                    kind: m.metric_type(),
+                    help: m.help,
+                    unit: m.unit,
+                },
+            ));
+        }
+        if !write.series.is_empty() || !write.metadata.is_empty() {
+            self.store.append(write)?;
+        }
+        self.stats.accepted[Source::RemoteWrite as usize].fetch_add(accepted, Ordering::Relaxed);
+        self.stats.rejected[Source::RemoteWrite as usize].fetch_add(rejected, Ordering::Relaxed);
+        if problems.is_empty() {
+            Ok(accepted)
+        } else {
+            Err(IngestError::Invalid(format!(
+                "{rejected} samples rejected, {accepted} stored: {}",
+                problems.join("; ")
+            )))
+        }
+    }
+}
+
+/// Keeps the first few distinct problems of a request so the message stays readable.
+fn push_problem(problems: &mut Vec<String>, p: String) {
+    if problems.len() < 5 && !problems.contains(&p) {
+        problems.push(p);
+    }
+}
+
+/// Checks a label set as it arrived on the wire: a metric name, valid label names, no
+/// duplicate names. Empty values are allowed and dropped (Prometheus treats them as absent).
+pub fn validate_labels<'a>(
+    pairs: impl Iterator<Item = (&'a str, &'a str)>,
+) -> Result<Labels, String> {
+    let mut b = LabelsBuilder::default();
+    for (name, value) in pairs {
+        if !is_valid_label_name(name) {
+            return Err(format!("invalid label name {name:?}"));
+        }
+        if b.get(name).is_some() {
+            return Err(format!("duplicate label name {name:?}"));
+        }
+        b.set(name, value);
+    }
+    let labels = b.build();
+    if labels.metric_name().is_none() {
+        return Err(format!(
+            "series without a metric name ({METRIC_NAME} label): {labels}"
+        ));
+    }
+    Ok(labels)
+}
+
+/// Label names: Prometheus 3.x accepts any non-empty UTF-8 name (UTF-8 validation is done
+/// by the protobuf decoder); names starting with `__` other than `__name__` are reserved
+/// for internal use but accepted as Prometheus does.
+fn is_valid_label_name(name: &str) -> bool {
+    !name.is_empty()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_sets_need_a_name_and_unique_label_names() {
+        assert!(validate_labels([("__name__", "up"), ("job", "a")].into_iter()).is_ok());
+        assert!(validate_labels([("job", "a")].into_iter()).is_err());
+        assert!(validate_labels([("__name__", "up"), ("a", "1"), ("a", "2")].into_iter()).is_err());
+        assert!(validate_labels([("__name__", "up"), ("", "1")].into_iter()).is_err());
+    }
+}

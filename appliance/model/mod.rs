@@ -1,8 +1,10 @@
 //! Plain data shared by every stage: label sets, samples, label matchers and metric
 //! metadata. Nothing here does I/O.
 
+pub mod duration;
 mod labels;
 mod matcher;
+pub mod prompb;
 
 pub use labels::{Label, Labels, LabelsBuilder, METRIC_NAME};
 pub use matcher::{MatchOp, Matcher, MatcherError};

@@ -1,19 +1,256 @@
-//! The store (stub; see DESIGN.md "Storage").
+//! The metric store: a series index and time-partitioned chunk files in redb, fed by an
+//! in-memory head and written by a single writer thread (see DESIGN.md "Storage").
+//!
+//! # On-disk layout
+//!
+//! ```text
+//! <path>/
+//!   index.redb                       series index, committed before any chunk referring to it
+//!     meta             &str -> u64            "schema_version"
+//!     series           u64 -> postcard [(name, value)]     id -> label set
+//!     series_by_labels postcard labels -> u64              label set -> id
+//!     postings         (name, value) =>> u64  (multimap)   label pair -> series ids
+//!     metadata         &str -> postcard Metadata           metric name -> type/help/unit
+//!   raw/<partition-start-ms>.redb    one file per day of sample time (86_400_000 ms spans,
+//!     meta   &str -> u64             start = floor(t / span) * span, may be negative)
+//!              "schema_version", "next_seq"
+//!     chunks (series_id, max_t, seq) -> chunk value        sealed chunks (<= 120 samples)
+//!     blocks seq                     -> block              one per flush: the stream bytes
+//!                                                          each open chunk gained (a piece
+//!                                                          per series); deleted once every
+//!                                                          chunk with a piece in it sealed
+//!   (later tiers: 5m/<start>.redb, 1h/<start>.redb with the same shape; the budget keeper
+//!    deletes whole oldest files)
+//!
+//! chunk value = tag:u8 | count:varint | min_t | max_t | body      (see codec.rs)
+//! block       = 3:u8 | n:varint | n × (series_id | count | len | stream bytes)
+//! ```
+//!
+//! All integers in keys are redb's fixed little-endian encodings; chunk bytes are varints
+//! and little-endian f64 bits. Every file carries `schema_version`; a file with a newer
+//! version, or one redb reports damaged, fails `Store::open` with an error naming the file,
+//! and nothing is written to it.
+//!
+//! # Write path and flush
+//!
+//! `Store::append` encodes samples straight into the head (one open chunk per series and
+//! partition, compressed as samples arrive) under a write lock; it does no I/O, so after it
+//! returns every reader sees the samples. The writer thread flushes every `flush_interval`
+//! (and on `Store::flush`/`Store::close`):
+//!
+//! 1. Under the head lock it takes a plan: series and metadata not yet in the index, the
+//!    stream bytes each open chunk gained since the last flush (its *piece*), and every
+//!    chunk that sealed (120 samples; or its series moved to a newer partition and it got
+//!    nothing since the last flush; or idle for ~15 minutes; or the store is closing).
+//! 2. One durable (`Durability::Immediate`, quick-repair) transaction on the index, if the
+//!    plan has new series or metadata.
+//! 3. One durable transaction per partition file touched. Sealed chunks get sequence
+//!    numbers first, then the flush's block: every piece goes, as the raw stream bytes the
+//!    head already holds (2-5 bytes per sample), into ONE block value keyed by that last
+//!    sequence number, so a flush appends one value at the right edge of the tree rather
+//!    than an entry (and a dirty leaf page) per series. Each sealed chunk is written once
+//!    into `chunks`; every block whose pieces all belong to chunks now sealed is deleted in
+//!    the same transaction (the writer counts, per block, the head chunks with a piece in it).
+//! 4. After each commit, the head forgets what that commit made durable.
+//!
+//! A power cut loses at most the samples since the last flush. Reopening rebuilds the open
+//! head chunks from the blocks (in sequence order), skipping the pieces of a series older
+//! than its newest sealed chunk in that partition (they are in that chunk), so everything
+//! flushed is there again, exactly once.
+//!
+//! # Invariants
+//!
+//! - Within one partition, the live pieces of a series (newer than its newest sealed chunk)
+//!   all belong to its single open chunk; a sealed chunk's `seq` is larger than the blocks
+//!   holding its pieces and smaller than the blocks holding its successor's; sealed chunks
+//!   of a series are older the smaller their `seq`; the head's chunk is newer than anything
+//!   on disk for that series and partition. Reads merge disk chunks by `seq`, then the head,
+//!   and keep the *last* value of each timestamp: a repeated (series, timestamp) keeps the
+//!   last value written, across head, flushed chunks and restarts.
+//! - A sample's partition is a pure function of its timestamp; files are created only when
+//!   a sample lands in them (a Pi's pre-clock-sync 1970 samples make one file).
+//! - Series ids are never reused; `next_seq` only grows (kept in each partition's meta, the
+//!   largest wins at open).
+//! - Readers never take the writer's transactions: they snapshot the head under a read lock
+//!   and then begin redb read transactions (in that order, so a concurrent flush is seen
+//!   either in the head or on disk, never in neither). Blocks are never read after open.
+//!
+//! # Lifecycle
+//!
+//! `Store` is a cheap `Clone` handle. `Store::close` flushes and seals everything, stops the
+//! writer and releases the files; dropping the last handle does the same (errors are
+//! logged), but the app should call `close` to see them.
+
+mod codec;
+mod head;
+mod index;
+mod partition;
+mod read;
+mod writer;
 
 use crate::model::{Labels, Metadata, Sample};
-use std::path::PathBuf;
+use head::Head;
+use redb::Database;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{SyncSender, sync_channel};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::thread::JoinHandle;
 use std::time::Duration;
+
+/// Version of the on-disk format this build writes and the newest it reads.
+pub const SCHEMA_VERSION: u64 = 1;
+/// redb page cache per file: small, the Pi shares its RAM with k3s.
+const DB_CACHE_BYTES: usize = 4 << 20;
+const INDEX_FILE: &str = "index.redb";
 
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
     pub path: PathBuf,
+    /// How often the writer commits the head (the data a power cut may cost).
     pub flush_interval: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StoreError {
     #[error("{0}")]
     Other(String),
+    #[error("{path}: {source}; check that the data directory exists and is writable")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Database { path: PathBuf, message: String },
+    #[error(
+        "{path} has schema version {found}, newer than this Picket supports ({supported}); \
+         upgrade Picket, or point it at another data directory"
+    )]
+    SchemaTooNew {
+        path: PathBuf,
+        found: u64,
+        supported: u64,
+    },
+    #[error(
+        "{path} is damaged ({detail}); nothing was changed. Restore it from a backup, or move \
+         it out of the data directory to start without it"
+    )]
+    Damaged { path: PathBuf, detail: String },
+    #[error("{path} is already open (another Picket process or store handle uses it)")]
+    AlreadyOpen { path: PathBuf },
+    #[error("the store is closed")]
+    Closed,
+}
+
+impl StoreError {
+    fn io(path: &Path, source: std::io::Error) -> StoreError {
+        StoreError::Io {
+            path: path.to_owned(),
+            source,
+        }
+    }
+
+    fn db(path: &Path, e: impl Into<redb::Error>) -> StoreError {
+        match e.into() {
+            redb::Error::Corrupted(detail) => StoreError::Damaged {
+                path: path.to_owned(),
+                detail,
+            },
+            e => StoreError::Database {
+                path: path.to_owned(),
+                message: e.to_string(),
+            },
+        }
+    }
+}
+
+fn open_error(path: &Path, e: redb::DatabaseError) -> StoreError {
+    match e {
+        redb::DatabaseError::DatabaseAlreadyOpen => StoreError::AlreadyOpen {
+            path: path.to_owned(),
+        },
+        // redb reports a wrong magic number as InvalidData, a file shorter than its header
+        // as UnexpectedEof.
+        redb::DatabaseError::Storage(redb::StorageError::Io(source))
+            if matches!(
+                source.kind(),
+                std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof
+            ) =>
+        {
+            StoreError::Damaged {
+                path: path.to_owned(),
+                detail: source.to_string(),
+            }
+        }
+        redb::DatabaseError::Storage(redb::StorageError::Io(source)) => {
+            StoreError::io(path, source)
+        }
+        redb::DatabaseError::Storage(redb::StorageError::Corrupted(detail)) => {
+            StoreError::Damaged {
+                path: path.to_owned(),
+                detail,
+            }
+        }
+        redb::DatabaseError::UpgradeRequired(v) => StoreError::Damaged {
+            path: path.to_owned(),
+            detail: format!("redb file format {v} needs an upgrade this build cannot do"),
+        },
+        e => StoreError::db(path, e),
+    }
+}
+
+/// Reads `schema_version` from a file's `meta` table (None when it has none).
+fn schema_version(
+    db: &impl redb::ReadableDatabase,
+    path: &Path,
+) -> Result<Option<u64>, StoreError> {
+    const META: redb::TableDefinition<&str, u64> = redb::TableDefinition::new("meta");
+    let txn = db.begin_read().map_err(|e| StoreError::db(path, e))?;
+    match txn.open_table(META) {
+        Ok(t) => Ok(t
+            .get("schema_version")
+            .map_err(|e| StoreError::db(path, e))?
+            .map(|g| g.value())),
+        Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+        Err(e) => Err(StoreError::db(path, e)),
+    }
+}
+
+/// Opens an existing store file for writing, after checking it read-only: opening a redb
+/// file for writing updates its header, and a file we refuse (damaged, newer schema, not
+/// ours) must be left byte-for-byte as it was. A file that needs a repair (power cut) cannot
+/// be checked read-only; it is repaired by the normal open and checked right after.
+fn open_existing(path: &Path, what: &str) -> Result<Database, StoreError> {
+    let check = |v: Option<u64>| match v {
+        Some(v) if v > SCHEMA_VERSION => Err(StoreError::SchemaTooNew {
+            path: path.to_owned(),
+            found: v,
+            supported: SCHEMA_VERSION,
+        }),
+        Some(_) => Ok(()),
+        None => Err(StoreError::Damaged {
+            path: path.to_owned(),
+            detail: format!("it has no schema version (not a Picket {what})"),
+        }),
+    };
+    let mut b = Database::builder();
+    b.set_cache_size(DB_CACHE_BYTES);
+    match b.open_read_only(path) {
+        Ok(ro) => {
+            check(schema_version(&ro, path)?)?;
+            drop(ro);
+            let db = b.open(path).map_err(|e| open_error(path, e))?;
+            Ok(db)
+        }
+        Err(redb::DatabaseError::RepairAborted) => {
+            let db = b.open(path).map_err(|e| open_error(path, e))?;
+            check(schema_version(&db, path)?)?;
+            Ok(db)
+        }
+        Err(e) => Err(open_error(path, e)),
+    }
 }
 
 /// Samples for many series, handed to the writer in one call.
@@ -23,12 +260,352 @@ pub struct WriteBatch {
     pub metadata: Vec<(String, Metadata)>,
 }
 
-#[derive(Clone)]
-pub struct Store {}
+/// Counters the app exposes as `picket_store_*` self-metrics.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StoreStats {
+    pub series: u64,
+    pub samples_appended: u64,
+    /// Samples made durable (each counted once, when first written).
+    pub samples_flushed: u64,
+    /// Size of the index and partition files.
+    pub bytes_on_disk: u64,
+    pub head_chunks: u64,
+    pub flushes: u64,
+    pub last_flush_duration: Duration,
+}
 
-impl Store {
-    pub fn open(opts: StoreOptions) -> Result<Store, StoreError> {
-        let _ = opts;
-        Ok(Store {})
+#[derive(Default)]
+struct Dbs {
+    index: Option<Arc<Database>>,
+    partitions: BTreeMap<i64, Arc<Database>>,
+}
+
+#[derive(Default)]
+struct Counters {
+    samples_flushed: u64,
+    flushes: u64,
+    last_flush_duration: Duration,
+}
+
+/// State shared by handles, readers and the writer thread.
+struct Shared {
+    dir: PathBuf,
+    head: RwLock<Head>,
+    dbs: RwLock<Dbs>,
+    closed: AtomicBool,
+    counters: Mutex<Counters>,
+}
+
+impl Shared {
+    // A poisoned lock means a panic elsewhere (a bug); the data behind it is still
+    // consistent at the granularity we update it, so keep serving rather than panic again.
+    fn head(&self) -> RwLockReadGuard<'_, Head> {
+        self.head.read().unwrap_or_else(|e| e.into_inner())
+    }
+    fn head_mut(&self) -> RwLockWriteGuard<'_, Head> {
+        self.head.write().unwrap_or_else(|e| e.into_inner())
+    }
+    fn dbs(&self) -> RwLockReadGuard<'_, Dbs> {
+        self.dbs.read().unwrap_or_else(|e| e.into_inner())
+    }
+    fn dbs_mut(&self) -> RwLockWriteGuard<'_, Dbs> {
+        self.dbs.write().unwrap_or_else(|e| e.into_inner())
+    }
+    fn index_path(&self) -> PathBuf {
+        self.dir.join(INDEX_FILE)
     }
 }
+
+/// What the writer thread is asked to do; replies go back on a one-slot channel.
+enum Command {
+    Flush(SyncSender<Result<(), StoreError>>),
+    Close(SyncSender<Result<(), StoreError>>),
+    /// Stop without the final flush, as a crash right after the last flush would.
+    #[cfg(test)]
+    Abandon(SyncSender<Result<(), StoreError>>),
+}
+
+struct Handle {
+    shared: Arc<Shared>,
+    tx: Mutex<Option<SyncSender<Command>>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Handle {
+    fn stop(
+        &self,
+        make: impl FnOnce(SyncSender<Result<(), StoreError>>) -> Command,
+    ) -> Result<(), StoreError> {
+        self.shared.closed.store(true, Ordering::SeqCst);
+        let tx = self.tx.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let Some(tx) = tx else { return Ok(()) };
+        let (rtx, rrx) = sync_channel(1);
+        let result = match tx.send(make(rtx)) {
+            Ok(()) => rrx
+                .recv()
+                .unwrap_or_else(|_| Err(StoreError::Other("the store writer thread died".into()))),
+            Err(_) => Err(StoreError::Other("the store writer thread died".into())),
+        };
+        if let Some(t) = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = t.join();
+        }
+        result
+    }
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        if let Err(e) = self.stop(Command::Close) {
+            tracing::error!(error = %e, "Closing the store on drop failed.");
+        }
+    }
+}
+
+/// Handle to an open store; clone it freely.
+#[derive(Clone)]
+pub struct Store {
+    handle: Arc<Handle>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("dir", &self.handle.shared.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Opens the store at `opts.path`, creating it if needed, rebuilds the head from the
+    /// pieces on disk and starts the writer thread.
+    pub fn open(opts: StoreOptions) -> Result<Store, StoreError> {
+        let dir = opts.path.clone();
+        std::fs::create_dir_all(&dir).map_err(|e| StoreError::io(&dir, e))?;
+        let index_path = dir.join(INDEX_FILE);
+        let index_db = index::open(&index_path)?;
+        let mut head = Head::default();
+        head.next_series_id = 1;
+        index::load_series(&index_db, &index_path, |id, labels| {
+            head.load_series(id, labels)
+        })?;
+        index::load_metadata(&index_db, &index_path, |name, m| {
+            head.metadata.insert(name, m);
+        })?;
+
+        let mut dbs = Dbs {
+            index: Some(Arc::new(index_db)),
+            partitions: BTreeMap::new(),
+        };
+        let mut next_seq = 1u64;
+        // Per partition: block seq -> number of head chunks with a piece in it.
+        let mut refs: BTreeMap<i64, BTreeMap<u64, u32>> = BTreeMap::new();
+        let raw = dir.join(partition::RAW_DIR);
+        if raw.is_dir() {
+            let entries = std::fs::read_dir(&raw).map_err(|e| StoreError::io(&raw, e))?;
+            for entry in entries {
+                let entry = entry.map_err(|e| StoreError::io(&raw, e))?;
+                let name = entry.file_name();
+                let Some(index) = name.to_str().and_then(partition::parse_partition_name) else {
+                    continue;
+                };
+                let path = entry.path();
+                let db = partition::open(&path)?;
+                next_seq = next_seq.max(partition::next_seq(&db, &path)?);
+                // The live pieces of one (series, partition) concatenate, in sequence order,
+                // into the stream of its open chunk; pieces older than the series' last
+                // sealed chunk are already in that chunk.
+                let mut open_chunks: BTreeMap<u64, (Vec<u8>, u32, Vec<u64>)> = BTreeMap::new();
+                let mut block_refs: BTreeMap<u64, u32> = BTreeMap::new();
+                let mut sealed: Option<std::collections::HashMap<u64, u64>> = None;
+                let mut missing = 0u64;
+                let mut scan_err = None;
+                partition::for_each_piece(&db, &path, |seq, p| {
+                    let Some(p) = p else {
+                        block_refs.insert(seq, 0);
+                        return;
+                    };
+                    if sealed.is_none() {
+                        match partition::sealed_seqs(&db, &path) {
+                            Ok(m) => sealed = Some(m),
+                            Err(e) => {
+                                scan_err.get_or_insert(e);
+                                sealed = Some(Default::default());
+                            }
+                        }
+                    }
+                    if sealed
+                        .as_ref()
+                        .and_then(|m| m.get(&p.series))
+                        .is_some_and(|&s| s > seq)
+                    {
+                        return;
+                    }
+                    if !head.series.contains_key(&p.series) {
+                        missing += 1;
+                        return;
+                    }
+                    let e = open_chunks.entry(p.series).or_default();
+                    e.0.extend_from_slice(p.stream);
+                    e.1 += p.count;
+                    e.2.push(seq);
+                    *block_refs.entry(seq).or_default() += 1;
+                })?;
+                if let Some(e) = scan_err {
+                    return Err(e);
+                }
+                let mut samples = Vec::new();
+                for (series, (stream, count, seqs)) in open_chunks {
+                    samples.clear();
+                    codec::decode_stream(&stream, count, &mut samples).map_err(|e| {
+                        StoreError::Damaged {
+                            path: path.clone(),
+                            detail: format!("pieces of series {series}: {e}"),
+                        }
+                    })?;
+                    head.recover(series, index, &seqs, &samples);
+                }
+                if missing > 0 {
+                    // Cannot happen with index-first commits; report rather than guess.
+                    tracing::warn!(path = %path.display(), missing, "Pieces refer to series missing from the index; they are ignored.");
+                }
+                refs.insert(index, block_refs);
+                dbs.partitions.insert(index, Arc::new(db));
+            }
+        }
+
+        let shared = Arc::new(Shared {
+            dir,
+            head: RwLock::new(head),
+            dbs: RwLock::new(dbs),
+            closed: AtomicBool::new(false),
+            counters: Mutex::new(Counters::default()),
+        });
+        // Small bound: callers only ever wait for one reply each.
+        let (tx, rx) = sync_channel(4);
+        let interval = opts.flush_interval.max(Duration::from_millis(10));
+        let w = writer::Writer::new(shared.clone(), next_seq, interval, refs);
+        let thread = std::thread::Builder::new()
+            .name("picket-store-writer".into())
+            .spawn(move || w.run(rx))
+            .map_err(|e| StoreError::Other(format!("cannot start the store writer thread: {e}")))?;
+        Ok(Store {
+            handle: Arc::new(Handle {
+                shared,
+                tx: Mutex::new(Some(tx)),
+                thread: Mutex::new(Some(thread)),
+            }),
+        })
+    }
+
+    fn shared(&self) -> &Shared {
+        &self.handle.shared
+    }
+
+    /// Adds samples (any timestamps, any order) and metadata to the head. When this returns,
+    /// readers see them; they become durable at the next flush.
+    pub fn append(&self, batch: WriteBatch) -> Result<(), StoreError> {
+        if self.shared().closed.load(Ordering::SeqCst) {
+            return Err(StoreError::Closed);
+        }
+        let mut head = self.shared().head_mut();
+        for (labels, samples) in &batch.series {
+            if samples.is_empty() {
+                continue;
+            }
+            let id = head.series_id(labels);
+            head.append(id, samples);
+        }
+        for (name, m) in batch.metadata {
+            set_metadata_locked(&mut head, name, m);
+        }
+        Ok(())
+    }
+
+    /// Records metadata for a metric name (persisted at the next flush).
+    pub fn set_metadata(&self, name: &str, metadata: Metadata) -> Result<(), StoreError> {
+        if self.shared().closed.load(Ordering::SeqCst) {
+            return Err(StoreError::Closed);
+        }
+        set_metadata_locked(&mut self.shared().head_mut(), name.to_owned(), metadata);
+        Ok(())
+    }
+
+    /// All known metadata, by metric name.
+    pub fn metadata(&self) -> BTreeMap<String, Metadata> {
+        self.shared()
+            .head()
+            .metadata
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    /// Flushes the head now and waits for the commit.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        let tx = self
+            .handle
+            .tx
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let tx = tx.ok_or(StoreError::Closed)?;
+        let (rtx, rrx) = sync_channel(1);
+        tx.send(Command::Flush(rtx))
+            .map_err(|_| StoreError::Closed)?;
+        rrx.recv().map_err(|_| StoreError::Closed)?
+    }
+
+    /// Flushes everything (sealing open chunks), stops the writer and releases the files.
+    /// Later calls do nothing; other handles then get [`StoreError::Closed`].
+    pub fn close(&self) -> Result<(), StoreError> {
+        self.handle.stop(Command::Close)
+    }
+
+    /// Stops the writer without a final flush: what a crash right after a flush leaves.
+    #[cfg(test)]
+    fn abandon(&self) {
+        let _ = self.handle.stop(Command::Abandon);
+    }
+
+    pub fn stats(&self) -> StoreStats {
+        let (series, samples_appended, head_chunks) = {
+            let h = self.shared().head();
+            (h.series.len() as u64, h.samples_appended, h.head_chunks())
+        };
+        let c = self
+            .shared()
+            .counters
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        StoreStats {
+            series,
+            samples_appended,
+            samples_flushed: c.samples_flushed,
+            bytes_on_disk: dir_bytes(&self.shared().dir),
+            head_chunks,
+            flushes: c.flushes,
+            last_flush_duration: c.last_flush_duration,
+        }
+    }
+}
+
+fn set_metadata_locked(head: &mut Head, name: String, m: Metadata) {
+    if head.metadata.get(&name) != Some(&m) {
+        head.metadata.insert(name.clone(), m);
+        head.pending_metadata.push(name);
+    }
+}
+
+/// Bytes of `index.redb` and all partition files (missing files count 0).
+fn dir_bytes(dir: &Path) -> u64 {
+    let mut total = std::fs::metadata(dir.join(INDEX_FILE)).map_or(0, |m| m.len());
+    if let Ok(rd) = std::fs::read_dir(dir.join(partition::RAW_DIR)) {
+        for e in rd.flatten() {
+            total += e.metadata().map_or(0, |m| m.len());
+        }
+    }
+    total
+}
+
+#[cfg(test)]
+mod tests;

@@ -276,3 +276,212 @@ impl Expr {
         }
     }
 }
+
+// ---- Printing (added by the parser author; not part of the original contract). ----
+
+use super::lexer::go_quote;
+use std::fmt;
+
+/// Whether `s` can be written bare as a label name (otherwise it is quoted, as Prometheus
+/// 3.x allows for UTF-8 names).
+fn is_legacy_label_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars
+        .next()
+        .is_some_and(|c| c == '_' || c.is_ascii_alphabetic())
+        && chars.all(|c| c == '_' || c.is_ascii_alphanumeric())
+}
+
+fn write_label_name(f: &mut fmt::Formatter<'_>, name: &str) -> fmt::Result {
+    if is_legacy_label_name(name) {
+        f.write_str(name)
+    } else {
+        f.write_str(&go_quote(name))
+    }
+}
+
+fn write_label_list(f: &mut fmt::Formatter<'_>, labels: &[String]) -> fmt::Result {
+    f.write_str("(")?;
+    for (i, l) in labels.iter().enumerate() {
+        if i > 0 {
+            f.write_str(", ")?;
+        }
+        write_label_name(f, l)?;
+    }
+    f.write_str(")")
+}
+
+/// A millisecond duration in Prometheus' `model.Duration` form (`1h30m`, `90d`, `0s`).
+pub fn format_duration(ms: i64) -> String {
+    if ms == 0 {
+        return "0s".to_string();
+    }
+    let mut out = String::new();
+    let mut rest = ms.unsigned_abs();
+    if ms < 0 {
+        out.push('-');
+    }
+    // Years and weeks only when exact, as Prometheus does (`90d` reads better than `12w6d`).
+    const UNITS: [(&str, u64, bool); 7] = [
+        ("y", 365 * 86_400_000, true),
+        ("w", 7 * 86_400_000, true),
+        ("d", 86_400_000, false),
+        ("h", 3_600_000, false),
+        ("m", 60_000, false),
+        ("s", 1000, false),
+        ("ms", 1, false),
+    ];
+    for (unit, mult, exact) in UNITS {
+        if exact && !rest.is_multiple_of(mult) {
+            continue;
+        }
+        let v = rest / mult;
+        if v > 0 {
+            out.push_str(&format!("{v}{unit}"));
+            rest -= v * mult;
+        }
+    }
+    out
+}
+
+fn write_modifiers(
+    f: &mut fmt::Formatter<'_>,
+    at: Option<AtModifier>,
+    offset_ms: i64,
+) -> fmt::Result {
+    match at {
+        Some(AtModifier::Timestamp(ms)) => write!(f, " @ {:.3}", ms as f64 / 1000.0)?,
+        Some(AtModifier::Start) => f.write_str(" @ start()")?,
+        Some(AtModifier::End) => f.write_str(" @ end()")?,
+        None => {}
+    }
+    if offset_ms != 0 {
+        write!(f, " offset {}", format_duration(offset_ms))?;
+    }
+    Ok(())
+}
+
+impl VectorSelector {
+    /// The selector without its `@`/`offset` modifiers.
+    fn fmt_bare(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut matchers: Vec<&Matcher> = self.matchers.iter().collect();
+        if let Some(name) = &self.name {
+            f.write_str(name)?;
+            // The parser appends the outside name as the last matcher.
+            if let Some(pos) = matchers.iter().rposition(|m| {
+                m.name == crate::model::METRIC_NAME
+                    && m.op == crate::model::MatchOp::Equal
+                    && &m.value == name
+            }) {
+                matchers.remove(pos);
+            }
+            if matchers.is_empty() {
+                return Ok(());
+            }
+        }
+        f.write_str("{")?;
+        for (i, m) in matchers.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write_label_name(f, &m.name)?;
+            write!(f, "{}{}", m.op.as_str(), go_quote(&m.value))?;
+        }
+        f.write_str("}")
+    }
+}
+
+impl fmt::Display for Expr {
+    /// Valid PromQL that parses back to the same tree (spans aside).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Expr::Number(v) => {
+                if v.is_nan() {
+                    f.write_str("NaN")
+                } else if v.is_infinite() {
+                    f.write_str(if *v > 0.0 { "Inf" } else { "-Inf" })
+                } else {
+                    // `{:?}` is the shortest form that round-trips (`0.1`, `1e300`).
+                    write!(f, "{v:?}")
+                }
+            }
+            Expr::String(s) => f.write_str(&go_quote(s)),
+            Expr::VectorSelector(vs) => {
+                vs.fmt_bare(f)?;
+                write_modifiers(f, vs.at, vs.offset_ms)
+            }
+            Expr::MatrixSelector(ms) => {
+                ms.selector.fmt_bare(f)?;
+                write!(f, "[{}]", format_duration(ms.range_ms))?;
+                write_modifiers(f, ms.selector.at, ms.selector.offset_ms)
+            }
+            Expr::Subquery(sq) => {
+                write!(f, "{}[{}:", sq.expr, format_duration(sq.range_ms))?;
+                if let Some(step) = sq.step_ms {
+                    f.write_str(&format_duration(step))?;
+                }
+                f.write_str("]")?;
+                write_modifiers(f, sq.at, sq.offset_ms)
+            }
+            Expr::Call(c) => {
+                write!(f, "{}(", c.func)?;
+                for (i, a) in c.args.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    write!(f, "{a}")?;
+                }
+                f.write_str(")")
+            }
+            Expr::Aggregate(a) => {
+                f.write_str(a.op.name())?;
+                match &a.grouping {
+                    Grouping::By(l) if l.is_empty() => {}
+                    Grouping::By(l) => {
+                        f.write_str(" by ")?;
+                        write_label_list(f, l)?;
+                        f.write_str(" ")?;
+                    }
+                    Grouping::Without(l) => {
+                        f.write_str(" without ")?;
+                        write_label_list(f, l)?;
+                        f.write_str(" ")?;
+                    }
+                }
+                f.write_str("(")?;
+                if let Some(p) = &a.param {
+                    write!(f, "{p}, ")?;
+                }
+                write!(f, "{})", a.expr)
+            }
+            Expr::Binary(b) => {
+                write!(f, "{} {}", b.lhs, b.op.symbol())?;
+                if b.return_bool {
+                    f.write_str(" bool")?;
+                }
+                if let Some(m) = &b.matching {
+                    if m.on || !m.labels.is_empty() {
+                        f.write_str(if m.on { " on" } else { " ignoring" })?;
+                        write_label_list(f, &m.labels)?;
+                    }
+                    match m.card {
+                        // Always with parentheses, so a parenthesised right-hand side is
+                        // not taken for the label list.
+                        Cardinality::ManyToOne => {
+                            f.write_str(" group_left")?;
+                            write_label_list(f, &m.include)?;
+                        }
+                        Cardinality::OneToMany => {
+                            f.write_str(" group_right")?;
+                            write_label_list(f, &m.include)?;
+                        }
+                        Cardinality::OneToOne | Cardinality::ManyToMany => {}
+                    }
+                }
+                write!(f, " {}", b.rhs)
+            }
+            Expr::Neg(e) => write!(f, "-{e}"),
+            Expr::Paren(e) => write!(f, "({e})"),
+        }
+    }
+}

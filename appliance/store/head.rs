@@ -1,0 +1,211 @@
+//! The in-memory head: per series, the chunks not yet written as sealed chunks.
+//!
+//! Each series keeps at most one *open* chunk per partition (a compressed sample stream
+//! plus a small [`Encoder`]), and any chunks that sealed since the last flush. An open chunk
+//! remembers how many of its samples are already on disk as pieces (`flushed`) and the
+//! sequence numbers of those pieces, so that the flush which writes it sealed can delete
+//! them in the same transaction. Readers always take the whole head chunk (it is the newest
+//! data of its series and partition) and skip the pieces on disk.
+
+use super::codec::{self, CodecError, Encoder};
+use super::partition::partition_index;
+use crate::model::{Labels, Metadata, Sample};
+use std::collections::HashMap;
+
+/// A chunk seals when it holds this many samples (Prometheus' head chunk size).
+pub const CHUNK_SAMPLES: u32 = 120;
+
+#[derive(Debug)]
+pub struct HeadChunk {
+    /// Unique within the process, to find the chunk again after a flush committed.
+    pub id: u64,
+    /// Partition index (see [`partition_index`]).
+    pub partition: i64,
+    pub enc: Encoder,
+    pub body: Vec<u8>,
+    /// Samples already on disk as pieces (a prefix of the stream), and their stream bytes.
+    pub flushed: u32,
+    pub flushed_bytes: u32,
+    /// Sequence numbers of those pieces, delta-varint encoded (1 byte each when flushes
+    /// follow each other), kept to delete them when the chunk is written sealed.
+    pub piece_seqs: Vec<u8>,
+    last_piece_seq: u64,
+    pub sealed: bool,
+    /// Flush generation of the last append, to seal chunks of series that went quiet.
+    pub last_append_gen: u64,
+}
+
+impl HeadChunk {
+    fn new(id: u64, partition: i64, gen_: u64) -> HeadChunk {
+        HeadChunk {
+            id,
+            partition,
+            enc: Encoder::default(),
+            body: Vec::new(),
+            flushed: 0,
+            flushed_bytes: 0,
+            piece_seqs: Vec::new(),
+            last_piece_seq: 0,
+            sealed: false,
+            last_append_gen: gen_,
+        }
+    }
+
+    pub fn push(&mut self, s: Sample) {
+        self.enc.push(&mut self.body, s);
+    }
+
+    pub fn count(&self) -> u32 {
+        self.enc.count()
+    }
+
+    pub fn add_piece(&mut self, seq: u64) {
+        codec::put_uvarint(&mut self.piece_seqs, seq.wrapping_sub(self.last_piece_seq));
+        self.last_piece_seq = seq;
+    }
+
+    pub fn piece_seqs(&self) -> Result<Vec<u64>, CodecError> {
+        let mut out = Vec::new();
+        let mut pos = 0;
+        let mut seq = 0u64;
+        while pos < self.piece_seqs.len() {
+            seq = seq.wrapping_add(codec::get_uvarint(&self.piece_seqs, &mut pos)?);
+            out.push(seq);
+        }
+        Ok(out)
+    }
+
+    pub fn decode(&self, out: &mut Vec<Sample>) -> Result<(), CodecError> {
+        codec::decode_stream(&self.body, self.count(), out)
+    }
+
+    /// Whether any sample of this chunk may fall in `[start, end]`.
+    pub fn overlaps(&self, start: i64, end: i64) -> bool {
+        self.count() > 0 && self.enc.min_t() <= end && self.enc.max_t() >= start
+    }
+}
+
+#[derive(Debug)]
+pub struct SeriesHead {
+    pub labels: Labels,
+    /// Chunks in creation order; for one partition that is arrival order.
+    pub chunks: Vec<HeadChunk>,
+}
+
+/// Everything the head holds; lives behind one `RwLock` in the store.
+#[derive(Debug, Default)]
+pub struct Head {
+    pub series: HashMap<u64, SeriesHead>,
+    pub by_labels: HashMap<Labels, u64>,
+    pub next_series_id: u64,
+    /// Series created since the last index commit, in id order.
+    pub pending_series: Vec<u64>,
+    pub metadata: HashMap<String, Metadata>,
+    pub pending_metadata: Vec<String>,
+    next_chunk_id: u64,
+    /// Incremented by every flush.
+    pub flush_gen: u64,
+    pub samples_appended: u64,
+}
+
+impl Head {
+    /// The id of `labels`, creating the series (pending for the index) if it is new.
+    pub fn series_id(&mut self, labels: &Labels) -> u64 {
+        if let Some(id) = self.by_labels.get(labels) {
+            return *id;
+        }
+        let id = self.next_series_id;
+        self.next_series_id += 1;
+        self.by_labels.insert(labels.clone(), id);
+        self.series.insert(
+            id,
+            SeriesHead {
+                labels: labels.clone(),
+                chunks: Vec::new(),
+            },
+        );
+        self.pending_series.push(id);
+        id
+    }
+
+    /// Registers a series that is already in the index (at open).
+    pub fn load_series(&mut self, id: u64, labels: Labels) {
+        self.by_labels.insert(labels.clone(), id);
+        self.series.insert(
+            id,
+            SeriesHead {
+                labels,
+                chunks: Vec::new(),
+            },
+        );
+        self.next_series_id = self.next_series_id.max(id + 1);
+    }
+
+    /// The open chunk of series `id` for `partition`, sealing a full one first.
+    fn open_chunk(&mut self, id: u64, partition: i64) -> Option<&mut HeadChunk> {
+        let gen_ = self.flush_gen;
+        let s = self.series.get_mut(&id)?;
+        let pos = s
+            .chunks
+            .iter()
+            .position(|c| !c.sealed && c.partition == partition);
+        let pos = match pos {
+            Some(p) if s.chunks[p].count() < CHUNK_SAMPLES => p,
+            other => {
+                if let Some(p) = other {
+                    s.chunks[p].sealed = true;
+                }
+                self.next_chunk_id += 1;
+                s.chunks
+                    .push(HeadChunk::new(self.next_chunk_id, partition, gen_));
+                s.chunks.len() - 1
+            }
+        };
+        Some(&mut s.chunks[pos])
+    }
+
+    pub fn append(&mut self, id: u64, samples: &[Sample]) {
+        let gen_ = self.flush_gen;
+        for s in samples {
+            if let Some(c) = self.open_chunk(id, partition_index(s.t)) {
+                c.push(*s);
+                c.last_append_gen = gen_;
+                self.samples_appended += 1;
+            }
+        }
+    }
+
+    /// Rebuilds the open chunk of (series `id`, `partition`) from its pieces on disk (at
+    /// open): `samples` are all of them in arrival order, `seqs` the pieces' sequence
+    /// numbers. Re-encoding gives the same stream bytes the pieces hold, so later pieces
+    /// continue it. It may exceed [`CHUNK_SAMPLES`]; the next append seals it.
+    pub fn recover(&mut self, id: u64, partition: i64, seqs: &[u64], samples: &[Sample]) {
+        let gen_ = self.flush_gen;
+        let Some(s) = self.series.get_mut(&id) else {
+            return;
+        };
+        self.next_chunk_id += 1;
+        let mut c = HeadChunk::new(self.next_chunk_id, partition, gen_);
+        for x in samples {
+            c.push(*x);
+        }
+        c.flushed = c.count();
+        c.flushed_bytes = c.body.len() as u32;
+        for seq in seqs {
+            c.add_piece(*seq);
+        }
+        s.chunks.push(c);
+    }
+
+    pub fn head_chunks(&self) -> u64 {
+        self.series.values().map(|s| s.chunks.len() as u64).sum()
+    }
+
+    pub fn find_chunk(&mut self, series: u64, chunk: u64) -> Option<&mut HeadChunk> {
+        self.series
+            .get_mut(&series)?
+            .chunks
+            .iter_mut()
+            .find(|c| c.id == chunk)
+    }
+}

@@ -1,0 +1,212 @@
+//! Time partitions: one redb file per tier and span of time (`raw/<start-ms>.redb`, one
+//! day each), holding sealed chunks, blocks of pieces of open chunks, and a meta table.
+//!
+//! A partition file is created only when a sample lands in it, so a Pi that records a few
+//! minutes in 1970 before its clock syncs gets one extra file, not thousands.
+
+use super::codec::{self, ChunkHeader};
+use super::{DB_CACHE_BYTES, SCHEMA_VERSION, StoreError, open_error};
+use crate::model::Sample;
+use redb::{
+    Database, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata,
+    TableDefinition, TableError,
+};
+use std::path::{Path, PathBuf};
+
+/// Span of one raw partition: one day.
+pub const RAW_SPAN_MS: i64 = 86_400_000;
+/// Folder of the raw tier under the data dir (`5m/`, `1h/` rollups would sit beside it).
+pub const RAW_DIR: &str = "raw";
+
+/// `"schema_version"` and `"next_seq"` (one past the largest sequence number written here).
+pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// Sealed chunks: `(series_id, max_t, seq)` → chunk value. Keyed by the chunk's *last*
+/// timestamp so that a query for `[start, end]` starts its scan at `(id, start)` and reads
+/// only chunks that can reach into the range (recent-data queries read a few values, not
+/// the whole day); `seq` orders overlapping chunks (later wins) and keeps keys unique.
+pub const CHUNKS: TableDefinition<(u64, i64, u64), &[u8]> = TableDefinition::new("chunks");
+/// Blocks: flush `seq` → what that flush added to every open chunk of the partition (see
+/// codec.rs). One value per flush, appended at the right edge of the tree: a flush writes
+/// little more than the new bytes, instead of one entry (and a leaf page) per series. A
+/// block is deleted by the flush that seals the last open chunk it has a piece of; read only
+/// at open, to rebuild the head.
+pub const BLOCKS: TableDefinition<u64, &[u8]> = TableDefinition::new("blocks");
+
+/// Which partition a timestamp falls in (floor division; any i64 is fine).
+pub fn partition_index(t: i64) -> i64 {
+    t.div_euclid(RAW_SPAN_MS)
+}
+
+/// First millisecond of a partition, clamped for the lowest one (whose real start is before
+/// `i64::MIN`); `partition_index(partition_start(i)) == i` for every index.
+pub fn partition_start(index: i64) -> i64 {
+    (i128::from(index) * i128::from(RAW_SPAN_MS)).max(i128::from(i64::MIN)) as i64
+}
+
+pub fn partition_path(dir: &Path, index: i64) -> PathBuf {
+    dir.join(RAW_DIR)
+        .join(format!("{}.redb", partition_start(index)))
+}
+
+/// Parses `<start-ms>.redb`; other files in the folder are not ours and are left alone.
+pub fn parse_partition_name(name: &str) -> Option<i64> {
+    let start: i64 = name.strip_suffix(".redb")?.parse().ok()?;
+    let index = partition_index(start);
+    (partition_start(index) == start).then_some(index)
+}
+
+/// Opens an existing partition file, refusing newer or foreign files untouched.
+pub fn open(path: &Path) -> Result<Database, StoreError> {
+    super::open_existing(path, "partition")
+}
+
+/// Creates a new partition file with its schema version.
+pub fn create(path: &Path) -> Result<Database, StoreError> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
+    }
+    let db = Database::builder()
+        .set_cache_size(DB_CACHE_BYTES)
+        .create(path)
+        .map_err(|e| open_error(path, e))?;
+    let mut txn = db.begin_write().map_err(|e| StoreError::db(path, e))?;
+    txn.set_quick_repair(true);
+    {
+        let mut meta = txn.open_table(META).map_err(|e| StoreError::db(path, e))?;
+        meta.insert("schema_version", SCHEMA_VERSION)
+            .map_err(|e| StoreError::db(path, e))?;
+        txn.open_table(CHUNKS)
+            .map_err(|e| StoreError::db(path, e))?;
+        txn.open_table(BLOCKS)
+            .map_err(|e| StoreError::db(path, e))?;
+    }
+    txn.commit().map_err(|e| StoreError::db(path, e))?;
+    Ok(db)
+}
+
+/// `next_seq` recorded in a partition (0 when none).
+pub fn next_seq(db: &Database, path: &Path) -> Result<u64, StoreError> {
+    let txn = db.begin_read().map_err(|e| StoreError::db(path, e))?;
+    let t = txn.open_table(META).map_err(|e| StoreError::db(path, e))?;
+    Ok(t.get("next_seq")
+        .map_err(|e| StoreError::db(path, e))?
+        .map_or(0, |g| g.value()))
+}
+
+/// Every piece in the partition's blocks, in sequence order, as `(seq, Some(piece))`;
+/// each block is first announced as `(seq, None)` so the caller can account for it even
+/// when none of its pieces is live.
+pub fn for_each_piece(
+    db: &Database,
+    path: &Path,
+    mut f: impl FnMut(u64, Option<codec::Piece<'_>>),
+) -> Result<(), StoreError> {
+    let txn = db.begin_read().map_err(|e| StoreError::db(path, e))?;
+    let t = txn
+        .open_table(BLOCKS)
+        .map_err(|e| StoreError::db(path, e))?;
+    if t.len().map_err(|e| StoreError::db(path, e))? == 0 {
+        return Ok(());
+    }
+    for entry in t.iter().map_err(|e| StoreError::db(path, e))? {
+        let (k, v) = entry.map_err(|e| StoreError::db(path, e))?;
+        let seq = k.value();
+        let value = v.value();
+        let mut pieces = Vec::new();
+        codec::decode_block(value, &mut pieces).map_err(|e| StoreError::Damaged {
+            path: path.to_owned(),
+            detail: format!("block {seq}: {e}"),
+        })?;
+        f(seq, None);
+        for p in pieces {
+            f(seq, Some(p));
+        }
+    }
+    Ok(())
+}
+
+/// The largest sequence number of each series' sealed chunks (a key-only scan, done at
+/// open only for partitions that have blocks): pieces in blocks older than that were
+/// already written sealed, and must not come back into the head.
+pub fn sealed_seqs(
+    db: &Database,
+    path: &Path,
+) -> Result<std::collections::HashMap<u64, u64>, StoreError> {
+    let txn = db.begin_read().map_err(|e| StoreError::db(path, e))?;
+    let t = txn
+        .open_table(CHUNKS)
+        .map_err(|e| StoreError::db(path, e))?;
+    let mut out = std::collections::HashMap::new();
+    for entry in t.iter().map_err(|e| StoreError::db(path, e))? {
+        let (k, _) = entry.map_err(|e| StoreError::db(path, e))?;
+        let (series, _, seq) = k.value();
+        let e = out.entry(series).or_insert(seq);
+        *e = (*e).max(seq);
+    }
+    Ok(out)
+}
+
+/// Appends to `out` the sealed chunks of `series` that may hold samples in
+/// `[start, end]`, as `(seq, samples)` in arrival order within each chunk.
+pub fn read_chunks(
+    txn: &ReadTransaction,
+    path: &Path,
+    series: u64,
+    start: i64,
+    end: i64,
+    out: &mut Vec<(u64, Vec<Sample>)>,
+) -> Result<(), StoreError> {
+    let t = match txn.open_table(CHUNKS) {
+        Ok(t) => t,
+        Err(TableError::TableDoesNotExist(_)) => return Ok(()),
+        Err(e) => return Err(StoreError::db(path, e)),
+    };
+    let range = t
+        .range((series, start, 0u64)..=(series, i64::MAX, u64::MAX))
+        .map_err(|e| StoreError::db(path, e))?;
+    for entry in range {
+        let (k, v) = entry.map_err(|e| StoreError::db(path, e))?;
+        let (_, _, seq) = k.value();
+        let value = v.value();
+        let damaged = |e: codec::CodecError| StoreError::Damaged {
+            path: path.to_owned(),
+            detail: format!("chunk of series {series}: {e}"),
+        };
+        let h = ChunkHeader::parse(value).map_err(damaged)?;
+        if h.min_t > end {
+            continue;
+        }
+        let mut samples = Vec::with_capacity(h.count as usize);
+        codec::decode_chunk(value, &mut samples).map_err(damaged)?;
+        out.push((seq, samples));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partition_names_round_trip_for_any_timestamp() {
+        for t in [
+            i64::MIN,
+            i64::MIN + 1,
+            -86_400_001,
+            -1,
+            0,
+            1,
+            86_399_999,
+            86_400_000,
+            1_700_000_000_000,
+            i64::MAX,
+        ] {
+            let i = partition_index(t);
+            let name = format!("{}.redb", partition_start(i));
+            assert_eq!(parse_partition_name(&name), Some(i), "t={t}");
+            assert!(partition_start(i) <= t);
+        }
+        assert_eq!(parse_partition_name("5.redb"), None);
+        assert_eq!(parse_partition_name("index.redb"), None);
+    }
+}

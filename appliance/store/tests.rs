@@ -1,0 +1,669 @@
+//! Store behaviour tests on temporary directories.
+
+use super::*;
+use crate::model::{MatchOp, Matcher, MetricType, stale_nan};
+use crate::query::SeriesReader;
+use redb::{ReadableDatabase, ReadableTableMetadata};
+use std::collections::BTreeMap;
+
+fn opts(dir: &Path) -> StoreOptions {
+    StoreOptions {
+        path: dir.to_owned(),
+        // Long enough that only explicit flushes happen: tests stay deterministic.
+        flush_interval: Duration::from_secs(3600),
+    }
+}
+
+fn labels(pairs: &[(&str, &str)]) -> Labels {
+    Labels::from_pairs(pairs.iter().copied())
+}
+
+fn s(t: i64, v: f64) -> Sample {
+    Sample { t, v }
+}
+
+fn batch(l: &Labels, samples: &[(i64, f64)]) -> WriteBatch {
+    WriteBatch {
+        series: vec![(l.clone(), samples.iter().map(|&(t, v)| s(t, v)).collect())],
+        metadata: Vec::new(),
+    }
+}
+
+fn m(op: MatchOp, name: &str, value: &str) -> Matcher {
+    Matcher::new(op, name, value).expect("valid matcher")
+}
+
+fn name_is(n: &str) -> Matcher {
+    Matcher::equal("__name__", n)
+}
+
+fn all(store: &Store, ms: &[Matcher]) -> Vec<(i64, f64)> {
+    let r = store.select(ms, i64::MIN, i64::MAX).expect("select");
+    assert!(r.len() <= 1, "expected one series, got {r:?}");
+    r.first()
+        .map(|d| d.samples.iter().map(|x| (x.t, x.v)).collect())
+        .unwrap_or_default()
+}
+
+fn partition_tables(dir: &Path) -> Vec<(u64, u64)> {
+    let mut out = Vec::new();
+    let mut files: Vec<_> = std::fs::read_dir(dir.join("raw"))
+        .expect("raw dir")
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    files.sort();
+    for f in files {
+        let db = Database::open(&f).expect("partition opens");
+        let txn = db.begin_read().expect("read");
+        let chunks = txn
+            .open_table(partition::CHUNKS)
+            .expect("chunks")
+            .len()
+            .expect("len");
+        let pieces = txn
+            .open_table(partition::BLOCKS)
+            .expect("pieces")
+            .len()
+            .expect("len");
+        out.push((chunks, pieces));
+    }
+    out
+}
+
+#[test]
+fn append_then_select_sees_samples_before_any_flush() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(opts(dir.path())).expect("open");
+    let up = labels(&[("__name__", "up"), ("job", "node")]);
+    store
+        .append(batch(&up, &[(1000, 1.0), (2000, 0.0), (3000, stale_nan())]))
+        .expect("append");
+    let r = store.select(&[name_is("up")], 0, 10_000).expect("select");
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0].labels, up);
+    assert_eq!(r[0].samples.len(), 3);
+    assert!(crate::model::is_stale_nan(r[0].samples[2].v));
+    // Range ends are inclusive; outside the range there is nothing.
+    assert_eq!(
+        store.select(&[name_is("up")], 2000, 2000).expect("select")[0].samples,
+        vec![s(2000, 0.0)]
+    );
+    assert!(
+        store
+            .select(&[name_is("up")], 4000, 9000)
+            .expect("select")
+            .is_empty()
+    );
+    store.close().expect("close");
+}
+
+#[test]
+fn matchers_of_all_four_kinds_select_through_postings_and_pending_series() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(opts(dir.path())).expect("open");
+    let mk =
+        |job: &str, inst: &str| labels(&[("__name__", "cpu"), ("job", job), ("instance", inst)]);
+    let a = mk("node", "a:9100");
+    let b = mk("node", "b:9100");
+    let c = mk("kubelet", "a:10250");
+    let d = labels(&[("__name__", "cpu"), ("instance", "c:1")]); // no job label
+    for l in [&a, &b, &c] {
+        store.append(batch(l, &[(1, 1.0)])).expect("append");
+    }
+    // `d` stays unflushed: the pending path must agree with postings.
+    store.flush().expect("flush");
+    store.append(batch(&d, &[(1, 1.0)])).expect("append");
+
+    let pick = |ms: &[Matcher]| -> Vec<Labels> { store.series(ms, 0, 10).expect("series") };
+    let mut want = vec![a.clone(), b.clone()];
+    want.sort();
+    assert_eq!(
+        pick(&[name_is("cpu"), m(MatchOp::Equal, "job", "node")]),
+        want
+    );
+    let mut want = vec![c.clone(), d.clone()];
+    want.sort();
+    assert_eq!(
+        pick(&[name_is("cpu"), m(MatchOp::NotEqual, "job", "node")]),
+        want
+    );
+    let mut want = vec![a.clone(), c.clone()];
+    want.sort();
+    assert_eq!(
+        pick(&[name_is("cpu"), m(MatchOp::Regex, "instance", "a:.*")]),
+        want
+    );
+    let mut want = vec![b.clone(), d.clone()];
+    want.sort();
+    assert_eq!(
+        pick(&[name_is("cpu"), m(MatchOp::NotRegex, "instance", "a:.*")]),
+        want
+    );
+    // Empty-matching matchers select series without the label.
+    assert_eq!(
+        pick(&[name_is("cpu"), m(MatchOp::Equal, "job", "")]),
+        vec![d.clone()]
+    );
+    assert_eq!(pick(&[m(MatchOp::Regex, "job", "kube.*|")]).len(), 2);
+    // A regex that cannot match the empty string only looks at values of its label.
+    assert_eq!(pick(&[m(MatchOp::Regex, "job", ".+")]).len(), 3);
+    assert!(pick(&[name_is("nope")]).is_empty());
+    assert!(pick(&[name_is("cpu"), m(MatchOp::Equal, "job", "x")]).is_empty());
+
+    assert_eq!(
+        store.label_names(&[], 0, 10).expect("names"),
+        vec!["__name__", "instance", "job"]
+    );
+    assert_eq!(
+        store.label_values("job", &[], 0, 10).expect("values"),
+        vec!["kubelet", "node"]
+    );
+    assert_eq!(
+        store
+            .label_values("instance", &[m(MatchOp::Equal, "job", "node")], 0, 10)
+            .expect("values"),
+        vec!["a:9100", "b:9100"]
+    );
+    store.close().expect("close");
+}
+
+#[test]
+fn out_of_order_and_duplicate_timestamps_keep_the_last_value_in_the_head() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(opts(dir.path())).expect("open");
+    let l = labels(&[("__name__", "x")]);
+    store
+        .append(batch(
+            &l,
+            &[(30, 3.0), (10, 1.0), (20, 2.0), (10, 1.5), (30, -0.0)],
+        ))
+        .expect("append");
+    let got = all(&store, &[name_is("x")]);
+    assert_eq!(got.len(), 3);
+    assert_eq!(got[0], (10, 1.5));
+    assert_eq!(got[1], (20, 2.0));
+    assert_eq!(got[2].0, 30);
+    assert!(got[2].1 == 0.0 && got[2].1.is_sign_negative());
+    store.close().expect("close");
+}
+
+#[test]
+fn duplicate_timestamps_keep_the_last_value_across_head_flushed_chunks_and_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let l = labels(&[("__name__", "x")]);
+    {
+        let store = Store::open(opts(dir.path())).expect("open");
+        // 300 samples: two sealed chunks on disk plus an open one.
+        let first: Vec<(i64, f64)> = (0..300).map(|i| (i * 1000, i as f64)).collect();
+        store.append(batch(&l, &first)).expect("append");
+        store.flush().expect("flush");
+        // Overwrite a timestamp from the first (sealed, flushed) chunk while in the head.
+        store.append(batch(&l, &[(5000, 500.0)])).expect("append");
+        assert_eq!(all(&store, &[name_is("x")])[5], (5000, 500.0));
+        store.flush().expect("flush");
+        assert_eq!(all(&store, &[name_is("x")])[5], (5000, 500.0));
+        store.close().expect("close");
+    }
+    {
+        let store = Store::open(opts(dir.path())).expect("reopen");
+        let got = all(&store, &[name_is("x")]);
+        assert_eq!(got.len(), 300);
+        assert_eq!(got[5], (5000, 500.0));
+        // Overwrite again after the restart, then once more after a flush.
+        store
+            .append(batch(&l, &[(5000, 501.0), (299_000, -1.0)]))
+            .expect("append");
+        store.flush().expect("flush");
+        store.append(batch(&l, &[(5000, 502.0)])).expect("append");
+        store.close().expect("close");
+    }
+    let store = Store::open(opts(dir.path())).expect("reopen");
+    let got = all(&store, &[name_is("x")]);
+    assert_eq!(got.len(), 300);
+    assert_eq!(got[5], (5000, 502.0));
+    assert_eq!(got[299], (299_000, -1.0));
+    store.close().expect("close");
+}
+
+#[test]
+fn restart_after_close_keeps_every_sample_series_and_metadata() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let meta = Metadata {
+        kind: MetricType::Counter,
+        help: "Seconds the CPUs spent in each mode.".into(),
+        unit: "seconds".into(),
+    };
+    let mut want = BTreeMap::new();
+    {
+        let store = Store::open(opts(dir.path())).expect("open");
+        for i in 0..50 {
+            let l = labels(&[
+                ("__name__", "node_cpu_seconds_total"),
+                ("cpu", &i.to_string()),
+            ]);
+            let samples: Vec<(i64, f64)> = (0..130).map(|k| (k * 15_000, (k * i) as f64)).collect();
+            store.append(batch(&l, &samples)).expect("append");
+            want.insert(l, samples);
+        }
+        store
+            .append(WriteBatch {
+                series: Vec::new(),
+                metadata: vec![("node_cpu_seconds_total".into(), meta.clone())],
+            })
+            .expect("append metadata");
+        store.close().expect("close");
+        assert!(matches!(
+            store.append(WriteBatch::default()),
+            Err(StoreError::Closed)
+        ));
+        store.close().expect("second close is a no-op");
+    }
+    let store = Store::open(opts(dir.path())).expect("reopen");
+    assert_eq!(store.metadata().get("node_cpu_seconds_total"), Some(&meta));
+    let got = store
+        .select(&[name_is("node_cpu_seconds_total")], i64::MIN, i64::MAX)
+        .expect("select");
+    assert_eq!(got.len(), 50);
+    for d in got {
+        let samples: Vec<(i64, f64)> = d.samples.iter().map(|x| (x.t, x.v)).collect();
+        assert_eq!(&samples, &want[&d.labels]);
+    }
+    // Close sealed everything: no pieces are left behind.
+    store.close().expect("close");
+    for (chunks, pieces) in partition_tables(dir.path()) {
+        assert!(chunks > 0);
+        assert_eq!(pieces, 0);
+    }
+}
+
+#[test]
+fn restart_after_flush_without_close_keeps_everything_flushed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let l = labels(&[("__name__", "g")]);
+    {
+        let store = Store::open(opts(dir.path())).expect("open");
+        store
+            .append(batch(&l, &[(1, 1.0), (2, 2.0)]))
+            .expect("append");
+        store.flush().expect("flush");
+        store.append(batch(&l, &[(3, 3.0)])).expect("append");
+        store.flush().expect("flush");
+        // Never flushed: a crash now loses it.
+        store.append(batch(&l, &[(4, 4.0)])).expect("append");
+        store.abandon();
+    }
+    assert_eq!(partition_tables(dir.path()), vec![(0, 2)]);
+    let store = Store::open(opts(dir.path())).expect("reopen");
+    assert_eq!(
+        all(&store, &[name_is("g")]),
+        vec![(1, 1.0), (2, 2.0), (3, 3.0)]
+    );
+    // The recovered open chunk keeps growing and seals over its old pieces.
+    store.append(batch(&l, &[(4, 4.5)])).expect("append");
+    store.close().expect("close");
+    assert_eq!(partition_tables(dir.path()), vec![(1, 0)]);
+    let store = Store::open(opts(dir.path())).expect("reopen");
+    assert_eq!(
+        all(&store, &[name_is("g")]),
+        vec![(1, 1.0), (2, 2.0), (3, 3.0), (4, 4.5)]
+    );
+    store.close().expect("close");
+}
+
+#[test]
+fn a_sealed_chunk_is_written_once_and_replaces_its_small_pieces() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let l = labels(&[("__name__", "c")]);
+    let store = Store::open(opts(dir.path())).expect("open");
+    for k in 0..12 {
+        let samples: Vec<(i64, f64)> = (0..10)
+            .map(|i| ((k * 10 + i) * 1000, (k * 10 + i) as f64))
+            .collect();
+        store.append(batch(&l, &samples)).expect("append");
+        store.flush().expect("flush");
+    }
+    // 120 samples flushed as 12 pieces; the chunk is full but seals on the next sample.
+    store
+        .append(batch(&l, &[(120_000, 120.0)]))
+        .expect("append");
+    store.flush().expect("flush");
+    store.abandon();
+    // One sealed chunk, the 12 pieces gone, one new piece for the 121st sample.
+    assert_eq!(partition_tables(dir.path()), vec![(1, 1)]);
+    let store = Store::open(opts(dir.path())).expect("reopen");
+    let got = all(&store, &[name_is("c")]);
+    assert_eq!(got.len(), 121);
+    assert!(
+        got.iter()
+            .enumerate()
+            .all(|(i, &(t, v))| t == i as i64 * 1000 && v == i as f64)
+    );
+    let st = store.stats();
+    assert_eq!(st.series, 1);
+    assert_eq!(st.head_chunks, 1);
+    store.close().expect("close");
+}
+
+#[test]
+fn pieces_of_a_sealed_chunk_in_a_block_kept_alive_by_another_series_do_not_come_back() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let a = labels(&[("__name__", "a")]);
+    let b = labels(&[("__name__", "b")]);
+    {
+        let store = Store::open(opts(dir.path())).expect("open");
+        let first: Vec<(i64, f64)> = (0..100).map(|i| (i, i as f64)).collect();
+        store.append(batch(&a, &first)).expect("append");
+        store.append(batch(&b, &[(0, 1.0)])).expect("append");
+        // Block 1 holds pieces of `a` and `b`.
+        store.flush().expect("flush");
+        // `a` overwrites t=5 and fills its chunk; the 121st sample (t=119) seals it and
+        // starts a new chunk (block 2). Block 1 stays (b's open chunk still has its piece
+        // there), with a's stale t=5.
+        let mut more = vec![(5, 555.0)];
+        more.extend((100..120).map(|i| (i, i as f64)));
+        store.append(batch(&a, &more)).expect("append");
+        store.flush().expect("flush");
+        store.abandon();
+    }
+    assert_eq!(partition_tables(dir.path()), vec![(1, 2)]);
+    let store = Store::open(opts(dir.path())).expect("reopen");
+    let got = all(&store, &[name_is("a")]);
+    assert_eq!(got.len(), 120);
+    assert_eq!(got[5], (5, 555.0));
+    assert_eq!(all(&store, &[name_is("b")]), vec![(0, 1.0)]);
+    // Sealing everything frees both blocks.
+    store.close().expect("close");
+    assert_eq!(partition_tables(dir.path()), vec![(3, 0)]);
+}
+
+#[test]
+fn samples_from_before_clock_sync_land_in_one_partition_each_day() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(opts(dir.path())).expect("open");
+    let l = labels(&[("__name__", "boot")]);
+    // A Pi without RTC: minutes in 1970, then the real clock.
+    let mut samples: Vec<(i64, f64)> = (0..200).map(|i| (i * 15_000, 1.0)).collect();
+    samples.extend((0..10).map(|i| (1_763_769_600_000 + i * 15_000, 2.0)));
+    samples.push((-5, 3.0));
+    samples.push((i64::MIN, 4.0));
+    samples.push((i64::MAX, 5.0));
+    store.append(batch(&l, &samples)).expect("append");
+    store.close().expect("close");
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("raw"))
+            .expect("raw")
+            .count(),
+        5
+    );
+    let store = Store::open(opts(dir.path())).expect("reopen");
+    let got = all(&store, &[name_is("boot")]);
+    assert_eq!(got.len(), 213);
+    assert_eq!(got[0], (i64::MIN, 4.0));
+    assert_eq!(got[1], (-5, 3.0));
+    assert_eq!(got[212], (i64::MAX, 5.0));
+    let st = store.stats();
+    assert!(st.bytes_on_disk > 0);
+    store.close().expect("close");
+}
+
+#[test]
+fn stats_count_appends_flushes_and_durable_samples() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(opts(dir.path())).expect("open");
+    let l = labels(&[("__name__", "x")]);
+    store
+        .append(batch(&l, &[(1, 1.0), (2, 2.0)]))
+        .expect("append");
+    let st = store.stats();
+    assert_eq!(
+        (
+            st.series,
+            st.samples_appended,
+            st.samples_flushed,
+            st.flushes
+        ),
+        (1, 2, 0, 0)
+    );
+    store.flush().expect("flush");
+    store.append(batch(&l, &[(3, 1.0)])).expect("append");
+    store.flush().expect("flush");
+    let st = store.stats();
+    assert_eq!(
+        (
+            st.samples_appended,
+            st.samples_flushed,
+            st.flushes,
+            st.head_chunks
+        ),
+        (3, 3, 2, 1)
+    );
+    store.close().expect("close");
+}
+
+#[test]
+fn a_newer_schema_version_is_a_clear_error_and_the_file_is_untouched() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    Store::open(opts(dir.path()))
+        .expect("open")
+        .close()
+        .expect("close");
+    let path = dir.path().join(INDEX_FILE);
+    {
+        let db = Database::open(&path).expect("open index");
+        let txn = db.begin_write().expect("write");
+        txn.open_table(index::META)
+            .expect("meta")
+            .insert("schema_version", SCHEMA_VERSION + 1)
+            .expect("insert");
+        txn.commit().expect("commit");
+    }
+    let before = std::fs::read(&path).expect("read");
+    let err = Store::open(opts(dir.path())).expect_err("must refuse");
+    let msg = err.to_string();
+    assert!(matches!(err, StoreError::SchemaTooNew { .. }), "{msg}");
+    assert!(msg.contains("index.redb") && msg.contains("newer"), "{msg}");
+    assert!(
+        std::fs::read(&path).expect("read") == before,
+        "file changed"
+    );
+}
+
+#[test]
+fn a_newer_partition_schema_is_refused_too() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(opts(dir.path())).expect("open");
+    store
+        .append(batch(&labels(&[("__name__", "x")]), &[(1, 1.0)]))
+        .expect("append");
+    store.close().expect("close");
+    let path = partition::partition_path(dir.path(), 0);
+    {
+        let db = Database::open(&path).expect("open partition");
+        let txn = db.begin_write().expect("write");
+        txn.open_table(partition::META)
+            .expect("meta")
+            .insert("schema_version", SCHEMA_VERSION + 7)
+            .expect("insert");
+        txn.commit().expect("commit");
+    }
+    let msg = Store::open(opts(dir.path()))
+        .expect_err("must refuse")
+        .to_string();
+    assert!(msg.contains("0.redb") && msg.contains("newer"), "{msg}");
+}
+
+#[test]
+fn a_corrupted_index_file_is_a_clear_error_and_the_file_is_untouched() {
+    for damage in ["garbage", "truncated", "empty"] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(opts(dir.path())).expect("open");
+        store
+            .append(batch(&labels(&[("__name__", "x")]), &[(1, 1.0)]))
+            .expect("append");
+        store.close().expect("close");
+        let path = dir.path().join(INDEX_FILE);
+        let mut bytes = std::fs::read(&path).expect("read");
+        match damage {
+            "garbage" => bytes.iter_mut().take(4096).for_each(|b| *b = 0xa5),
+            "truncated" => bytes.truncate(100),
+            _ => bytes.clear(),
+        }
+        std::fs::write(&path, &bytes).expect("write");
+        let err = Store::open(opts(dir.path())).expect_err("must refuse");
+        let msg = err.to_string();
+        assert!(msg.contains("index.redb"), "{damage}: {msg}");
+        assert!(matches!(err, StoreError::Damaged { .. }), "{damage}: {msg}");
+        assert!(
+            std::fs::read(&path).expect("read") == bytes,
+            "{damage}: file changed"
+        );
+    }
+}
+
+#[test]
+fn drop_of_the_last_handle_closes_and_flushes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let store = Store::open(opts(dir.path())).expect("open");
+        let other = store.clone();
+        other
+            .append(batch(&labels(&[("__name__", "d")]), &[(7, 7.0)]))
+            .expect("append");
+    }
+    let store = Store::open(opts(dir.path())).expect("reopen");
+    assert_eq!(all(&store, &[name_is("d")]), vec![(7, 7.0)]);
+    store.close().expect("close");
+}
+
+#[test]
+fn the_timer_flushes_without_being_asked() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(StoreOptions {
+        path: dir.path().to_owned(),
+        flush_interval: Duration::from_millis(20),
+    })
+    .expect("open");
+    store
+        .append(batch(&labels(&[("__name__", "t")]), &[(7, 7.0)]))
+        .expect("append");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while store.stats().samples_flushed == 0 {
+        assert!(std::time::Instant::now() < deadline, "no flush within 10 s");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    store.close().expect("close");
+}
+
+/// Random appends (out of order, duplicates, several partitions and series), flushes,
+/// crash-reopens and clean reopens, checked after every step against a `BTreeMap` model
+/// that keeps the last value of each (series, timestamp).
+#[test]
+fn randomized_store_matches_a_btreemap_model() {
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut rnd = move |n: u64| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x % n
+    };
+    for round in 0..4 {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let series: Vec<Labels> = (0..6)
+            .map(|i| {
+                labels(&[
+                    ("__name__", "r"),
+                    ("i", &i.to_string()),
+                    ("odd", if i % 2 == 1 { "y" } else { "" }),
+                ])
+            })
+            .collect();
+        // What is durable (survives a crash) and what is only in the head.
+        let mut durable: BTreeMap<(usize, i64), u64> = BTreeMap::new();
+        let mut model: BTreeMap<(usize, i64), u64> = BTreeMap::new();
+        let mut store = Store::open(opts(dir.path())).expect("open");
+        for step in 0..120 {
+            match rnd(20) {
+                0..=13 => {
+                    let si = rnd(series.len() as u64) as usize;
+                    let n = rnd(40) + 1;
+                    let base = match rnd(4) {
+                        0 => -2 * partition::RAW_SPAN_MS,
+                        1 => partition::RAW_SPAN_MS - 50_000,
+                        _ => 1_763_769_600_000,
+                    };
+                    let samples: Vec<Sample> = (0..n)
+                        .map(|_| {
+                            let v = match rnd(4) {
+                                0 => rnd(5) as f64,
+                                1 => f64::from_bits(rnd(u64::MAX)),
+                                2 => stale_nan(),
+                                _ => step as f64 + 0.5,
+                            };
+                            s(base + rnd(100) as i64 * 1000, v)
+                        })
+                        .collect();
+                    for x in &samples {
+                        model.insert((si, x.t), x.v.to_bits());
+                    }
+                    store
+                        .append(WriteBatch {
+                            series: vec![(series[si].clone(), samples)],
+                            metadata: Vec::new(),
+                        })
+                        .expect("append");
+                }
+                14..=16 => {
+                    store.flush().expect("flush");
+                    durable = model.clone();
+                }
+                17 => {
+                    store.abandon();
+                    store = Store::open(opts(dir.path())).expect("reopen after crash");
+                    model = durable.clone();
+                }
+                _ => {
+                    store.close().expect("close");
+                    durable = model.clone();
+                    store = Store::open(opts(dir.path())).expect("reopen");
+                }
+            }
+            // Every series, and a filtered subset through a regex matcher.
+            let got = store
+                .select(&[name_is("r")], i64::MIN, i64::MAX)
+                .expect("select");
+            let mut flat: BTreeMap<(usize, i64), u64> = BTreeMap::new();
+            for d in &got {
+                let si = series
+                    .iter()
+                    .position(|l| *l == d.labels)
+                    .expect("known series");
+                assert!(
+                    d.samples.windows(2).all(|w| w[0].t < w[1].t),
+                    "sorted, unique"
+                );
+                for x in &d.samples {
+                    flat.insert((si, x.t), x.v.to_bits());
+                }
+            }
+            assert_eq!(flat, model, "round {round} step {step}");
+            let odd = store
+                .select(
+                    &[name_is("r"), m(MatchOp::Equal, "odd", "y")],
+                    i64::MIN,
+                    i64::MAX,
+                )
+                .expect("select");
+            assert!(odd.iter().all(|d| d.labels.get("odd") == Some("y")));
+            let lo = 1_763_769_600_000 + 20_000;
+            let hi = lo + 30_000;
+            let ranged = store.select(&[name_is("r")], lo, hi).expect("select");
+            let n: usize = ranged.iter().map(|d| d.samples.len()).sum();
+            assert_eq!(
+                n,
+                model.keys().filter(|(_, t)| *t >= lo && *t <= hi).count()
+            );
+        }
+        store.close().expect("close");
+    }
+}

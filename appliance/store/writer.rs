@@ -1,0 +1,379 @@
+//! The single writer thread: owns every write transaction, flushes the head on a timer and
+//! on request, and seals everything at close.
+
+use super::head::{CHUNK_SAMPLES, Head};
+use super::{Command, Shared, StoreError, codec, index, partition};
+use crate::model::{Labels, Metadata};
+use redb::{Database, Durability, ReadableTable};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+/// An open chunk that got no sample for this long is sealed (its series went away).
+const IDLE_SEAL: Duration = Duration::from_secs(15 * 60);
+
+/// The stream bytes an open chunk gained since the last flush, copied out of the head.
+struct PieceSrc {
+    series: u64,
+    chunk: u64,
+    bytes: Vec<u8>,
+    count: u32,
+    flushed: u32,
+    body_len: u32,
+}
+
+/// A sealed chunk, copied out of the head.
+struct SealSrc {
+    series: u64,
+    chunk: u64,
+    value: Vec<u8>,
+    max_t: i64,
+    pieces: Vec<u64>,
+    unflushed: u32,
+}
+
+#[derive(Default)]
+struct PartPlan {
+    pieces: Vec<PieceSrc>,
+    seals: Vec<SealSrc>,
+}
+
+struct Plan {
+    series: Vec<(u64, Labels)>,
+    metadata: Vec<(String, Metadata)>,
+    parts: BTreeMap<i64, PartPlan>,
+}
+
+pub struct Writer {
+    shared: Arc<Shared>,
+    next_seq: u64,
+    /// Per partition: block seq → head chunks with a piece in that block.
+    refs: BTreeMap<i64, BTreeMap<u64, u32>>,
+    interval: Duration,
+    idle_gens: u64,
+}
+
+impl Writer {
+    pub fn new(
+        shared: Arc<Shared>,
+        next_seq: u64,
+        interval: Duration,
+        refs: BTreeMap<i64, BTreeMap<u64, u32>>,
+    ) -> Writer {
+        let idle_gens = (IDLE_SEAL.as_millis() / interval.as_millis().max(1)).max(2) as u64;
+        Writer {
+            shared,
+            next_seq,
+            refs,
+            interval,
+            idle_gens,
+        }
+    }
+
+    pub fn run(mut self, rx: Receiver<Command>) {
+        let mut deadline = Instant::now() + self.interval;
+        loop {
+            let wait = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(wait) {
+                Ok(Command::Flush(reply)) => {
+                    let r = self.flush(false);
+                    deadline = Instant::now() + self.interval;
+                    let _ = reply.send(r);
+                }
+                Ok(Command::Close(reply)) => {
+                    let r = self.flush(true);
+                    self.release(r.is_ok());
+                    let _ = reply.send(r);
+                    return;
+                }
+                #[cfg(test)]
+                Ok(Command::Abandon(reply)) => {
+                    self.release(false);
+                    let _ = reply.send(Ok(()));
+                    return;
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    if let Err(e) = self.flush(false) {
+                        // The head keeps the data; the next flush retries.
+                        tracing::error!(error = %e, "Store flush failed; will retry.");
+                    }
+                    deadline = Instant::now() + self.interval;
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    let r = self.flush(true);
+                    if let Err(e) = &r {
+                        tracing::error!(error = %e, "Final store flush failed.");
+                    }
+                    self.release(r.is_ok());
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Drops the databases so the files can be opened again (by a new `Store`). On a clean
+    /// close, partitions with much free space inside (pieces deleted when their chunks
+    /// sealed, half-full B-tree pages) are compacted: one rewrite per close, which is rare,
+    /// in exchange for giving the space back to the SD card.
+    fn release(&self, compact: bool) {
+        let (index, parts) = {
+            let mut dbs = self.shared.dbs_mut();
+            (dbs.index.take(), std::mem::take(&mut dbs.partitions))
+        };
+        drop(index);
+        if !compact {
+            return;
+        }
+        for (pidx, db) in parts {
+            // A reader still holding the file: skip, the next close will do it.
+            let Ok(mut db) = Arc::try_unwrap(db) else {
+                continue;
+            };
+            let path = partition::partition_path(&self.shared.dir, pidx);
+            if let Err(e) = compact_if_fragmented(&mut db) {
+                tracing::warn!(path = %path.display(), error = %e, "Compacting a partition failed; it stays as it is.");
+            }
+        }
+    }
+
+    fn flush(&mut self, seal_all: bool) -> Result<(), StoreError> {
+        let started = Instant::now();
+        let plan = {
+            let mut head = self.shared.head_mut();
+            take_plan(&mut head, seal_all, self.idle_gens)
+        };
+        let mut flushed = 0u64;
+        let result = self.write_plan(plan, &mut flushed);
+        let mut c = self
+            .shared
+            .counters
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        c.samples_flushed += flushed;
+        c.flushes += 1;
+        c.last_flush_duration = started.elapsed();
+        result
+    }
+
+    fn write_plan(&mut self, plan: Plan, flushed: &mut u64) -> Result<(), StoreError> {
+        // 1. Index first: a crash after this commit leaves series without chunks, which is
+        //    harmless; chunks without series could not happen.
+        if !plan.series.is_empty() || !plan.metadata.is_empty() {
+            let path = self.shared.index_path();
+            let db = self.shared.dbs().index.clone().ok_or(StoreError::Closed)?;
+            let mut txn = db.begin_write().map_err(|e| StoreError::db(&path, e))?;
+            durable(&mut txn, &path)?;
+            index::write(&txn, &path, &plan.series, &plan.metadata)?;
+            txn.commit().map_err(|e| StoreError::db(&path, e))?;
+            let mut head = self.shared.head_mut();
+            // The plan took a prefix of each pending list; later appends may have added more.
+            let n = plan.series.len().min(head.pending_series.len());
+            head.pending_series.drain(..n);
+            let n = plan.metadata.len().min(head.pending_metadata.len());
+            head.pending_metadata.drain(..n);
+        }
+        // 2. One transaction per partition touched.
+        for (pidx, part) in plan.parts {
+            let path = partition::partition_path(&self.shared.dir, pidx);
+            let db = self.partition_db(pidx, &path)?;
+            // Sealed chunks first, then the block: a series' pieces that outlive its sealed
+            // chunk (they belong to its next chunk) are in blocks with a larger seq, which
+            // is how the open tells them apart (see mod.rs).
+            let mut seq = self.next_seq;
+            let mut seal_seqs = Vec::with_capacity(part.seals.len());
+            for _ in &part.seals {
+                seal_seqs.push(seq);
+                seq += 1;
+            }
+            let block_seq = seq;
+            seq += 1;
+            let mut refs = self.refs.get(&pidx).cloned().unwrap_or_default();
+            for s in &part.seals {
+                for p in &s.pieces {
+                    if let Some(n) = refs.get_mut(p) {
+                        *n = n.saturating_sub(1);
+                    }
+                }
+            }
+            let dead: Vec<u64> = refs
+                .iter()
+                .filter(|(_, n)| **n == 0)
+                .map(|(s, _)| *s)
+                .collect();
+            for s in &dead {
+                refs.remove(s);
+            }
+            if !part.pieces.is_empty() {
+                refs.insert(block_seq, part.pieces.len() as u32);
+            }
+            let mut txn = db.begin_write().map_err(|e| StoreError::db(&path, e))?;
+            durable(&mut txn, &path)?;
+            {
+                let e = |x: redb::Error| StoreError::db(&path, x);
+                let mut chunks = txn.open_table(partition::CHUNKS).map_err(|x| e(x.into()))?;
+                let mut blocks = txn.open_table(partition::BLOCKS).map_err(|x| e(x.into()))?;
+                for (s, seq) in part.seals.iter().zip(&seal_seqs) {
+                    chunks
+                        .insert((s.series, s.max_t, *seq), s.value.as_slice())
+                        .map_err(|x| e(x.into()))?;
+                }
+                for s in &dead {
+                    blocks.remove(*s).map_err(|x| e(x.into()))?;
+                }
+                if !part.pieces.is_empty() {
+                    let pieces: Vec<codec::Piece<'_>> = part
+                        .pieces
+                        .iter()
+                        .map(|p| codec::Piece {
+                            series: p.series,
+                            count: p.count - p.flushed,
+                            stream: &p.bytes,
+                        })
+                        .collect();
+                    let mut value = Vec::new();
+                    codec::encode_block(&pieces, &mut value);
+                    blocks
+                        .insert(block_seq, value.as_slice())
+                        .map_err(|x| e(x.into()))?;
+                }
+                let mut meta = txn.open_table(partition::META).map_err(|x| e(x.into()))?;
+                let old = meta
+                    .get("next_seq")
+                    .map_err(|x| e(x.into()))?
+                    .map_or(0, |g| g.value());
+                meta.insert("next_seq", seq.max(old))
+                    .map_err(|x| e(x.into()))?;
+            }
+            txn.commit().map_err(|e| StoreError::db(&path, e))?;
+            self.next_seq = seq;
+            self.refs.insert(pidx, refs);
+
+            let mut head = self.shared.head_mut();
+            for p in &part.pieces {
+                if let Some(c) = head.find_chunk(p.series, p.chunk) {
+                    c.flushed = p.count;
+                    c.flushed_bytes = p.body_len;
+                    c.add_piece(block_seq);
+                }
+                *flushed += u64::from(p.count - p.flushed);
+            }
+            for s in &part.seals {
+                if let Some(series) = head.series.get_mut(&s.series) {
+                    series.chunks.retain(|c| c.id != s.chunk);
+                }
+                *flushed += u64::from(s.unflushed);
+            }
+        }
+        Ok(())
+    }
+
+    fn partition_db(&self, pidx: i64, path: &std::path::Path) -> Result<Arc<Database>, StoreError> {
+        if let Some(db) = self.shared.dbs().partitions.get(&pidx) {
+            return Ok(db.clone());
+        }
+        let db = Arc::new(partition::create(path)?);
+        let mut dbs = self.shared.dbs_mut();
+        if dbs.index.is_none() {
+            return Err(StoreError::Closed);
+        }
+        dbs.partitions.insert(pidx, db.clone());
+        Ok(db)
+    }
+}
+
+/// Compacts `db` when more than a quarter of its file is free space.
+fn compact_if_fragmented(db: &mut Database) -> Result<(), redb::Error> {
+    let stats = {
+        let txn = db.begin_write()?;
+        let st = txn.stats()?;
+        txn.abort()?;
+        st
+    };
+    let used = stats.stored_bytes() + stats.metadata_bytes();
+    if stats.fragmented_bytes() > used / 3 {
+        while db.compact()? {}
+    }
+    Ok(())
+}
+
+fn durable(txn: &mut redb::WriteTransaction, path: &std::path::Path) -> Result<(), StoreError> {
+    txn.set_durability(Durability::Immediate)
+        .map_err(|e| StoreError::Database {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+    // Quick-repair makes reopening after a power cut about as fast as a clean open.
+    txn.set_quick_repair(true);
+    Ok(())
+}
+
+/// Decides what this flush writes and copies it out of the head (cheap: compressed bytes).
+fn take_plan(head: &mut Head, seal_all: bool, idle_gens: u64) -> Plan {
+    let gen_ = head.flush_gen;
+    head.flush_gen += 1;
+    let series = head
+        .pending_series
+        .iter()
+        .filter_map(|id| head.series.get(id).map(|s| (*id, s.labels.clone())))
+        .collect();
+    let metadata = head
+        .pending_metadata
+        .iter()
+        .filter_map(|n| head.metadata.get(n).map(|m| (n.clone(), m.clone())))
+        .collect();
+    let mut parts: BTreeMap<i64, PartPlan> = BTreeMap::new();
+    for (&id, s) in head.series.iter_mut() {
+        if s.chunks.is_empty() {
+            continue;
+        }
+        let newest = s
+            .chunks
+            .iter()
+            .filter(|c| !c.sealed)
+            .map(|c| c.partition)
+            .max();
+        for c in s.chunks.iter_mut() {
+            if c.count() == 0 {
+                continue;
+            }
+            if !c.sealed {
+                let idle = gen_.saturating_sub(c.last_append_gen);
+                let moved_on = newest.is_some_and(|n| c.partition < n) && idle >= 1;
+                if seal_all || idle >= idle_gens || moved_on || c.count() >= CHUNK_SAMPLES * 2 {
+                    c.sealed = true;
+                }
+            }
+            let part = parts.entry(c.partition).or_default();
+            if c.sealed {
+                let mut value = Vec::with_capacity(c.body.len() / 2 + 16);
+                c.enc.finish_into(&c.body, true, &mut value);
+                part.seals.push(SealSrc {
+                    series: id,
+                    chunk: c.id,
+                    value,
+                    max_t: c.enc.max_t(),
+                    pieces: c.piece_seqs().unwrap_or_default(),
+                    unflushed: c.count() - c.flushed,
+                });
+            } else if c.count() > c.flushed {
+                part.pieces.push(PieceSrc {
+                    series: id,
+                    chunk: c.id,
+                    // A body only grows, so `flushed_bytes <= body.len()`; slicing cannot
+                    // fail unless that invariant (a BUG) is broken.
+                    bytes: c.body[c.flushed_bytes as usize..].to_vec(),
+                    count: c.count(),
+                    flushed: c.flushed,
+                    body_len: c.body.len() as u32,
+                });
+            }
+        }
+    }
+    parts.retain(|_, p| !p.pieces.is_empty() || !p.seals.is_empty());
+    Plan {
+        series,
+        metadata,
+        parts,
+    }
+}
