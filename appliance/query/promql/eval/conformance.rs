@@ -2,8 +2,9 @@
 //! copied to /work/shared/conformance/promql): `load`, `clear`, `eval instant at`,
 //! `eval range from .. to .. step ..` with expected series, `expect fail`. Native
 //! histograms and annotations are out of scope: such series and expectations are skipped.
-//! It needs the parser, so it runs as an ignored test and prints a summary of failures:
-//! `cargo test --lib conformance -- --ignored --nocapture`.
+//! The test asserts a floor on the number of passing cases (the remaining failures are
+//! native-histogram cases, experimental syntax the parser rejects, and functions not
+//! implemented); `cargo test --lib conformance -- --nocapture` prints every failure.
 
 use super::testutil::{MemReader, parse_series, parse_values};
 use super::{EngineOptions, Value, instant_query, range_query};
@@ -325,8 +326,10 @@ fn compare(
 }
 
 #[test]
-#[ignore = "needs the parser; run with --ignored to see how far Prometheus' scripts pass"]
-fn prometheus_test_scripts_pass() {
+fn prometheus_test_scripts_pass_except_native_histograms() {
+    if !std::path::Path::new(DIR).exists() {
+        return;
+    }
     let mut stats = Stats::default();
     for f in [
         "functions.test",
@@ -338,6 +341,9 @@ fn prometheus_test_scripts_pass() {
         "subquery.test",
         "literals.test",
         "histograms.test",
+        "duration_expression.test",
+        "extended_vectors.test",
+        "fill-modifier.test",
     ] {
         // A malformed line in a script must not hide the other files' results.
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -362,4 +368,6 @@ fn prometheus_test_scripts_pass() {
         "passed {} failed {} skipped {}",
         stats.passed, stats.failed, stats.skipped
     );
+    // 1017 passed when this floor was set; a drop means a regression somewhere.
+    assert!(stats.passed >= 1010, "only {} cases passed", stats.passed);
 }
