@@ -346,129 +346,79 @@ fn aggr_data() -> MemReader {
 #[test]
 fn aggregations_group_by_and_without_as_in_aggregators_test() {
     let r = aggr_data();
-    let t = 50 * M;
-    let cases: Vec<(Expr, Vec<(&str, f64)>)> = vec![
+    let cases: &[(&str, &[(&str, f64)])] = &[
         (
-            agg(A::Sum, sel("http_requests"), by(&["job"])),
-            vec![
-                (r#"{job="api-server"}"#, 1000.0),
-                (r#"{job="app-server"}"#, 2600.0),
-            ],
+            "sum by (job) (http_requests)",
+            &[(r#"{job="api-server"}"#, 1000.0), (r#"{job="app-server"}"#, 2600.0)],
         ),
         (
-            agg(A::Sum, sel("http_requests"), without(&["instance"])),
-            vec![
+            "sum without (instance) (http_requests)",
+            &[
                 (r#"{group="canary", job="api-server"}"#, 700.0),
                 (r#"{group="canary", job="app-server"}"#, 1500.0),
                 (r#"{group="production", job="api-server"}"#, 300.0),
                 (r#"{group="production", job="app-server"}"#, 1100.0),
             ],
         ),
+        ("sum(http_requests)", &[("{}", 3600.0)]),
         (
-            agg(A::Sum, sel("http_requests"), by(&[])),
-            vec![("{}", 3600.0)],
+            "avg by (job) (http_requests)",
+            &[(r#"{job="api-server"}"#, 250.0), (r#"{job="app-server"}"#, 650.0)],
         ),
         (
-            agg(A::Avg, sel("http_requests"), by(&["job"])),
-            vec![
-                (r#"{job="api-server"}"#, 250.0),
-                (r#"{job="app-server"}"#, 650.0),
-            ],
+            "count by (job) (http_requests)",
+            &[(r#"{job="api-server"}"#, 4.0), (r#"{job="app-server"}"#, 4.0)],
         ),
         (
-            agg(A::Count, sel("http_requests"), by(&["job"])),
-            vec![
-                (r#"{job="api-server"}"#, 4.0),
-                (r#"{job="app-server"}"#, 4.0),
-            ],
+            "min by (job) (http_requests)",
+            &[(r#"{job="api-server"}"#, 100.0), (r#"{job="app-server"}"#, 500.0)],
         ),
         (
-            agg(A::Min, sel("http_requests"), by(&["job"])),
-            vec![
-                (r#"{job="api-server"}"#, 100.0),
-                (r#"{job="app-server"}"#, 500.0),
-            ],
+            "max by (job) (http_requests)",
+            &[(r#"{job="api-server"}"#, 400.0), (r#"{job="app-server"}"#, 800.0)],
         ),
         (
-            agg(A::Max, sel("http_requests"), by(&["job"])),
-            vec![
-                (r#"{job="api-server"}"#, 400.0),
-                (r#"{job="app-server"}"#, 800.0),
-            ],
+            "group by (job) (http_requests)",
+            &[(r#"{job="api-server"}"#, 1.0), (r#"{job="app-server"}"#, 1.0)],
         ),
         (
-            agg(A::Group, sel("http_requests"), by(&["job"])),
-            vec![
-                (r#"{job="api-server"}"#, 1.0),
-                (r#"{job="app-server"}"#, 1.0),
-            ],
-        ),
-        (
-            agg(A::Stddev, sel("http_requests"), by(&["job"])),
-            vec![
+            "stddev by (job) (http_requests)",
+            &[
                 (r#"{job="api-server"}"#, 111.80339887498948),
                 (r#"{job="app-server"}"#, 111.80339887498948),
             ],
         ),
         (
-            agg(A::Stdvar, sel("http_requests"), by(&["job"])),
-            vec![
-                (r#"{job="api-server"}"#, 12500.0),
-                (r#"{job="app-server"}"#, 12500.0),
+            "stdvar by (job) (http_requests)",
+            &[(r#"{job="api-server"}"#, 12500.0), (r#"{job="app-server"}"#, 12500.0)],
+        ),
+        ("sum by (__name__) (http_requests)", &[("http_requests", 3600.0)]),
+        (
+            "quantile by (job) (0.5, http_requests)",
+            &[(r#"{job="api-server"}"#, 250.0), (r#"{job="app-server"}"#, 650.0)],
+        ),
+        (
+            r#"count_values("v", count by (job) (http_requests))"#,
+            &[(r#"{v="4"}"#, 2.0)],
+        ),
+        (
+            "topk by (job) (1, http_requests)",
+            &[
+                (r#"http_requests{group="canary", instance="1", job="api-server"}"#, 400.0),
+                (r#"http_requests{group="canary", instance="1", job="app-server"}"#, 800.0),
             ],
         ),
         (
-            agg(A::Sum, sel("http_requests"), by(&["__name__"])),
-            vec![("http_requests", 3600.0)],
+            "bottomk(1, http_requests)",
+            &[(r#"http_requests{group="production", instance="0", job="api-server"}"#, 100.0)],
         ),
     ];
     for (e, want) in cases {
-        assert_vector(instant(&r, &e, t), &want);
+        assert_vector(instant(&r, &q(e), 50 * M), want);
     }
 }
 
-#[test]
-fn topk_bottomk_quantile_and_count_values_aggregate() {
-    let r = aggr_data();
-    let t = 50 * M;
-    let e = agg_p(A::Topk, num(1.0), sel("http_requests"), by(&["job"]));
-    assert_vector(
-        instant(&r, &e, t),
-        &[
-            (
-                r#"http_requests{group="canary", instance="1", job="api-server"}"#,
-                400.0,
-            ),
-            (
-                r#"http_requests{group="canary", instance="1", job="app-server"}"#,
-                800.0,
-            ),
-        ],
-    );
-    let e = agg_p(A::Bottomk, num(1.0), sel("http_requests"), by(&[]));
-    assert_vector(
-        instant(&r, &e, t),
-        &[(
-            r#"http_requests{group="production", instance="0", job="api-server"}"#,
-            100.0,
-        )],
-    );
-    let e = agg_p(A::Quantile, num(0.5), sel("http_requests"), by(&["job"]));
-    assert_vector(
-        instant(&r, &e, t),
-        &[
-            (r#"{job="api-server"}"#, 250.0),
-            (r#"{job="app-server"}"#, 650.0),
-        ],
-    );
-    let e = agg_p(
-        A::CountValues,
-        string("v"),
-        agg(A::Count, sel("http_requests"), by(&["job"])),
-        by(&[]),
-    );
-    assert_vector(instant(&r, &e, t), &[(r#"{v="4"}"#, 2.0)]);
-}
+
 
 #[test]
 fn topk_output_is_sorted_best_first() {
@@ -532,40 +482,41 @@ fn scalar_comparisons_return_zero_or_one() {
 }
 
 #[test]
-fn one_to_one_matching_with_on_and_ignoring() {
+fn vector_matching_with_on_ignoring_and_group_modifiers() {
     let r = load(
         M,
         &[
             (r#"req{pod="x", code="200"}"#, "10"),
             (r#"req{pod="y", code="200"}"#, "20"),
-            (r#"lim{pod="x"}"#, "2"),
-            (r#"lim{pod="y"}"#, "4"),
+            (r#"lim{pod="x", tier="gold"}"#, "2"),
+            (r#"lim{pod="y", tier="free"}"#, "4"),
         ],
     );
-    let e = bin_m(
-        B::Div,
-        sel("req"),
-        sel("lim"),
-        false,
-        Some(matching(Cardinality::OneToOne, true, &["pod"], &[])),
-    );
-    assert_vector(
-        instant(&r, &e, 0),
-        &[(r#"{pod="x"}"#, 5.0), (r#"{pod="y"}"#, 5.0)],
-    );
-    let e = bin_m(
-        B::Div,
-        sel("req"),
-        sel("lim"),
-        false,
-        Some(matching(Cardinality::OneToOne, false, &["code"], &[])),
-    );
-    assert_vector(
-        instant(&r, &e, 0),
-        &[(r#"{pod="x"}"#, 5.0), (r#"{pod="y"}"#, 5.0)],
-    );
-    // Without on/ignoring the label sets differ in `code`: no match.
-    assert_vector(instant(&r, &bin(B::Div, sel("req"), sel("lim")), 0), &[]);
+    let cases: &[(&str, &[(&str, f64)])] = &[
+        ("req / on(pod) lim", &[(r#"{pod="x"}"#, 5.0), (r#"{pod="y"}"#, 5.0)]),
+        (
+            "req / ignoring(code, tier) lim",
+            &[(r#"{pod="x"}"#, 5.0), (r#"{pod="y"}"#, 5.0)],
+        ),
+        // Without on/ignoring the label sets differ: no match.
+        ("req / lim", &[]),
+        (
+            "req * on(pod) group_left(tier) lim",
+            &[
+                (r#"{code="200", pod="x", tier="gold"}"#, 20.0),
+                (r#"{code="200", pod="y", tier="free"}"#, 80.0),
+            ],
+        ),
+        // Filtering keeps the left side's name and, with on(), only the on() labels.
+        ("req > on(pod) lim", &[(r#"{pod="x"}"#, 10.0), (r#"{pod="y"}"#, 20.0)]),
+        (
+            "req > bool on(pod) group_left lim",
+            &[(r#"{code="200", pod="x"}"#, 1.0), (r#"{code="200", pod="y"}"#, 1.0)],
+        ),
+    ];
+    for (e, want) in cases {
+        assert_vector(instant(&r, &q(e), 0), want);
+    }
 }
 
 #[test]
@@ -578,57 +529,41 @@ fn duplicate_series_on_the_one_side_fail_with_prometheus_message() {
             (r#"lim{pod="x"}"#, "2"),
         ],
     );
-    let e = bin_m(
-        B::Div,
-        sel("lim"),
-        sel("req"),
-        false,
-        Some(matching(Cardinality::OneToOne, true, &["pod"], &[])),
-    );
-    assert_eq!(
-        error_of(instant(&r, &e, 0)),
-        r#"found duplicate series for the match group {pod="x"} on the right hand-side of the operation: [{__name__="req", code="500", pod="x"}, {__name__="req", code="200", pod="x"}];many-to-many matching not allowed: matching labels must be unique on one side"#
-    );
-    let e = bin_m(
-        B::Div,
-        sel("req"),
-        sel("lim"),
-        false,
-        Some(matching(Cardinality::OneToOne, true, &["pod"], &[])),
-    );
-    assert_eq!(
-        error_of(instant(&r, &e, 0)),
-        "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)"
-    );
-    // group_left accepts the many side and copies `include` labels from the one side.
-    let e = bin_m(
-        B::Div,
-        sel("req"),
-        sel("lim"),
-        false,
-        Some(matching(Cardinality::ManyToOne, true, &["pod"], &[])),
-    );
-    assert_vector(
-        instant(&r, &e, 0),
-        &[
-            (r#"{code="200", pod="x"}"#, 5.0),
-            (r#"{code="500", pod="x"}"#, 10.0),
-        ],
-    );
-    let e = bin_m(
-        B::Div,
-        sel("lim"),
-        sel("req"),
-        false,
-        Some(matching(Cardinality::OneToMany, true, &["pod"], &[])),
-    );
-    assert_vector(
-        instant(&r, &e, 0),
-        &[
-            (r#"{code="200", pod="x"}"#, 0.2),
-            (r#"{code="500", pod="x"}"#, 0.1),
-        ],
-    );
+    let cases: &[(&str, &str)] = &[
+        (
+            "lim / on(pod) req",
+            r#"found duplicate series for the match group {pod="x"} on the right hand-side of the operation: [{__name__="req", code="500", pod="x"}, {__name__="req", code="200", pod="x"}];many-to-many matching not allowed: matching labels must be unique on one side"#,
+        ),
+        (
+            "req / on(pod) group_right lim",
+            r#"found duplicate series for the match group {pod="x"} on the left hand-side of the operation: [{__name__="req", code="500", pod="x"}, {__name__="req", code="200", pod="x"}];many-to-many matching not allowed: matching labels must be unique on one side"#,
+        ),
+        (
+            "req / on(pod) lim",
+            "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)",
+        ),
+        (
+            "req / ignoring(code) group_left(code) lim",
+            "multiple matches for labels: grouping labels must ensure unique matches",
+        ),
+    ];
+    for (e, want) in cases {
+        assert_eq!(error_of(instant(&r, &q(e), 0)), *want, "{e}");
+    }
+    // group_left accepts the many side; group_right mirrors it.
+    let cases: &[(&str, &[(&str, f64)])] = &[
+        (
+            "req / on(pod) group_left lim",
+            &[(r#"{code="200", pod="x"}"#, 5.0), (r#"{code="500", pod="x"}"#, 10.0)],
+        ),
+        (
+            "lim / on(pod) group_right req",
+            &[(r#"{code="200", pod="x"}"#, 0.2), (r#"{code="500", pod="x"}"#, 0.1)],
+        ),
+    ];
+    for (e, want) in cases {
+        assert_vector(instant(&r, &q(e), 0), want);
+    }
 }
 
 #[test]
@@ -670,20 +605,18 @@ fn set_operators_match_on_labels_without_the_name() {
             (r#"b{x="3"}"#, "30"),
         ],
     );
-    let cases: Vec<(B, Vec<(&str, f64)>)> = vec![
-        (B::And, vec![(r#"a{x="2"}"#, 2.0)]),
-        (B::Unless, vec![(r#"a{x="1"}"#, 1.0)]),
+    let cases: &[(&str, &[(&str, f64)])] = &[
+        ("a and b", &[(r#"a{x="2"}"#, 2.0)]),
+        ("a unless b", &[(r#"a{x="1"}"#, 1.0)]),
         (
-            B::Or,
-            vec![
-                (r#"a{x="1"}"#, 1.0),
-                (r#"a{x="2"}"#, 2.0),
-                (r#"b{x="3"}"#, 30.0),
-            ],
+            "a or b",
+            &[(r#"a{x="1"}"#, 1.0), (r#"a{x="2"}"#, 2.0), (r#"b{x="3"}"#, 30.0)],
         ),
+        ("a and on() b", &[(r#"a{x="1"}"#, 1.0), (r#"a{x="2"}"#, 2.0)]),
+        ("a unless on() nothing", &[(r#"a{x="1"}"#, 1.0), (r#"a{x="2"}"#, 2.0)]),
     ];
-    for (op, want) in cases {
-        assert_vector(instant(&r, &bin(op, sel("a"), sel("b")), 0), &want);
+    for (e, want) in cases {
+        assert_vector(instant(&r, &q(e), 0), want);
     }
 }
 

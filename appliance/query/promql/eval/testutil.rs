@@ -427,3 +427,9 @@ pub fn error_of(got: Result<Value, EvalError>) -> String {
         Ok(v) => panic!("expected an error, got {v:?}"),
     }
 }
+
+/// Parses a query; test input is expected to be valid.
+#[track_caller]
+pub fn q(s: &str) -> Expr {
+    crate::query::promql::parse(s).unwrap_or_else(|e| panic!("parse {s:?}: {e}"))
+}
