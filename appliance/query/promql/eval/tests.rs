@@ -349,7 +349,10 @@ fn aggregations_group_by_and_without_as_in_aggregators_test() {
     let cases: &[(&str, &[(&str, f64)])] = &[
         (
             "sum by (job) (http_requests)",
-            &[(r#"{job="api-server"}"#, 1000.0), (r#"{job="app-server"}"#, 2600.0)],
+            &[
+                (r#"{job="api-server"}"#, 1000.0),
+                (r#"{job="app-server"}"#, 2600.0),
+            ],
         ),
         (
             "sum without (instance) (http_requests)",
@@ -363,23 +366,38 @@ fn aggregations_group_by_and_without_as_in_aggregators_test() {
         ("sum(http_requests)", &[("{}", 3600.0)]),
         (
             "avg by (job) (http_requests)",
-            &[(r#"{job="api-server"}"#, 250.0), (r#"{job="app-server"}"#, 650.0)],
+            &[
+                (r#"{job="api-server"}"#, 250.0),
+                (r#"{job="app-server"}"#, 650.0),
+            ],
         ),
         (
             "count by (job) (http_requests)",
-            &[(r#"{job="api-server"}"#, 4.0), (r#"{job="app-server"}"#, 4.0)],
+            &[
+                (r#"{job="api-server"}"#, 4.0),
+                (r#"{job="app-server"}"#, 4.0),
+            ],
         ),
         (
             "min by (job) (http_requests)",
-            &[(r#"{job="api-server"}"#, 100.0), (r#"{job="app-server"}"#, 500.0)],
+            &[
+                (r#"{job="api-server"}"#, 100.0),
+                (r#"{job="app-server"}"#, 500.0),
+            ],
         ),
         (
             "max by (job) (http_requests)",
-            &[(r#"{job="api-server"}"#, 400.0), (r#"{job="app-server"}"#, 800.0)],
+            &[
+                (r#"{job="api-server"}"#, 400.0),
+                (r#"{job="app-server"}"#, 800.0),
+            ],
         ),
         (
             "group by (job) (http_requests)",
-            &[(r#"{job="api-server"}"#, 1.0), (r#"{job="app-server"}"#, 1.0)],
+            &[
+                (r#"{job="api-server"}"#, 1.0),
+                (r#"{job="app-server"}"#, 1.0),
+            ],
         ),
         (
             "stddev by (job) (http_requests)",
@@ -390,12 +408,21 @@ fn aggregations_group_by_and_without_as_in_aggregators_test() {
         ),
         (
             "stdvar by (job) (http_requests)",
-            &[(r#"{job="api-server"}"#, 12500.0), (r#"{job="app-server"}"#, 12500.0)],
+            &[
+                (r#"{job="api-server"}"#, 12500.0),
+                (r#"{job="app-server"}"#, 12500.0),
+            ],
         ),
-        ("sum by (__name__) (http_requests)", &[("http_requests", 3600.0)]),
+        (
+            "sum by (__name__) (http_requests)",
+            &[("http_requests", 3600.0)],
+        ),
         (
             "quantile by (job) (0.5, http_requests)",
-            &[(r#"{job="api-server"}"#, 250.0), (r#"{job="app-server"}"#, 650.0)],
+            &[
+                (r#"{job="api-server"}"#, 250.0),
+                (r#"{job="app-server"}"#, 650.0),
+            ],
         ),
         (
             r#"count_values("v", count by (job) (http_requests))"#,
@@ -404,21 +431,28 @@ fn aggregations_group_by_and_without_as_in_aggregators_test() {
         (
             "topk by (job) (1, http_requests)",
             &[
-                (r#"http_requests{group="canary", instance="1", job="api-server"}"#, 400.0),
-                (r#"http_requests{group="canary", instance="1", job="app-server"}"#, 800.0),
+                (
+                    r#"http_requests{group="canary", instance="1", job="api-server"}"#,
+                    400.0,
+                ),
+                (
+                    r#"http_requests{group="canary", instance="1", job="app-server"}"#,
+                    800.0,
+                ),
             ],
         ),
         (
             "bottomk(1, http_requests)",
-            &[(r#"http_requests{group="production", instance="0", job="api-server"}"#, 100.0)],
+            &[(
+                r#"http_requests{group="production", instance="0", job="api-server"}"#,
+                100.0,
+            )],
         ),
     ];
     for (e, want) in cases {
         assert_vector(instant(&r, &q(e), 50 * M), want);
     }
 }
-
-
 
 #[test]
 fn topk_output_is_sorted_best_first() {
@@ -493,7 +527,10 @@ fn vector_matching_with_on_ignoring_and_group_modifiers() {
         ],
     );
     let cases: &[(&str, &[(&str, f64)])] = &[
-        ("req / on(pod) lim", &[(r#"{pod="x"}"#, 5.0), (r#"{pod="y"}"#, 5.0)]),
+        (
+            "req / on(pod) lim",
+            &[(r#"{pod="x"}"#, 5.0), (r#"{pod="y"}"#, 5.0)],
+        ),
         (
             "req / ignoring(code, tier) lim",
             &[(r#"{pod="x"}"#, 5.0), (r#"{pod="y"}"#, 5.0)],
@@ -508,10 +545,16 @@ fn vector_matching_with_on_ignoring_and_group_modifiers() {
             ],
         ),
         // Filtering keeps the left side's name and, with on(), only the on() labels.
-        ("req > on(pod) lim", &[(r#"{pod="x"}"#, 10.0), (r#"{pod="y"}"#, 20.0)]),
+        (
+            "req > on(pod) lim",
+            &[(r#"{pod="x"}"#, 10.0), (r#"{pod="y"}"#, 20.0)],
+        ),
         (
             "req > bool on(pod) group_left lim",
-            &[(r#"{code="200", pod="x"}"#, 1.0), (r#"{code="200", pod="y"}"#, 1.0)],
+            &[
+                (r#"{code="200", pod="x"}"#, 1.0),
+                (r#"{code="200", pod="y"}"#, 1.0),
+            ],
         ),
     ];
     for (e, want) in cases {
@@ -554,11 +597,17 @@ fn duplicate_series_on_the_one_side_fail_with_prometheus_message() {
     let cases: &[(&str, &[(&str, f64)])] = &[
         (
             "req / on(pod) group_left lim",
-            &[(r#"{code="200", pod="x"}"#, 5.0), (r#"{code="500", pod="x"}"#, 10.0)],
+            &[
+                (r#"{code="200", pod="x"}"#, 5.0),
+                (r#"{code="500", pod="x"}"#, 10.0),
+            ],
         ),
         (
             "lim / on(pod) group_right req",
-            &[(r#"{code="200", pod="x"}"#, 0.2), (r#"{code="500", pod="x"}"#, 0.1)],
+            &[
+                (r#"{code="200", pod="x"}"#, 0.2),
+                (r#"{code="500", pod="x"}"#, 0.1),
+            ],
         ),
     ];
     for (e, want) in cases {
@@ -610,10 +659,20 @@ fn set_operators_match_on_labels_without_the_name() {
         ("a unless b", &[(r#"a{x="1"}"#, 1.0)]),
         (
             "a or b",
-            &[(r#"a{x="1"}"#, 1.0), (r#"a{x="2"}"#, 2.0), (r#"b{x="3"}"#, 30.0)],
+            &[
+                (r#"a{x="1"}"#, 1.0),
+                (r#"a{x="2"}"#, 2.0),
+                (r#"b{x="3"}"#, 30.0),
+            ],
         ),
-        ("a and on() b", &[(r#"a{x="1"}"#, 1.0), (r#"a{x="2"}"#, 2.0)]),
-        ("a unless on() nothing", &[(r#"a{x="1"}"#, 1.0), (r#"a{x="2"}"#, 2.0)]),
+        (
+            "a and on() b",
+            &[(r#"a{x="1"}"#, 1.0), (r#"a{x="2"}"#, 2.0)],
+        ),
+        (
+            "a unless on() nothing",
+            &[(r#"a{x="1"}"#, 1.0), (r#"a{x="2"}"#, 2.0)],
+        ),
     ];
     for (e, want) in cases {
         assert_vector(instant(&r, &q(e), 0), want);
@@ -1013,74 +1072,42 @@ fn staleness_cases_match_staleness_test() {
 
 #[test]
 fn subquery_cases_match_subquery_test() {
-    let r = load(10 * S, &[("metric_total", "1 2")]);
-    let cases: Vec<(Expr, i64, f64)> = vec![
+    let r = load(
+        10 * S,
+        &[("metric_total", "1 2"), ("metric1_total", "0+1x1000")],
+    );
+    let cases: &[(&str, i64, f64)] = &[
+        ("sum_over_time(metric_total[50s:10s])", 10 * S, 3.0),
+        ("sum_over_time(metric_total[50s:5s])", 10 * S, 4.0),
+        ("sum_over_time(metric_total[50s:10s])", 5 * M, 10.0),
+        ("sum_over_time(metric_total[60s:10s])", 5 * M + 59 * S, 2.0),
+        ("rate(metric_total[20s:10s])", 10 * S, 0.1),
+        ("rate(metric_total[20s:5s])", 20 * S, 0.06666666666666667),
+        ("sum_over_time(metric1_total[30s:10s])", 1000 * S, 297.0),
+        ("sum_over_time(metric1_total[30s:5s])", 1000 * S, 591.0),
         (
-            call(
-                "sum_over_time",
-                vec![subq(sel("metric_total"), 50 * S, Some(10 * S))],
-            ),
-            10 * S,
-            3.0,
+            "sum_over_time(metric1_total[30s:10s] offset 10s)",
+            1010 * S,
+            297.0,
         ),
         (
-            call(
-                "sum_over_time",
-                vec![subq(sel("metric_total"), 50 * S, Some(5 * S))],
-            ),
-            10 * S,
-            4.0,
+            "sum_over_time(metric1_total[30s:10s] offset 9s)",
+            1010 * S,
+            297.0,
         ),
         (
-            call(
-                "sum_over_time",
-                vec![subq(sel("metric_total"), 50 * S, Some(10 * S))],
-            ),
-            5 * M,
-            10.0,
+            "sum_over_time(metric1_total[30s:10s] offset 3s)",
+            1010 * S,
+            297.0,
         ),
         (
-            call(
-                "sum_over_time",
-                vec![subq(sel("metric_total"), 60 * S, Some(10 * S))],
-            ),
-            5 * M + 59 * S,
-            2.0,
-        ),
-        (
-            call(
-                "rate",
-                vec![subq(sel("metric_total"), 20 * S, Some(10 * S))],
-            ),
-            10 * S,
-            0.1,
-        ),
-        (
-            call("rate", vec![subq(sel("metric_total"), 20 * S, Some(5 * S))]),
-            20 * S,
-            0.06666666666666667,
+            "sum_over_time((metric1_total)[30s:10s] offset 3s)",
+            1010 * S,
+            297.0,
         ),
     ];
     for (e, t, want) in cases {
-        assert_vector(instant(&r, &e, t), &[("{}", want)]);
-    }
-    let r = load(10 * S, &[("metric1_total", "0+1x1000")]);
-    let cases: &[(i64, i64, i64, f64)] = &[
-        (1000 * S, 5 * S, 0, 591.0),
-        (1010 * S, 10 * S, 10 * S, 297.0),
-        (1010 * S, 10 * S, 9 * S, 297.0),
-        (1010 * S, 10 * S, 3 * S, 297.0),
-    ];
-    for (t, step, offset, want) in cases {
-        let e = call(
-            "sum_over_time",
-            vec![modif(
-                subq(sel("metric1_total"), 30 * S, Some(*step)),
-                *offset,
-                None,
-            )],
-        );
-        assert_vector(instant(&r, &e, *t), &[("{}", *want)]);
+        assert_vector(instant(&r, &q(e), *t), &[("{}", *want)]);
     }
 }
 
@@ -1093,116 +1120,123 @@ fn at_modifier_cases_match_at_modifier_test() {
             (r#"metric{job="2"}"#, "0+2x1000"),
         ],
     );
-    let at = |s: i64| Some(AtModifier::Timestamp(s * S));
-    let j1 = r#"metric{job="1"}"#;
-    let cases: Vec<(Expr, i64, f64)> = vec![
+    let j1 = r#"{job="1"}"#;
+    let cases: &[(&str, i64, &[(&str, f64)])] = &[
         (
-            call("sum_over_time", vec![modif(msel(j1, 100 * S), 0, at(100))]),
-            25 * S,
-            55.0,
+            "metric @ 100",
+            10 * S,
+            &[(r#"metric{job="1"}"#, 10.0), (r#"metric{job="2"}"#, 20.0)],
         ),
         (
-            call(
-                "sum_over_time",
-                vec![modif(msel(j1, 100 * S), 50 * S, at(100))],
-            ),
-            25 * S,
-            15.0,
+            "metric @ 100 offset 50s",
+            10 * S,
+            &[(r#"metric{job="1"}"#, 5.0), (r#"metric{job="2"}"#, 10.0)],
         ),
         (
-            call(
-                "sum_over_time",
-                vec![modif(subq(sel(j1), 100 * S, Some(S)), 0, at(100))],
-            ),
-            25 * S,
-            460.0,
+            "metric @ 0 offset -50s",
+            10 * S,
+            &[(r#"metric{job="1"}"#, 5.0), (r#"metric{job="2"}"#, 10.0)],
         ),
         (
-            call(
-                "sum_over_time",
-                vec![modif(subq(sel(j1), 100 * S, Some(S)), 20 * S, at(100))],
-            ),
-            25 * S,
-            288.0,
+            "-metric @ 100",
+            10 * S,
+            &[(j1, -10.0), (r#"{job="2"}"#, -20.0)],
         ),
         (
-            call(
-                "sum_over_time",
-                vec![modif(
-                    subq(
-                        call("sum_over_time", vec![modif(msel(j1, 100 * S), 0, at(100))]),
-                        100 * S,
-                        Some(25 * S),
-                    ),
-                    0,
-                    at(50),
-                )],
-            ),
+            r#"sum_over_time(metric{job="1"}[100s] @ 100)"#,
+            25 * S,
+            &[(j1, 55.0)],
+        ),
+        (
+            r#"sum_over_time(metric{job="1"}[100s] @ 100 offset 50s)"#,
+            25 * S,
+            &[(j1, 15.0)],
+        ),
+        (
+            r#"metric{job="1"} @ 50 + metric{job="1"} @ 100"#,
+            25 * S,
+            &[(j1, 15.0)],
+        ),
+        (
+            r#"rate(metric{job="1"}[100s] @ 100) + label_replace(rate(metric{job="2"}[123s] @ 200), "job", "1", "", "")"#,
+            25 * S,
+            &[(j1, 0.3)],
+        ),
+        (
+            r#"sum_over_time(metric{job="1"}[100s:1s] @ 100)"#,
+            25 * S,
+            &[(j1, 460.0)],
+        ),
+        (
+            r#"sum_over_time(metric{job="1"}[100s:1s] @ 100 offset 20s)"#,
+            25 * S,
+            &[(j1, 288.0)],
+        ),
+        (
+            r#"sum_over_time(sum_over_time(metric{job="1"}[100s] @ 100)[100s:25s] @ 50)"#,
             100 * S,
-            220.0,
+            &[(j1, 220.0)],
         ),
         (
-            call(
-                "sum_over_time",
-                vec![modif(
-                    subq(
-                        call(
-                            "sum_over_time",
-                            vec![modif(
-                                subq(
-                                    call("sum_over_time", vec![msel(j1, 20 * S)]),
-                                    20 * S,
-                                    Some(10 * S),
-                                ),
-                                10 * S,
-                                None,
-                            )],
-                        ),
-                        100 * S,
-                        Some(25 * S),
-                    ),
-                    0,
-                    at(1000),
-                )],
-            ),
+            r#"sum_over_time(sum_over_time(sum_over_time(metric{job="1"}[100s] @ 100)[100s:25s] @ 50)[3s:1s] @ 3000)"#,
             0,
-            1504.0,
+            &[(j1, 660.0)],
         ),
         (
-            call("timestamp", vec![modif(sel(j1), 0, at(10))]),
-            10 * M,
-            10.0,
+            r#"sum_over_time(sum_over_time(sum_over_time(metric{job="1"}[10s])[100s:25s] @ 50)[3s:1s] @ 200)"#,
+            0,
+            &[(j1, 21.0)],
         ),
         (
-            call(
-                "timestamp",
-                vec![call("timestamp", vec![modif(sel(j1), 0, at(10))])],
-            ),
+            r#"sum_over_time(sum_over_time(sum_over_time(metric{job="1"}[20s])[20s:10s] offset 10s)[100s:25s] @ 1000)"#,
+            0,
+            &[(j1, 1504.0)],
+        ),
+        (
+            "minute(metric @ 1500)",
+            10 * S,
+            &[(j1, 2.0), (r#"{job="2"}"#, 5.0)],
+        ),
+        (r#"timestamp(metric{job="1"} @ 10)"#, 10 * M, &[(j1, 10.0)]),
+        (
+            r#"timestamp(timestamp(metric{job="1"} @ 10))"#,
             10 * M,
-            600.0,
+            &[(j1, 600.0)],
+        ),
+        (
+            "sum_over_time(minute(metric @ 1500)[100s:10s])",
+            0,
+            &[(j1, 20.0), (r#"{job="2"}"#, 50.0)],
+        ),
+        (
+            "sum_over_time(minute()[50m:1m] @ 6000)",
+            0,
+            &[("{}", 1315.0)],
+        ),
+        (
+            "sum_over_time(minute()[50m:1m] @ 6000 offset 5m)",
+            0,
+            &[("{}", 1365.0)],
+        ),
+        (
+            "sum_over_time(vector(time())[100s:1s] @ 3000)",
+            0,
+            &[("{}", 295050.0)],
+        ),
+        (
+            "sum_over_time(vector(time())[100s:1s] @ 3000 offset 600s)",
+            0,
+            &[("{}", 235050.0)],
+        ),
+        (
+            r#"sum_over_time(timestamp(timestamp(metric{job="1"} @ 999))[10s:1s] @ 10)"#,
+            0,
+            &[(j1, 55.0)],
         ),
     ];
     for (e, t, want) in cases {
-        assert_vector(instant(&r, &e, t), &[(r#"{job="1"}"#, want)]);
+        assert_vector(instant(&r, &q(e), *t), want);
     }
-    let e = call(
-        "sum_over_time",
-        vec![modif(
-            subq(call("minute", vec![]), 50 * M, Some(M)),
-            0,
-            at(6000),
-        )],
-    );
-    assert_vector(instant(&r, &e, 0), &[("{}", 1315.0)]);
-    let e = call(
-        "sum_over_time",
-        vec![modif(
-            subq(call("vector", vec![call("time", vec![])]), 100 * S, Some(S)),
-            600 * S,
-            at(3000),
-        )],
-    );
-    assert_vector(instant(&r, &e, 0), &[("{}", 235050.0)]);
 }
 
 #[test]
