@@ -308,7 +308,53 @@ pub(super) fn eval_call(ev: &mut Evaluator, c: &Call, t: i64) -> Result<Val, Eva
         "histogram_quantile" => {
             let q = scalar_arg(ev, c, 0, t)?;
             let vec = vector_arg(ev, c, 1, t)?;
-            histogram_quantile(q, vec, t)
+            classic_histograms(vec)
+                .into_iter()
+                .map(|(labels, mut buckets)| InstantSample {
+                    labels,
+                    t,
+                    v: bucket_quantile(q, &mut buckets),
+                })
+                .collect()
+        }
+        "histogram_quantiles" => {
+            let vec = vector_arg(ev, c, 0, t)?;
+            let label = string_arg(ev, c, 1, t)?;
+            let mut qs = Vec::new();
+            for i in 2..c.args.len() {
+                qs.push(scalar_arg(ev, c, i, t)?);
+            }
+            if vec.iter().any(|s| s.labels.get(&label).is_some()) {
+                return Err(EvalError::Execution(format!(
+                    "label {label:?} already exists in the input of histogram_quantiles()"
+                )));
+            }
+            let mut out = Vec::new();
+            for (labels, mut buckets) in classic_histograms(vec) {
+                for &q in &qs {
+                    let mut b = labels.clone().into_builder();
+                    b.set(&label, &format_openmetrics_float(q));
+                    out.push(InstantSample {
+                        labels: b.build(),
+                        t,
+                        v: bucket_quantile(q, &mut buckets),
+                    });
+                }
+            }
+            out
+        }
+        "histogram_fraction" => {
+            let lower = scalar_arg(ev, c, 0, t)?;
+            let upper = scalar_arg(ev, c, 1, t)?;
+            let vec = vector_arg(ev, c, 2, t)?;
+            classic_histograms(vec)
+                .into_iter()
+                .map(|(labels, mut buckets)| InstantSample {
+                    labels,
+                    t,
+                    v: bucket_fraction(lower, upper, &mut buckets),
+                })
+                .collect()
         }
         other => {
             return Err(EvalError::BadData(format!(
@@ -954,20 +1000,19 @@ fn label_join(ev: &mut Evaluator, c: &Call, t: i64) -> Result<Vector, EvalError>
     Ok(out)
 }
 
-/// `histogram_quantile(φ, buckets)` over classic buckets: series grouped by their labels
-/// without `le` and the metric name (`funcHistogramQuantile`/`BucketQuantile`,
-/// promql/functions.go and promql/quantile.go v3.x).
-fn histogram_quantile(q: f64, vec: Vector, t: i64) -> Vector {
+/// Classic histograms in `vec`: series grouped by their labels without `le` (keeping the
+/// metric name for the grouping, dropping it from the result: two histograms that differ
+/// only in name then clash as duplicate output series, as in Prometheus, issue 9910),
+/// each with its (upper bound, cumulative count) buckets. Series without a readable `le`
+/// are skipped, as Prometheus does with a warning (`funcHistogramQuantile`,
+/// promql/functions.go v3.x).
+fn classic_histograms(vec: Vector) -> Vec<(Labels, Vec<(f64, f64)>)> {
     let mut index: HashMap<Labels, usize> = HashMap::new();
     let mut groups: Vec<(Labels, Vec<(f64, f64)>)> = Vec::new();
     for s in vec {
         let Some(upper) = s.labels.get("le").and_then(parse_go_float) else {
-            // Prometheus skips such series with a warning.
             continue;
         };
-        // Grouped with the metric name, which is dropped only from the result: two
-        // histograms that differ only in name then clash as duplicate output series, as in
-        // Prometheus (issue 9910, histograms.test).
         let mut b = s.labels.into_builder();
         b.remove("le");
         let key = b.build();
@@ -983,12 +1028,85 @@ fn histogram_quantile(q: f64, vec: Vector, t: i64) -> Vector {
     }
     groups
         .into_iter()
-        .map(|(labels, mut buckets)| InstantSample {
-            labels: labels.without_name(),
-            t,
-            v: bucket_quantile(q, &mut buckets),
-        })
+        .map(|(labels, buckets)| (labels.without_name(), buckets))
         .collect()
+}
+
+/// OpenMetrics float text (`1.0`, `0.25`, `+Inf`): Go's shortest form with `.0` added to
+/// integers, as Prometheus writes quantile labels.
+fn format_openmetrics_float(f: f64) -> String {
+    let s = format_go_float(f);
+    if f.is_finite() && !s.contains(['.', 'e']) {
+        format!("{s}.0")
+    } else {
+        s
+    }
+}
+
+/// `histogram_fraction(lower, upper, buckets)` over classic buckets: the share of
+/// observations in `[lower, upper]`, interpolating linearly inside finite buckets. The
+/// first bucket starts at 0 when its bound is positive; observations in a bucket of
+/// infinite width sit at that infinity, so such a bucket contributes nothing to a
+/// finite part of it (histograms.test "no interpolation with infinite width bucket").
+fn bucket_fraction(lower: f64, upper: f64, buckets: &mut [(f64, f64)]) -> f64 {
+    buckets.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap_or(std::cmp::Ordering::Equal));
+    match buckets.last() {
+        Some(b) if b.0 == f64::INFINITY => {}
+        _ => return f64::NAN,
+    }
+    let merged = coalesce(buckets);
+    let total = merged.last().map_or(0.0, |b| b.1);
+    if total == 0.0 || lower.is_nan() || upper.is_nan() {
+        return f64::NAN;
+    }
+    if lower >= upper {
+        return 0.0;
+    }
+    let rank = |v: f64| -> f64 {
+        if v == f64::NEG_INFINITY {
+            return 0.0;
+        }
+        if v == f64::INFINITY {
+            return total;
+        }
+        let mut prev_count = 0.0;
+        for (i, &(ub, count)) in merged.iter().enumerate() {
+            let lb = if i > 0 {
+                merged[i - 1].0
+            } else if ub > 0.0 {
+                0.0
+            } else {
+                f64::NEG_INFINITY
+            };
+            if v <= lb {
+                return prev_count;
+            }
+            if v <= ub {
+                if lb == f64::NEG_INFINITY {
+                    return count;
+                }
+                if ub == f64::INFINITY {
+                    return prev_count;
+                }
+                return prev_count + (count - prev_count) * (v - lb) / (ub - lb);
+            }
+            prev_count = count;
+        }
+        total
+    };
+    (rank(upper) - rank(lower)) / total
+}
+
+/// `coalesceBuckets`: buckets with equal bounds add up (input sorted by bound).
+fn coalesce(buckets: &[(f64, f64)]) -> Vec<(f64, f64)> {
+    let mut merged: Vec<(f64, f64)> = Vec::with_capacity(buckets.len());
+    for &(ub, cnt) in buckets {
+        match merged.last_mut() {
+            Some(last) if last.0 == ub => last.1 += cnt,
+            _ => merged.push((ub, cnt)),
+        }
+    }
+    merged
 }
 
 /// Parses a bucket bound the way Go's `strconv.ParseFloat` reads Prometheus' `le` values.
@@ -1015,14 +1133,7 @@ fn bucket_quantile(q: f64, buckets: &mut [(f64, f64)]) -> f64 {
         Some(b) if b.0 == f64::INFINITY => {}
         _ => return f64::NAN,
     }
-    // coalesceBuckets: equal bounds add up.
-    let mut merged: Vec<(f64, f64)> = Vec::with_capacity(buckets.len());
-    for &(ub, cnt) in buckets.iter() {
-        match merged.last_mut() {
-            Some(last) if last.0 == ub => last.1 += cnt,
-            _ => merged.push((ub, cnt)),
-        }
-    }
+    let mut merged = coalesce(buckets);
     ensure_monotonic(&mut merged);
     if merged.len() < 2 {
         return f64::NAN;

@@ -1508,3 +1508,42 @@ fn timing_of_a_large_range_query() {
         println!("{n} points in {:?}", t0.elapsed());
     }
 }
+
+#[test]
+fn histogram_fraction_and_quantiles_over_classic_buckets() {
+    // histograms.test: buckets 1, 2, 3, +Inf holding 1, 3, 6, 100 observations.
+    let r = load(
+        5 * M,
+        &[
+            (r#"h_bucket{le="1"}"#, "1+0x10"),
+            (r#"h_bucket{le="2"}"#, "3+0x10"),
+            (r#"h_bucket{le="3"}"#, "6+0x10"),
+            (r#"h_bucket{le="+Inf"}"#, "100+0x10"),
+            (r#"n_bucket{le="-3"}"#, "10+0x10"),
+            (r#"n_bucket{le="-2"}"#, "12+0x10"),
+            (r#"n_bucket{le="-1"}"#, "15+0x10"),
+            (r#"n_bucket{le="+Inf"}"#, "100+0x10"),
+        ],
+    );
+    let cases: &[(&str, f64)] = &[
+        ("histogram_fraction(0, 1.5, h_bucket)", 0.02),
+        ("histogram_fraction(2, 5, h_bucket)", 0.03),
+        ("histogram_fraction(400, +Inf, h_bucket)", 0.94),
+        ("histogram_fraction(-Inf, +Inf, h_bucket)", 1.0),
+        ("histogram_fraction(3, 2, h_bucket)", 0.0),
+        ("histogram_fraction(-4, -2, n_bucket)", 0.02),
+        ("histogram_fraction(-Inf, -1.5, n_bucket)", 0.135),
+    ];
+    for (e, want) in cases {
+        assert_vector(instant(&r, &q(e), 50 * M), &[("{}", *want)]);
+    }
+    assert_vector(
+        instant(
+            &r,
+            &q(r#"histogram_quantiles(h_bucket, "q", 0, 0.01)"#),
+            50 * M,
+        ),
+        &[(r#"{q="0.0"}"#, 0.0), (r#"{q="0.01"}"#, 1.0)],
+    );
+    assert!(instant(&r, &q(r#"histogram_quantiles(h_bucket, "le", 0.5)"#), 0).is_err());
+}

@@ -290,10 +290,6 @@ pub fn by(names: &[&str]) -> Grouping {
     Grouping::By(names.iter().map(|s| s.to_string()).collect())
 }
 
-pub fn without(names: &[&str]) -> Grouping {
-    Grouping::Without(names.iter().map(|s| s.to_string()).collect())
-}
-
 pub fn agg(op: AggregateOp, e: Expr, g: Grouping) -> Expr {
     Expr::Aggregate(Aggregate {
         op,
