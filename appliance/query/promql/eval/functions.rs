@@ -105,7 +105,9 @@ pub(super) fn eval_call(ev: &mut Evaluator, c: &Call, t: i64) -> Result<Val, Eva
         | "resets"
         | "deriv"
         | "ts_of_last_over_time"
-        | "ts_of_first_over_time" => {
+        | "ts_of_first_over_time"
+        | "ts_of_min_over_time"
+        | "ts_of_max_over_time" => {
             let m = matrix_arg(ev, c, 0, t)?;
             let keep_name = matches!(c.func, "last_over_time" | "first_over_time");
             let kernel: fn(&[Sample]) -> Option<f64> = match c.func {
@@ -119,6 +121,9 @@ pub(super) fn eval_call(ev: &mut Evaluator, c: &Call, t: i64) -> Result<Val, Eva
                 "ts_of_last_over_time" => |s| s.last().map(|x| x.t as f64 / 1000.0),
                 "ts_of_first_over_time" => |s| s.first().map(|x| x.t as f64 / 1000.0),
                 "present_over_time" => |_| Some(1.0),
+                // The latest sample holding the extreme value (ties go to the later one).
+                "ts_of_min_over_time" => |s| ts_of_extreme(s, |cur, best| cur <= best),
+                "ts_of_max_over_time" => |s| ts_of_extreme(s, |cur, best| cur >= best),
                 "stddev_over_time" => |s| stdvar_over_time(s).map(f64::sqrt),
                 "stdvar_over_time" => stdvar_over_time,
                 "changes" => changes,
@@ -722,6 +727,18 @@ fn max_over_time(s: &[Sample]) -> Option<f64> {
         }
     }
     Some(m)
+}
+
+/// Timestamp in seconds of the sample `better` prefers, scanning forward; a NaN best is
+/// always replaced (`compareOverTime`, promql/functions.go v3.x).
+fn ts_of_extreme(s: &[Sample], better: fn(f64, f64) -> bool) -> Option<f64> {
+    let mut best = *s.first()?;
+    for x in &s[1..] {
+        if better(x.v, best.v) || best.v.is_nan() {
+            best = *x;
+        }
+    }
+    Some(best.t as f64 / 1000.0)
 }
 
 /// Median absolute deviation from the median (`funcMadOverTime`).
