@@ -95,6 +95,15 @@ pub fn instant_query(
     t_ms: i64,
     opts: &EngineOptions,
 ) -> Result<Value, EvalError> {
+    with_stack_for(expr, || instant_query_inner(reader, expr, t_ms, opts))
+}
+
+fn instant_query_inner(
+    reader: &dyn SeriesReader,
+    expr: &Expr,
+    t_ms: i64,
+    opts: &EngineOptions,
+) -> Result<Value, EvalError> {
     let mut ev = Evaluator::new(reader, opts, t_ms, t_ms);
     ev.preload(expr, t_ms, t_ms)?;
     let val = ev.eval(expr, t_ms)?;
@@ -123,6 +132,19 @@ pub fn instant_query(
 /// Evaluates `expr` at every `step_ms` from `start_ms` to `end_ms` (both included) and
 /// returns a matrix sorted by labels; a scalar expression yields one series with no labels.
 pub fn range_query(
+    reader: &dyn SeriesReader,
+    expr: &Expr,
+    start_ms: i64,
+    end_ms: i64,
+    step_ms: i64,
+    opts: &EngineOptions,
+) -> Result<Value, EvalError> {
+    with_stack_for(expr, || {
+        range_query_inner(reader, expr, start_ms, end_ms, step_ms, opts)
+    })
+}
+
+fn range_query_inner(
     reader: &dyn SeriesReader,
     expr: &Expr,
     start_ms: i64,
@@ -179,6 +201,75 @@ pub fn range_query(
     }
     let out = series.finish();
     Ok(Value::Matrix(out))
+}
+
+/// Nesting up to which the caller's stack is trusted.
+const SHALLOW_DEPTH: usize = 64;
+/// Stack reserved per level of nesting beyond that (generous for debug builds).
+const STACK_PER_LEVEL: usize = 32 * 1024;
+/// Largest stack a query may ask for; deeper trees are refused.
+const MAX_STACK: usize = 1 << 30;
+
+/// Runs `f` on the caller's stack for ordinary trees, and on a helper thread with a stack
+/// sized for the tree's depth otherwise. The walk is recursive, and the parser accepts
+/// long flat chains (`a + a + ... + a`) whose left spine is thousands deep.
+fn with_stack_for(
+    expr: &Expr,
+    f: impl FnOnce() -> Result<Value, EvalError> + Send,
+) -> Result<Value, EvalError> {
+    let depth = expr_depth(expr);
+    if depth <= SHALLOW_DEPTH {
+        return f();
+    }
+    let size = depth
+        .saturating_mul(STACK_PER_LEVEL)
+        .saturating_add(1 << 20);
+    if size > MAX_STACK {
+        return Err(EvalError::Execution("expression nested too deeply".into()));
+    }
+    std::thread::scope(|s| {
+        match std::thread::Builder::new()
+            .name("promql-eval".into())
+            .stack_size(size)
+            .spawn_scoped(s, f)
+        {
+            Ok(handle) => handle
+                .join()
+                .unwrap_or_else(|_| Err(EvalError::Execution("query evaluation failed".into()))),
+            Err(e) => Err(EvalError::Execution(format!(
+                "cannot start query evaluation: {e}"
+            ))),
+        }
+    })
+}
+
+/// Depth of the tree, computed without recursion.
+fn expr_depth(expr: &Expr) -> usize {
+    let mut max = 0;
+    let mut stack: Vec<(&Expr, usize)> = vec![(expr, 1)];
+    while let Some((e, d)) = stack.pop() {
+        max = max.max(d);
+        match e {
+            Expr::Number(_)
+            | Expr::String(_)
+            | Expr::VectorSelector(_)
+            | Expr::MatrixSelector(_) => {}
+            Expr::Subquery(sq) => stack.push((&sq.expr, d + 1)),
+            Expr::Call(c) => stack.extend(c.args.iter().map(|a| (a, d + 1))),
+            Expr::Aggregate(a) => {
+                stack.push((&a.expr, d + 1));
+                if let Some(p) = &a.param {
+                    stack.push((p, d + 1));
+                }
+            }
+            Expr::Binary(b) => {
+                stack.push((&b.lhs, d + 1));
+                stack.push((&b.rhs, d + 1));
+            }
+            Expr::Neg(e) | Expr::Paren(e) => stack.push((e, d + 1)),
+        }
+    }
+    max
 }
 
 fn invalid_range_type(t: ValueType) -> EvalError {

@@ -1547,3 +1547,17 @@ fn histogram_fraction_and_quantiles_over_classic_buckets() {
     );
     assert!(instant(&r, &q(r#"histogram_quantiles(h_bucket, "le", 0.5)"#), 0).is_err());
 }
+
+#[test]
+fn long_flat_operator_chains_evaluate() {
+    let r = load(M, &[("m", "1")]);
+    // The parser accepts these (they are long, not nested); the left spine is n deep.
+    for n in [100usize, 5000] {
+        let e = q(&vec!["m"; n].join(" + "));
+        assert_vector(instant(&r, &e, 0), &[("{}", n as f64)]);
+        let Ok(Value::Matrix(m)) = range(&r, &e, 0, M, M) else {
+            panic!("range query of {n} terms failed");
+        };
+        assert_eq!(m.len(), 1);
+    }
+}
