@@ -79,13 +79,11 @@ impl Params {
 /// Parses a time: float unix seconds (rounded to milliseconds), RFC 3339, or Prometheus'
 /// min/max sentinels.
 pub fn parse_time(s: &str) -> Result<i64, String> {
-    if let Ok(secs) = s.parse::<f64>() {
-        if secs.is_finite() {
-            let ms = (secs * 1000.0).round();
-            if ms.abs() < 9.2e18 {
-                return Ok(ms as i64);
-            }
-        }
+    if let Ok(secs) = s.parse::<f64>()
+        && secs.is_finite()
+        && (secs * 1000.0).round().abs() < 9.2e18
+    {
+        return Ok((secs * 1000.0).round() as i64);
     }
     match s {
         "-292273086-05-16T16:47:06Z" => return Ok(MIN_TIME_MS),

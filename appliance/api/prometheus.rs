@@ -60,38 +60,33 @@ fn success(data: &str, warnings: &[String]) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
-/// Formats a parse error as Prometheus does: `1:5: parse error: unexpected ...`.
-pub fn parse_error_message(input: &str, e: &ParseError) -> String {
-    let pos = e.pos.min(input.len());
-    let before = input.get(..pos).unwrap_or(input);
-    let line = before.matches('\n').count() + 1;
-    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    let msg = e
-        .message
-        .strip_prefix("parse error: ")
-        .unwrap_or(&e.message);
-    format!("{line}:{col}: parse error: {msg}")
+/// A parse error as Prometheus' API reports it (`invalidParamError` in api.go):
+/// `invalid parameter "query": 1:5: parse error: unexpected end of input`.
+fn parse_error(param: &str, input: &str, e: &ParseError) -> ApiError {
+    ApiError::bad_data(format!(
+        "invalid parameter \"{param}\": {}",
+        e.display_with_position(input)
+    ))
 }
 
-fn parse_query(params: &Params) -> Result<(String, Expr), ApiError> {
-    let q = params.get("query").unwrap_or("").to_string();
-    let expr = promql::parse(&q).map_err(|e| ApiError::bad_data(parse_error_message(&q, &e)))?;
-    Ok((q, expr))
+fn parse_query(params: &Params) -> Result<Expr, ApiError> {
+    let q = params.get("query").unwrap_or("");
+    promql::parse(q).map_err(|e| parse_error("query", q, &e))
 }
 
 /// Engine options for one request: `timeout` may only shorten the configured one, and
 /// `lookback_delta` overrides the default.
 fn engine_options(s: &ApiState, params: &Params) -> Result<eval::EngineOptions, ApiError> {
     let mut opts = s.engine.clone();
-    if let Some(ms) = params.duration("timeout")? {
-        if ms > 0 {
-            opts.timeout = opts.timeout.min(Duration::from_millis(ms as u64));
-        }
+    if let Some(ms) = params.duration("timeout")?
+        && ms > 0
+    {
+        opts.timeout = opts.timeout.min(Duration::from_millis(ms as u64));
     }
-    if let Some(ms) = params.duration("lookback_delta")? {
-        if ms > 0 {
-            opts.lookback_delta_ms = ms;
-        }
+    if let Some(ms) = params.duration("lookback_delta")?
+        && ms > 0
+    {
+        opts.lookback_delta_ms = ms;
     }
     Ok(opts)
 }
@@ -173,7 +168,7 @@ pub async fn query(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let p = params(q, &headers, &body);
-    let (_, expr) = parse_query(&p)?;
+    let expr = parse_query(&p)?;
     let t = p.time_or("time", now_ms())?;
     let opts = engine_options(&s, &p)?;
     let value = run_query(&s, move |r| eval::instant_query(r, &expr, t, &opts)).await?;
@@ -208,7 +203,7 @@ pub async fn query_range(
             "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)",
         ));
     }
-    let (_, expr) = parse_query(&p)?;
+    let expr = parse_query(&p)?;
     let ty = expr.value_type();
     if ty != ValueType::Scalar && ty != ValueType::Vector {
         return Err(ApiError::bad_data(format!(
@@ -238,10 +233,7 @@ fn match_params(p: &Params) -> Result<Vec<Vec<Matcher>>, ApiError> {
             Ok(_) => Err(ApiError::bad_data(format!(
                 "invalid parameter \"match[]\": {sel:?} is not an instant vector selector"
             ))),
-            Err(e) => Err(ApiError::bad_data(format!(
-                "invalid parameter \"match[]\": {}",
-                parse_error_message(sel, &e)
-            ))),
+            Err(e) => Err(parse_error("match[]", sel, &e)),
         })
         .collect()
 }
@@ -475,14 +467,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parse_errors_carry_line_and_column() {
-        let e = ParseError {
-            pos: 4,
-            message: "unexpected end of input".into(),
-        };
+    fn parse_errors_name_the_parameter_line_and_column() {
+        let e = promql::parse("sum(").unwrap_err();
         assert_eq!(
-            parse_error_message("sum(", &e),
-            "1:5: parse error: unexpected end of input"
+            parse_error("query", "sum(", &e).message,
+            "invalid parameter \"query\": 1:5: parse error: unclosed left parenthesis"
         );
     }
 

@@ -19,10 +19,10 @@ use std::sync::Arc;
 const MAX_DECOMPRESSION_FACTOR: usize = 4;
 
 pub async fn write(State(s): State<Arc<ApiState>>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Some(token) = &s.write_token {
-        if !bearer_matches(&headers, token) {
-            return (StatusCode::UNAUTHORIZED, "missing or wrong bearer token\n").into_response();
-        }
+    if let Some(token) = &s.write_token
+        && !bearer_matches(&headers, token)
+    {
+        return (StatusCode::UNAUTHORIZED, "missing or wrong bearer token\n").into_response();
     }
     let content_type = headers
         .get(header::CONTENT_TYPE)

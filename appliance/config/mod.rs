@@ -228,10 +228,10 @@ fn key_at(text: &str, offset: usize) -> String {
                 .trim()
                 .to_string();
             key.clear();
-        } else if let Some((k, _)) = trimmed.split_once('=') {
-            if !trimmed.starts_with('#') {
-                key = k.trim().trim_matches('"').to_string();
-            }
+        } else if let Some((k, _)) = trimmed.split_once('=')
+            && !trimmed.starts_with('#')
+        {
+            key = k.trim().trim_matches('"').to_string();
         }
         pos += line.len();
     }
