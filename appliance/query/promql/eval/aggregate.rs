@@ -65,7 +65,10 @@ pub(super) fn eval_aggregate(ev: &mut Evaluator, a: &Aggregate, t: i64) -> Resul
         }
         _ => {
             let q = match (a.op, param) {
-                (AggregateOp::Quantile, Some(Val::Scalar(q))) => q,
+                (AggregateOp::Quantile, Some(Val::Scalar(q))) => {
+                    super::functions::check_quantile(ev, q);
+                    q
+                }
                 (AggregateOp::Quantile, _) => return Err(param_error(a.op)),
                 _ => 0.0,
             };

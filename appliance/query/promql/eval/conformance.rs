@@ -7,7 +7,10 @@
 //! implemented); `cargo test --lib conformance -- --nocapture` prints every failure.
 
 use super::testutil::{MemReader, parse_series, parse_values};
-use super::{EngineOptions, Value, instant_query, range_query};
+use super::{
+    Annotations, EngineOptions, Value, instant_query_annotated as instant_query,
+    range_query_annotated as range_query,
+};
 use crate::query::promql::parse;
 
 const DIR: &str = "/work/shared/conformance/promql";
@@ -49,8 +52,28 @@ fn duration_ms(s: &str) -> Option<i64> {
 }
 
 /// Runs the parsed expression: the result, the start time and the step (0 for instant).
-type QueryFn<'a> =
-    dyn Fn(&crate::query::promql::Expr) -> (Result<Value, super::EvalError>, i64, i64) + 'a;
+type QueryFn<'a> = dyn Fn(&crate::query::promql::Expr) -> (Result<(Value, Annotations), super::EvalError>, i64, i64)
+    + 'a;
+
+/// What a case says about annotations: `expect warn`, `expect no_warn`, `expect warn msg: m`.
+#[derive(Default)]
+struct AnnotationRule {
+    some: Option<bool>,
+    msg: Option<String>,
+}
+
+impl AnnotationRule {
+    fn check(&self, kind: &str, got: &[String]) -> Result<(), String> {
+        match self.some {
+            Some(true) if got.is_empty() => Err(format!("expected {kind} annotations, none")),
+            Some(false) if !got.is_empty() => Err(format!("unexpected {kind}: {got:?}")),
+            _ => match &self.msg {
+                Some(m) if !got.contains(m) => Err(format!("{kind} {got:?}, want {m:?}")),
+                _ => Ok(()),
+            },
+        }
+    }
+}
 
 #[derive(Default)]
 struct Stats {
@@ -142,6 +165,7 @@ fn run_file(name: &str, stats: &mut Stats) {
         let mut expect_fail = cmd == "eval_fail";
         let mut ordered = cmd == "eval_ordered";
         let mut fail_msg: Option<String> = None;
+        let (mut warn, mut info) = (AnnotationRule::default(), AnnotationRule::default());
         let mut expected: Vec<&str> = Vec::new();
         for b in &body {
             if b.starts_with('#') {
@@ -152,8 +176,22 @@ fn run_file(name: &str, stats: &mut Stats) {
                     expected.push(sv);
                     continue;
                 }
+                let rule = |r: &mut AnnotationRule, rest: &str, want: bool| {
+                    r.some = Some(want);
+                    if let Some(m) = rest.trim().strip_prefix("msg:") {
+                        r.msg = Some(m.trim().to_string());
+                    }
+                };
                 if e.trim() == "ordered" {
                     ordered = true;
+                } else if let Some(r) = e.strip_prefix("warn") {
+                    rule(&mut warn, r, true);
+                } else if let Some(r) = e.strip_prefix("no_warn") {
+                    rule(&mut warn, r, false);
+                } else if let Some(r) = e.strip_prefix("info") {
+                    rule(&mut info, r, true);
+                } else if let Some(r) = e.strip_prefix("no_info") {
+                    rule(&mut info, r, false);
                 } else if let Some(m) = e.strip_prefix("fail msg:") {
                     expect_fail = true;
                     fail_msg = Some(m.trim().to_string());
@@ -225,8 +263,10 @@ fn run_file(name: &str, stats: &mut Stats) {
                 _ => Ok(()),
             },
             (Err(e), false) => Err(format!("error: {e}")),
-            (Ok(v), true) => Err(format!("expected failure, got {v:?}")),
-            (Ok(v), false) => compare(v, &expected, start, step, ordered),
+            (Ok((v, _)), true) => Err(format!("expected failure, got {v:?}")),
+            (Ok((v, annos)), false) => compare(v, &expected, start, step, ordered)
+                .and_then(|()| warn.check("warn", &annos.warnings))
+                .and_then(|()| info.check("info", &annos.infos)),
         };
         match verdict {
             Ok(()) => stats.passed += 1,
@@ -368,6 +408,7 @@ fn prometheus_test_scripts_pass_except_native_histograms() {
         "passed {} failed {} skipped {}",
         stats.passed, stats.failed, stats.skipped
     );
-    // 1052 passed when this floor was set; a drop means a regression somewhere.
-    assert!(stats.passed >= 1045, "only {} cases passed", stats.passed);
+    // 958 passed when this floor was set (annotations checked; cases whose data holds
+    // native histograms fail here as those series are not loaded); a drop is a regression.
+    assert!(stats.passed >= 955, "only {} cases passed", stats.passed);
 }

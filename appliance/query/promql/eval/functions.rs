@@ -134,6 +134,7 @@ pub(super) fn eval_call(ev: &mut Evaluator, c: &Call, t: i64) -> Result<Val, Eva
         }
         "quantile_over_time" => {
             let q = scalar_arg(ev, c, 0, t)?;
+            check_quantile(ev, q);
             let m = matrix_arg(ev, c, 1, t)?;
             let mut buf = Vec::new();
             rollup(&m, t, false, |s| {
@@ -313,14 +314,17 @@ pub(super) fn eval_call(ev: &mut Evaluator, c: &Call, t: i64) -> Result<Val, Eva
         "histogram_quantile" => {
             let q = scalar_arg(ev, c, 0, t)?;
             let vec = vector_arg(ev, c, 1, t)?;
-            classic_histograms(vec)
-                .into_iter()
-                .map(|(labels, mut buckets)| InstantSample {
-                    labels,
+            check_quantile(ev, q);
+            let mut out = Vec::new();
+            for mut h in classic_histograms(ev, vec) {
+                let v = bucket_quantile(ev, q, &h.name, &mut h.buckets);
+                out.push(InstantSample {
+                    labels: h.labels,
                     t,
-                    v: bucket_quantile(q, &mut buckets),
-                })
-                .collect()
+                    v,
+                });
+            }
+            out
         }
         "histogram_quantiles" => {
             let vec = vector_arg(ev, c, 0, t)?;
@@ -334,15 +338,19 @@ pub(super) fn eval_call(ev: &mut Evaluator, c: &Call, t: i64) -> Result<Val, Eva
                     "label {label:?} already exists in the input of histogram_quantiles()"
                 )));
             }
+            for &q in &qs {
+                check_quantile(ev, q);
+            }
             let mut out = Vec::new();
-            for (labels, mut buckets) in classic_histograms(vec) {
+            for mut h in classic_histograms(ev, vec) {
                 for &q in &qs {
-                    let mut b = labels.clone().into_builder();
+                    let mut b = h.labels.clone().into_builder();
                     b.set(&label, &format_openmetrics_float(q));
+                    let v = bucket_quantile(ev, q, &h.name, &mut h.buckets);
                     out.push(InstantSample {
                         labels: b.build(),
                         t,
-                        v: bucket_quantile(q, &mut buckets),
+                        v,
                     });
                 }
             }
@@ -352,12 +360,12 @@ pub(super) fn eval_call(ev: &mut Evaluator, c: &Call, t: i64) -> Result<Val, Eva
             let lower = scalar_arg(ev, c, 0, t)?;
             let upper = scalar_arg(ev, c, 1, t)?;
             let vec = vector_arg(ev, c, 2, t)?;
-            classic_histograms(vec)
+            classic_histograms(ev, vec)
                 .into_iter()
-                .map(|(labels, mut buckets)| InstantSample {
-                    labels,
+                .map(|mut h| InstantSample {
+                    labels: h.labels,
                     t,
-                    v: bucket_fraction(lower, upper, &mut buckets),
+                    v: bucket_fraction(lower, upper, &mut h.buckets),
                 })
                 .collect()
         }
@@ -1023,11 +1031,17 @@ fn label_join(ev: &mut Evaluator, c: &Call, t: i64) -> Result<Vector, EvalError>
 /// each with its (upper bound, cumulative count) buckets. Series without a readable `le`
 /// are skipped, as Prometheus does with a warning (`funcHistogramQuantile`,
 /// promql/functions.go v3.x).
-fn classic_histograms(vec: Vector) -> Vec<(Labels, Vec<(f64, f64)>)> {
+fn classic_histograms(ev: &mut Evaluator, vec: Vector) -> Vec<ClassicHistogram> {
     let mut index: HashMap<Labels, usize> = HashMap::new();
     let mut groups: Vec<(Labels, Vec<(f64, f64)>)> = Vec::new();
     for s in vec {
-        let Some(upper) = s.labels.get("le").and_then(parse_go_float) else {
+        let le = s.labels.get("le");
+        let Some(upper) = le.and_then(parse_go_float) else {
+            ev.warn(format!(
+                "bucket label \"le\" is missing or has a malformed value of {:?} for metric name {:?}",
+                le.unwrap_or(""),
+                s.labels.metric_name().unwrap_or("")
+            ));
             continue;
         };
         let mut b = s.labels.into_builder();
@@ -1045,8 +1059,30 @@ fn classic_histograms(vec: Vector) -> Vec<(Labels, Vec<(f64, f64)>)> {
     }
     groups
         .into_iter()
-        .map(|(labels, buckets)| (labels.without_name(), buckets))
+        .map(|(labels, buckets)| ClassicHistogram {
+            name: labels.metric_name().unwrap_or("").to_string(),
+            labels: labels.without_name(),
+            buckets,
+        })
         .collect()
+}
+
+/// One classic histogram: result labels (no name, no `le`), the metric name for
+/// annotations, and (upper bound, cumulative count) buckets.
+struct ClassicHistogram {
+    labels: Labels,
+    name: String,
+    buckets: Vec<(f64, f64)>,
+}
+
+/// Warns about a quantile outside [0, 1] (`NewInvalidQuantileWarning`).
+pub(super) fn check_quantile(ev: &mut Evaluator, q: f64) {
+    if q.is_nan() || !(0.0..=1.0).contains(&q) {
+        ev.warn(format!(
+            "quantile value should be between 0 and 1, got {}",
+            format_go_float(q)
+        ));
+    }
 }
 
 /// OpenMetrics float text (`1.0`, `0.25`, `+Inf`): Go's shortest form with `.0` added to
@@ -1135,7 +1171,9 @@ fn parse_go_float(s: &str) -> Option<f64> {
     }
 }
 
-fn bucket_quantile(q: f64, buckets: &mut [(f64, f64)]) -> f64 {
+/// `BucketQuantile` (promql/quantile.go v3.x); buckets forced to be monotonic add an info
+/// annotation naming the metric.
+fn bucket_quantile(ev: &mut Evaluator, q: f64, name: &str, buckets: &mut [(f64, f64)]) -> f64 {
     if q.is_nan() {
         return f64::NAN;
     }
@@ -1151,7 +1189,11 @@ fn bucket_quantile(q: f64, buckets: &mut [(f64, f64)]) -> f64 {
         _ => return f64::NAN,
     }
     let mut merged = coalesce(buckets);
-    ensure_monotonic(&mut merged);
+    if ensure_monotonic(&mut merged) {
+        ev.info(format!(
+            "input to histogram_quantile needed to be fixed for monotonicity (see https://prometheus.io/docs/prometheus/latest/querying/functions/#histogram_quantile) for metric name {name:?}"
+        ));
+    }
     if merged.len() < 2 {
         return f64::NAN;
     }
@@ -1179,10 +1221,12 @@ fn bucket_quantile(q: f64, buckets: &mut [(f64, f64)]) -> f64 {
 }
 
 /// `ensureMonotonicAndIgnoreSmallDeltas` with tolerance 1e-12: tiny differences and any
-/// decrease are flattened to the previous count.
-fn ensure_monotonic(buckets: &mut [(f64, f64)]) {
+/// decrease are flattened to the previous count. Returns whether a real decrease was
+/// flattened.
+fn ensure_monotonic(buckets: &mut [(f64, f64)]) -> bool {
+    let mut forced = false;
     let Some(first) = buckets.first() else {
-        return;
+        return false;
     };
     let mut prev = first.1;
     for b in buckets.iter_mut().skip(1) {
@@ -1190,12 +1234,18 @@ fn ensure_monotonic(buckets: &mut [(f64, f64)]) {
         if curr == prev {
             continue;
         }
-        if almost_equal(prev, curr, 1e-12) || curr < prev {
+        if almost_equal(prev, curr, 1e-12) {
             b.1 = prev;
+            continue;
+        }
+        if curr < prev {
+            b.1 = prev;
+            forced = true;
             continue;
         }
         prev = curr;
     }
+    forced
 }
 
 /// `almost.Equal` from Prometheus' util/almost.

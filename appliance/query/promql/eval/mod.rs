@@ -25,7 +25,7 @@ mod testutil;
 use super::ast::{AtModifier, Expr, ValueType, VectorSelector};
 use crate::model::{Labels, Sample};
 use crate::query::{SeriesData, SeriesReader};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -88,6 +88,14 @@ pub enum EvalError {
     TooManySamples(&'static str),
 }
 
+/// Warnings and infos a query produced (Prometheus' annotations, returned beside the data
+/// as `warnings` and `infos`), each in Prometheus' wording, sorted and without duplicates.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Annotations {
+    pub warnings: Vec<String>,
+    pub infos: Vec<String>,
+}
+
 /// Evaluates `expr` at one instant, `t_ms`.
 pub fn instant_query(
     reader: &dyn SeriesReader,
@@ -95,6 +103,16 @@ pub fn instant_query(
     t_ms: i64,
     opts: &EngineOptions,
 ) -> Result<Value, EvalError> {
+    instant_query_annotated(reader, expr, t_ms, opts).map(|(v, _)| v)
+}
+
+/// [`instant_query`] with the annotations the evaluation produced.
+pub fn instant_query_annotated(
+    reader: &dyn SeriesReader,
+    expr: &Expr,
+    t_ms: i64,
+    opts: &EngineOptions,
+) -> Result<(Value, Annotations), EvalError> {
     with_stack_for(expr, || instant_query_inner(reader, expr, t_ms, opts))
 }
 
@@ -103,12 +121,12 @@ fn instant_query_inner(
     expr: &Expr,
     t_ms: i64,
     opts: &EngineOptions,
-) -> Result<Value, EvalError> {
+) -> Result<(Value, Annotations), EvalError> {
     let mut ev = Evaluator::new(reader, opts, t_ms, t_ms);
     ev.preload(expr, t_ms, t_ms)?;
     let val = ev.eval(expr, t_ms)?;
     ev.check_samples(0)?;
-    Ok(match val {
+    let value = match val {
         Val::Scalar(v) => Value::Scalar { t: t_ms, v },
         Val::String(v) => Value::String { t: t_ms, v },
         Val::Vector(mut vec) => {
@@ -126,7 +144,8 @@ fn instant_query_inner(
                 })
                 .collect(),
         ),
-    })
+    };
+    Ok((value, ev.annotations()))
 }
 
 /// Evaluates `expr` at every `step_ms` from `start_ms` to `end_ms` (both included) and
@@ -139,6 +158,18 @@ pub fn range_query(
     step_ms: i64,
     opts: &EngineOptions,
 ) -> Result<Value, EvalError> {
+    range_query_annotated(reader, expr, start_ms, end_ms, step_ms, opts).map(|(v, _)| v)
+}
+
+/// [`range_query`] with the annotations the evaluation produced.
+pub fn range_query_annotated(
+    reader: &dyn SeriesReader,
+    expr: &Expr,
+    start_ms: i64,
+    end_ms: i64,
+    step_ms: i64,
+    opts: &EngineOptions,
+) -> Result<(Value, Annotations), EvalError> {
     with_stack_for(expr, || {
         range_query_inner(reader, expr, start_ms, end_ms, step_ms, opts)
     })
@@ -151,7 +182,7 @@ fn range_query_inner(
     end_ms: i64,
     step_ms: i64,
     opts: &EngineOptions,
-) -> Result<Value, EvalError> {
+) -> Result<(Value, Annotations), EvalError> {
     if step_ms <= 0 {
         return Err(EvalError::BadData(
             "zero or negative query resolution step widths are not accepted. Try a positive integer"
@@ -200,7 +231,7 @@ fn range_query_inner(
         }
     }
     let out = series.finish();
-    Ok(Value::Matrix(out))
+    Ok((Value::Matrix(out), ev.annotations()))
 }
 
 /// Nesting up to which the caller's stack is trusted.
@@ -213,10 +244,10 @@ const MAX_STACK: usize = 1 << 30;
 /// Runs `f` on the caller's stack for ordinary trees, and on a helper thread with a stack
 /// sized for the tree's depth otherwise. The walk is recursive, and the parser accepts
 /// long flat chains (`a + a + ... + a`) whose left spine is thousands deep.
-fn with_stack_for(
+fn with_stack_for<R: Send>(
     expr: &Expr,
-    f: impl FnOnce() -> Result<Value, EvalError> + Send,
-) -> Result<Value, EvalError> {
+    f: impl FnOnce() -> Result<R, EvalError> + Send,
+) -> Result<R, EvalError> {
     let depth = expr_depth(expr);
     if depth <= SHALLOW_DEPTH {
         return f();
@@ -401,6 +432,8 @@ pub(crate) struct Evaluator<'a> {
     /// share most inner steps; without this a range query would evaluate each inner step
     /// once per outer step instead of once.
     subquery_steps: HashMap<*const super::ast::Subquery, BTreeMap<i64, Rc<Val>>>,
+    warnings: BTreeSet<String>,
+    infos: BTreeSet<String>,
 }
 
 impl<'a> Evaluator<'a> {
@@ -422,6 +455,25 @@ impl<'a> Evaluator<'a> {
             step_samples: 0,
             regexes: HashMap::new(),
             subquery_steps: HashMap::new(),
+            warnings: BTreeSet::new(),
+            infos: BTreeSet::new(),
+        }
+    }
+
+    /// Records a warning annotation (`PromQL warning: ...`).
+    fn warn(&mut self, msg: String) {
+        self.warnings.insert(format!("PromQL warning: {msg}"));
+    }
+
+    /// Records an info annotation (`PromQL info: ...`).
+    fn info(&mut self, msg: String) {
+        self.infos.insert(format!("PromQL info: {msg}"));
+    }
+
+    fn annotations(&mut self) -> Annotations {
+        Annotations {
+            warnings: std::mem::take(&mut self.warnings).into_iter().collect(),
+            infos: std::mem::take(&mut self.infos).into_iter().collect(),
         }
     }
 

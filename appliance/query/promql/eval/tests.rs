@@ -1561,3 +1561,51 @@ fn long_flat_operator_chains_evaluate() {
         assert_eq!(m.len(), 1);
     }
 }
+
+#[test]
+fn annotations_report_bad_quantiles_buckets_and_forced_monotonicity() {
+    let r = load(
+        5 * M,
+        &[
+            (r#"nm_bucket{le="1"}"#, "5x2"),
+            (r#"nm_bucket{le="2"}"#, "3x2"),
+            (r#"nm_bucket{le="+Inf"}"#, "6x2"),
+            (r#"bad{le="x"}"#, "1x2"),
+            ("g", "1 2 3"),
+        ],
+    );
+    let opts = EngineOptions::default();
+    let run = |e: &str| super::instant_query_annotated(&r, &q(e), 10 * M, &opts).map(|x| x.1);
+    let cases: &[(&str, &[&str], &[&str])] = &[
+        (
+            "quantile_over_time(2, g[10m])",
+            &["PromQL warning: quantile value should be between 0 and 1, got 2"],
+            &[],
+        ),
+        (
+            "quantile(NaN, g)",
+            &["PromQL warning: quantile value should be between 0 and 1, got NaN"],
+            &[],
+        ),
+        (
+            "histogram_quantile(0.5, bad)",
+            &[
+                r#"PromQL warning: bucket label "le" is missing or has a malformed value of "x" for metric name "bad""#,
+            ],
+            &[],
+        ),
+        (
+            "histogram_quantile(0.5, nm_bucket)",
+            &[],
+            &[
+                "PromQL info: input to histogram_quantile needed to be fixed for monotonicity (see https://prometheus.io/docs/prometheus/latest/querying/functions/#histogram_quantile) for metric name \"nm_bucket\"",
+            ],
+        ),
+        ("quantile_over_time(0.5, g[10m])", &[], &[]),
+    ];
+    for (e, warnings, infos) in cases {
+        let a = run(e).expect("query");
+        assert_eq!(a.warnings, *warnings, "{e}");
+        assert_eq!(a.infos, *infos, "{e}");
+    }
+}
