@@ -79,6 +79,23 @@ pub(super) fn eval_call(ev: &mut Evaluator, c: &Call, t: i64) -> Result<Val, Eva
             let m = matrix_arg(ev, c, 0, t)?;
             let is_counter = c.func != "delta";
             let is_rate = c.func == "rate";
+            if is_counter {
+                // `NewPossibleNonCounterInfo`, raised by promql/engine.go v3.x for rate and
+                // increase over series whose name does not look like a counter's.
+                for (labels, samples) in m.iter() {
+                    let name = labels.metric_name().unwrap_or("");
+                    if !name.is_empty()
+                        && !samples.is_empty()
+                        && !["_total", "_sum", "_count", "_bucket"]
+                            .iter()
+                            .any(|sfx| name.ends_with(sfx))
+                    {
+                        ev.info(format!(
+                            "metric might not be a counter, name does not end in _total/_sum/_count/_bucket: {name:?}"
+                        ));
+                    }
+                }
+            }
             rollup(&m, t, false, |s| {
                 extrapolated_rate(s, m.mint, m.maxt, is_counter, is_rate)
             })

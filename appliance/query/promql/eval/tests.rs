@@ -1602,6 +1602,15 @@ fn annotations_report_bad_quantiles_buckets_and_forced_monotonicity() {
             ],
         ),
         ("quantile_over_time(0.5, g[10m])", &[], &[]),
+        (
+            "rate(g[10m])",
+            &[],
+            &[
+                r#"PromQL info: metric might not be a counter, name does not end in _total/_sum/_count/_bucket: "g""#,
+            ],
+        ),
+        ("rate(nm_bucket[10m])", &[], &[]),
+        ("delta(g[10m])", &[], &[]),
     ];
     for (e, warnings, infos) in cases {
         let a = run(e).expect("query");
