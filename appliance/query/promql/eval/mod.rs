@@ -202,11 +202,24 @@ fn range_query_inner(
     }
     let mut ev = Evaluator::new(reader, opts, start_ms, end_ms);
     ev.query_step = step_ms;
-    ev.preload(expr, start_ms, end_ms)?;
+    // Steps run in batches covering at most RANGE_BATCH_MS of query time, each loading its
+    // selectors once: one `select` per selector for dashboard-sized ranges, and raw data in
+    // memory bounded by the batch, not the whole range, for week-long ones.
+    let batch_steps = (RANGE_BATCH_MS / step_ms).max(1);
+    let mut batch_end: Option<i64> = None;
     let mut series = SeriesBuilder::default();
     let mut points = 0usize;
     let mut t = start_ms;
     loop {
+        if batch_end.is_none_or(|b| t > b) {
+            let b = t
+                .saturating_add((batch_steps - 1).saturating_mul(step_ms))
+                .min(end_ms);
+            ev.loaded.clear();
+            ev.spans.clear();
+            ev.preload(expr, t, b)?;
+            batch_end = Some(b);
+        }
         ev.check_timeout()?;
         ev.step_samples = 0;
         let val = ev.eval(expr, t)?;
@@ -233,6 +246,9 @@ fn range_query_inner(
     let out = series.finish();
     Ok((Value::Matrix(out), ev.annotations()))
 }
+
+/// Query time one batch of range-query steps covers (see `range_query_inner`).
+const RANGE_BATCH_MS: i64 = 6 * 3_600_000;
 
 /// Nesting up to which the caller's stack is trusted.
 const SHALLOW_DEPTH: usize = 64;

@@ -1618,3 +1618,51 @@ fn annotations_report_bad_quantiles_buckets_and_forced_monotonicity() {
         assert_eq!(a.infos, *infos, "{e}");
     }
 }
+
+#[test]
+fn long_range_queries_load_in_batches_and_match_instant_queries() {
+    let r = load(
+        5 * M,
+        &[
+            (r#"c_total{job="a"}"#, "0+7x300 3+2x300"),
+            ("g", "1 2 3 stale 4x600"),
+        ],
+    );
+    let exprs = [
+        "rate(c_total[30m])",
+        "max_over_time(rate(c_total[10m])[1h:15m])",
+        "g offset 1h",
+        "sum(g) + count(c_total)",
+    ];
+    let (start, end, step) = (0, 48 * 60 * M, 7 * M);
+    for text in exprs {
+        let e = q(text);
+        r.selects.store(0, Ordering::SeqCst);
+        let Ok(Value::Matrix(m)) = range(&r, &e, start, end, step) else {
+            panic!("range query failed for {text}");
+        };
+        // 48 h in 6 h batches: more than one load per selector, far fewer than per step.
+        let selects = r.selects.load(Ordering::SeqCst);
+        assert!((2..=20).contains(&selects), "{selects} selects for {text}");
+        let mut t = start;
+        while t <= end {
+            let want: Vec<(String, f64)> = match instant(&r, &e, t) {
+                Ok(Value::Vector(v)) => {
+                    let mut w: Vec<_> = v.iter().map(|s| (s.labels.to_string(), s.v)).collect();
+                    w.sort_by(|a, b| a.0.cmp(&b.0));
+                    w
+                }
+                other => panic!("{other:?}"),
+            };
+            let got: Vec<(String, f64)> = m
+                .iter()
+                .filter_map(|s| {
+                    let x = s.samples.iter().find(|x| x.t == t)?;
+                    Some((s.labels.to_string(), x.v))
+                })
+                .collect();
+            assert_eq!(format!("{got:?}"), format!("{want:?}"), "{text} at {t}");
+            t += step;
+        }
+    }
+}
