@@ -1,15 +1,19 @@
-//! PromQL evaluator: the entry points [`instant_query`] and [`range_query`], the engine
-//! options and result types, and the [`Evaluator`] that walks the AST one evaluation
-//! timestamp at a time with Prometheus 3.x semantics.
+//! PromQL evaluator: the entry points [`instant_query`] and [`range_query`] (and their
+//! `_annotated` forms returning Prometheus' warnings and infos), the engine options and
+//! result types, and the [`Evaluator`] that walks the AST one evaluation timestamp at a
+//! time with Prometheus 3.x semantics.
 //!
 //! Data flow: before the first step, every selector in the tree is loaded once from the
 //! [`SeriesReader`] for the union of all the windows the query will look at (see
 //! [`Evaluator::preload`]); each step then finds its window inside those samples by binary
-//! search, so a range query costs one `select` per selector, not one per step.
+//! search, so a range query costs one `select` per selector, not one per step (ranges
+//! longer than six hours load per six-hour batch of steps to bound memory). Subquery inner
+//! steps are shared between outer steps.
 //!
 //! The other files own one concern each: `selectors` (lookback/window kernels), `functions`
 //! (function dispatch and the `*_over_time`/rate kernels), `aggregate` (`sum by` and
-//! friends), `binary` (operators and vector matching).
+//! friends), `binary` (operators and vector matching); `testutil`, `tests` and
+//! `conformance` (Prometheus' own test scripts) are test-only.
 
 mod aggregate;
 mod binary;
