@@ -1666,3 +1666,17 @@ fn long_range_queries_load_in_batches_and_match_instant_queries() {
         }
     }
 }
+
+#[test]
+fn label_names_follow_utf8_validation() {
+    let r = load(M, &[(r#"m{a="x"}"#, "1")]);
+    assert_vector(
+        instant(&r, &q(r#"label_replace(m, "dotted.name", "$1", "a", "(.*)")"#), 0),
+        &[(r#"m{a="x", dotted.name="x"}"#, 1.0)],
+    );
+    assert!(matches!(
+        instant(&r, &q(r#"label_replace(m, "", "$1", "a", "(.*)")"#), 0),
+        Err(EvalError::BadData(_))
+    ));
+    assert!(instant(&r, &q(r#"count_values("", m)"#), 0).is_err());
+}
