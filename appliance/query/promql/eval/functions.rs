@@ -15,6 +15,10 @@ use crate::query::promql::ast::{Call, Expr};
 use std::collections::HashMap;
 
 pub(super) fn eval_call(ev: &mut Evaluator, c: &Call, t: i64) -> Result<Val, EvalError> {
+    // Whether the result may hold two series with the same labels and must be checked:
+    // functions that only drop the metric name can collide only when their input held
+    // several names, so the kernels below clear this when it did not.
+    let mut check = true;
     let out = match c.func {
         "time" => return Ok(Val::Scalar(t as f64 / 1000.0)),
         "pi" => return Ok(Val::Scalar(std::f64::consts::PI)),
@@ -96,17 +100,17 @@ pub(super) fn eval_call(ev: &mut Evaluator, c: &Call, t: i64) -> Result<Val, Eva
                     }
                 }
             }
-            rollup(&m, t, false, |s| {
+            rollup(&mut check, &m, t, false, |s| {
                 extrapolated_rate(s, m.mint, m.maxt, is_counter, is_rate)
             })
         }
         "irate" => {
             let m = matrix_arg(ev, c, 0, t)?;
-            rollup(&m, t, false, |s| instant_value(s, true))
+            rollup(&mut check, &m, t, false, |s| instant_value(s, true))
         }
         "idelta" => {
             let m = matrix_arg(ev, c, 0, t)?;
-            rollup(&m, t, false, |s| instant_value(s, false))
+            rollup(&mut check, &m, t, false, |s| instant_value(s, false))
         }
         "avg_over_time"
         | "min_over_time"
@@ -147,14 +151,14 @@ pub(super) fn eval_call(ev: &mut Evaluator, c: &Call, t: i64) -> Result<Val, Eva
                 "resets" => resets,
                 _ => deriv,
             };
-            rollup(&m, t, keep_name, kernel)
+            rollup(&mut check, &m, t, keep_name, kernel)
         }
         "quantile_over_time" => {
             let q = scalar_arg(ev, c, 0, t)?;
             check_quantile(ev, q);
             let m = matrix_arg(ev, c, 1, t)?;
             let mut buf = Vec::new();
-            rollup(&m, t, false, |s| {
+            rollup(&mut check, &m, t, false, |s| {
                 buf.clear();
                 buf.extend(s.iter().map(|x| x.v));
                 Some(quantile(q, &mut buf))
@@ -163,7 +167,7 @@ pub(super) fn eval_call(ev: &mut Evaluator, c: &Call, t: i64) -> Result<Val, Eva
         "mad_over_time" => {
             let m = matrix_arg(ev, c, 0, t)?;
             let mut buf = Vec::new();
-            rollup(&m, t, false, |s| Some(mad(s, &mut buf)))
+            rollup(&mut check, &m, t, false, |s| Some(mad(s, &mut buf)))
         }
         "double_exponential_smoothing" => {
             let m = matrix_arg(ev, c, 0, t)?;
@@ -180,12 +184,14 @@ pub(super) fn eval_call(ev: &mut Evaluator, c: &Call, t: i64) -> Result<Val, Eva
                     "invalid trend factor. Expected: 0 < tf < 1, got: {tf:.6}"
                 )));
             }
-            rollup(&m, t, false, |s| double_exponential_smoothing(s, sf, tf))
+            rollup(&mut check, &m, t, false, |s| {
+                double_exponential_smoothing(s, sf, tf)
+            })
         }
         "predict_linear" => {
             let m = matrix_arg(ev, c, 0, t)?;
             let d = scalar_arg(ev, c, 1, t)?;
-            rollup(&m, t, false, |s| {
+            rollup(&mut check, &m, t, false, |s| {
                 if s.len() < 2 {
                     return None;
                 }
@@ -229,7 +235,7 @@ pub(super) fn eval_call(ev: &mut Evaluator, c: &Call, t: i64) -> Result<Val, Eva
                 "deg" => |v| v * 180.0 / std::f64::consts::PI,
                 _ => |v| v * std::f64::consts::PI / 180.0,
             };
-            map_values(vector_arg(ev, c, 0, t)?, t, f)
+            map_values(&mut check, vector_arg(ev, c, 0, t)?, t, f)
         }
         "round" => {
             let vec = vector_arg(ev, c, 0, t)?;
@@ -240,7 +246,7 @@ pub(super) fn eval_call(ev: &mut Evaluator, c: &Call, t: i64) -> Result<Val, Eva
             };
             // Mirrors funcRound: round half up to a multiple of `to_nearest`.
             let inv = 1.0 / to_nearest;
-            map_values(vec, t, |v| (v * inv + 0.5).floor() / inv)
+            map_values(&mut check, vec, t, |v| (v * inv + 0.5).floor() / inv)
         }
         "clamp" => {
             let vec = vector_arg(ev, c, 0, t)?;
@@ -249,18 +255,18 @@ pub(super) fn eval_call(ev: &mut Evaluator, c: &Call, t: i64) -> Result<Val, Eva
             if hi < lo {
                 Vec::new()
             } else {
-                map_values(vec, t, |v| go_max(lo, go_min(hi, v)))
+                map_values(&mut check, vec, t, |v| go_max(lo, go_min(hi, v)))
             }
         }
         "clamp_min" => {
             let vec = vector_arg(ev, c, 0, t)?;
             let lo = scalar_arg(ev, c, 1, t)?;
-            map_values(vec, t, |v| go_max(lo, v))
+            map_values(&mut check, vec, t, |v| go_max(lo, v))
         }
         "clamp_max" => {
             let vec = vector_arg(ev, c, 0, t)?;
             let hi = scalar_arg(ev, c, 1, t)?;
-            map_values(vec, t, |v| go_min(hi, v))
+            map_values(&mut check, vec, t, |v| go_min(hi, v))
         }
         "minute" | "hour" | "day_of_week" | "day_of_month" | "day_of_year" | "days_in_month"
         | "month" | "year" => {
@@ -274,10 +280,12 @@ pub(super) fn eval_call(ev: &mut Evaluator, c: &Call, t: i64) -> Result<Val, Eva
             } else {
                 // Go's `time.Unix(int64(f), 0)`; Rust's `as` saturates where Go's conversion
                 // is undefined, which is only reachable for NaN and huge values.
-                map_values(vector_arg(ev, c, 0, t)?, t, |v| f(v as i64))
+                map_values(&mut check, vector_arg(ev, c, 0, t)?, t, |v| f(v as i64))
             }
         }
         "sort" | "sort_desc" => {
+            // Reordering keeps the (unique) input label sets.
+            check = false;
             let mut vec = vector_arg(ev, c, 0, t)?;
             let desc = c.func == "sort_desc";
             // NaN sorts last either way (functions.test `sort`/`sort_desc`).
@@ -294,6 +302,7 @@ pub(super) fn eval_call(ev: &mut Evaluator, c: &Call, t: i64) -> Result<Val, Eva
             vec
         }
         "sort_by_label" | "sort_by_label_desc" => {
+            check = false;
             let mut vec = vector_arg(ev, c, 0, t)?;
             let mut names = Vec::new();
             for i in 1..c.args.len() {
@@ -392,7 +401,9 @@ pub(super) fn eval_call(ev: &mut Evaluator, c: &Call, t: i64) -> Result<Val, Eva
             )));
         }
     };
-    check_unique(&out)?;
+    if check {
+        check_unique(&out)?;
+    }
     ev.account(out.len())?;
     Ok(Val::Vector(out))
 }
@@ -445,12 +456,15 @@ fn matrix_arg(ev: &mut Evaluator, c: &Call, i: usize, t: i64) -> Result<MatrixVa
 }
 
 /// Applies `f` to every window with at least one sample; `None` drops the series.
+/// Clears `check` when the result cannot hold duplicate label sets.
 fn rollup(
+    check: &mut bool,
     m: &MatrixVal,
     t: i64,
     keep_name: bool,
     mut f: impl FnMut(&[Sample]) -> Option<f64>,
 ) -> Vector {
+    *check = !keep_name && names_vary(m.iter().map(|(l, _)| l));
     let mut out = Vec::with_capacity(m.windows.len());
     for (labels, samples) in m.iter() {
         if samples.is_empty() {
@@ -471,8 +485,20 @@ fn rollup(
     out
 }
 
-/// Applies `f` to every element's value and drops the metric name.
-fn map_values(vec: Vector, t: i64, f: impl Fn(f64) -> f64) -> Vector {
+/// Whether the label sets carry more than one metric name (absent counts as one). Distinct
+/// label sets that share their name stay distinct once it is dropped.
+fn names_vary<'a>(mut labels: impl Iterator<Item = &'a Labels>) -> bool {
+    let Some(first) = labels.next() else {
+        return false;
+    };
+    let name = first.metric_name();
+    labels.any(|l| l.metric_name() != name)
+}
+
+/// Applies `f` to every element's value and drops the metric name. Clears `check` when
+/// that cannot merge two elements.
+fn map_values(check: &mut bool, vec: Vector, t: i64, f: impl Fn(f64) -> f64) -> Vector {
+    *check = names_vary(vec.iter().map(|s| &s.labels));
     vec.into_iter()
         .map(|s| InstantSample {
             labels: s.labels.without_name(),

@@ -1671,7 +1671,11 @@ fn long_range_queries_load_in_batches_and_match_instant_queries() {
 fn label_names_follow_utf8_validation() {
     let r = load(M, &[(r#"m{a="x"}"#, "1")]);
     assert_vector(
-        instant(&r, &q(r#"label_replace(m, "dotted.name", "$1", "a", "(.*)")"#), 0),
+        instant(
+            &r,
+            &q(r#"label_replace(m, "dotted.name", "$1", "a", "(.*)")"#),
+            0,
+        ),
         &[(r#"m{a="x", dotted.name="x"}"#, 1.0)],
     );
     assert!(matches!(
