@@ -487,7 +487,7 @@ fn rollup(
 
 /// Whether the label sets carry more than one metric name (absent counts as one). Distinct
 /// label sets that share their name stay distinct once it is dropped.
-fn names_vary<'a>(mut labels: impl Iterator<Item = &'a Labels>) -> bool {
+pub(super) fn names_vary<'a>(mut labels: impl Iterator<Item = &'a Labels>) -> bool {
     let Some(first) = labels.next() else {
         return false;
     };
