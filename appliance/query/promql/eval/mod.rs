@@ -639,13 +639,17 @@ impl<'a> Evaluator<'a> {
             Expr::Neg(e) => match self.eval(e, t)? {
                 Val::Scalar(v) => Ok(Val::Scalar(-v)),
                 Val::Vector(mut vec) => {
-                    // Unary minus is arithmetic: the metric name goes.
+                    // Unary minus is arithmetic: the metric name goes, which can merge
+                    // series only when the input held several names.
+                    let check = functions::names_vary(vec.iter().map(|s| &s.labels));
                     for s in &mut vec {
                         s.v = -s.v;
                         s.labels = s.labels.without_name();
                         s.t = t;
                     }
-                    binary::check_unique(&vec)?;
+                    if check {
+                        binary::check_unique(&vec)?;
+                    }
                     Ok(Val::Vector(vec))
                 }
                 other => Err(EvalError::Execution(format!(
