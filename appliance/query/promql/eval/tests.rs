@@ -470,49 +470,44 @@ fn topk_output_is_sorted_best_first() {
 #[test]
 fn arithmetic_drops_the_metric_name_and_filters_keep_it() {
     let r = load(M, &[(r#"a{x="1"}"#, "10"), (r#"a{x="2"}"#, "20")]);
-    let cases: Vec<(Expr, Vec<(&str, f64)>)> = vec![
-        (
-            bin(B::Mul, sel("a"), num(2.0)),
-            vec![(r#"{x="1"}"#, 20.0), (r#"{x="2"}"#, 40.0)],
-        ),
-        (
-            bin(B::Sub, num(1.0), sel("a")),
-            vec![(r#"{x="1"}"#, -9.0), (r#"{x="2"}"#, -19.0)],
-        ),
-        (bin(B::Gt, sel("a"), num(15.0)), vec![(r#"a{x="2"}"#, 20.0)]),
+    let cases: &[(&str, &[(&str, f64)])] = &[
+        ("a * 2", &[(r#"{x="1"}"#, 20.0), (r#"{x="2"}"#, 40.0)]),
+        ("1 - a", &[(r#"{x="1"}"#, -9.0), (r#"{x="2"}"#, -19.0)]),
+        ("a > 15", &[(r#"a{x="2"}"#, 20.0)]),
         // Scalar on the left of a filter: the vector's own value is kept.
-        (bin(B::Lt, num(15.0), sel("a")), vec![(r#"a{x="2"}"#, 20.0)]),
+        ("15 < a", &[(r#"a{x="2"}"#, 20.0)]),
+        ("a > bool 15", &[(r#"{x="1"}"#, 0.0), (r#"{x="2"}"#, 1.0)]),
+        ("a + a", &[(r#"{x="1"}"#, 20.0), (r#"{x="2"}"#, 40.0)]),
+        ("a == a", &[(r#"a{x="1"}"#, 10.0), (r#"a{x="2"}"#, 20.0)]),
+        ("-a", &[(r#"{x="1"}"#, -10.0), (r#"{x="2"}"#, -20.0)]),
+        ("a % 3 ^ 2", &[(r#"{x="1"}"#, 1.0), (r#"{x="2"}"#, 2.0)]),
         (
-            bin_m(B::Gt, sel("a"), num(15.0), true, None),
-            vec![(r#"{x="1"}"#, 0.0), (r#"{x="2"}"#, 1.0)],
-        ),
-        (
-            bin(B::Add, sel("a"), sel("a")),
-            vec![(r#"{x="1"}"#, 20.0), (r#"{x="2"}"#, 40.0)],
-        ),
-        (bin(B::Pow, num(2.0), num(10.0)), vec![]),
-        (
-            Expr::Neg(Box::new(sel("a"))),
-            vec![(r#"{x="1"}"#, -10.0), (r#"{x="2"}"#, -20.0)],
+            "a atan2 a",
+            &[
+                (r#"{x="1"}"#, std::f64::consts::FRAC_PI_4),
+                (r#"{x="2"}"#, std::f64::consts::FRAC_PI_4),
+            ],
         ),
     ];
     for (e, want) in cases {
-        let got = instant(&r, &e, 0);
-        if let Ok(Value::Scalar { v, .. }) = got {
-            assert_eq!(v, 1024.0);
-            continue;
-        }
-        assert_vector(got, &want);
+        assert_vector(instant(&r, &q(e), 0), want);
     }
-}
-
-#[test]
-fn scalar_comparisons_return_zero_or_one() {
-    let r = MemReader::default();
-    let e = bin_m(B::Ge, num(1.0), num(2.0), true, None);
-    assert_eq!(instant(&r, &e, 0), Ok(Value::Scalar { t: 0, v: 0.0 }));
-    let e = bin(B::Mod, num(7.0), num(-3.0));
-    assert_eq!(instant(&r, &e, 0), Ok(Value::Scalar { t: 0, v: 1.0 }));
+    let scalars: &[(&str, f64)] = &[
+        ("2 ^ 10", 1024.0),
+        ("7 % -3", 1.0),
+        ("1 >= bool 2", 0.0),
+        ("1 / 0", f64::INFINITY),
+        ("0 / 0", f64::NAN),
+        ("-(2 * 3)", -6.0),
+    ];
+    for (e, want) in scalars {
+        match instant(&r, &q(e), 0) {
+            Ok(Value::Scalar { v, .. }) => {
+                assert!(v == *want || (v.is_nan() && want.is_nan()), "{e}: {v}")
+            }
+            other => panic!("{e}: {other:?}"),
+        }
+    }
 }
 
 #[test]
@@ -689,83 +684,52 @@ fn math_and_label_functions() {
         ],
     );
     let l = r#"{dst="original", src="source-value-10"}"#;
-    let cases: Vec<(Expr, Vec<(&str, f64)>)> = vec![
-        (call("abs", vec![sel("m")]), vec![(l, 2.5)]),
-        (call("ceil", vec![sel("m")]), vec![(l, -2.0)]),
-        (call("floor", vec![sel("m")]), vec![(l, -3.0)]),
-        (call("round", vec![sel("m")]), vec![(l, -2.0)]),
-        (call("round", vec![sel("m"), num(2.0)]), vec![(l, -2.0)]),
+    let cases: &[(&str, &[(&str, f64)])] = &[
+        ("abs(m)", &[(l, 2.5)]),
+        ("ceil(m)", &[(l, -2.0)]),
+        ("floor(m)", &[(l, -3.0)]),
+        ("round(m)", &[(l, -2.0)]),
+        ("round(m, 2)", &[(l, -2.0)]),
+        ("clamp(m, -1, 1)", &[(l, -1.0)]),
+        ("clamp(m, 1, -1)", &[]),
+        ("clamp_min(m, 0)", &[(l, 0.0)]),
+        ("clamp_max(m, -3)", &[(l, -3.0)]),
+        ("sgn(m)", &[(l, -1.0)]),
+        ("vector(3)", &[("{}", 3.0)]),
+        ("timestamp(m)", &[(l, 0.0)]),
         (
-            call("clamp", vec![sel("m"), num(-1.0), num(1.0)]),
-            vec![(l, -1.0)],
-        ),
-        (call("clamp", vec![sel("m"), num(1.0), num(-1.0)]), vec![]),
-        (call("clamp_min", vec![sel("m"), num(0.0)]), vec![(l, 0.0)]),
-        (
-            call("clamp_max", vec![sel("m"), num(-3.0)]),
-            vec![(l, -3.0)],
-        ),
-        (call("sgn", vec![sel("m")]), vec![(l, -1.0)]),
-        (call("vector", vec![num(3.0)]), vec![("{}", 3.0)]),
-        (call("timestamp", vec![sel("m")]), vec![(l, 0.0)]),
-        (
-            call(
-                "label_replace",
-                vec![
-                    sel("m"),
-                    string("dst"),
-                    string("value-$1"),
-                    string("src"),
-                    string("source-value-(.*)"),
-                ],
-            ),
-            vec![(r#"m{dst="value-10", src="source-value-10"}"#, -2.5)],
+            r#"label_replace(m, "dst", "value-$1", "src", "source-value-(.*)")"#,
+            &[(r#"m{dst="value-10", src="source-value-10"}"#, -2.5)],
         ),
         (
-            call(
-                "label_replace",
-                vec![
-                    sel("m"),
-                    string("dst"),
-                    string("x"),
-                    string("src"),
-                    string("nomatch"),
-                ],
-            ),
-            vec![(r#"m{dst="original", src="source-value-10"}"#, -2.5)],
+            r#"label_replace(m, "dst", "x", "src", "nomatch")"#,
+            &[(r#"m{dst="original", src="source-value-10"}"#, -2.5)],
         ),
         (
-            call(
-                "label_join",
-                vec![sel("n"), string("c"), string("-"), string("a"), string("b")],
-            ),
-            vec![(r#"n{a="x", b="y", c="x-y"}"#, 1.0)],
+            r#"label_join(n, "c", "-", "a", "b")"#,
+            &[(r#"n{a="x", b="y", c="x-y"}"#, 1.0)],
         ),
+        (r#"absent(nope{job="a", x=~"y"})"#, &[(r#"{job="a"}"#, 1.0)]),
+        ("absent(m)", &[]),
         (
-            call("absent", vec![sel(r#"nope{job="a", x=~"y"}"#)]),
-            vec![(r#"{job="a"}"#, 1.0)],
+            r#"absent_over_time(nope{job="a"}[1m])"#,
+            &[(r#"{job="a"}"#, 1.0)],
         ),
-        (call("absent", vec![sel("m")]), vec![]),
-        (
-            call("absent_over_time", vec![msel(r#"nope{job="a"}"#, M)]),
-            vec![(r#"{job="a"}"#, 1.0)],
-        ),
+        ("day_of_month(vector(86400 * 31))", &[("{}", 1.0)]),
+        ("month(vector(86400 * 31))", &[("{}", 2.0)]),
+        ("year(vector(951782400))", &[("{}", 2000.0)]),
+        ("days_in_month(vector(951782400))", &[("{}", 29.0)]),
+        ("day_of_week(vector(0))", &[("{}", 4.0)]),
+        ("hour(vector(7200 + 59))", &[("{}", 2.0)]),
     ];
     for (e, want) in cases {
-        assert_vector(instant(&r, &e, 30 * S), &want);
+        assert_vector(instant(&r, &q(e), 30 * S), want);
     }
-    let e = call("scalar", vec![sel("m")]);
-    assert_eq!(instant(&r, &e, 0), Ok(Value::Scalar { t: 0, v: -2.5 }));
-    let bad = call(
-        "label_replace",
-        vec![
-            sel("m"),
-            string("dst"),
-            string("x"),
-            string("src"),
-            string("(.*"),
-        ],
+    assert_eq!(
+        instant(&r, &q("scalar(m)"), 0),
+        Ok(Value::Scalar { t: 0, v: -2.5 })
     );
+    let bad = q(r#"label_replace(m, "dst", "x", "src", "(.*")"#);
     assert!(matches!(instant(&r, &bad, 0), Err(EvalError::BadData(_))));
 }
 
