@@ -36,7 +36,6 @@ const KNOWN_GAPS: &[&str] = &[
     "node_fibrechannel_",
     "node_infiniband_",
     "node_ipvs_",
-    "node_nfsd_",
     "node_rapl_",
     "node_systemd_",
     "node_tape_",

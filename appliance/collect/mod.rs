@@ -1,4 +1,6 @@
-//! Sources (stub).
+//! Sources: each collector appends whole metric families to a caller-owned [`Batch`]
+//! once per tick. `host` is the node_exporter-compatible host collector; `exposition`
+//! renders a batch in the Prometheus text format (Picket's own `/metrics`).
 
 pub mod exposition;
 pub mod host;

@@ -19,7 +19,7 @@
 //!
 //! Not implemented, although enabled by default in 1.5.0 (they emit nothing on a
 //! Raspberry Pi or need more than /proc and /sys): bcache, bonding, btrfs,
-//! fibrechannel, infiniband, ipvs, nfsd, rapl,
+//! fibrechannel, infiniband, ipvs, rapl,
 //! systemd (D-Bus), tapestats, textfile, xfs, zfs.
 //!
 //! The collectors are a closed set held as boxed [`Source`]s: the set is fixed at
@@ -43,6 +43,7 @@ mod netclass;
 mod netdev;
 mod netstat;
 mod nfs;
+mod nfsd;
 mod nvme;
 mod os;
 mod powersupplyclass;
@@ -156,6 +157,7 @@ impl HostCollector {
             Box::new(netdev::NetDev::new(p)),
             Box::new(netstat::NetStat::new(p)),
             Box::new(nfs::Nfs::new(p)),
+            Box::new(nfsd::Nfsd::new(p)),
             Box::new(nvme::Nvme::new(p)),
             Box::new(os::OsRelease::new(p)),
             Box::new(powersupplyclass::PowerSupplyClass::new(p)),
