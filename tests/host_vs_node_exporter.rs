@@ -31,7 +31,6 @@ const KNOWN_GAPS: &[&str] = &[
     "node_exporter_build_info",
     "node_textfile_",
     "node_bcache_",
-    "node_bonding_",
     "node_btrfs_",
     "node_fibrechannel_",
     "node_infiniband_",

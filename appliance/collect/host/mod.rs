@@ -18,14 +18,14 @@
 //! unparsable lines are skipped or turn into an error for that collector.
 //!
 //! Not implemented, although enabled by default in 1.5.0 (they emit nothing on a
-//! Raspberry Pi or need more than /proc and /sys): bcache, bonding, btrfs,
-//! fibrechannel, infiniband, ipvs, rapl,
-//! systemd (D-Bus), tapestats, textfile, xfs, zfs.
+//! Raspberry Pi or need more than /proc and /sys): bcache, btrfs, fibrechannel,
+//! infiniband, ipvs, rapl, systemd (D-Bus), tapestats, textfile, xfs, zfs.
 //!
 //! The collectors are a closed set held as boxed [`Source`]s: the set is fixed at
 //! construction and each needs its own state, which a trait object keeps simple.
 
 mod arp;
+mod bonding;
 mod conntrack;
 mod cpu;
 mod cpufreq;
@@ -140,6 +140,7 @@ impl HostCollector {
         // Alphabetical, like node_exporter's collector registry.
         let sources: Vec<Box<dyn Source>> = vec![
             Box::new(arp::Arp::new(p)),
+            Box::new(bonding::Bonding::new(p)),
             Box::new(conntrack::Conntrack::new(p)),
             Box::new(cpu::Cpu::new(p)),
             Box::new(cpufreq::CpuFreq::new(p)),
