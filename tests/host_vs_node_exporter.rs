@@ -35,7 +35,6 @@ const KNOWN_GAPS: &[&str] = &[
     "node_fibrechannel_",
     "node_infiniband_",
     "node_ipvs_",
-    "node_rapl_",
     "node_systemd_",
     "node_tape_",
     "node_xfs_",

@@ -19,7 +19,7 @@
 //!
 //! Not implemented, although enabled by default in 1.5.0 (they emit nothing on a
 //! Raspberry Pi or need more than /proc and /sys): bcache, btrfs, fibrechannel,
-//! infiniband, ipvs, rapl, systemd (D-Bus), tapestats, textfile, xfs, zfs.
+//! infiniband, ipvs, systemd (D-Bus), tapestats, textfile, xfs, zfs.
 //!
 //! The collectors are a closed set held as boxed [`Source`]s: the set is fixed at
 //! construction and each needs its own state, which a trait object keeps simple.
@@ -48,6 +48,7 @@ mod nvme;
 mod os;
 mod powersupplyclass;
 mod pressure;
+mod rapl;
 mod schedstat;
 mod selinux;
 mod sockstat;
@@ -163,6 +164,7 @@ impl HostCollector {
             Box::new(os::OsRelease::new(p)),
             Box::new(powersupplyclass::PowerSupplyClass::new(p)),
             Box::new(pressure::Pressure::new(p)),
+            Box::new(rapl::Rapl::new(p)),
             Box::new(schedstat::SchedStat::new(p)),
             Box::new(selinux::Selinux::new(p)),
             Box::new(sockstat::SockStat::new(p)),
