@@ -34,7 +34,6 @@ const KNOWN_GAPS: &[&str] = &[
     "node_btrfs_",
     "node_fibrechannel_",
     "node_infiniband_",
-    "node_ipvs_",
     "node_systemd_",
     "node_tape_",
     "node_xfs_",

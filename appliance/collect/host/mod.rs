@@ -19,7 +19,7 @@
 //!
 //! Not implemented, although enabled by default in 1.5.0 (they emit nothing on a
 //! Raspberry Pi or need more than /proc and /sys): bcache, btrfs, fibrechannel,
-//! infiniband, ipvs, systemd (D-Bus), tapestats, textfile, xfs, zfs.
+//! infiniband, systemd (D-Bus), tapestats, textfile, xfs, zfs.
 //!
 //! The collectors are a closed set held as boxed [`Source`]s: the set is fixed at
 //! construction and each needs its own state, which a trait object keeps simple.
@@ -36,6 +36,7 @@ mod entropy;
 mod filefd;
 mod filesystem;
 mod hwmon;
+mod ipvs;
 mod loadavg;
 mod mdadm;
 mod meminfo;
@@ -152,6 +153,7 @@ impl HostCollector {
             Box::new(filefd::FileFd::new(p)),
             Box::new(filesystem::Filesystem::new(p)),
             Box::new(hwmon::Hwmon::new(p)),
+            Box::new(ipvs::Ipvs::new(p)),
             Box::new(loadavg::LoadAvg::new(p)),
             Box::new(mdadm::Mdadm::new(p)),
             Box::new(meminfo::MemInfo::new(p)),
