@@ -29,7 +29,6 @@ const NODE_EXPORTER: &str = "/usr/bin/prometheus-node-exporter";
 /// does not implement (see `appliance/collect/host/mod.rs`) and node_exporter's own.
 const KNOWN_GAPS: &[&str] = &[
     "node_exporter_build_info",
-    "node_textfile_",
     "node_bcache_",
     "node_btrfs_",
     "node_fibrechannel_",

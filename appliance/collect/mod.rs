@@ -13,6 +13,9 @@ pub struct Family {
     pub name: String,
     pub help: String,
     pub kind: MetricType,
+    /// Sample label sets without the metric name, except where a sample's name differs
+    /// from the family's (histogram `_bucket`/`_sum`/`_count`, summary `_sum`/`_count`):
+    /// then `__name__` holds the sample's name.
     pub samples: Vec<(Labels, f64)>,
 }
 
