@@ -29,15 +29,10 @@ const NODE_EXPORTER: &str = "/usr/bin/prometheus-node-exporter";
 /// does not implement (see `appliance/collect/host/mod.rs`) and node_exporter's own.
 const KNOWN_GAPS: &[&str] = &[
     "node_exporter_build_info",
-    "node_textfile_",
     "node_bcache_",
-    "node_bonding_",
     "node_btrfs_",
     "node_fibrechannel_",
     "node_infiniband_",
-    "node_ipvs_",
-    "node_nfsd_",
-    "node_rapl_",
     "node_systemd_",
     "node_tape_",
     "node_xfs_",
