@@ -104,6 +104,8 @@ pub const SCHEMA_VERSION: u64 = 1;
 /// redb page cache per file: small, the Pi shares its RAM with k3s.
 const DB_CACHE_BYTES: usize = 4 << 20;
 const INDEX_FILE: &str = "index.redb";
+/// Every file's `meta` table: `"schema_version"`, and in partitions `"next_seq"`.
+const META: redb::TableDefinition<&str, u64> = redb::TableDefinition::new("meta");
 
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
@@ -206,7 +208,6 @@ fn schema_version(
     db: &impl redb::ReadableDatabase,
     path: &Path,
 ) -> Result<Option<u64>, StoreError> {
-    const META: redb::TableDefinition<&str, u64> = redb::TableDefinition::new("meta");
     let txn = db.begin_read().map_err(|e| StoreError::db(path, e))?;
     match txn.open_table(META) {
         Ok(t) => Ok(t
@@ -251,6 +252,41 @@ fn open_existing(path: &Path, what: &str) -> Result<Database, StoreError> {
         }
         Err(e) => Err(open_error(path, e)),
     }
+}
+
+/// Creates a new store file with its tables and schema version under a temporary name and
+/// renames it into place once committed, so that a crash while creating it never leaves a
+/// file without a schema version (which the next open would have to refuse as damaged).
+fn create_new(
+    path: &Path,
+    init: impl FnOnce(&redb::WriteTransaction) -> Result<(), StoreError>,
+) -> Result<Database, StoreError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
+    let tmp = path.with_extension("redb.new");
+    if tmp.exists() {
+        // Left by a crash during an earlier creation; it never held data.
+        std::fs::remove_file(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
+    }
+    let db = Database::builder()
+        .set_cache_size(DB_CACHE_BYTES)
+        .create(&tmp)
+        .map_err(|e| open_error(&tmp, e))?;
+    let mut txn = db.begin_write().map_err(|e| StoreError::db(&tmp, e))?;
+    txn.set_quick_repair(true);
+    {
+        let mut meta = txn.open_table(META).map_err(|e| StoreError::db(&tmp, e))?;
+        meta.insert("schema_version", SCHEMA_VERSION)
+            .map_err(|e| StoreError::db(&tmp, e))?;
+    }
+    init(&txn)?;
+    txn.commit().map_err(|e| StoreError::db(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| StoreError::io(path, e))?;
+    // Make the rename itself durable.
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| StoreError::io(dir, e))?;
+    Ok(db)
 }
 
 /// Samples for many series, handed to the writer in one call.

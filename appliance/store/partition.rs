@@ -4,12 +4,12 @@
 //! A partition file is created only when a sample lands in it, so a Pi that records a few
 //! minutes in 1970 before its clock syncs gets one extra file, not thousands.
 
+use super::StoreError;
 use super::codec::{self, ChunkHeader};
-use super::{DB_CACHE_BYTES, SCHEMA_VERSION, StoreError, open_error};
 use crate::model::Sample;
 use redb::{
-    Database, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata,
-    TableDefinition, TableError,
+    Database, ReadOnlyTable, ReadTransaction, ReadableDatabase, ReadableTable,
+    ReadableTableMetadata, TableDefinition, TableError,
 };
 use std::path::{Path, PathBuf};
 
@@ -18,8 +18,8 @@ pub const RAW_SPAN_MS: i64 = 86_400_000;
 /// Folder of the raw tier under the data dir (`5m/`, `1h/` rollups would sit beside it).
 pub const RAW_DIR: &str = "raw";
 
-/// `"schema_version"` and `"next_seq"` (one past the largest sequence number written here).
-pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// `"next_seq"` in the meta table: one past the largest sequence number written here.
+pub(super) use super::META;
 /// Sealed chunks: `(series_id, max_t, seq)` → chunk value. Keyed by the chunk's *last*
 /// timestamp so that a query for `[start, end]` starts its scan at `(id, start)` and reads
 /// only chunks that can reach into the range (recent-data queries read a few values, not
@@ -62,26 +62,13 @@ pub fn open(path: &Path) -> Result<Database, StoreError> {
 
 /// Creates a new partition file with its schema version.
 pub fn create(path: &Path) -> Result<Database, StoreError> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
-    }
-    let db = Database::builder()
-        .set_cache_size(DB_CACHE_BYTES)
-        .create(path)
-        .map_err(|e| open_error(path, e))?;
-    let mut txn = db.begin_write().map_err(|e| StoreError::db(path, e))?;
-    txn.set_quick_repair(true);
-    {
-        let mut meta = txn.open_table(META).map_err(|e| StoreError::db(path, e))?;
-        meta.insert("schema_version", SCHEMA_VERSION)
-            .map_err(|e| StoreError::db(path, e))?;
+    super::create_new(path, |txn| {
         txn.open_table(CHUNKS)
             .map_err(|e| StoreError::db(path, e))?;
         txn.open_table(BLOCKS)
             .map_err(|e| StoreError::db(path, e))?;
-    }
-    txn.commit().map_err(|e| StoreError::db(path, e))?;
-    Ok(db)
+        Ok(())
+    })
 }
 
 /// `next_seq` recorded in a partition (0 when none).
@@ -146,21 +133,29 @@ pub fn sealed_seqs(
     Ok(out)
 }
 
+/// A read snapshot of a partition's sealed chunks.
+pub type ChunksTable = ReadOnlyTable<(u64, i64, u64), &'static [u8]>;
+
+/// The sealed-chunks table of a partition snapshot (None if the file has none yet).
+pub fn chunks_table(txn: &ReadTransaction, path: &Path) -> Result<Option<ChunksTable>, StoreError> {
+    match txn.open_table(CHUNKS) {
+        Ok(t) => Ok(Some(t)),
+        Err(TableError::TableDoesNotExist(_)) => Ok(None),
+        Err(e) => Err(StoreError::db(path, e)),
+    }
+}
+
 /// Appends to `out` the sealed chunks of `series` that may hold samples in
 /// `[start, end]`, as `(seq, samples)` in arrival order within each chunk.
 pub fn read_chunks(
-    txn: &ReadTransaction,
+    t: &ChunksTable,
     path: &Path,
     series: u64,
     start: i64,
     end: i64,
     out: &mut Vec<(u64, Vec<Sample>)>,
 ) -> Result<(), StoreError> {
-    let t = match txn.open_table(CHUNKS) {
-        Ok(t) => t,
-        Err(TableError::TableDoesNotExist(_)) => return Ok(()),
-        Err(e) => return Err(StoreError::db(path, e)),
-    };
+    // Keys are (series, max_t, seq): chunks ending before `start` sort before the range.
     let range = t
         .range((series, start, 0u64)..=(series, i64::MAX, u64::MAX))
         .map_err(|e| StoreError::db(path, e))?;

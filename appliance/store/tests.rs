@@ -452,7 +452,7 @@ fn a_newer_schema_version_is_a_clear_error_and_the_file_is_untouched() {
     {
         let db = Database::open(&path).expect("open index");
         let txn = db.begin_write().expect("write");
-        txn.open_table(index::META)
+        txn.open_table(META)
             .expect("meta")
             .insert("schema_version", SCHEMA_VERSION + 1)
             .expect("insert");
@@ -519,6 +519,30 @@ fn a_corrupted_index_file_is_a_clear_error_and_the_file_is_untouched() {
             "{damage}: file changed"
         );
     }
+}
+
+#[test]
+fn a_file_left_half_created_by_a_crash_is_ignored_and_replaced() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(dir.path().join("raw")).expect("mkdir");
+    std::fs::write(dir.path().join("index.redb.new"), b"half").expect("write");
+    std::fs::write(dir.path().join("raw/0.redb.new"), b"half").expect("write");
+    let store = Store::open(opts(dir.path())).expect("open");
+    store
+        .append(batch(&labels(&[("__name__", "x")]), &[(1, 1.0)]))
+        .expect("append");
+    store.close().expect("close");
+    assert!(!dir.path().join("raw/0.redb.new").exists());
+    assert!(!dir.path().join("index.redb.new").exists());
+    let store = Store::open(opts(dir.path())).expect("reopen");
+    assert_eq!(all(&store, &[name_is("x")]), vec![(1, 1.0)]);
+    store.close().expect("close");
+}
+
+#[test]
+fn store_handles_are_send_sync_and_cheap_to_clone() {
+    fn check<T: Send + Sync + Clone>() {}
+    check::<Store>();
 }
 
 #[test]
