@@ -14,7 +14,7 @@
 //!   raw/<partition-start-ms>.redb    one file per day of sample time (86_400_000 ms spans,
 //!     meta   &str -> u64             start = floor(t / span) * span, may be negative)
 //!              "schema_version", "next_seq"
-//!     chunks (series_id, max_t, seq) -> chunk value        sealed chunks (<= 120 samples)
+//!     chunks (max_t/1h, series_id, max_t, seq) -> chunk value   sealed chunks (~120 samples)
 //!     blocks seq                     -> block              one per flush: the stream bytes
 //!                                                          each open chunk gained (a piece
 //!                                                          per series); deleted once every
