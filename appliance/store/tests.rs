@@ -3,7 +3,7 @@
 use super::*;
 use crate::model::{MatchOp, Matcher, MetricType, stale_nan};
 use crate::query::SeriesReader;
-use redb::{ReadableDatabase, ReadableTableMetadata};
+use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata};
 use std::collections::BTreeMap;
 
 fn opts(dir: &Path) -> StoreOptions {
@@ -375,6 +375,44 @@ fn pieces_of_a_sealed_chunk_in_a_block_kept_alive_by_another_series_do_not_come_
     // Sealing everything frees both blocks.
     store.close().expect("close");
     assert_eq!(partition_tables(dir.path()), vec![(3, 0)]);
+}
+
+#[test]
+fn each_flush_appends_only_the_bytes_that_arrived_since_the_last_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(opts(dir.path())).expect("open");
+    let l = labels(&[("__name__", "c")]);
+    for k in 0..6 {
+        store
+            .append(batch(
+                &l,
+                &[(1_763_769_600_000 + k * 15_000, (k * 100) as f64)],
+            ))
+            .expect("append");
+        store.flush().expect("flush");
+    }
+    store.abandon();
+    let db = Database::open(partition::partition_path(
+        dir.path(),
+        partition::partition_index(1_763_769_600_000),
+    ))
+    .expect("partition");
+    let txn = db.begin_read().expect("read");
+    let blocks = txn.open_table(partition::BLOCKS).expect("blocks");
+    let sizes: Vec<usize> = blocks
+        .iter()
+        .expect("iter")
+        .map(|e| e.expect("entry").1.value().len())
+        .collect();
+    assert_eq!(sizes.len(), 6);
+    // The first piece holds a full timestamp and value; later ones only their deltas
+    // (tag, entry count, series, count, length, ~2-4 stream bytes), never the chunk so far.
+    assert!(sizes[0] < 24, "{sizes:?}");
+    assert!(sizes[1..].iter().all(|&n| n <= 12), "{sizes:?}");
+    assert!(
+        sizes[2..].iter().all(|&n| n <= 8),
+        "steady counter: {sizes:?}"
+    );
 }
 
 #[test]
