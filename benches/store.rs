@@ -7,7 +7,7 @@
 //! `PICKET_BENCH_FLUSH_EVERY` scrapes per flush (default 4, i.e. a minute at 15 s).
 //! Run: `cargo bench --bench store`.
 //!
-//! Measured 2026-11-22 on the 2-core x86_64 dev box (release, tmpfs-less ext4 tempdir),
+//! Measured 2026-11-22 on the 2-core x86_64 dev box (release build, tempdir on ext4 on a virtio disk),
 //! 2000 × 3000 samples:
 //!
 //! | flush every | ingest incl. flushes | append only | on disk after close | written  |
