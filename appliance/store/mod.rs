@@ -69,11 +69,24 @@
 //!   last value written, across head, flushed chunks and restarts.
 //! - A sample's partition is a pure function of its timestamp; files are created only when
 //!   a sample lands in them (a Pi's pre-clock-sync 1970 samples make one file).
-//! - Series ids are never reused; `next_seq` only grows (kept in each partition's meta, the
+//! - Series ids that reached the index are never reused; `next_seq` only grows (kept in each partition's meta, the
 //!   largest wins at open).
 //! - Readers never take the writer's transactions: they snapshot the head under a read lock
 //!   and then begin redb read transactions (in that order, so a concurrent flush is seen
 //!   either in the head or on disk, never in neither). Blocks are never read after open.
+//!
+//! # Sizes and costs
+//!
+//! - A chunk seals at 120 samples; a head chunk costs its compressed bytes (~2-8 per
+//!   sample) plus ~100 bytes of state; every series keeps its labels in memory.
+//! - redb page cache: 4 MiB per file. The decoder refuses chunk values claiming more than
+//!   2^20 samples.
+//! - New files are created as `<name>.redb.new` and renamed once their schema version is
+//!   committed; a leftover `.new` file is removed at open.
+//! - Every durable commit costs a fixed ~46 KB of writes (redb header, system tree,
+//!   quick-repair allocator state), so `flush_interval` sets the wear floor: ~400 MB/day at
+//!   10 s, ~66 MB/day at 60 s. A clean close compacts partitions that are more than a
+//!   quarter free space (one rewrite; the bench shows files half the size).
 //!
 //! # Lifecycle
 //!
