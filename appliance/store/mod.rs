@@ -78,7 +78,7 @@
 //! # Sizes and costs
 //!
 //! - A chunk seals at 120 samples; a head chunk costs its compressed bytes (~2-8 per
-//!   sample) plus ~100 bytes of state; every series keeps its labels in memory.
+//!   sample) plus ~150 bytes of state; every series keeps its labels in memory.
 //! - redb page cache: 4 MiB per file. The decoder refuses chunk values claiming more than
 //!   2^20 samples.
 //! - New files are created as `<name>.redb.new` and renamed once their schema version is

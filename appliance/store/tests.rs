@@ -416,6 +416,43 @@ fn each_flush_appends_only_the_bytes_that_arrived_since_the_last_one() {
 }
 
 #[test]
+fn a_chunk_seals_when_its_series_moves_on_to_the_next_partition() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(opts(dir.path())).expect("open");
+    let l = labels(&[("__name__", "m")]);
+    let midnight = 1_763_769_600_000 + partition::RAW_SPAN_MS;
+    store
+        .append(batch(
+            &l,
+            &[(midnight - 30_000, 1.0), (midnight - 15_000, 2.0)],
+        ))
+        .expect("append");
+    store.flush().expect("flush");
+    store.append(batch(&l, &[(midnight, 3.0)])).expect("append");
+    // First flush: the old day's chunk got a sample since the previous flush, stays open.
+    store.flush().expect("flush");
+    store
+        .append(batch(&l, &[(midnight + 15_000, 4.0)]))
+        .expect("append");
+    // Second flush: it got nothing, and its series writes to a newer day: sealed.
+    store.flush().expect("flush");
+    store.abandon();
+    // Day 1: one sealed chunk, its block gone; day 2: still open, two blocks.
+    assert_eq!(partition_tables(dir.path()), vec![(1, 0), (0, 2)]);
+    let store = Store::open(opts(dir.path())).expect("reopen");
+    assert_eq!(
+        all(&store, &[name_is("m")]),
+        vec![
+            (midnight - 30_000, 1.0),
+            (midnight - 15_000, 2.0),
+            (midnight, 3.0),
+            (midnight + 15_000, 4.0)
+        ]
+    );
+    store.close().expect("close");
+}
+
+#[test]
 fn samples_from_before_clock_sync_land_in_one_partition_each_day() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::open(opts(dir.path())).expect("open");
