@@ -57,8 +57,10 @@ enum Kind {
 }
 
 fn main() {
-    let n_series = env("PICKET_BENCH_SERIES", 2000);
-    let n_samples = env("PICKET_BENCH_SAMPLES", 3000);
+    // Under `cargo test` (no `--bench` argument) a small run checks the bench still works.
+    let measuring = std::env::args().any(|a| a == "--bench");
+    let n_series = env("PICKET_BENCH_SERIES", if measuring { 2000 } else { 100 });
+    let n_samples = env("PICKET_BENCH_SAMPLES", if measuring { 3000 } else { 300 });
     let flush_every = env("PICKET_BENCH_FLUSH_EVERY", 4).max(1);
     let dir = tempfile::tempdir().expect("tempdir");
 

@@ -17,7 +17,7 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use picket::collect::Batch;
 use picket::collect::exposition;
@@ -406,26 +406,4 @@ fn picket_host_metrics_match_node_exporter() {
         problems.len(),
         problems.join("\n")
     );
-}
-
-#[test]
-fn a_hundred_collects_are_timed() {
-    let mut c = HostCollector::default();
-    let mut b = Batch::default();
-    c.collect(&mut b); // warm the scratch buffers
-    let n = 100;
-    let began = Instant::now();
-    let mut samples = 0;
-    for _ in 0..n {
-        b.clear();
-        c.collect(&mut b);
-        samples += b.families.iter().map(|f| f.samples.len()).sum::<usize>();
-    }
-    let per = began.elapsed() / n;
-    println!(
-        "HostCollector::collect: {per:?} per call ({} families, {} samples per call)",
-        b.families.len(),
-        samples / n as usize
-    );
-    assert!(samples > 0);
 }
