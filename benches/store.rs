@@ -6,6 +6,19 @@
 //! Size: `PICKET_BENCH_SERIES` (default 2000) × `PICKET_BENCH_SAMPLES` (default 3000),
 //! `PICKET_BENCH_FLUSH_EVERY` scrapes per flush (default 4, i.e. a minute at 15 s).
 //! Run: `cargo bench --bench store`.
+//!
+//! Measured 2026-11-22 on the 2-core x86_64 dev box (release build, tempdir on ext4 on a virtio disk),
+//! 2000 × 3000 samples:
+//!
+//! | flush every | ingest incl. flushes | append only | on disk after close | written  |
+//! |-------------|----------------------|-------------|---------------------|----------|
+//! | 1 scrape    | 275 k samples/s      | 3.3 M/s     | 5.84 B/sample       | 45 B/s.  |
+//! | 4 scrapes   | 676 k samples/s      | 3.4 M/s     | 5.83 B/sample       | 28 B/s.  |
+//! | 20 scrapes  | 1.5 M samples/s      | 3.4 M/s     | 5.90 B/sample       | 22 B/s.  |
+//!
+//! Peak RSS 18-20 MB. Each durable redb commit costs ~46 KB of writes however little it
+//! carries (measured with one series), so the flush interval dominates SD-card wear for
+//! small nodes; "written" includes the compaction of the partition at close.
 
 use picket::model::{Labels, Matcher, Sample};
 use picket::query::SeriesReader;
@@ -44,8 +57,10 @@ enum Kind {
 }
 
 fn main() {
-    let n_series = env("PICKET_BENCH_SERIES", 2000);
-    let n_samples = env("PICKET_BENCH_SAMPLES", 3000);
+    // Under `cargo test` (no `--bench` argument) a small run checks the bench still works.
+    let measuring = std::env::args().any(|a| a == "--bench");
+    let n_series = env("PICKET_BENCH_SERIES", if measuring { 2000 } else { 100 });
+    let n_samples = env("PICKET_BENCH_SAMPLES", if measuring { 3000 } else { 300 });
     let flush_every = env("PICKET_BENCH_FLUSH_EVERY", 4).max(1);
     let dir = tempfile::tempdir().expect("tempdir");
 

@@ -1,4 +1,6 @@
-//! Sources (stub).
+//! Sources: each collector appends whole metric families to a caller-owned [`Batch`]
+//! once per tick. `host` is the node_exporter-compatible host collector; `exposition`
+//! renders a batch in the Prometheus text format (Picket's own `/metrics`).
 
 pub mod exposition;
 pub mod host;
@@ -12,6 +14,9 @@ pub struct Family {
     pub name: String,
     pub help: String,
     pub kind: MetricType,
+    /// Sample label sets without the metric name, except where a sample's name differs
+    /// from the family's (histogram `_bucket`/`_sum`/`_count`, summary `_sum`/`_count`):
+    /// then `__name__` holds the sample's name.
     pub samples: Vec<(Labels, f64)>,
 }
 

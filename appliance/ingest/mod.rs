@@ -91,12 +91,16 @@ impl Ingest {
                 },
             ));
             for (labels, v) in &fam.samples {
-                // Collectors leave the metric name to the family; the store wants full sets.
-                let mut b = labels.clone().into_builder();
-                b.set(METRIC_NAME, &fam.name);
-                write
-                    .series
-                    .push((b.build(), vec![Sample { t: t_ms, v: *v }]));
+                // Collectors usually leave the metric name to the family (histogram and
+                // summary samples carry their suffixed name); the store wants full sets.
+                let labels = if labels.metric_name().is_some() {
+                    labels.clone()
+                } else {
+                    let mut b = labels.clone().into_builder();
+                    b.set(METRIC_NAME, &fam.name);
+                    b.build()
+                };
+                write.series.push((labels, vec![Sample { t: t_ms, v: *v }]));
                 count += 1;
             }
         }
@@ -216,6 +220,40 @@ fn is_valid_label_name(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::collect::Family;
+    use crate::model::{Matcher, MetricType};
+    use crate::query::SeriesReader;
+    use crate::store::StoreOptions;
+
+    #[test]
+    fn collected_samples_get_the_family_name_unless_they_carry_their_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(StoreOptions {
+            path: dir.path().to_path_buf(),
+            flush_interval: std::time::Duration::from_secs(60),
+        })
+        .unwrap();
+        let ingest = Ingest::new(store.clone());
+        let mut fam = Family::new("req_seconds", "Latency.", MetricType::Histogram);
+        fam.push(Labels::from_pairs([("__name__", "req_seconds_count")]), 3.0);
+        let mut batch = Batch::default();
+        batch.families.push(fam);
+        batch
+            .family("up_like", "Up.", MetricType::Gauge)
+            .push(Labels::from_pairs([("job", "x")]), 1.0);
+        ingest.collected(Source::Host, &batch, 1_000).unwrap();
+        let names = store
+            .label_values(METRIC_NAME, &[], i64::MIN / 2, i64::MAX / 2)
+            .unwrap();
+        assert_eq!(names, ["req_seconds_count", "up_like"]);
+        let got = store
+            .select(&[Matcher::equal("job", "x")], 0, 2_000)
+            .unwrap();
+        assert_eq!(got[0].labels.get(METRIC_NAME), Some("up_like"));
+        assert_eq!(ingest.stats().accepted(Source::Host), 2);
+        assert_eq!(store.metadata()["req_seconds"].kind, MetricType::Histogram);
+        store.close().unwrap();
+    }
 
     #[test]
     fn label_sets_need_a_name_and_unique_label_names() {

@@ -1,7 +1,7 @@
 //! The series index (`index.redb`): series ids, label sets, postings and metadata, and
 //! how label matchers are answered from postings without scanning every series.
 
-use super::{DB_CACHE_BYTES, SCHEMA_VERSION, StoreError, open_error};
+use super::StoreError;
 use crate::model::{Labels, MatchOp, Matcher, Metadata};
 use redb::{
     Database, MultimapTableDefinition, ReadTransaction, ReadableDatabase, ReadableTable,
@@ -9,8 +9,6 @@ use redb::{
 };
 use std::path::Path;
 
-/// `"schema_version"`.
-pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// Series id → label pairs (postcard `Vec<(&str, &str)>`, sorted by name).
 pub const SERIES: TableDefinition<u64, &[u8]> = TableDefinition::new("series");
 /// The same postcard bytes → series id.
@@ -33,27 +31,14 @@ pub fn open(path: &Path) -> Result<Database, StoreError> {
     if path.exists() {
         return super::open_existing(path, "index");
     }
-    let db = Database::builder()
-        .set_cache_size(DB_CACHE_BYTES)
-        .create(path)
-        .map_err(|e| open_error(path, e))?;
-    let mut txn = db.begin_write().map_err(|e| StoreError::db(path, e))?;
-    txn.set_quick_repair(true);
-    {
-        let mut m = txn.open_table(META).map_err(|e| StoreError::db(path, e))?;
-        m.insert("schema_version", SCHEMA_VERSION)
-            .map_err(|e| StoreError::db(path, e))?;
-        txn.open_table(SERIES)
-            .map_err(|e| StoreError::db(path, e))?;
-        txn.open_table(SERIES_BY_LABELS)
-            .map_err(|e| StoreError::db(path, e))?;
-        txn.open_multimap_table(POSTINGS)
-            .map_err(|e| StoreError::db(path, e))?;
-        txn.open_table(METADATA)
-            .map_err(|e| StoreError::db(path, e))?;
-    }
-    txn.commit().map_err(|e| StoreError::db(path, e))?;
-    Ok(db)
+    super::create_new(path, |txn| {
+        let e = |x: redb::TableError| StoreError::db(path, x);
+        txn.open_table(SERIES).map_err(e)?;
+        txn.open_table(SERIES_BY_LABELS).map_err(e)?;
+        txn.open_multimap_table(POSTINGS).map_err(e)?;
+        txn.open_table(METADATA).map_err(e)?;
+        Ok(())
+    })
 }
 
 /// Calls `f` for every series in the index.

@@ -89,18 +89,24 @@ impl Store {
             for (&pidx, db) in dbs.partitions.range(lo..=hi) {
                 let path = partition::partition_path(&shared.dir, pidx);
                 let txn = db.begin_read().map_err(|e| StoreError::db(&path, e))?;
-                parts.push((path, txn));
+                parts.push((pidx, path, txn));
             }
             parts
         };
 
+        let mut tables = Vec::with_capacity(parts.len());
+        for (pidx, path, txn) in &parts {
+            if let Some(t) = partition::chunks_table(txn, path)? {
+                tables.push((*pidx, path, t));
+            }
+        }
         let mut out = Vec::new();
         let mut disk: Vec<(u64, Vec<Sample>)> = Vec::new();
         for (id, labels, head_samples) in found {
             let mut all = Vec::new();
-            for (path, txn) in &parts {
+            for (pidx, path, t) in &tables {
                 disk.clear();
-                partition::read_chunks(txn, path, id, start, end, &mut disk)?;
+                partition::read_chunks(t, path, *pidx, id, start, end, &mut disk)?;
                 // Later sequence numbers were written later: they go last so they win.
                 disk.sort_by_key(|(seq, _)| *seq);
                 for (_, s) in disk.drain(..) {

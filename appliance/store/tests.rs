@@ -3,7 +3,7 @@
 use super::*;
 use crate::model::{MatchOp, Matcher, MetricType, stale_nan};
 use crate::query::SeriesReader;
-use redb::{ReadableDatabase, ReadableTableMetadata};
+use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata};
 use std::collections::BTreeMap;
 
 fn opts(dir: &Path) -> StoreOptions {
@@ -378,6 +378,81 @@ fn pieces_of_a_sealed_chunk_in_a_block_kept_alive_by_another_series_do_not_come_
 }
 
 #[test]
+fn each_flush_appends_only_the_bytes_that_arrived_since_the_last_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(opts(dir.path())).expect("open");
+    let l = labels(&[("__name__", "c")]);
+    for k in 0..6 {
+        store
+            .append(batch(
+                &l,
+                &[(1_763_769_600_000 + k * 15_000, (k * 100) as f64)],
+            ))
+            .expect("append");
+        store.flush().expect("flush");
+    }
+    store.abandon();
+    let db = Database::open(partition::partition_path(
+        dir.path(),
+        partition::partition_index(1_763_769_600_000),
+    ))
+    .expect("partition");
+    let txn = db.begin_read().expect("read");
+    let blocks = txn.open_table(partition::BLOCKS).expect("blocks");
+    let sizes: Vec<usize> = blocks
+        .iter()
+        .expect("iter")
+        .map(|e| e.expect("entry").1.value().len())
+        .collect();
+    assert_eq!(sizes.len(), 6);
+    // The first piece holds a full timestamp and value; later ones only their deltas
+    // (tag, entry count, series, count, length, ~2-4 stream bytes), never the chunk so far.
+    assert!(sizes[0] < 24, "{sizes:?}");
+    assert!(sizes[1..].iter().all(|&n| n <= 12), "{sizes:?}");
+    assert!(
+        sizes[2..].iter().all(|&n| n <= 8),
+        "steady counter: {sizes:?}"
+    );
+}
+
+#[test]
+fn a_chunk_seals_when_its_series_moves_on_to_the_next_partition() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(opts(dir.path())).expect("open");
+    let l = labels(&[("__name__", "m")]);
+    let midnight = 1_763_769_600_000 + partition::RAW_SPAN_MS;
+    store
+        .append(batch(
+            &l,
+            &[(midnight - 30_000, 1.0), (midnight - 15_000, 2.0)],
+        ))
+        .expect("append");
+    store.flush().expect("flush");
+    store.append(batch(&l, &[(midnight, 3.0)])).expect("append");
+    // First flush: the old day's chunk got a sample since the previous flush, stays open.
+    store.flush().expect("flush");
+    store
+        .append(batch(&l, &[(midnight + 15_000, 4.0)]))
+        .expect("append");
+    // Second flush: it got nothing, and its series writes to a newer day: sealed.
+    store.flush().expect("flush");
+    store.abandon();
+    // Day 1: one sealed chunk, its block gone; day 2: still open, two blocks.
+    assert_eq!(partition_tables(dir.path()), vec![(1, 0), (0, 2)]);
+    let store = Store::open(opts(dir.path())).expect("reopen");
+    assert_eq!(
+        all(&store, &[name_is("m")]),
+        vec![
+            (midnight - 30_000, 1.0),
+            (midnight - 15_000, 2.0),
+            (midnight, 3.0),
+            (midnight + 15_000, 4.0)
+        ]
+    );
+    store.close().expect("close");
+}
+
+#[test]
 fn samples_from_before_clock_sync_land_in_one_partition_each_day() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::open(opts(dir.path())).expect("open");
@@ -452,7 +527,7 @@ fn a_newer_schema_version_is_a_clear_error_and_the_file_is_untouched() {
     {
         let db = Database::open(&path).expect("open index");
         let txn = db.begin_write().expect("write");
-        txn.open_table(index::META)
+        txn.open_table(META)
             .expect("meta")
             .insert("schema_version", SCHEMA_VERSION + 1)
             .expect("insert");
@@ -522,6 +597,30 @@ fn a_corrupted_index_file_is_a_clear_error_and_the_file_is_untouched() {
 }
 
 #[test]
+fn a_file_left_half_created_by_a_crash_is_ignored_and_replaced() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(dir.path().join("raw")).expect("mkdir");
+    std::fs::write(dir.path().join("index.redb.new"), b"half").expect("write");
+    std::fs::write(dir.path().join("raw/0.redb.new"), b"half").expect("write");
+    let store = Store::open(opts(dir.path())).expect("open");
+    store
+        .append(batch(&labels(&[("__name__", "x")]), &[(1, 1.0)]))
+        .expect("append");
+    store.close().expect("close");
+    assert!(!dir.path().join("raw/0.redb.new").exists());
+    assert!(!dir.path().join("index.redb.new").exists());
+    let store = Store::open(opts(dir.path())).expect("reopen");
+    assert_eq!(all(&store, &[name_is("x")]), vec![(1, 1.0)]);
+    store.close().expect("close");
+}
+
+#[test]
+fn store_handles_are_send_sync_and_cheap_to_clone() {
+    fn check<T: Send + Sync + Clone>() {}
+    check::<Store>();
+}
+
+#[test]
 fn drop_of_the_last_handle_closes_and_flushes() {
     let dir = tempfile::tempdir().expect("tempdir");
     {
@@ -552,6 +651,56 @@ fn the_timer_flushes_without_being_asked() {
         assert!(std::time::Instant::now() < deadline, "no flush within 10 s");
         std::thread::sleep(Duration::from_millis(10));
     }
+    store.close().expect("close");
+}
+
+/// Readers racing the writer's flushes (which move data from the head to disk) never miss
+/// an acknowledged sample nor see one twice.
+#[test]
+fn concurrent_selects_during_flushes_see_every_acknowledged_sample_once() {
+    use std::sync::atomic::{AtomicBool, AtomicI64};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(StoreOptions {
+        path: dir.path().to_owned(),
+        flush_interval: Duration::from_millis(2),
+    })
+    .expect("open");
+    let acked = Arc::new(AtomicI64::new(0));
+    let done = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let (store, acked, done) = (store.clone(), acked.clone(), done.clone());
+        std::thread::spawn(move || {
+            let mut checks = 0;
+            while !done.load(Ordering::SeqCst) || checks < 10 {
+                let before = acked.load(Ordering::SeqCst);
+                let got = store
+                    .select(&[name_is("r")], i64::MIN, i64::MAX)
+                    .expect("select");
+                let n = got.first().map_or(0, |d| d.samples.len()) as i64;
+                assert!(n >= before, "saw {n} samples, {before} were acknowledged");
+                if let Some(d) = got.first() {
+                    assert!(
+                        d.samples.iter().enumerate().all(|(i, x)| x.t == i as i64),
+                        "samples missing or repeated"
+                    );
+                }
+                checks += 1;
+            }
+            checks
+        })
+    };
+    let l = labels(&[("__name__", "r")]);
+    for t in 0..3000i64 {
+        store.append(batch(&l, &[(t, t as f64)])).expect("append");
+        acked.store(t + 1, Ordering::SeqCst);
+        if t % 300 == 0 {
+            store.flush().expect("flush");
+        }
+    }
+    done.store(true, Ordering::SeqCst);
+    let checks = reader.join().expect("reader thread");
+    assert!(checks >= 10);
+    assert!(store.stats().flushes > 1);
     store.close().expect("close");
 }
 

@@ -215,7 +215,10 @@ impl Writer {
                 let mut blocks = txn.open_table(partition::BLOCKS).map_err(|x| e(x.into()))?;
                 for (s, seq) in part.seals.iter().zip(&seal_seqs) {
                     chunks
-                        .insert((s.series, s.max_t, *seq), s.value.as_slice())
+                        .insert(
+                            (partition::hour_of(s.max_t), s.series, s.max_t, *seq),
+                            s.value.as_slice(),
+                        )
                         .map_err(|x| e(x.into()))?;
                 }
                 for s in &dead {

@@ -18,6 +18,8 @@ use crate::model::{Labels, MetricType};
 /// procfs (prometheus/procfs `stat.go`) divides ticks by a fixed USER_HZ of 100; the
 /// kernel exports USER_HZ=100 on every architecture Picket targets.
 const USER_HZ: f64 = 100.0;
+/// Upper bound on CPU numbers taken from /proc/stat (the kernel's NR_CPUS maximum is 8192).
+const MAX_CPUS: usize = 1 << 16;
 /// `jumpBackSeconds` in cpu_linux.go.
 const JUMP_BACK_SECONDS: f64 = 3.0;
 const MODES: [&str; 8] = [
@@ -142,6 +144,11 @@ pub(crate) fn parse_cpu_lines(stat: &str, out: &mut Vec<(usize, CpuTimes)>) {
         let Ok(num) = num.parse::<usize>() else {
             continue; // the aggregate "cpu" line
         };
+        // Linux caps NR_CPUS far below this; a bigger number is garbage, and would make
+        // the dense per-CPU tables below allocate without bound.
+        if num >= MAX_CPUS {
+            continue;
+        }
         let mut times = [0.0; 10];
         let mut ok = true;
         for (slot, field) in times.iter_mut().zip(fields) {
@@ -292,7 +299,7 @@ btime 1795324398
     #[test]
     fn garbage_and_short_lines_do_not_panic() {
         let mut out = Vec::new();
-        parse_cpu_lines("cpu0 1 2 x\ncpuX 1\ncpu3 5\n\n", &mut out);
+        parse_cpu_lines("cpu0 1 2 x\ncpuX 1\ncpu3 5\ncpu99999999999 1\n\n", &mut out);
         assert_eq!(
             out,
             vec![(3, [0.05, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0])]
