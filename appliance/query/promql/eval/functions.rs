@@ -1,12 +1,17 @@
 //! PromQL functions: dispatch on `Call.func`, the range-vector kernels (`rate` and the
-//! extrapolation of promql/functions.go v3.x, `irate`/`idelta`, the `*_over_time` family,
-//! `deriv`, `predict_linear`, `changes`, `resets`), the instant-vector functions (math,
+//! extrapolation of promql/functions.go v3.x, `irate`/`idelta`, the `*_over_time` family
+//! including `mad_`, `ts_of_*_over_time` and `double_exponential_smoothing`, `deriv`,
+//! `predict_linear`, `changes`, `resets`), the instant-vector functions (math and trig,
 //! `clamp*`, `round`, date functions, `label_replace`/`label_join`, `sort*`,
-//! `histogram_quantile` over classic `le` buckets) and `time`, `vector`, `scalar`,
-//! `timestamp`, `absent*`. Kernels are plain functions over borrowed sample slices.
+//! `histogram_quantile(s)` and `histogram_fraction` over classic `le` buckets), the scalar
+//! ones (`time`, `pi`, `scalar`, `start`/`end`/`step`/`range`, `min_of`/`max_of`) and
+//! `vector`, `timestamp`, `absent*`. Kernels are plain functions over borrowed sample
+//! slices. Annotations (invalid quantile, malformed `le`, forced monotonicity, possible
+//! non-counter) are raised here with Prometheus' wording.
 //!
 //! Functions drop the metric name except `last_over_time`, `first_over_time`, `sort*`,
 //! `label_replace` and `label_join`, as Prometheus does without delayed name removal.
+//! Native histograms are not supported (the store holds floats only).
 
 use super::binary::check_unique;
 use super::{EvalError, Evaluator, InstantSample, MatrixVal, Val, Vector};
