@@ -6,6 +6,9 @@ use super::{EngineOptions, EvalError, Value, instant_query, range_query};
 use crate::query::promql::ast::{AggregateOp as A, AtModifier, BinaryOp as B, Cardinality};
 use std::sync::atomic::Ordering;
 
+/// Expected instant vector: labels in text form and values.
+type Expected<'a> = &'a [(&'a str, f64)];
+
 fn http_requests_total() -> MemReader {
     load(
         5 * M,
@@ -1085,7 +1088,7 @@ fn at_modifier_cases_match_at_modifier_test() {
         ],
     );
     let j1 = r#"{job="1"}"#;
-    let cases: &[(&str, i64, &[(&str, f64)])] = &[
+    let cases: &[(&str, i64, Expected)] = &[
         (
             "metric @ 100",
             10 * S,
