@@ -1,7 +1,8 @@
 //! Test-only runner for Prometheus' PromQL test scripts (`promql/promqltest/testdata/*.test`,
-//! copied to /work/shared/conformance/promql): `load`, `clear`, `eval instant at`,
-//! `eval range from .. to .. step ..` with expected series, `expect fail`. Native
-//! histograms and annotations are out of scope: such series and expectations are skipped.
+//! the corpus in shared/conformance/promql): `load`, `clear`, `eval instant at`,
+//! `eval range from .. to .. step ..` with expected series, `expect fail [msg:]`,
+//! `expect ordered`, `expect string`, and `expect warn|info|no_warn|no_info [msg:]`
+//! against the evaluator's annotations. Native-histogram series are not loaded.
 //! The test asserts a floor on the number of passing cases (the remaining failures are
 //! native-histogram cases, experimental syntax the parser rejects, and functions not
 //! implemented); `cargo test --lib conformance -- --nocapture` prints every failure.
