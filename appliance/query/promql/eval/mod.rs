@@ -12,13 +12,11 @@
 //!
 //! The other files own one concern each: `selectors` (lookback/window kernels), `functions`
 //! (function dispatch and the `*_over_time`/rate kernels), `aggregate` (`sum by` and
-//! friends), `binary` (operators and vector matching); `testutil`, `tests` and
-//! `conformance` (Prometheus' own test scripts) are test-only.
+//! friends), `binary` (operators and vector matching); `testutil` and `tests` are test-only.
+//! Prometheus' own test scripts run against the live server from `.ci/conformance`.
 
 mod aggregate;
 mod binary;
-#[cfg(test)]
-mod conformance;
 mod functions;
 mod selectors;
 #[cfg(test)]
