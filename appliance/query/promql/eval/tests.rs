@@ -1437,45 +1437,6 @@ fn sort_by_label_uses_natural_order_then_the_label_set() {
     assert_eq!(order("sort_by_label_desc"), vec![1.0, 2.0, 3.0, 4.0]);
 }
 
-/// Rough timing of a dashboard-sized range query; run with
-/// `cargo test --lib eval::tests::timing -- --ignored --nocapture`.
-#[test]
-#[ignore = "timing only"]
-fn timing_of_a_large_range_query() {
-    let mut lines = Vec::new();
-    for i in 0..1000 {
-        lines.push((
-            format!(
-                r#"req_total{{job="j{}", instance="i{i}", code="200"}}"#,
-                i % 10
-            ),
-            "0+10x1440".to_string(),
-        ));
-    }
-    let pairs: Vec<(&str, &str)> = lines
-        .iter()
-        .map(|(a, b)| (a.as_str(), b.as_str()))
-        .collect();
-    let r = load(15 * S, &pairs);
-    for e in [
-        sel("req_total"),
-        call("rate", vec![msel("req_total", 5 * M)]),
-        agg(
-            A::Sum,
-            call("rate", vec![msel("req_total", 5 * M)]),
-            by(&["job"]),
-        ),
-    ] {
-        let t0 = std::time::Instant::now();
-        let v = range(&r, &e, 0, 6 * 60 * M, 30 * S).expect("query");
-        let n = match v {
-            Value::Matrix(m) => m.iter().map(|s| s.samples.len()).sum::<usize>(),
-            _ => 0,
-        };
-        println!("{n} points in {:?}", t0.elapsed());
-    }
-}
-
 #[test]
 fn histogram_fraction_and_quantiles_over_classic_buckets() {
     // histograms.test: buckets 1, 2, 3, +Inf holding 1, 3, 6, 100 observations.
