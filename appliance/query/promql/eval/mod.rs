@@ -17,6 +17,7 @@
 
 mod aggregate;
 mod binary;
+mod durations;
 mod functions;
 mod selectors;
 #[cfg(test)]
@@ -115,6 +116,8 @@ pub fn instant_query_annotated(
     t_ms: i64,
     opts: &EngineOptions,
 ) -> Result<(Value, Annotations), EvalError> {
+    let resolved = durations::resolve(expr, 0, 0)?;
+    let expr = resolved.as_ref().unwrap_or(expr);
     with_stack_for(expr, || instant_query_inner(reader, expr, t_ms, opts))
 }
 
@@ -172,6 +175,9 @@ pub fn range_query_annotated(
     step_ms: i64,
     opts: &EngineOptions,
 ) -> Result<(Value, Annotations), EvalError> {
+    let range_ms = end_ms.saturating_sub(start_ms);
+    let resolved = durations::resolve(expr, step_ms, range_ms)?;
+    let expr = resolved.as_ref().unwrap_or(expr);
     with_stack_for(expr, || {
         range_query_inner(reader, expr, start_ms, end_ms, step_ms, opts)
     })

@@ -225,6 +225,7 @@ pub fn vsel(s: &str) -> VectorSelector {
         name: (!name.is_empty()).then(|| name.to_string()),
         matchers,
         offset_ms: 0,
+        offset_expr: None,
         at: None,
         span: Span::default(),
     }
@@ -235,6 +236,7 @@ pub fn msel(s: &str, range_ms: i64) -> Expr {
     Expr::MatrixSelector(MatrixSelector {
         selector: vsel(s),
         range_ms,
+        range_expr: None,
         span: Span::default(),
     })
 }
@@ -265,6 +267,9 @@ pub fn subq(e: Expr, range_ms: i64, step_ms: Option<i64>) -> Expr {
         range_ms,
         step_ms,
         offset_ms: 0,
+        range_expr: None,
+        step_expr: None,
+        offset_expr: None,
         at: None,
         span: Span::default(),
     })
