@@ -336,6 +336,11 @@ pub struct Binary {
     pub return_bool: bool,
     /// Present when both sides are instant vectors.
     pub matching: Option<VectorMatching>,
+    /// `fill_left(v)` / `fill_right(v)` (`fill(v)` sets both; Prometheus 3.x,
+    /// `--enable-feature=promql-binop-fill-modifiers`): the value a missing match on that
+    /// side stands in for.
+    pub fill_left: Option<f64>,
+    pub fill_right: Option<f64>,
     pub span: Span,
 }
 
@@ -591,6 +596,28 @@ impl fmt::Display for Expr {
                             write_label_list(f, &m.include)?;
                         }
                         Cardinality::OneToOne | Cardinality::ManyToMany => {}
+                    }
+                }
+                let fill = |v: f64| {
+                    if v.is_nan() {
+                        "NaN".to_string()
+                    } else if v.is_infinite() {
+                        (if v > 0.0 { "Inf" } else { "-Inf" }).to_string()
+                    } else {
+                        format!("{v:?}")
+                    }
+                };
+                match (b.fill_left, b.fill_right) {
+                    (Some(l), Some(r)) if l.to_bits() == r.to_bits() => {
+                        write!(f, " fill({})", fill(l))?
+                    }
+                    (l, r) => {
+                        if let Some(l) = l {
+                            write!(f, " fill_left({})", fill(l))?;
+                        }
+                        if let Some(r) = r {
+                            write!(f, " fill_right({})", fill(r))?;
+                        }
                     }
                 }
                 write!(f, " {}", b.rhs)

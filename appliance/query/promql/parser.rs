@@ -833,6 +833,9 @@ impl Parser<'_> {
         let mut m = Modifiers {
             bool_pos: None,
             matching: None,
+            fill_left: None,
+            fill_right: None,
+            fill_pos: None,
         };
         let t = self.peek()?;
         if t.kind == Kind::Bool {
@@ -863,14 +866,52 @@ impl Parser<'_> {
             }
             m.matching = Some(vm);
         }
-        let t = self.peek()?;
-        if matches!(t.kind, Kind::Fill | Kind::FillLeft | Kind::FillRight) {
-            return Err(ParseError::new(
-                t.start,
-                "binop fill modifiers are experimental and not enabled",
-            ));
+        // `fill(v)`, or `fill_left(v)` and/or `fill_right(v)` in either order. A `fill`
+        // keyword not followed by `(` is the right operand: a metric named `fill`.
+        for _ in 0..2 {
+            let t = self.peek()?;
+            let is_fill = matches!(t.kind, Kind::Fill | Kind::FillLeft | Kind::FillRight)
+                && self.peek2().is_some_and(|n| n.kind == Kind::LeftParen);
+            if !is_fill
+                || (t.kind == Kind::FillLeft && m.fill_left.is_some())
+                || (t.kind == Kind::FillRight && m.fill_right.is_some())
+                || (t.kind == Kind::Fill && m.fill_pos.is_some())
+            {
+                break;
+            }
+            self.bump()?;
+            m.fill_pos.get_or_insert(t.start);
+            let v = self.fill_value()?;
+            match t.kind {
+                Kind::Fill => {
+                    m.fill_left = Some(v);
+                    m.fill_right = Some(v);
+                    break;
+                }
+                Kind::FillLeft => m.fill_left = Some(v),
+                _ => m.fill_right = Some(v),
+            }
         }
         Ok(m)
+    }
+
+    /// `( [+-] number_or_duration )`, Prometheus' `fill_value`.
+    fn fill_value(&mut self) -> R<f64> {
+        self.expect(Kind::LeftParen, "fill modifier", "\"(\"")?;
+        let mut negative = false;
+        let t = self.peek()?;
+        if matches!(t.kind, Kind::Add | Kind::Sub) {
+            self.bump()?;
+            negative = t.kind == Kind::Sub;
+        }
+        let lit = self.peek()?;
+        if !matches!(lit.kind, Kind::Number | Kind::Duration) {
+            return Err(self.unexpected(lit, "fill modifier", "number or duration"));
+        }
+        self.bump()?;
+        let v = self.literal_value(lit)?;
+        self.expect(Kind::RightParen, "fill modifier", "\")\"")?;
+        Ok(if negative { -v } else { v })
     }
 
     /// Builds a binary expression and applies Prometheus' type rules to it.
@@ -948,6 +989,14 @@ impl Parser<'_> {
             }
             Some(vm)
         };
+        if let Some(pos) = m.fill_pos
+            && (!both_vectors || op.is_set())
+        {
+            self.check(
+                pos,
+                "fill modifiers are only allowed in arithmetic and comparison operations between instant vectors",
+            );
+        }
         if (lt == ValueType::Scalar || rt == ValueType::Scalar) && op.is_set() {
             self.check(
                 span.start,
@@ -964,6 +1013,8 @@ impl Parser<'_> {
                 rhs: Box::new(rhs.e),
                 return_bool,
                 matching,
+                fill_left: m.fill_left,
+                fill_right: m.fill_right,
                 span,
             }),
             span,
@@ -1323,6 +1374,10 @@ impl Parser<'_> {
 struct Modifiers {
     bool_pos: Option<usize>,
     matching: Option<VectorMatching>,
+    fill_left: Option<f64>,
+    fill_right: Option<f64>,
+    /// Where the first fill modifier was written, for type errors.
+    fill_pos: Option<usize>,
 }
 
 fn span_of(t: Token) -> Span {
@@ -1455,6 +1510,8 @@ mod tests {
                 labels: vec![],
                 include: vec![],
             }),
+            fill_left: None,
+            fill_right: None,
             span: Span::default(),
         })
     }
@@ -2398,6 +2455,27 @@ mod tests {
         assert!(shown("x[min_of(1m)]").is_err());
     }
 
+    /// fill-modifier.test: `fill`, `fill_left`, `fill_right` after the matching clause; a
+    /// `fill` not followed by `(` is a metric name.
+    #[test]
+    fn fill_modifiers_parse_and_fill_named_metrics_stay_metrics() {
+        let shown = |q: &str| parse(q).map(|e| e.to_string()).map_err(|e| e.message);
+        assert_eq!(shown("a + fill(0) b").unwrap(), "a + fill(0.0) b");
+        assert_eq!(
+            shown("a + fill_right(7) fill_left(-Inf) b").unwrap(),
+            "a + fill_left(-Inf) fill_right(7.0) b"
+        );
+        assert_eq!(
+            shown("a == bool on (x) group_left fill(NaN) b").unwrap(),
+            "a == bool on(x) group_left() fill(NaN) b"
+        );
+        assert_eq!(shown("other + fill").unwrap(), "other + fill");
+        assert_eq!(
+            shown("fill + fill(0) fill_left").unwrap(),
+            "fill + fill(0.0) fill_left"
+        );
+    }
+
     #[test]
     fn experimental_syntax_is_rejected_clearly() {
         run_errors(&[
@@ -2412,9 +2490,14 @@ mod tests {
                 msg: "smoothed modifier is experimental and not enabled",
             },
             ErrCase {
-                input: "a + fill(0) b",
-                pos: 4,
-                msg: "binop fill modifiers are experimental and not enabled",
+                input: "a and fill(0) b",
+                pos: 6,
+                msg: "fill modifiers are only allowed in arithmetic and comparison operations between instant vectors",
+            },
+            ErrCase {
+                input: "a + fill(x) b",
+                pos: 9,
+                msg: "unexpected identifier \"x\" in fill modifier, expected number or duration",
             },
             ErrCase {
                 input: "a </ 1",

@@ -1612,3 +1612,65 @@ fn label_names_follow_utf8_validation() {
     ));
     assert!(instant(&r, &q(r#"count_values("", m)"#), 0).is_err());
 }
+
+/// fill-modifier.test: missing matches take the fill value; under `group_right` the fill
+/// values keep upstream's post-swap roles (`fill_left` fills the right-hand side).
+#[test]
+fn fill_modifiers_stand_in_for_missing_matches() {
+    let r = load(
+        5 * M,
+        &[
+            (r#"l{k="a"}"#, "10"),
+            (r#"l{k="b"}"#, "20"),
+            (r#"r{k="a"}"#, "100"),
+            (r#"r{k="c"}"#, "300"),
+        ],
+    );
+    assert_vector(
+        instant(&r, &q("l + fill(0) r"), 0),
+        &[
+            (r#"{k="a"}"#, 110.0),
+            (r#"{k="b"}"#, 20.0),
+            (r#"{k="c"}"#, 300.0),
+        ],
+    );
+    assert_vector(
+        instant(&r, &q("l + fill_right(1) r"), 0),
+        &[(r#"{k="a"}"#, 110.0), (r#"{k="b"}"#, 21.0)],
+    );
+    assert_vector(
+        instant(&r, &q("l != bool fill_left(300) r"), 0),
+        &[(r#"{k="a"}"#, 1.0), (r#"{k="c"}"#, 0.0)],
+    );
+    let r = load(
+        5 * M,
+        &[
+            (r#"cpu{instance="a", cpu="0"}"#, "1"),
+            (r#"cpu{instance="b", cpu="0"}"#, "1"),
+            (r#"meta{instance="a"}"#, "100"),
+            (r#"meta{instance="c"}"#, "300"),
+        ],
+    );
+    assert_vector(
+        instant(
+            &r,
+            &q("meta * on(instance) group_right fill_left(2) cpu"),
+            0,
+        ),
+        &[
+            (r#"{cpu="0", instance="a"}"#, 100.0),
+            (r#"{instance="c"}"#, 600.0),
+        ],
+    );
+    assert_vector(
+        instant(
+            &r,
+            &q("meta * on(instance) group_right fill_right(0) cpu"),
+            0,
+        ),
+        &[
+            (r#"{cpu="0", instance="a"}"#, 100.0),
+            (r#"{cpu="0", instance="b"}"#, 0.0),
+        ],
+    );
+}

@@ -341,6 +341,8 @@ pub fn bin_m(op: BinaryOp, l: Expr, r: Expr, return_bool: bool, m: Option<Vector
         rhs: Box::new(r),
         return_bool,
         matching,
+        fill_left: None,
+        fill_right: None,
         span: Span::default(),
     })
 }
