@@ -52,6 +52,12 @@ pub struct VectorSelector {
     /// before evaluation (see [`DurationExpr`]).
     pub offset_expr: Option<DurationExpr>,
     pub at: Option<AtModifier>,
+    /// `anchored` (range selectors; Prometheus 3.x extended range selectors): the window
+    /// starts at the last sample at or before its left edge, and nothing is extrapolated.
+    pub anchored: bool,
+    /// `smoothed`: values at the window edges (or at the instant) are interpolated between
+    /// the neighbouring samples.
+    pub smoothed: bool,
     pub span: Span,
 }
 
@@ -473,6 +479,16 @@ fn write_modifiers(
 }
 
 impl VectorSelector {
+    fn fmt_extended(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.anchored {
+            f.write_str(" anchored")?;
+        }
+        if self.smoothed {
+            f.write_str(" smoothed")?;
+        }
+        Ok(())
+    }
+
     /// The selector without its `@`/`offset` modifiers.
     fn fmt_bare(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut matchers: Vec<&Matcher> = self.matchers.iter().collect();
@@ -519,7 +535,8 @@ impl fmt::Display for Expr {
             Expr::String(s) => f.write_str(&go_quote(s)),
             Expr::VectorSelector(vs) => {
                 vs.fmt_bare(f)?;
-                write_modifiers(f, vs.at, vs.offset_ms, vs.offset_expr.as_ref())
+                write_modifiers(f, vs.at, vs.offset_ms, vs.offset_expr.as_ref())?;
+                vs.fmt_extended(f)
             }
             Expr::MatrixSelector(ms) => {
                 ms.selector.fmt_bare(f)?;
@@ -528,7 +545,8 @@ impl fmt::Display for Expr {
                     None => write!(f, "[{}]", format_duration(ms.range_ms))?,
                 }
                 let sel = &ms.selector;
-                write_modifiers(f, sel.at, sel.offset_ms, sel.offset_expr.as_ref())
+                write_modifiers(f, sel.at, sel.offset_ms, sel.offset_expr.as_ref())?;
+                sel.fmt_extended(f)
             }
             Expr::Subquery(sq) => {
                 match &sq.range_expr {

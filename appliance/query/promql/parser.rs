@@ -376,11 +376,32 @@ impl Parser<'_> {
                 Kind::Offset => p = self.offset(p)?,
                 Kind::At => p = self.at(p)?,
                 Kind::Anchored | Kind::Smoothed => {
+                    self.bump()?;
                     let what = self.text(t).to_ascii_lowercase();
-                    return Err(ParseError::new(
-                        p.span.start,
-                        format!("{what} modifier is experimental and not enabled"),
-                    ));
+                    let vs = match &mut p.e {
+                        Expr::VectorSelector(vs) => vs,
+                        Expr::MatrixSelector(ms) => &mut ms.selector,
+                        _ => {
+                            return Err(ParseError::new(
+                                p.span.start,
+                                format!(
+                                    "{what} modifier must be preceded by an instant vector selector or range vector selector"
+                                ),
+                            ));
+                        }
+                    };
+                    if t.kind == Kind::Anchored {
+                        vs.anchored = true;
+                    } else {
+                        vs.smoothed = true;
+                    }
+                    if vs.anchored && vs.smoothed {
+                        return Err(ParseError::new(
+                            p.span.start,
+                            "anchored and smoothed modifiers cannot be used together",
+                        ));
+                    }
+                    p.span.end = t.end;
                 }
                 _ => return Ok(p),
             }
@@ -505,6 +526,8 @@ impl Parser<'_> {
                 offset_ms: 0,
                 offset_expr: None,
                 at: None,
+                anchored: false,
+                smoothed: false,
                 span,
             }),
             span,
@@ -1485,6 +1508,8 @@ mod tests {
             offset_ms: 0,
             offset_expr: None,
             at: None,
+            anchored: false,
+            smoothed: false,
             span: Span::default(),
         }
     }
@@ -1954,6 +1979,8 @@ mod tests {
             offset_ms: 0,
             offset_expr: None,
             at: None,
+            anchored: false,
+            smoothed: false,
             span: Span::default(),
         };
         run(vec![
@@ -2480,14 +2507,14 @@ mod tests {
     fn experimental_syntax_is_rejected_clearly() {
         run_errors(&[
             ErrCase {
-                input: "foo[5m] anchored",
+                input: "sum(foo) anchored",
                 pos: 0,
-                msg: "anchored modifier is experimental and not enabled",
+                msg: "anchored modifier must be preceded by an instant vector selector or range vector selector",
             },
             ErrCase {
-                input: "foo[5m] smoothed",
+                input: "foo[1m] anchored smoothed",
                 pos: 0,
-                msg: "smoothed modifier is experimental and not enabled",
+                msg: "anchored and smoothed modifiers cannot be used together",
             },
             ErrCase {
                 input: "a and fill(0) b",

@@ -1674,3 +1674,29 @@ fn fill_modifiers_stand_in_for_missing_matches() {
         ],
     );
 }
+
+/// extended_vectors.test ("PROM-52"): `anchored` takes the last sample at or before the
+/// window as its start and never extrapolates; `smoothed` interpolates both edges.
+#[test]
+fn anchored_and_smoothed_range_selectors() {
+    let r = load(15_000, &[("metric", "1+1x4 9+1x4")]);
+    let at = |q_: &str, t: i64| instant(&r, &q(q_), t);
+    assert_vector(at("increase(metric[1m] anchored)", 5_000), &[("{}", 0.0)]);
+    assert_vector(at("increase(metric[1m] anchored)", 80_000), &[("{}", 7.0)]);
+    assert_vector(at("increase(metric[1m] smoothed)", 65_000), &[("{}", 5.0)]);
+    assert_vector(at("increase(metric[1m] smoothed)", 125_000), &[("{}", 6.0)]);
+    assert_vector(at("metric smoothed", 20_000), &[("metric", 7.0 / 3.0)]);
+    // Data only before the window: nothing to interpolate towards.
+    assert_vector(at("rate(metric[5s] smoothed)", 200_000), &[]);
+    let r = load(60_000, &[("metric", "9 8 5 4")]);
+    // Counter resets count as growth from zero when interpolating.
+    assert_vector(
+        instant(&r, &q("increase(metric[2m] smoothed)"), 135_000),
+        &[("{}", 12.0)],
+    );
+    assert!(
+        error_of(instant(&r, &q("deriv(metric[3m] smoothed)"), 0)).contains(
+            "smoothed modifier can only be used with: delta, increase, rate - not with deriv"
+        )
+    );
+}

@@ -227,6 +227,8 @@ pub fn vsel(s: &str) -> VectorSelector {
         offset_ms: 0,
         offset_expr: None,
         at: None,
+        anchored: false,
+        smoothed: false,
         span: Span::default(),
     }
 }
