@@ -1,4 +1,4 @@
-//! The command line: `picket run`, `picket check-config`, `picket version`.
+//! The command line: `picket run`, `picket check-config`, `picket query`, `picket version`.
 
 use crate::config::{Config, ConfigError};
 use clap::{Parser, Subcommand};
@@ -36,8 +36,34 @@ pub enum Command {
         #[arg(value_name = "FILE")]
         file: PathBuf,
     },
+    /// Evaluate a PromQL expression on a running server and print it as `promtool query` does.
+    Query(QueryArgs),
     /// Print the version.
     Version,
+}
+
+/// `picket query EXPR [--time T | --start S --end E --step D] [--server URL]`.
+#[derive(Debug, clap::Args)]
+pub struct QueryArgs {
+    /// The PromQL expression.
+    #[arg(value_name = "EXPR")]
+    pub expr: String,
+    /// Evaluation time of an instant query (RFC 3339 or Unix seconds); the server's now
+    /// when omitted.
+    #[arg(long, value_name = "T", conflicts_with_all = ["start", "end", "step"])]
+    pub time: Option<String>,
+    /// Start of a range query (RFC 3339 or Unix seconds).
+    #[arg(long, value_name = "S", requires_all = ["end", "step"])]
+    pub start: Option<String>,
+    /// End of a range query.
+    #[arg(long, value_name = "E", requires = "start")]
+    pub end: Option<String>,
+    /// Step of a range query (a duration such as 30s, or seconds).
+    #[arg(long, value_name = "D", requires = "start")]
+    pub step: Option<String>,
+    /// Base URL of the Prometheus API to ask.
+    #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:9464")]
+    pub server: String,
 }
 
 pub fn main() -> ExitCode {
@@ -47,6 +73,7 @@ pub fn main() -> ExitCode {
             println!("picket {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
         }
+        Command::Query(args) => run_query(args),
         Command::CheckConfig { file } => match Config::load(&file) {
             Ok(_) => {
                 println!("{}: OK", file.display());
@@ -87,6 +114,27 @@ pub fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+/// Prints the result to stdout, or `Error: <errorType>: <error>` to stderr and exits 1.
+fn run_query(args: QueryArgs) -> ExitCode {
+    use crate::query::client::{QueryKind, query};
+    let kind = match (args.start, args.end, args.step) {
+        (Some(start), Some(end), Some(step)) => QueryKind::Range { start, end, step },
+        _ => QueryKind::Instant { time: args.time },
+    };
+    match query(&args.server, &args.expr, &kind) {
+        Ok(text) => {
+            if !text.is_empty() {
+                println!("{text}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("Error: {e}");
+            ExitCode::FAILURE
         }
     }
 }
