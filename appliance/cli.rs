@@ -1,4 +1,5 @@
-//! The command line: `picket run`, `picket check-config`, `picket version`.
+//! The command line: `picket run`, `picket check-config`, `picket check rules`,
+//! `picket version`.
 
 use crate::config::{Config, ConfigError};
 use clap::{Parser, Subcommand};
@@ -36,8 +37,23 @@ pub enum Command {
         #[arg(value_name = "FILE")]
         file: PathBuf,
     },
+    /// Check files without running: `picket check rules FILE...`.
+    Check {
+        #[command(subcommand)]
+        what: CheckCommand,
+    },
     /// Print the version.
     Version,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CheckCommand {
+    /// Check Prometheus rule files like `promtool check rules`: exit 1 with `FILE:LINE: reason`
+    /// for each problem.
+    Rules {
+        #[arg(value_name = "FILE", required = true)]
+        files: Vec<PathBuf>,
+    },
 }
 
 pub fn main() -> ExitCode {
@@ -47,6 +63,9 @@ pub fn main() -> ExitCode {
             println!("picket {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
         }
+        Command::Check {
+            what: CheckCommand::Rules { files },
+        } => check_rules(&files),
         Command::CheckConfig { file } => match Config::load(&file) {
             Ok(_) => {
                 println!("{}: OK", file.display());
@@ -88,6 +107,34 @@ pub fn main() -> ExitCode {
                 }
             }
         }
+    }
+}
+
+/// `picket check rules`: promtool's output (`Checking FILE`, `  SUCCESS: N rules found`
+/// or `  FAILED:` and one `FILE:LINE: reason` line per problem), exit 1 if any file fails.
+fn check_rules(files: &[PathBuf]) -> ExitCode {
+    let mut failed = false;
+    for f in files {
+        println!("Checking {}", f.display());
+        match crate::rules::file::load_file(f) {
+            Ok(groups) => {
+                let n: usize = groups.iter().map(|g| g.rules.len()).sum();
+                println!("  SUCCESS: {n} rules found");
+            }
+            Err(errors) => {
+                failed = true;
+                println!("  FAILED:");
+                for e in errors {
+                    eprintln!("{e}");
+                }
+            }
+        }
+        println!();
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
     }
 }
 
