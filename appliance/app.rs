@@ -151,14 +151,15 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
                     lookback_delta_ms: config.query.lookback_delta.0.as_millis() as i64,
                     max_samples: config.query.max_samples.0 as usize,
                     timeout: config.query.timeout.0,
-                    default_subquery_step_ms: config.rules.evaluation_interval.0.as_millis()
-                        as i64,
+                    default_subquery_step_ms: config.rules.evaluation_interval.0.as_millis() as i64,
                 },
                 external_labels: config.rules.external_labels.clone(),
                 external_url: String::new(),
             },
         ));
-        manager.start().context("cannot start the rule evaluation threads")?;
+        manager
+            .start()
+            .context("cannot start the rule evaluation threads")?;
         tracing::info!(
             groups = manager.groups().len(),
             rules = count,

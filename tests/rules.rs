@@ -55,7 +55,10 @@ fn alerts(p: &Picket) -> Vec<Value> {
     let (code, v) = p.get_json("/api/v1/alerts");
     assert_eq!(code, 200, "{v}");
     assert_eq!(v["status"], "success");
-    v["data"]["alerts"].as_array().expect("alerts array").clone()
+    v["data"]["alerts"]
+        .as_array()
+        .expect("alerts array")
+        .clone()
 }
 
 fn is_rfc3339(s: &Value) -> bool {
@@ -105,7 +108,10 @@ fn rules_record_and_alert_over_pushed_data_and_survive_a_restart() {
     let firing = wait_for(10, "the alert to fire", || {
         alerts(&p).into_iter().find(|a| a["state"] == "firing")
     });
-    assert_eq!(firing["activeAt"], active_at, "firing keeps the time it became active");
+    assert_eq!(
+        firing["activeAt"], active_at,
+        "firing keeps the time it became active"
+    );
 
     let (_, v) = p.get_json("/api/v1/rules");
     let rules = v["data"]["groups"][0]["rules"].as_array().unwrap().clone();
@@ -142,10 +148,21 @@ fn rules_record_and_alert_over_pushed_data_and_survive_a_restart() {
     assert_eq!(rec[0]["metric"]["job"], "node");
     assert_eq!(rec[0]["value"][1], "60");
     let firing_series = p.query(r#"ALERTS{alertstate="firing"}"#, &now);
-    assert_eq!(firing_series.as_array().unwrap().len(), 1, "{firing_series}");
+    assert_eq!(
+        firing_series.as_array().unwrap().len(),
+        1,
+        "{firing_series}"
+    );
     assert_eq!(firing_series[0]["metric"]["alertname"], "Hot");
     let for_state = p.query("ALERTS_FOR_STATE", &now);
-    assert!(for_state[0]["value"][1].as_str().unwrap().parse::<f64>().unwrap() > 1e9);
+    assert!(
+        for_state[0]["value"][1]
+            .as_str()
+            .unwrap()
+            .parse::<f64>()
+            .unwrap()
+            > 1e9
+    );
 
     // Restart: the alert is still firing with the same activeAt, at once and after
     // further evaluations, and the pending series did not come back.
@@ -173,7 +190,10 @@ fn rules_record_and_alert_over_pushed_data_and_survive_a_restart() {
 fn picket_starts_without_rules_and_lists_none() {
     let p = Picket::start(QUIET_CONFIG);
     let (code, v) = p.get_json("/api/v1/rules");
-    assert_eq!((code, v["data"]["groups"].as_array().unwrap().len()), (200, 0));
+    assert_eq!(
+        (code, v["data"]["groups"].as_array().unwrap().len()),
+        (200, 0)
+    );
     assert!(alerts(&p).is_empty());
 }
 

@@ -273,7 +273,7 @@ impl AlertingRule {
     /// What must be saved again when it changes: everything but the value and annotations,
     /// which the next evaluation recomputes anyway (saving them would commit to the SD
     /// card at every evaluation).
-    pub fn state_signature(&self) -> Vec<(Labels, AlertState, i64, i64, i64, i64)> {
+    pub fn state_signature(&self) -> StateSignature {
         self.active
             .iter()
             .map(|(l, a)| {
@@ -289,6 +289,10 @@ impl AlertingRule {
             .collect()
     }
 }
+
+/// What [`AlertingRule::state_signature`] compares: per alert, its labels, state,
+/// ActiveAt, FiredAt, ResolvedAt and KeepFiringSince.
+pub type StateSignature = Vec<(Labels, AlertState, i64, i64, i64, i64)>;
 
 /// `ALERTS{alertstate="..."}` / `ALERTS_FOR_STATE` labels for an alert's label set.
 fn series_labels(labels: &Labels, name: &str, state: Option<AlertState>) -> Labels {
@@ -458,7 +462,10 @@ mod tests {
         // Annotations follow the value without changing the alert.
         eval(&mut r, &[sample("gpu", 95.0)], 2_000);
         let a = r.alerts().next().unwrap();
-        assert_eq!((a.annotations[0].1.as_str(), a.active_at), ("gpu at 95", 1_000));
+        assert_eq!(
+            (a.annotations[0].1.as_str(), a.active_at),
+            ("gpu at 95", 1_000)
+        );
     }
 
     #[test]

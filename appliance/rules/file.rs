@@ -197,7 +197,10 @@ pub fn parse_file(text: &str, file: &str) -> Result<Vec<RuleGroup>, Vec<RuleFile
                 }
                 Ok(ms) => Some(ms as i64),
                 Err(e) => {
-                    errors.push(problem(gkey("interval"), format!("group \"{}\": {e}", g.name)));
+                    errors.push(problem(
+                        gkey("interval"),
+                        format!("group \"{}\": {e}", g.name),
+                    ));
                     None
                 }
             },
@@ -286,7 +289,10 @@ pub fn parse_file(text: &str, file: &str) -> Result<Vec<RuleGroup>, Vec<RuleFile
                     );
                 }
                 if r.for_.is_some() {
-                    fail(key_line("for"), "invalid field 'for' in recording rule".into());
+                    fail(
+                        key_line("for"),
+                        "invalid field 'for' in recording rule".into(),
+                    );
                 }
                 if r.keep_firing_for.is_some() {
                     fail(
@@ -329,15 +335,16 @@ pub fn parse_file(text: &str, file: &str) -> Result<Vec<RuleGroup>, Vec<RuleFile
                         Ok(t) => label_templates.push(t),
                         Err(e) => fail(
                             key_line("labels"),
-                            format!(
-                                "label {k:?}: template: __alert_{rule_name}:{e}"
-                            ),
+                            format!("label {k:?}: template: __alert_{rule_name}:{e}"),
                         ),
                     }
                 }
                 for (k, v) in r.annotations.unwrap_or_default() {
                     if !is_valid_label_name(&k) {
-                        fail(key_line("annotations"), format!("invalid annotation name: {k}"));
+                        fail(
+                            key_line("annotations"),
+                            format!("invalid annotation name: {k}"),
+                        );
                     }
                     match Template::parse(&v.0) {
                         Ok(t) => annotations.push((k, v.0, t)),
@@ -484,7 +491,10 @@ impl LineIndex {
             .filter_map(|(i, l)| key_line(i + 1, l))
             .collect();
         let mut idx = LineIndex::default();
-        let Some(gpos) = keys.iter().position(|k| k.key == "groups" && k.dash.is_none()) else {
+        let Some(gpos) = keys
+            .iter()
+            .position(|k| k.key == "groups" && k.dash.is_none())
+        else {
             return idx;
         };
         let Some(group_dash) = keys[gpos + 1..].iter().find_map(|k| k.dash) else {
@@ -586,7 +596,10 @@ groups:
         assert_eq!(g.rules.len(), 2);
         assert_eq!(g.rules[0].name, "job:up:sum");
         assert!(matches!(g.rules[0].kind, RuleKind::Recording));
-        assert_eq!(g.rules[0].labels, [("team".to_string(), "infra".to_string())]);
+        assert_eq!(
+            g.rules[0].labels,
+            [("team".to_string(), "infra".to_string())]
+        );
         let RuleKind::Alerting {
             for_ms,
             keep_firing_for_ms,
@@ -719,7 +732,9 @@ groups:
         assert_eq!(errs.len(), 1);
         assert_eq!(errs[0].0, 7);
         assert!(
-            errs[0].1.starts_with("group \"g\", rule 2, \"B\": could not parse expression: 1:5"),
+            errs[0]
+                .1
+                .starts_with("group \"g\", rule 2, \"B\": could not parse expression: 1:5"),
             "{}",
             errs[0].1
         );

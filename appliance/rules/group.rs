@@ -9,7 +9,7 @@
 //! rule produced last time and not this time. Alert state that changed is saved in the
 //! store's `state` table.
 
-use super::alerting::{Alert, AlertState, AlertingRule};
+use super::alerting::{Alert, AlertState, AlertingRule, StateSignature};
 use super::file::{Rule, RuleGroup, RuleKind};
 use crate::ingest::Ingest;
 use crate::model::{Labels, METRIC_NAME, Sample, stale_nan};
@@ -75,7 +75,7 @@ pub struct RuleEntry {
     /// Output series of the previous evaluation (for staleness markers).
     previous: Mutex<HashSet<Labels>>,
     /// What was last saved of the alert state.
-    saved: Mutex<Vec<(Labels, AlertState, i64, i64, i64, i64)>>,
+    saved: Mutex<StateSignature>,
 }
 
 /// A read-only view of a rule for the API.

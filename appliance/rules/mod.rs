@@ -184,8 +184,7 @@ impl RuleManager {
 
     /// Stops every group after its current evaluation.
     pub fn stop(&self) {
-        let threads =
-            std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));
+        let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));
         for (tx, _) in &threads {
             let _ = tx.send(());
         }

@@ -255,8 +255,7 @@ fn parse_list(items: &[Item], pos: &mut usize) -> Result<(Vec<Node>, ListEnd), T
                         return Ok((nodes, Some((src.clone(), *line))));
                     }
                     "if" => nodes.push(parse_if(rest, *line, items, pos)?),
-                    "range" | "with" | "define" | "template" | "block" | "break"
-                    | "continue" => {
+                    "range" | "with" | "define" | "template" | "block" | "break" | "continue" => {
                         return err(format!(
                             "{line}: {{{{{kw}}}}} is not supported by Picket's template subset"
                         ));
@@ -282,7 +281,9 @@ fn parse_if(
             last.1 = body;
         }
         let Some((end, end_line)) = end else {
-            return err(format!("{line}: unexpected EOF: {{{{if}}}} without {{{{end}}}}"));
+            return err(format!(
+                "{line}: unexpected EOF: {{{{if}}}} without {{{{end}}}}"
+            ));
         };
         if end == "end" {
             return Ok(Node::If {
@@ -298,7 +299,9 @@ fn parse_if(
                     branches,
                     otherwise,
                 }),
-                _ => err(format!("{end_line}: expected {{{{end}}}} after {{{{else}}}}")),
+                _ => err(format!(
+                    "{end_line}: expected {{{{end}}}} after {{{{else}}}}"
+                )),
             };
         }
         match rest.strip_prefix("if") {
@@ -392,11 +395,12 @@ fn tokenize(src: &str, line: usize) -> Result<Vec<Tok>, TemplateError> {
             }
             _ => {
                 let start = i;
-                while i < chars.len()
-                    && !chars[i].is_whitespace()
-                    && !matches!(chars[i], '|' | '(' | ')' | '"' | '`' | '=')
-                    && !(chars[i] == ':' && chars.get(i + 1) == Some(&'='))
-                {
+                let ends_word = |i: usize| {
+                    chars[i].is_whitespace()
+                        || matches!(chars[i], '|' | '(' | ')' | '"' | '`' | '=')
+                        || (chars[i] == ':' && chars.get(i + 1) == Some(&'='))
+                };
+                while i < chars.len() && !ends_word(i) {
                     i += 1;
                 }
                 toks.push(Tok::Word(chars[start..i].iter().collect()));
@@ -692,10 +696,9 @@ fn to_float(v: &Val) -> Result<f64, TemplateError> {
     match v {
         Val::Float(f) => Ok(*f),
         Val::Int(i) => Ok(*i as f64),
-        Val::Str(s) => s
-            .trim()
-            .parse::<f64>()
-            .map_err(|_| TemplateError(format!("strconv.ParseFloat: parsing {s:?}: invalid syntax"))),
+        Val::Str(s) => s.trim().parse::<f64>().map_err(|_| {
+            TemplateError(format!("strconv.ParseFloat: parsing {s:?}: invalid syntax"))
+        }),
         other => err(format!("can't convert {} to float", type_name(other))),
     }
 }
@@ -833,7 +836,10 @@ fn call(name: &str, args: Vec<Val>) -> Result<Val, TemplateError> {
             if args.is_empty() {
                 return err("wrong number of args for and: want at least 1 got 0");
             }
-            let i = args.iter().position(|a| !truth(a)).unwrap_or(args.len() - 1);
+            let i = args
+                .iter()
+                .position(|a| !truth(a))
+                .unwrap_or(args.len() - 1);
             args[i].clone()
         }
         "or" => {
@@ -1223,7 +1229,7 @@ mod tests {
             ("{{ humanizeDuration $value }}", 90061.0, "1d 1h 1m 1s"),
             ("{{ humanizeDuration $value }}", 1.5, "1.5s"),
             ("{{ humanizeDuration $value }}", 0.25, "250ms"),
-            ("{{ printf \"%.2f\" $value }}", 3.14159, "3.14"),
+            ("{{ printf \"%.2f\" $value }}", 1.23456, "1.23"),
             ("{{ printf \"%d%%\" 5 }}", 0.0, "5%"),
             ("{{ printf \"%s=%v\" \"a\" $value }}", 2.0, "a=2"),
             ("{{ printf \"%d\" $value }}", 2.0, "%!d(float64=2)"),
@@ -1232,8 +1238,16 @@ mod tests {
             ("{{ $labels.instance | stripPort }}", 0.0, "pi1"),
             ("{{ toUpper \"abc\" }}", 0.0, "ABC"),
             ("a {{- \" b \" -}} c", 0.0, "a b c"),
-            ("{{ if gt $value 80.0 }}hot{{ else }}ok{{ end }}", 90.0, "hot"),
-            ("{{ if gt $value 80.0 }}hot{{ else }}ok{{ end }}", 10.0, "ok"),
+            (
+                "{{ if gt $value 80.0 }}hot{{ else }}ok{{ end }}",
+                90.0,
+                "hot",
+            ),
+            (
+                "{{ if gt $value 80.0 }}hot{{ else }}ok{{ end }}",
+                10.0,
+                "ok",
+            ),
             (
                 "{{ if gt $value 2.0 }}a{{ else if gt $value 1.0 }}b{{ else }}c{{ end }}",
                 1.5,

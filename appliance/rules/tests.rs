@@ -136,7 +136,10 @@ fn series_that_stop_get_staleness_markers() {
     assert!(is_stale_nan(rec[1].1), "{rec:?}");
     let pending = values(&store, "ALERTS", Some(("alertstate", "pending")));
     assert!(is_stale_nan(pending.last().unwrap().1), "{pending:?}");
-    assert!(alert_states(&m).is_empty(), "a pending alert that vanishes is dropped");
+    assert!(
+        alert_states(&m).is_empty(),
+        "a pending alert that vanishes is dropped"
+    );
     store.close().unwrap();
 }
 
@@ -169,7 +172,11 @@ groups:
     m.groups()[0].eval(&m.ctx, 5_000);
     let v = m.groups()[0].view();
     assert_eq!(v[0].status.health, group::Health::Err);
-    assert!(v[0].status.last_error.contains("same labelset"), "{}", v[0].status.last_error);
+    assert!(
+        v[0].status.last_error.contains("same labelset"),
+        "{}",
+        v[0].status.last_error
+    );
     assert_eq!(v[1].status.health, group::Health::Ok);
     assert_eq!(values(&store, "fine", None), [(5_000, 3.0)]);
     assert!(values(&store, "dup", None).is_empty());
@@ -190,7 +197,11 @@ fn alert_state_survives_a_restart_without_refiring() {
 
     let store = open(dir.path());
     let m = manager(&store);
-    assert_eq!(alert_states(&m), [(AlertState::Firing, 10_000)], "restored before any evaluation");
+    assert_eq!(
+        alert_states(&m),
+        [(AlertState::Firing, 10_000)],
+        "restored before any evaluation"
+    );
     write_temp(&store, 19_000, 60.0);
     eval(&m, 20_000);
     assert_eq!(alert_states(&m), [(AlertState::Firing, 10_000)]);
@@ -219,9 +230,12 @@ fn a_pending_alert_keeps_its_progress_across_a_restart() {
 #[test]
 fn groups_evaluate_at_aligned_times_offset_per_group() {
     let g = Group::new(
-        file::parse_file("groups:\n  - name: a\n    interval: 10s\n    rules: []\n", "f")
-            .unwrap()
-            .remove(0),
+        file::parse_file(
+            "groups:\n  - name: a\n    interval: 10s\n    rules: []\n",
+            "f",
+        )
+        .unwrap()
+        .remove(0),
         60_000,
     );
     let t = g.eval_timestamp(1_000_000);
@@ -254,7 +268,10 @@ fn the_shipped_default_rules_are_valid() {
     let groups = load_rule_files(&[format!("{dir}/*.yml")]).unwrap_or_else(|e| {
         panic!(
             "{}",
-            e.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n")
+            e.iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join("\n")
         )
     });
     let names: Vec<&str> = groups

@@ -97,9 +97,6 @@ mod tests {
         );
         assert_eq!(s.states_with_prefix("").unwrap().len(), 2);
         s.close().unwrap();
-        assert!(matches!(
-            s.states_with_prefix(""),
-            Err(StoreError::Closed)
-        ));
+        assert!(matches!(s.states_with_prefix(""), Err(StoreError::Closed)));
     }
 }
