@@ -123,8 +123,11 @@ fn push_rule(out: &mut String, r: &RuleView, with_alerts: bool) {
             push_str(out, &r.name);
             out.push_str(r#","query":"#);
             push_str(out, &r.query);
-            out.push_str(r#","labels":"#);
-            push_map(out, &r.labels);
+            // `omitempty` on RecordingRule.Labels in Prometheus.
+            if !r.labels.is_empty() {
+                out.push_str(r#","labels":"#);
+                push_map(out, &r.labels);
+            }
         }
     }
     out.push_str(r#","health":"#);
