@@ -67,10 +67,20 @@ pub fn main() -> ExitCode {
             what: CheckCommand::Rules { files },
         } => check_rules(&files),
         Command::CheckConfig { file } => match Config::load(&file) {
-            Ok(_) => {
-                println!("{}: OK", file.display());
-                ExitCode::SUCCESS
-            }
+            // The rule files the config names are part of it: systemd runs check-config
+            // before start, and a broken rule file would stop `run`.
+            Ok(cfg) => match crate::rules::load_rule_files(&cfg.rules.rule_files) {
+                Ok(_) => {
+                    println!("{}: OK", file.display());
+                    ExitCode::SUCCESS
+                }
+                Err(errors) => {
+                    for e in errors {
+                        eprintln!("picket: invalid rule file: {e}");
+                    }
+                    ExitCode::FAILURE
+                }
+            },
             Err(e) => {
                 eprintln!("{}", describe(&e));
                 ExitCode::FAILURE

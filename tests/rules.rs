@@ -198,7 +198,7 @@ fn picket_starts_without_rules_and_lists_none() {
 }
 
 #[test]
-fn a_broken_rule_file_stops_start_up_with_its_line() {
+fn a_broken_rule_file_fails_start_up_and_check_config_with_its_line() {
     let tmp = tempfile::tempdir().unwrap();
     let bad = tmp.path().join("bad.yml");
     std::fs::write(
@@ -213,6 +213,15 @@ fn a_broken_rule_file_stops_start_up_with_its_line() {
         .arg(&cfg)
         .arg("--data-dir")
         .arg(tmp.path().join("data"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("{}:5:", bad.display())), "{err}");
+    // check-config (systemd's ExecStartPre) catches it first.
+    let out = Command::new(env!("CARGO_BIN_EXE_picket"))
+        .arg("check-config")
+        .arg(&cfg)
         .output()
         .unwrap();
     assert!(!out.status.success());
