@@ -265,6 +265,19 @@ impl AlertingRule {
         }
     }
 
+    /// The `ALERTS`/`ALERTS_FOR_STATE` series the active alerts write, so that after a
+    /// restart the group can still mark them stale when the alerts end.
+    pub fn active_series(&self) -> Vec<Labels> {
+        let mut out = Vec::new();
+        for (l, a) in &self.active {
+            if a.state != AlertState::Inactive {
+                out.push(series_labels(l, "ALERTS", Some(a.state)));
+                out.push(series_labels(l, "ALERTS_FOR_STATE", None));
+            }
+        }
+        out
+    }
+
     /// Forgets every alert (what Prometheus does when a rule exceeds its group's limit).
     pub fn clear(&mut self) {
         self.active.clear();

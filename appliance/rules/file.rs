@@ -261,7 +261,12 @@ pub fn parse_file(text: &str, file: &str) -> Result<Vec<RuleGroup>, Vec<RuleFile
                 }
                 _ => {}
             }
-            let expr_text = r.expr.as_ref().map(|s| s.0.clone()).unwrap_or_default();
+            // Block scalars (`expr: |`) end in a newline; the API shows the expression without it.
+            let expr_text = r
+                .expr
+                .as_ref()
+                .map(|s| s.0.trim_end().to_string())
+                .unwrap_or_default();
             let expr = if expr_text.trim().is_empty() {
                 fail(rline, "field 'expr' must be set in rule".into());
                 None

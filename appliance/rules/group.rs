@@ -198,6 +198,7 @@ impl Group {
                     if let RuleState::Alerting(a) = &mut *lock(&r.state) {
                         a.restore(alerts);
                         *lock(&r.saved) = a.state_signature();
+                        lock(&r.previous).extend(a.active_series());
                     }
                 }
                 Err(e) => {

@@ -155,7 +155,13 @@ impl RuleManager {
                     let interval = group.interval_ms;
                     let mut next = group.eval_timestamp(now_ms()) + interval;
                     loop {
-                        let wait = next - now_ms();
+                        let mut wait = next - now_ms();
+                        if wait > interval {
+                            // The wall clock went back (a Pi without a real-time clock
+                            // correcting itself): realign instead of waiting it out.
+                            next = group.eval_timestamp(now_ms()) + interval;
+                            wait = next - now_ms();
+                        }
                         let stop = if wait > 0 {
                             rx.recv_timeout(Duration::from_millis(wait as u64))
                         } else {

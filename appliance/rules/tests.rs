@@ -210,6 +210,31 @@ fn alert_state_survives_a_restart_without_refiring() {
 }
 
 #[test]
+fn alerts_that_end_after_a_restart_still_get_staleness_markers() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let m = manager(&store);
+    write_temp(&store, 9_000, 60.0);
+    eval(&m, 10_000);
+    eval(&m, 12_000);
+    drop(m);
+    store.close().unwrap();
+    let store = open(dir.path());
+    let m = manager(&store);
+    write_temp(&store, 19_000, 10.0);
+    eval(&m, 20_000);
+    assert_eq!(alert_states(&m), [(AlertState::Inactive, 10_000)]);
+    let firing = values(&store, "ALERTS", Some(("alertstate", "firing")));
+    assert_eq!(firing.len(), 2, "{firing:?}");
+    assert!(
+        is_stale_nan(firing[1].1) && firing[1].0 == 20_000,
+        "{firing:?}"
+    );
+    drop(m);
+    store.close().unwrap();
+}
+
+#[test]
 fn a_pending_alert_keeps_its_progress_across_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
