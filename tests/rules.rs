@@ -23,6 +23,9 @@ const RULES: &str = r#"groups:
           severity: warning
         annotations:
           summary: "{{ $labels.job }} at {{ $value }} on {{ $externalLabels.node }}"
+  - name: empty
+    interval: 5s
+    rules: []
 "#;
 
 fn now_ms() -> i64 {
@@ -140,6 +143,21 @@ fn rules_record_and_alert_over_pushed_data_and_survive_a_restart() {
     let (_, v) = p.get_json("/api/v1/rules?rule_group[]=nosuch&group[]=ignored");
     assert_eq!(v["data"]["groups"].as_array().unwrap().len(), 0);
     let (code, _) = p.get_json("/api/v1/rules?type=bogus");
+    assert_eq!(code, 400);
+    // Paging (Prometheus 3.x `group_limit` / `group_next_token`).
+    let (_, v) = p.get_json("/api/v1/rules?group_limit=1");
+    assert_eq!(v["data"]["groups"].as_array().unwrap().len(), 1);
+    let token = v["data"]["groupNextToken"]
+        .as_str()
+        .expect("a next token")
+        .to_string();
+    let (_, v) = p.get_json(&format!(
+        "/api/v1/rules?group_limit=1&group_next_token={token}"
+    ));
+    assert_eq!(v["data"]["groups"][0]["name"], "empty");
+    assert_eq!(v["data"]["groups"][0]["interval"], 5);
+    assert!(v["data"].get("groupNextToken").is_none(), "{v}");
+    let (code, _) = p.get_json("/api/v1/rules?group_next_token=nosuch");
     assert_eq!(code, 400);
 
     // The recording rule's output and the ALERTS series are in the store.

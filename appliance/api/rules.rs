@@ -190,9 +190,37 @@ pub async fn rules(
     let groups_wanted = p.all("rule_group[]");
     let files = p.all("file[]");
     let rule_filter = !names.is_empty() || p.get("type").is_some();
+    // Paging as in Prometheus 3.x: `group_limit` groups per page, `groupNextToken` names
+    // the first group of the next page; an unknown token is an error.
+    let group_limit = match p.get("group_limit") {
+        None => None,
+        Some(v) => match v.parse::<usize>() {
+            Ok(n) if n > 0 => Some(n),
+            _ => {
+                return Err(ApiError::bad_data(
+                    "group_limit needs to be greater than 0".to_string(),
+                ));
+            }
+        },
+    };
+    let next_token = p.get("group_next_token");
+    let all: Vec<&Arc<crate::rules::Group>> = s.rules.iter().flat_map(|m| m.groups()).collect();
+    let start = match next_token {
+        None => 0,
+        Some(t) => all
+            .iter()
+            .position(|g| group_token(g) == t)
+            .ok_or_else(|| ApiError::bad_data("invalid group_next_token".to_string()))?,
+    };
     let mut out = String::from(r#"{"groups":["#);
     let mut first = true;
-    for g in s.rules.iter().flat_map(|m| m.groups()) {
+    let mut listed = 0usize;
+    let mut next_page = None;
+    for g in &all[start..] {
+        if group_limit.is_some_and(|n| listed >= n) {
+            next_page = Some(group_token(g));
+            break;
+        }
         if (!groups_wanted.is_empty() && !groups_wanted.contains(&g.name.as_str()))
             || (!files.is_empty() && !files.contains(&g.file.as_str()))
         {
@@ -217,6 +245,7 @@ pub async fn rules(
             out.push(',');
         }
         first = false;
+        listed += 1;
         out.push_str(r#"{"name":"#);
         push_str(&mut out, &g.name);
         out.push_str(r#","file":"#);
@@ -238,8 +267,24 @@ pub async fn rules(
         push_time(&mut out, last);
         out.push('}');
     }
-    out.push_str("]}");
+    out.push(']');
+    if let Some(t) = next_page {
+        out.push_str(r#","groupNextToken":"#);
+        push_str(&mut out, &t);
+    }
+    out.push('}');
     Ok(success(out))
+}
+
+/// A stable token for a group (Prometheus uses a SHA-1 of file and name; any stable,
+/// opaque string will do for clients).
+fn group_token(g: &crate::rules::Group) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in g.file.bytes().chain([0]).chain(g.name.bytes()) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
 }
 
 /// `GET /api/v1/alerts`: every pending and firing alert.
