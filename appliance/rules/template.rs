@@ -122,7 +122,7 @@ impl Template {
     pub fn parse(text: &str) -> Result<Template, TemplateError> {
         let items = split(text)?;
         let mut pos = 0;
-        let (nodes, end) = parse_list(&items, &mut pos)?;
+        let (nodes, end) = parse_list(&items, &mut pos, 0)?;
         match end {
             None => Ok(Template { nodes }),
             Some((kw, line)) => err(format!("{line}: unexpected {{{{{kw}}}}}")),
@@ -235,7 +235,18 @@ fn split(text: &str) -> Result<Vec<Item>, TemplateError> {
 /// Parses nodes until `{{else ...}}`/`{{end}}` (returned) or the end of input.
 type ListEnd = Option<(String, usize)>;
 
-fn parse_list(items: &[Item], pos: &mut usize) -> Result<(Vec<Node>, ListEnd), TemplateError> {
+/// Deepest nesting of `if` blocks and parentheses accepted: far beyond real templates,
+/// and well within the stack of the recursive parser and evaluator.
+const MAX_DEPTH: usize = 64;
+
+fn parse_list(
+    items: &[Item],
+    pos: &mut usize,
+    depth: usize,
+) -> Result<(Vec<Node>, ListEnd), TemplateError> {
+    if depth > MAX_DEPTH {
+        return err("template nested too deeply");
+    }
     let mut nodes = Vec::new();
     while *pos < items.len() {
         let item = &items[*pos];
@@ -254,7 +265,7 @@ fn parse_list(items: &[Item], pos: &mut usize) -> Result<(Vec<Node>, ListEnd), T
                         }
                         return Ok((nodes, Some((src.clone(), *line))));
                     }
-                    "if" => nodes.push(parse_if(rest, *line, items, pos)?),
+                    "if" => nodes.push(parse_if(rest, *line, items, pos, depth + 1)?),
                     "range" | "with" | "define" | "template" | "block" | "break" | "continue" => {
                         return err(format!(
                             "{line}: {{{{{kw}}}}} is not supported by Picket's template subset"
@@ -273,10 +284,11 @@ fn parse_if(
     line: usize,
     items: &[Item],
     pos: &mut usize,
+    depth: usize,
 ) -> Result<Node, TemplateError> {
     let mut branches = vec![(parse_pipeline(cond, line)?, Vec::new())];
     loop {
-        let (body, end) = parse_list(items, pos)?;
+        let (body, end) = parse_list(items, pos, depth)?;
         if let Some(last) = branches.last_mut() {
             last.1 = body;
         }
@@ -293,7 +305,7 @@ fn parse_if(
         }
         let rest = end["else".len()..].trim();
         if rest.is_empty() {
-            let (otherwise, close) = parse_list(items, pos)?;
+            let (otherwise, close) = parse_list(items, pos, depth)?;
             return match close {
                 Some((e, _)) if e == "end" => Ok(Node::If {
                     branches,
@@ -416,14 +428,22 @@ fn parse_pipeline(src: &str, line: usize) -> Result<Pipeline, TemplateError> {
         return err(format!("{line}: missing value for command"));
     }
     let mut pos = 0;
-    let p = pipeline(&toks, &mut pos, line)?;
+    let p = pipeline(&toks, &mut pos, line, 0)?;
     if pos < toks.len() {
         return err(format!("{line}: unexpected {:?} in operand", toks[pos]));
     }
     Ok(p)
 }
 
-fn pipeline(toks: &[Tok], pos: &mut usize, line: usize) -> Result<Pipeline, TemplateError> {
+fn pipeline(
+    toks: &[Tok],
+    pos: &mut usize,
+    line: usize,
+    depth: usize,
+) -> Result<Pipeline, TemplateError> {
+    if depth > MAX_DEPTH {
+        return err(format!("{line}: parentheses nested too deeply"));
+    }
     let mut decl = None;
     if let (Some(Tok::Word(w)), Some(Tok::Declare | Tok::Assign)) =
         (toks.get(*pos), toks.get(*pos + 1))
@@ -440,7 +460,7 @@ fn pipeline(toks: &[Tok], pos: &mut usize, line: usize) -> Result<Pipeline, Temp
                 Tok::Pipe | Tok::Close => break,
                 Tok::Open => {
                     *pos += 1;
-                    let inner = pipeline(toks, pos, line)?;
+                    let inner = pipeline(toks, pos, line, depth + 1)?;
                     if toks.get(*pos) != Some(&Tok::Close) {
                         return err(format!("{line}: unclosed left paren"));
                     }
@@ -1272,6 +1292,11 @@ mod tests {
             ("{{ range $labels }}{{ end }}", "not supported"),
             ("{{ query \"up\" }}", "not supported"),
             ("x\n{{ \"a\\q\" }}", "2: unknown escape sequence"),
+            (&"{{ if 1 }}".repeat(100), "nested too deeply"),
+            (
+                &format!("{{{{ {}1{} }}}}", "(".repeat(100), ")".repeat(100)),
+                "nested too deeply",
+            ),
         ] {
             let e = Template::parse(text).expect_err(text).0;
             assert!(e.contains(want), "{text}: {e}");
