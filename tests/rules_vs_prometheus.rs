@@ -32,6 +32,8 @@ const RULES: &str = r#"groups:
         annotations:
           summary: "{{ $labels.zone }} at {{ $value | humanize }} on {{ $externalLabels.node }}"
           pct: "{{ humanizePercentage 0.25 }} {{ printf \"%.1f\" $value }}"
+          zones: '{{ range query "temp" | sortByLabel "zone" }}{{ .Labels.zone }}={{ .Value }} {{ end }}'
+          hottest: '{{ with query "max(temp)" }}{{ . | first | value | humanize }}{{ end }}'
       - alert: Instant
         expr: temp > 0
         labels:

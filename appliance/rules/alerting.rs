@@ -15,7 +15,7 @@
 //! alerts; staleness markers for series that stop are the group's job, as in Prometheus.
 //! [`AlertingRule::persisted`]/[`AlertingRule::restore`] carry the state across restarts.
 
-use super::template::{Template, TemplateData};
+use super::template::{QueryFn, Template, TemplateData};
 use crate::model::{Labels, LabelsBuilder, METRIC_NAME, Sample};
 use crate::query::promql::eval::InstantSample;
 use serde::{Deserialize, Serialize};
@@ -131,6 +131,7 @@ impl AlertingRule {
         ts_ms: i64,
         external_labels: &BTreeMap<String, String>,
         external_url: &str,
+        query: Option<&QueryFn<'_>>,
     ) -> AlertOutput {
         let mut out = AlertOutput::default();
         let mut fresh: HashMap<Labels, Alert> = HashMap::with_capacity(result.len());
@@ -144,6 +145,7 @@ impl AlertingRule {
                 external_labels,
                 external_url,
                 value: s.v,
+                query,
             };
             // A template that fails to expand leaves this text in place of the value, as
             // Prometheus does.
@@ -349,7 +351,7 @@ mod tests {
     }
 
     fn eval(r: &mut AlertingRule, result: &[InstantSample], ts: i64) -> AlertOutput {
-        r.eval(result, ts, &BTreeMap::new(), "")
+        r.eval(result, ts, &BTreeMap::new(), "", None)
     }
 
     fn states(r: &AlertingRule) -> Vec<(AlertState, i64)> {

@@ -11,10 +11,11 @@
 
 use super::alerting::{Alert, AlertState, AlertingRule, StateSignature};
 use super::file::{Rule, RuleGroup, RuleKind};
+use super::template::QuerySample;
 use crate::ingest::Ingest;
 use crate::model::{Labels, METRIC_NAME, Sample, stale_nan};
-use crate::query::promql::Expr;
 use crate::query::promql::eval::{self, EngineOptions, InstantSample, Value};
+use crate::query::promql::{self, Expr};
 use crate::store::Store;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
@@ -296,7 +297,37 @@ impl Group {
                 out
             }
             RuleState::Alerting(a) => {
-                let out = a.eval(&vector, ts_ms, &ctx.external_labels, &ctx.external_url);
+                // The `query` template function, evaluated at the rule's query time
+                // (Prometheus passes the same QueryFunc to the template expander).
+                let query = |q: &str| -> Result<Vec<QuerySample>, String> {
+                    let expr = promql::parse(q).map_err(|e| e.display_with_position(q))?;
+                    match eval::instant_query(&ctx.store, &expr, qts, &ctx.engine) {
+                        Ok(Value::Vector(v)) => Ok(v
+                            .into_iter()
+                            .map(|s| QuerySample {
+                                labels: s
+                                    .labels
+                                    .iter()
+                                    .map(|l| (l.name.to_string(), l.value.to_string()))
+                                    .collect(),
+                                value: s.v,
+                            })
+                            .collect()),
+                        Ok(Value::Scalar { v, .. }) => Ok(vec![QuerySample {
+                            labels: BTreeMap::new(),
+                            value: v,
+                        }]),
+                        Ok(_) => Err("query result is not a vector or scalar".into()),
+                        Err(e) => Err(e.to_string()),
+                    }
+                };
+                let out = a.eval(
+                    &vector,
+                    ts_ms,
+                    &ctx.external_labels,
+                    &ctx.external_url,
+                    Some(&query),
+                );
                 if let Some(e) = out.error {
                     return Err(e);
                 }

@@ -2,15 +2,16 @@
 //! interpreted by hand: text and `{{ ... }}` actions (with `{{-`/`-}}` trimming),
 //! variables (`$labels.x`, `$value`, `$externalLabels.x`, `$externalURL`, `.Labels.x`,
 //! `.Value`, `$x := ...`), pipelines (`$value | humanize`), calls
-//! (`humanizePercentage $value`, `printf "%.2f" $value`), parentheses, and
-//! `if`/`else if`/`else`/`end`.
+//! (`humanizePercentage $value`, `printf "%.2f" $value`), parentheses,
+//! `if`/`else if`/`else`/`end`, `with` and `range`.
 //!
-//! Functions are those of Prometheus' `template/template.go` that need no query engine
-//! (`humanize`, `humanize1024`, `humanizeDuration`, `humanizePercentage`,
-//! `humanizeTimestamp`, `printf`, `toUpper`, `toLower`, `title`, `stripPort`,
-//! `stripDomain`, `match`, `reReplaceAll`, `toTime`, `parseDuration`, `urlQueryEscape`,
-//! `safeHtml`) plus Go's built-ins `eq ne lt le gt ge and or not len print`. `query` and
-//! `range` are not supported: a template using them fails to parse, with a message saying so.
+//! Functions are those of Prometheus' `template/template.go` (`humanize`, `humanize1024`,
+//! `humanizeDuration`, `humanizePercentage`, `humanizeTimestamp`, `printf`, `toUpper`,
+//! `toLower`, `title`, `stripPort`, `stripDomain`, `match`, `reReplaceAll`, `toTime`,
+//! `parseDuration`, `urlQueryEscape`, `safeHtml`, and `query`, `first`, `value`, `label`,
+//! `sortByLabel` over instant queries) plus Go's built-ins
+//! `eq ne lt le gt ge and or not len print`. `define`/`template`/`block` are not
+//! supported: a template using them fails to parse, with a message saying so.
 //!
 //! As in Prometheus (`Expander.Expand` sets `missingkey=zero`), a missing label prints as
 //! an empty string; numbers print like Go's `%v` (`1e+06`, `0.5`).
@@ -25,13 +26,26 @@ pub struct Template {
 }
 
 /// What a template is expanded with (Prometheus' `AlertTemplateData`).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct TemplateData<'a> {
     pub labels: BTreeMap<String, String>,
     pub external_labels: &'a BTreeMap<String, String>,
     pub external_url: &'a str,
     pub value: f64,
+    /// Runs the template function `query` (an instant query at the evaluation time);
+    /// None where no query engine is at hand.
+    pub query: Option<&'a QueryFn<'a>>,
 }
+
+/// One element of a `query` result: labels (with `__name__`) and value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QuerySample {
+    pub labels: BTreeMap<String, String>,
+    pub value: f64,
+}
+
+/// What the `query` template function calls.
+pub type QueryFn<'a> = dyn Fn(&str) -> Result<Vec<QuerySample>, String> + 'a;
 
 #[derive(Debug, Clone, PartialEq)]
 enum Node {
@@ -39,6 +53,19 @@ enum Node {
     Action(Pipeline),
     If {
         branches: Vec<(Pipeline, Vec<Node>)>,
+        otherwise: Vec<Node>,
+    },
+    /// `{{ with P }}body{{ else }}otherwise{{ end }}`: body with `.` set to P if P is true.
+    With {
+        pipe: Pipeline,
+        body: Vec<Node>,
+        otherwise: Vec<Node>,
+    },
+    /// `{{ range [$i, $e :=] P }}body{{ else }}otherwise{{ end }}`.
+    Range {
+        vars: Vec<String>,
+        pipe: Pipeline,
+        body: Vec<Node>,
         otherwise: Vec<Node>,
     },
 }
@@ -74,6 +101,9 @@ enum Val {
     Map(BTreeMap<String, String>),
     /// The template's data (`.`): Labels, ExternalLabels, ExternalURL, Value.
     Data,
+    /// A `query` result and one of its elements.
+    Vector(Vec<QuerySample>),
+    Sample(QuerySample),
     Nil,
 }
 
@@ -106,6 +136,11 @@ const FUNCS: &[&str] = &[
     "or",
     "not",
     "len",
+    "query",
+    "first",
+    "value",
+    "label",
+    "sortByLabel",
 ];
 
 /// Parse and execution errors, worded like Go's (`template: NAME:LINE: ...`) by the caller.
@@ -133,6 +168,7 @@ impl Template {
     /// of the result when this fails; the caller does the same.
     pub fn expand(&self, data: &TemplateData<'_>) -> Result<String, TemplateError> {
         let mut vars: Vec<(String, Val)> = vec![
+            (".".into(), Val::Data),
             ("$".into(), Val::Data),
             ("$labels".into(), Val::Map(data.labels.clone())),
             (
@@ -266,7 +302,10 @@ fn parse_list(
                         return Ok((nodes, Some((src.clone(), *line))));
                     }
                     "if" => nodes.push(parse_if(rest, *line, items, pos, depth + 1)?),
-                    "range" | "with" | "define" | "template" | "block" | "break" | "continue" => {
+                    "with" | "range" => {
+                        nodes.push(parse_block(kw, rest, *line, items, pos, depth + 1)?)
+                    }
+                    "define" | "template" | "block" | "break" | "continue" => {
                         return err(format!(
                             "{line}: {{{{{kw}}}}} is not supported by Picket's template subset"
                         ));
@@ -323,6 +362,61 @@ fn parse_if(
             _ => return err(format!("{end_line}: unexpected {rest:?} after else")),
         }
     }
+}
+
+/// `with` and `range` blocks: a body and an optional `else` part.
+fn parse_block(
+    kw: &str,
+    header: &str,
+    line: usize,
+    items: &[Item],
+    pos: &mut usize,
+    depth: usize,
+) -> Result<Node, TemplateError> {
+    let mut vars = Vec::new();
+    let mut pipe_src = header;
+    if kw == "range"
+        && let Some((decl, rest)) = header.split_once(":=")
+    {
+        let names: Vec<&str> = decl.split(',').map(str::trim).collect();
+        if names.len() <= 2 && names.iter().all(|n| n.starts_with('$') && n.len() > 1) {
+            vars = names.into_iter().map(str::to_string).collect();
+            pipe_src = rest.trim();
+        }
+    }
+    let pipe = parse_pipeline(pipe_src, line)?;
+    let (body, end) = parse_list(items, pos, depth)?;
+    let otherwise = match end {
+        Some((e, _)) if e == "end" => Vec::new(),
+        Some((e, end_line)) if e == "else" => match parse_list(items, pos, depth)? {
+            (otherwise, Some((e, _))) if e == "end" => otherwise,
+            _ => {
+                return err(format!(
+                    "{end_line}: expected {{{{end}}}} after {{{{else}}}}"
+                ));
+            }
+        },
+        Some((e, end_line)) => return err(format!("{end_line}: unexpected {{{{{e}}}}} in {kw}")),
+        None => {
+            return err(format!(
+                "{line}: unexpected EOF: {{{{{kw}}}}} without {{{{end}}}}"
+            ));
+        }
+    };
+    Ok(if kw == "with" {
+        Node::With {
+            pipe,
+            body,
+            otherwise,
+        }
+    } else {
+        Node::Range {
+            vars,
+            pipe,
+            body,
+            otherwise,
+        }
+    })
 }
 
 /// Tokens of an action.
@@ -522,11 +616,6 @@ fn word(w: &str, line: usize) -> Result<Arg, TemplateError> {
         }
         return err(format!("{line}: bad number syntax: {w:?}"));
     }
-    if w == "query" {
-        return err(format!(
-            "{line}: function \"query\" is not supported by Picket's template subset"
-        ));
-    }
     if FUNCS.contains(&w) {
         return Ok(Arg::Func(w.to_string()));
     }
@@ -569,6 +658,60 @@ fn exec_list(
                 }
                 vars.truncate(depth);
             }
+            Node::With {
+                pipe,
+                body,
+                otherwise,
+            } => {
+                let depth = vars.len();
+                let v = exec_pipeline(pipe, data, vars)?;
+                if truth(&v) {
+                    vars.push((".".into(), v));
+                    exec_list(body, data, vars, out)?;
+                } else {
+                    exec_list(otherwise, data, vars, out)?;
+                }
+                vars.truncate(depth);
+            }
+            Node::Range {
+                vars: names,
+                pipe,
+                body,
+                otherwise,
+            } => {
+                let depth = vars.len();
+                let elems: Vec<(Val, Val)> = match exec_pipeline(pipe, data, vars)? {
+                    Val::Vector(v) => v
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, s)| (Val::Int(i as i64), Val::Sample(s)))
+                        .collect(),
+                    Val::Map(m) => m
+                        .into_iter()
+                        .map(|(k, v)| (Val::Str(k), Val::Str(v)))
+                        .collect(),
+                    Val::Nil => Vec::new(),
+                    other => {
+                        return err(format!("range can't iterate over {}", type_name(&other)));
+                    }
+                };
+                if elems.is_empty() {
+                    exec_list(otherwise, data, vars, out)?;
+                }
+                for (key, elem) in elems {
+                    vars.push((".".into(), elem.clone()));
+                    match names.as_slice() {
+                        [e] => vars.push((e.clone(), elem)),
+                        [k, e] => {
+                            vars.push((k.clone(), key));
+                            vars.push((e.clone(), elem));
+                        }
+                        _ => {}
+                    }
+                    exec_list(body, data, vars, out)?;
+                    vars.truncate(depth);
+                }
+            }
         }
     }
     Ok(())
@@ -608,7 +751,7 @@ fn exec_cmd(
             if let Some(p) = piped {
                 args.push(p);
             }
-            call(name, args)
+            call(name, args, data)
         }
         a => {
             if piped.is_some() {
@@ -626,14 +769,21 @@ fn operand(a: &Arg, data: &TemplateData<'_>, vars: &mut Vars) -> Result<Val, Tem
         Arg::Float(f) => Val::Float(*f),
         Arg::Bool(b) => Val::Bool(*b),
         Arg::Paren(p) => exec_pipeline(p, data, vars)?,
-        Arg::Func(f) => call(f, Vec::new())?,
+        Arg::Func(f) => call(f, Vec::new(), data)?,
         Arg::Var(name, fields) => {
             let Some((_, v)) = vars.iter().rev().find(|(n, _)| n == name) else {
                 return err(format!("undefined variable: {name}"));
             };
             fields_of(v.clone(), fields, data)?
         }
-        Arg::Dot(fields) => fields_of(Val::Data, fields, data)?,
+        Arg::Dot(fields) => {
+            let dot = vars
+                .iter()
+                .rev()
+                .find(|(n, _)| n == ".")
+                .map_or(Val::Data, |(_, v)| v.clone());
+            fields_of(dot, fields, data)?
+        }
     })
 }
 
@@ -646,6 +796,11 @@ fn fields_of(mut v: Val, fields: &[String], data: &TemplateData<'_>) -> Result<V
                 "ExternalURL" => Val::Str(data.external_url.to_string()),
                 "Value" => Val::Float(data.value),
                 _ => return err(format!("can't evaluate field {f} in type template.Data")),
+            },
+            Val::Sample(q) => match f.as_str() {
+                "Labels" => Val::Map(q.labels),
+                "Value" => Val::Float(q.value),
+                _ => return err(format!("can't evaluate field {f} in type template.sample")),
             },
             // missingkey=zero: a label that is not there is the empty string.
             Val::Map(m) => Val::Str(m.get(f).cloned().unwrap_or_default()),
@@ -669,6 +824,8 @@ fn type_name(v: &Val) -> &'static str {
         Val::Bool(_) => "bool",
         Val::Map(_) => "map[string]string",
         Val::Data => "template.Data",
+        Val::Vector(_) => "template.queryResult",
+        Val::Sample(_) => "*template.sample",
         Val::Nil => "<nil>",
     }
 }
@@ -680,7 +837,8 @@ fn truth(v: &Val) -> bool {
         Val::Float(f) => *f != 0.0,
         Val::Bool(b) => *b,
         Val::Map(m) => !m.is_empty(),
-        Val::Data => true,
+        Val::Data | Val::Sample(_) => true,
+        Val::Vector(v) => !v.is_empty(),
         Val::Nil => false,
     }
 }
@@ -707,6 +865,23 @@ fn print_val(out: &mut String, v: &Val) {
             out.push(']');
         }
         Val::Data => out.push_str("{...}"),
+        Val::Sample(q) => {
+            out.push('{');
+            print_val(out, &Val::Map(q.labels.clone()));
+            out.push(' ');
+            out.push_str(&go_g(q.value, None));
+            out.push('}');
+        }
+        Val::Vector(v) => {
+            out.push('[');
+            for (i, q) in v.iter().enumerate() {
+                if i > 0 {
+                    out.push(' ');
+                }
+                print_val(out, &Val::Sample(q.clone()));
+            }
+            out.push(']');
+        }
         Val::Nil => out.push_str("<no value>"),
     }
 }
@@ -739,7 +914,7 @@ fn want_args(name: &str, args: &[Val], n: usize) -> Result<(), TemplateError> {
     Ok(())
 }
 
-fn call(name: &str, args: Vec<Val>) -> Result<Val, TemplateError> {
+fn call(name: &str, args: Vec<Val>, data: &TemplateData<'_>) -> Result<Val, TemplateError> {
     let f1 = |args: &[Val]| -> Result<f64, TemplateError> {
         want_args(name, args, 1)?;
         to_float(&args[0])
@@ -846,6 +1021,51 @@ fn call(name: &str, args: Vec<Val>) -> Result<Val, TemplateError> {
                 Val::Str(s) => Val::Int(s.len() as i64),
                 Val::Map(m) => Val::Int(m.len() as i64),
                 other => return err(format!("len of type {}", type_name(other))),
+            }
+        }
+        "query" => {
+            let q = s1(&args)?;
+            let Some(run) = data.query else {
+                return err("the query function is not available here");
+            };
+            Val::Vector(run(&q).map_err(TemplateError)?)
+        }
+        "first" => {
+            want_args(name, &args, 1)?;
+            match &args[0] {
+                Val::Vector(v) => match v.first() {
+                    Some(q) => Val::Sample(q.clone()),
+                    None => return err("first() called on vector with no elements"),
+                },
+                other => return err(format!("first of {}", type_name(other))),
+            }
+        }
+        "value" => {
+            want_args(name, &args, 1)?;
+            match &args[0] {
+                Val::Sample(q) => Val::Float(q.value),
+                other => return err(format!("value of {}", type_name(other))),
+            }
+        }
+        "label" => {
+            want_args(name, &args, 2)?;
+            match &args[1] {
+                Val::Sample(q) => {
+                    Val::Str(q.labels.get(&to_str(&args[0])).cloned().unwrap_or_default())
+                }
+                other => return err(format!("label of {}", type_name(other))),
+            }
+        }
+        "sortByLabel" => {
+            want_args(name, &args, 2)?;
+            let key = to_str(&args[0]);
+            match &args[1] {
+                Val::Vector(v) => {
+                    let mut v = v.clone();
+                    v.sort_by(|a, b| a.labels.get(&key).cmp(&b.labels.get(&key)));
+                    Val::Vector(v)
+                }
+                other => return err(format!("sortByLabel of {}", type_name(other))),
             }
         }
         "not" => {
@@ -1212,6 +1432,24 @@ fn sprintf(format: &str, args: &[Val]) -> String {
 mod tests {
     use super::*;
 
+    /// `up` answers two targets; anything else is empty.
+    fn fake_query(q: &str) -> Result<Vec<QuerySample>, String> {
+        if q != "up" {
+            return Ok(Vec::new());
+        }
+        Ok(["b", "a"]
+            .iter()
+            .map(|i| QuerySample {
+                labels: [
+                    ("__name__".to_string(), "up".to_string()),
+                    ("instance".to_string(), i.to_string()),
+                ]
+                .into(),
+                value: 1.0,
+            })
+            .collect())
+    }
+
     fn expand(text: &str, labels: &[(&str, &str)], value: f64) -> String {
         let ext: BTreeMap<String, String> = [("cluster".to_string(), "home".to_string())].into();
         let data = TemplateData {
@@ -1222,6 +1460,7 @@ mod tests {
             external_labels: &ext,
             external_url: "http://pi:9464",
             value,
+            query: Some(&fake_query),
         };
         Template::parse(text)
             .unwrap_or_else(|e| panic!("{text}: {e}"))
@@ -1277,6 +1516,36 @@ mod tests {
             ("{{ $x := humanize $value }}[{{ $x }}]", 2000.0, "[2k]"),
             ("{{ (printf \"%.1f\" $value) }}", 2.25, "2.2"),
             ("{{/* comment */}}x", 0.0, "x"),
+            (
+                "{{ with query \"up\" }}{{ . | first | value }}{{ end }}",
+                0.0,
+                "1",
+            ),
+            (
+                "{{ with query \"down\" }}yes{{ else }}none{{ end }}",
+                0.0,
+                "none",
+            ),
+            (
+                "{{ range query \"up\" | sortByLabel \"instance\" }}{{ .Labels.instance }},{{ end }}",
+                0.0,
+                "a,b,",
+            ),
+            (
+                "{{ range $i, $s := query \"up\" }}{{ $i }}={{ label \"instance\" $s }} {{ end }}",
+                0.0,
+                "0=b 1=a ",
+            ),
+            (
+                "{{ range $k, $v := $labels }}{{ $k }}:{{ $v }};{{ end }}",
+                0.0,
+                "instance:pi1:9100;mountpoint:/;",
+            ),
+            (
+                "{{ with $labels.instance }}[{{ . }}]{{ end }}",
+                0.0,
+                "[pi1:9100]",
+            ),
         ] {
             assert_eq!(expand(text, &labels, value), want, "{text}");
         }
@@ -1289,8 +1558,8 @@ mod tests {
             ("{{ $value ", "unclosed action"),
             ("{{ if $value }}x", "without {{end}}"),
             ("{{ end }}", "unexpected {{end}}"),
-            ("{{ range $labels }}{{ end }}", "not supported"),
-            ("{{ query \"up\" }}", "not supported"),
+            ("{{ define \"x\" }}{{ end }}", "not supported"),
+            ("{{ with $value }}x", "without {{end}}"),
             ("x\n{{ \"a\\q\" }}", "2: unknown escape sequence"),
             (&"{{ if 1 }}".repeat(100), "nested too deeply"),
             (
@@ -1309,6 +1578,7 @@ mod tests {
                 external_labels: &ext,
                 external_url: "",
                 value: 0.0,
+                query: None,
             })
             .unwrap_err();
         assert!(e.0.contains("undefined variable"), "{e}");

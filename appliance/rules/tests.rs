@@ -318,3 +318,52 @@ fn the_shipped_default_rules_are_valid() {
         assert!(names.contains(&want), "{want} missing from {names:?}");
     }
 }
+
+#[test]
+fn annotation_templates_can_query_the_store_at_the_evaluation_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let text = r#"
+groups:
+  - name: q
+    rules:
+      - alert: Many
+        expr: count(temp) > 0
+        annotations:
+          zones: '{{ range query "temp" | sortByLabel "zone" }}{{ .Labels.zone }}={{ .Value }} {{ end }}'
+          bad: '{{ query "sum(" }}'
+"#;
+    let m = RuleManager::new(
+        file::parse_file(text, "q.yml").unwrap(),
+        1_000,
+        RuleContext {
+            store: store.clone(),
+            ingest: Ingest::new(store.clone()),
+            engine: EngineOptions::default(),
+            external_labels: BTreeMap::new(),
+            external_url: String::new(),
+        },
+    );
+    write_temp(&store, 9_000, 60.0);
+    // A sample after the evaluation time must not be seen by the template's query.
+    store
+        .append(WriteBatch {
+            series: vec![(
+                Labels::from_pairs([("__name__", "temp"), ("zone", "gpu")]),
+                vec![Sample { t: 11_000, v: 1.0 }],
+            )],
+            metadata: vec![],
+        })
+        .unwrap();
+    m.groups()[0].eval(&m.ctx, 10_000);
+    let v = m.groups()[0].view();
+    let a = &v[0].alerting.as_ref().unwrap().alerts[0];
+    let ann: BTreeMap<_, _> = a.annotations.iter().cloned().collect();
+    assert_eq!(ann["zones"], "cpu=60 ");
+    assert!(
+        ann["bad"].starts_with("<error expanding template: 1:5: parse error"),
+        "{}",
+        ann["bad"]
+    );
+    store.close().unwrap();
+}
