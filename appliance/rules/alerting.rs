@@ -25,6 +25,14 @@ use std::collections::{BTreeMap, HashMap};
 /// notifiers can keep reporting them as resolved.
 pub const RESOLVED_RETENTION_MS: i64 = 15 * 60 * 1000;
 
+/// Prometheus' `--rules.alert.for-outage-tolerance` (1 h): pending progress older than
+/// this is not restored after a restart.
+pub const OUTAGE_TOLERANCE_MS: i64 = 60 * 60 * 1000;
+
+/// Prometheus' `--rules.alert.for-grace-period` (10 m): an alert with a `for` at least this
+/// long gets at least this long after a restart before it fires.
+pub const FOR_GRACE_PERIOD_MS: i64 = 10 * 60 * 1000;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AlertState {
     Inactive,
@@ -265,6 +273,41 @@ impl AlertingRule {
         for a in alerts {
             self.active.insert(a.labels(), a);
         }
+    }
+
+    /// After a restart, moves pending alerts' ActiveAt forward by the time Picket was
+    /// down, so that the time spent pending before the outage counts toward `for` and the
+    /// outage does not (Prometheus `Group.RestoreForState`). `down_at` gives the time of the
+    /// alert's last `ALERTS_FOR_STATE` sample within the outage tolerance; a pending alert
+    /// without one starts over. Firing alerts stay firing with their ActiveAt: unlike
+    /// Prometheus, which restores them as pending for one evaluation, Picket keeps their
+    /// whole state, so they do not fire a second time.
+    ///
+    /// One deliberate difference: Prometheus does not restore rules whose `for` is
+    /// shorter than the grace period at all; Picket restores their progress too.
+    pub fn shift_pending_after_outage(
+        &mut self,
+        now_ms: i64,
+        down_at: impl Fn(&Labels) -> Option<i64>,
+    ) {
+        let hold = self.for_ms;
+        self.active.retain(|labels, a| {
+            if a.state != AlertState::Pending {
+                return true;
+            }
+            let Some(down) = down_at(labels) else {
+                return false;
+            };
+            let remaining = hold - (down - a.active_at);
+            if remaining <= 0 {
+                // It was due to fire: the next evaluation fires it if still true.
+            } else if hold >= FOR_GRACE_PERIOD_MS && remaining < FOR_GRACE_PERIOD_MS {
+                a.active_at = now_ms + FOR_GRACE_PERIOD_MS - hold;
+            } else {
+                a.active_at += (now_ms - down).max(0);
+            }
+            true
+        });
     }
 
     /// The `ALERTS`/`ALERTS_FOR_STATE` series the active alerts write, so that after a
@@ -515,6 +558,42 @@ mod tests {
         let out = eval(&mut r, &[sample("a", 1.0), dup(1.0)], 1_000);
         assert!(out.error.unwrap().contains("same labelset"));
         assert_eq!(states(&r), [(AlertState::Firing, 0)]);
+    }
+
+    #[test]
+    fn after_an_outage_pending_alerts_keep_their_progress_but_not_the_downtime() {
+        let hold = 20 * 60 * 1000;
+        // (active_at, down_at, restart, want active_at; None = dropped)
+        let cases: &[(i64, Option<i64>, i64, Option<i64>)] = &[
+            // 1 min pending, down 5 min: 19 min left, so ActiveAt moves 5 min on.
+            (0, Some(60_000), 360_000, Some(300_000)),
+            // 15 min pending (5 left < grace): fires a grace period after the restart.
+            (
+                0,
+                Some(900_000),
+                1_000_000,
+                Some(1_000_000 + FOR_GRACE_PERIOD_MS - hold),
+            ),
+            // Due to fire already: unchanged.
+            (0, Some(1_300_000), 1_400_000, Some(0)),
+            // No record within the outage tolerance: starts over.
+            (0, None, 9_000_000, None),
+        ];
+        for &(active, down, restart, want) in cases {
+            let mut r = rule(hold, 0);
+            eval(&mut r, &[sample("cpu", 1.0)], active);
+            r.shift_pending_after_outage(restart, |_| down);
+            assert_eq!(
+                r.alerts().next().map(|a| a.active_at),
+                want,
+                "{active} {down:?}"
+            );
+        }
+        // Firing alerts are left alone.
+        let mut r = rule(0, 0);
+        eval(&mut r, &[sample("cpu", 1.0)], 5);
+        r.shift_pending_after_outage(1_000_000, |_| None);
+        assert_eq!(states(&r), [(AlertState::Firing, 5)]);
     }
 
     #[test]

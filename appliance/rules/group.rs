@@ -102,6 +102,34 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// When an alert's `ALERTS_FOR_STATE` series last had a (non-stale) sample, within the
+/// outage tolerance before `now_ms`: when Picket last evaluated it active.
+fn last_for_state_sample(store: &Store, alert_labels: &Labels, now_ms: i64) -> Option<i64> {
+    use crate::query::SeriesReader;
+    let mut matchers = vec![crate::model::Matcher::equal(
+        METRIC_NAME,
+        "ALERTS_FOR_STATE",
+    )];
+    for l in alert_labels {
+        matchers.push(crate::model::Matcher::equal(
+            l.name.to_string(),
+            l.value.to_string(),
+        ));
+    }
+    let series = store
+        .select(
+            &matchers,
+            now_ms - super::alerting::OUTAGE_TOLERANCE_MS,
+            now_ms,
+        )
+        .ok()?;
+    let s = series
+        .iter()
+        .find(|s| s.labels.len() == alert_labels.len() + 1)?;
+    let last = s.samples.last()?;
+    (!crate::model::is_stale_nan(last.v)).then_some(last.t)
+}
+
 /// Prefix of alert state keys in the store.
 pub const STATE_PREFIX: &str = "rules/alerts\u{0}";
 
@@ -181,7 +209,7 @@ impl Group {
 
     /// Restores the alert state saved by earlier runs. Alerts of rules that no longer
     /// exist stay in the store until their rule's key is written again; they are small.
-    pub fn restore(&self, store: &Store) {
+    pub fn restore(&self, store: &Store, now_ms: i64) {
         let saved = match store.states_with_prefix(STATE_PREFIX) {
             Ok(s) => s,
             Err(e) => {
@@ -198,6 +226,9 @@ impl Group {
                 Ok(alerts) => {
                     if let RuleState::Alerting(a) = &mut *lock(&r.state) {
                         a.restore(alerts);
+                        a.shift_pending_after_outage(now_ms, |labels| {
+                            last_for_state_sample(store, labels, now_ms)
+                        });
                         *lock(&r.saved) = a.state_signature();
                         lock(&r.previous).extend(a.active_series());
                     }

@@ -120,11 +120,21 @@ impl RuleManager {
     /// Builds the groups and restores their saved alert state; nothing runs until
     /// [`RuleManager::start`].
     pub fn new(groups: Vec<RuleGroup>, default_interval_ms: i64, ctx: RuleContext) -> RuleManager {
+        RuleManager::new_at(groups, default_interval_ms, ctx, now_ms())
+    }
+
+    /// [`RuleManager::new`] with the restart time given (tests use a fake clock).
+    pub fn new_at(
+        groups: Vec<RuleGroup>,
+        default_interval_ms: i64,
+        ctx: RuleContext,
+        now_ms: i64,
+    ) -> RuleManager {
         let groups: Vec<Arc<Group>> = groups
             .into_iter()
             .map(|g| {
                 let g = Group::new(g, default_interval_ms);
-                g.restore(&ctx.store);
+                g.restore(&ctx.store, now_ms);
                 Arc::new(g)
             })
             .collect();
