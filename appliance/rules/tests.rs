@@ -378,3 +378,63 @@ groups:
     );
     store.close().unwrap();
 }
+
+fn manager_for(store: &Store, text: &str) -> RuleManager {
+    RuleManager::new_at(
+        file::parse_file(text, "t.yml").unwrap(),
+        1_000,
+        RuleContext {
+            store: store.clone(),
+            ingest: Ingest::new(store.clone()),
+            engine: EngineOptions::default(),
+            external_labels: BTreeMap::new(),
+            external_url: String::new(),
+        },
+        0,
+    )
+}
+
+#[test]
+fn query_offset_evaluates_and_writes_at_the_earlier_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let m = manager_for(
+        &store,
+        "groups:\n  - name: o\n    query_offset: 5s\n    rules:\n      - record: t2\n        expr: temp * 2\n",
+    );
+    write_temp(&store, 4_000, 10.0);
+    write_temp(&store, 9_000, 20.0);
+    m.groups()[0].eval(&m.ctx, 10_000);
+    assert_eq!(values(&store, "t2", None), [(5_000, 20.0)]);
+    store.close().unwrap();
+}
+
+#[test]
+fn a_group_limit_fails_rules_with_too_many_series_or_alerts() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let m = manager_for(
+        &store,
+        "groups:\n  - name: l\n    limit: 1\n    rules:\n      - record: many\n        expr: temp\n      - alert: Many\n        expr: temp > 0\n      - record: one\n        expr: max(temp)\n",
+    );
+    for zone in ["a", "b"] {
+        store
+            .append(WriteBatch {
+                series: vec![(
+                    Labels::from_pairs([("__name__", "temp"), ("zone", zone)]),
+                    vec![Sample { t: 9_000, v: 1.0 }],
+                )],
+                metadata: vec![],
+            })
+            .unwrap();
+    }
+    m.groups()[0].eval(&m.ctx, 10_000);
+    let v = m.groups()[0].view();
+    assert_eq!(v[0].status.last_error, "exceeded limit of 1 with 2 series");
+    assert_eq!(v[1].status.last_error, "exceeded limit of 1 with 2 alerts");
+    assert!(v[1].alerting.as_ref().unwrap().alerts.is_empty());
+    assert_eq!(v[2].status.health, group::Health::Ok);
+    assert!(values(&store, "many", None).is_empty());
+    assert!(values(&store, "ALERTS", None).is_empty());
+    store.close().unwrap();
+}
