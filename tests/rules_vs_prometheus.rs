@@ -260,7 +260,9 @@ fn picket_and_prometheus_agree_on_alerts_states_and_api_shapes() {
         assert_eq!(p["state"], q["state"], "{key}");
     }
     // `for: 2s` held on both, measured from each side's own activeAt; the two sides
-    // became active within one evaluation interval of each other.
+    // became active within an evaluation interval of each other (two, to leave room for
+    // the two remote_write requests landing on either side of an evaluation on a busy
+    // machine).
     for (key, &(fired_p, active_p)) in &p_seen.fired {
         let (fired_q, active_q) = q_seen.fired[key];
         if key.contains("\"Hot\"") {
@@ -271,7 +273,7 @@ fn picket_and_prometheus_agree_on_alerts_states_and_api_shapes() {
             );
         }
         assert!(
-            (active_p - active_q).abs() <= 1_000,
+            (active_p - active_q).abs() <= 2_000,
             "{key}: activeAt {active_p} vs {active_q}"
         );
     }
