@@ -85,6 +85,44 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
     tracing::info!(path = %config.storage.path.display(), elapsed_ms = t0.elapsed().as_millis() as u64, "Store opened.");
     let ingest = Ingest::new(store.clone());
 
+    // ---- Rules: load the rule files, restore saved alert state, evaluate each group on its
+    // own thread. After the store and ingest (they read and write through them), before the
+    // collectors and the API (DESIGN.md order); stopped after the collectors and before the
+    // store closes, so their last output is flushed.
+    let rules = {
+        let groups = crate::rules::load_rule_files(&config.rules.rule_files).map_err(|errs| {
+            let list: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+            anyhow::anyhow!("invalid rule files:\n{}", list.join("\n"))
+        })?;
+        let count: usize = groups.iter().map(|g| g.rules.len()).sum();
+        let manager = Arc::new(crate::rules::RuleManager::new(
+            groups,
+            config.rules.evaluation_interval.0.as_millis() as i64,
+            crate::rules::RuleContext {
+                store: store.clone(),
+                ingest: ingest.clone(),
+                engine: EngineOptions {
+                    lookback_delta_ms: config.query.lookback_delta.0.as_millis() as i64,
+                    max_samples: config.query.max_samples.0 as usize,
+                    timeout: config.query.timeout.0,
+                    default_subquery_step_ms: config.rules.evaluation_interval.0.as_millis() as i64,
+                },
+                external_labels: config.rules.external_labels.clone(),
+                external_url: String::new(),
+            },
+        ));
+        manager
+            .start()
+            .context("cannot start the rule evaluation threads")?;
+        tracing::info!(
+            groups = manager.groups().len(),
+            rules = count,
+            "Rules loaded."
+        );
+        manager
+    };
+    // ---- end of rules start-up.
+
     let write_token = read_token(&config.api.write_token_file)?;
     let self_collector = Arc::new(Mutex::new(SelfCollector::new(
         store.clone(),
@@ -160,6 +198,7 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
             out
         }),
         ready: false.into(),
+        rules: Some(rules.clone()),
     });
 
     let listener = tokio::net::TcpListener::bind(config.api.listen)
@@ -199,6 +238,12 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
     tracing::info!(
         elapsed_ms = t.elapsed().as_millis() as u64,
         "Collectors stopped."
+    );
+    let t = Instant::now();
+    tokio::task::spawn_blocking(move || rules.stop()).await?;
+    tracing::info!(
+        elapsed_ms = t.elapsed().as_millis() as u64,
+        "Rules stopped."
     );
     let t = Instant::now();
     tokio::task::spawn_blocking(move || store.close())

@@ -1,4 +1,5 @@
-//! The command line: `picket run`, `picket check-config`, `picket query`, `picket version`.
+//! The command line: `picket run`, `picket check-config`, `picket check rules`,
+//! `picket query`, `picket version`.
 
 use crate::config::{Config, ConfigError};
 use clap::{Parser, Subcommand};
@@ -38,6 +39,11 @@ pub enum Command {
     },
     /// Evaluate a PromQL expression on a running server and print it as `promtool query` does.
     Query(QueryArgs),
+    /// Check files without running: `picket check rules FILE...`.
+    Check {
+        #[command(subcommand)]
+        what: CheckCommand,
+    },
     /// Print the version.
     Version,
 }
@@ -66,6 +72,16 @@ pub struct QueryArgs {
     pub server: String,
 }
 
+#[derive(Debug, Subcommand)]
+pub enum CheckCommand {
+    /// Check Prometheus rule files like `promtool check rules`: exit 1 with `FILE:LINE: reason`
+    /// for each problem.
+    Rules {
+        #[arg(value_name = "FILE", required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -74,11 +90,24 @@ pub fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Query(args) => run_query(args),
+        Command::Check {
+            what: CheckCommand::Rules { files },
+        } => check_rules(&files),
         Command::CheckConfig { file } => match Config::load(&file) {
-            Ok(_) => {
-                println!("{}: OK", file.display());
-                ExitCode::SUCCESS
-            }
+            // The rule files the config names are part of it: systemd runs check-config
+            // before start, and a broken rule file would stop `run`.
+            Ok(cfg) => match crate::rules::load_rule_files(&cfg.rules.rule_files) {
+                Ok(_) => {
+                    println!("{}: OK", file.display());
+                    ExitCode::SUCCESS
+                }
+                Err(errors) => {
+                    for e in errors {
+                        eprintln!("picket: invalid rule file: {e}");
+                    }
+                    ExitCode::FAILURE
+                }
+            },
             Err(e) => {
                 eprintln!("{}", describe(&e));
                 ExitCode::FAILURE
@@ -136,6 +165,34 @@ fn run_query(args: QueryArgs) -> ExitCode {
             eprintln!("Error: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `picket check rules`: promtool's output (`Checking FILE`, `  SUCCESS: N rules found`
+/// or `  FAILED:` and one `FILE:LINE: reason` line per problem), exit 1 if any file fails.
+fn check_rules(files: &[PathBuf]) -> ExitCode {
+    let mut failed = false;
+    for f in files {
+        println!("Checking {}", f.display());
+        match crate::rules::file::load_file(f) {
+            Ok(groups) => {
+                let n: usize = groups.iter().map(|g| g.rules.len()).sum();
+                println!("  SUCCESS: {n} rules found");
+            }
+            Err(errors) => {
+                failed = true;
+                println!("  FAILED:");
+                for e in errors {
+                    eprintln!("{e}");
+                }
+            }
+        }
+        println!();
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
     }
 }
 

@@ -5,6 +5,9 @@
 //! Values are validated while they are deserialized (durations, addresses, positive
 //! numbers), so that every error carries the span of the offending value.
 
+mod rules;
+
+pub use rules::RulesConfig;
 use serde::{Deserialize, Deserializer};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -20,6 +23,8 @@ pub struct Config {
     pub api: ApiConfig,
     pub query: QueryConfig,
     pub collect: CollectConfig,
+    #[serde(default)]
+    pub rules: RulesConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -351,6 +356,26 @@ mod tests {
         assert_eq!(invalid("[api]\nlisten = \"nowhere\"\n").1, "api.listen");
         assert_eq!(invalid("[query]\nmax_samples = 0\n").1, "query.max_samples");
         assert_eq!(invalid("[query]\ntimeout = \"0s\"\n").1, "query.timeout");
+    }
+
+    #[test]
+    fn rules_section_defaults_to_no_files_and_reads_its_keys() {
+        let c = Config::default_config();
+        assert!(c.rules.rule_files.is_empty());
+        assert_eq!(c.rules.evaluation_interval.0, Duration::from_secs(60));
+        let c = Config::parse(
+            "[rules]\nrule_files = [\"/etc/picket/rules/*.yml\"]\nevaluation_interval = \"15s\"\n\
+             [rules.external_labels]\nnode = \"pi1\"\n",
+            "t.toml",
+        )
+        .unwrap();
+        assert_eq!(c.rules.rule_files, ["/etc/picket/rules/*.yml"]);
+        assert_eq!(c.rules.evaluation_interval.0, Duration::from_secs(15));
+        assert_eq!(c.rules.external_labels["node"], "pi1");
+        assert_eq!(
+            invalid("[rules]\nevaluation_interval = \"0s\"\n").1,
+            "rules.evaluation_interval"
+        );
     }
 
     #[test]

@@ -17,16 +17,24 @@ pub enum Source {
     Host,
     SelfMetrics,
     RemoteWrite,
+    /// Recording rules and the `ALERTS`/`ALERTS_FOR_STATE` series of alerting rules.
+    Rules,
 }
 
 impl Source {
-    pub const ALL: [Source; 3] = [Source::Host, Source::SelfMetrics, Source::RemoteWrite];
+    pub const ALL: [Source; 4] = [
+        Source::Host,
+        Source::SelfMetrics,
+        Source::RemoteWrite,
+        Source::Rules,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Source::Host => "host",
             Source::SelfMetrics => "self",
             Source::RemoteWrite => "remote_write",
+            Source::Rules => "rules",
         }
     }
 }
@@ -34,8 +42,8 @@ impl Source {
 /// Counters of what went through ingest, per source.
 #[derive(Debug, Default)]
 pub struct IngestStats {
-    accepted: [AtomicU64; 3],
-    rejected: [AtomicU64; 3],
+    accepted: [AtomicU64; 4],
+    rejected: [AtomicU64; 4],
 }
 
 impl IngestStats {
@@ -188,6 +196,20 @@ impl Ingest {
                 problems.join("; ")
             )))
         }
+    }
+}
+
+impl Ingest {
+    /// Stores what one rule group evaluation produced (recording rule results, `ALERTS`
+    /// series, staleness markers). The rule engine builds valid label sets itself.
+    pub fn rule_output(&self, series: Vec<(Labels, Vec<Sample>)>) -> Result<(), IngestError> {
+        let count = series.iter().map(|(_, s)| s.len() as u64).sum();
+        self.store.append(WriteBatch {
+            series,
+            metadata: Vec::new(),
+        })?;
+        self.stats.accepted[Source::Rules as usize].fetch_add(count, Ordering::Relaxed);
+        Ok(())
     }
 }
 

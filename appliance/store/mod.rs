@@ -11,6 +11,7 @@
 //!     series_by_labels postcard labels -> u64              label set -> id
 //!     postings         (name, value) =>> u64  (multimap)   label pair -> series ids
 //!     metadata         &str -> postcard Metadata           metric name -> type/help/unit
+//!     state            &str -> bytes       named state of other stages (alerts), state.rs
 //!   raw/<partition-start-ms>.redb    one file per day of sample time (86_400_000 ms spans,
 //!     meta   &str -> u64             start = floor(t / span) * span, may be negative)
 //!              "schema_version", "next_seq"
@@ -99,6 +100,7 @@ mod head;
 mod index;
 mod partition;
 mod read;
+mod state;
 mod writer;
 
 use crate::model::{Labels, Metadata, Sample};
