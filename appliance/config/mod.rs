@@ -5,6 +5,8 @@
 //! Values are validated while they are deserialized (durations, addresses, positive
 //! numbers), so that every error carries the span of the offending value.
 
+pub mod scrape;
+
 use serde::{Deserialize, Deserializer};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -20,6 +22,9 @@ pub struct Config {
     pub api: ApiConfig,
     pub query: QueryConfig,
     pub collect: CollectConfig,
+    /// `[[scrape]]` jobs (Prometheus `scrape_configs`); none by default.
+    #[serde(default)]
+    pub scrape: Vec<scrape::ScrapeConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -52,6 +57,9 @@ pub struct CollectConfig {
     pub host: HostCollectConfig,
     #[serde(rename = "self")]
     pub self_metrics: SelfCollectConfig,
+    /// Limits shared by all `[[scrape]]` jobs.
+    #[serde(default)]
+    pub scrape: scrape::ScrapeGlobalConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -169,7 +177,7 @@ impl Config {
             key: String::new(),
             message: e.to_string(),
         })?;
-        toml::from_str::<Config>(&merged_text).map_err(|e| {
+        let config = toml::from_str::<Config>(&merged_text).map_err(|e| {
             let key = key_at(&merged_text, e.span().map_or(0, |s| s.start));
             match find_key(text, &key) {
                 Some(offset) => {
@@ -184,7 +192,15 @@ impl Config {
                 }
                 None => locate(e, &merged_text),
             }
-        })
+        })?;
+        scrape::validate(&config.scrape).map_err(|p| ConfigError::Invalid {
+            file: file.to_string(),
+            line: scrape::locate(text, p.job, &p.key),
+            column: 1,
+            key: format!("scrape[{}].{}", p.job, p.key),
+            message: p.message,
+        })?;
+        Ok(config)
     }
 }
 

@@ -17,16 +17,23 @@ pub enum Source {
     Host,
     SelfMetrics,
     RemoteWrite,
+    Scrape,
 }
 
 impl Source {
-    pub const ALL: [Source; 3] = [Source::Host, Source::SelfMetrics, Source::RemoteWrite];
+    pub const ALL: [Source; 4] = [
+        Source::Host,
+        Source::SelfMetrics,
+        Source::RemoteWrite,
+        Source::Scrape,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Source::Host => "host",
             Source::SelfMetrics => "self",
             Source::RemoteWrite => "remote_write",
+            Source::Scrape => "scrape",
         }
     }
 }
@@ -34,8 +41,10 @@ impl Source {
 /// Counters of what went through ingest, per source.
 #[derive(Debug, Default)]
 pub struct IngestStats {
-    accepted: [AtomicU64; 3],
-    rejected: [AtomicU64; 3],
+    accepted: [AtomicU64; Source::ALL.len()],
+    rejected: [AtomicU64; Source::ALL.len()],
+    /// The scraper's own counters (`picket_scrape_*`).
+    pub scrape: crate::collect::scrape::ScrapeStats,
 }
 
 impl IngestStats {
@@ -106,6 +115,26 @@ impl Ingest {
         }
         self.store.append(write)?;
         self.stats.accepted[source as usize].fetch_add(count, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Stores what one scrape produced: samples with their own timestamps (scrape start,
+    /// or the exposed timestamp with `honor_timestamps`), staleness markers included.
+    pub fn scraped(
+        &self,
+        samples: Vec<(Labels, Sample)>,
+        metadata: Vec<(String, Metadata)>,
+    ) -> Result<(), IngestError> {
+        if samples.is_empty() && metadata.is_empty() {
+            return Ok(());
+        }
+        let count = samples.len() as u64;
+        let write = WriteBatch {
+            series: samples.into_iter().map(|(l, s)| (l, vec![s])).collect(),
+            metadata,
+        };
+        self.store.append(write)?;
+        self.stats.accepted[Source::Scrape as usize].fetch_add(count, Ordering::Relaxed);
         Ok(())
     }
 

@@ -1,0 +1,595 @@
+//! `[[scrape]]` jobs: the typed form of Prometheus' `scrape_config`, written in TOML with
+//! Prometheus' field names so that a job can be pasted over from `prometheus.yml` (YAML
+//! maps become TOML tables, lists become arrays).
+//!
+//! Defaults follow Prometheus (`config/config.go`, `DefaultScrapeConfig`) except
+//! `scrape_interval`, which defaults to 15 s to match Picket's host collector (Prometheus'
+//! global default is 1 m). `scrape_timeout` defaults to 10 s, capped at the interval.
+//!
+//! Field-level problems (a bad regex, an unknown action) fail while deserializing, so they
+//! carry the key and line like every other config error; cross-field rules (duplicate job
+//! names, timeout longer than the interval, an action without its required fields) are
+//! checked by [`validate`] right after, and located in the user's file by
+//! [`locate`].
+
+use super::ConfigDuration;
+use serde::{Deserialize, Deserializer};
+use std::collections::{BTreeMap, HashSet};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Default `scrape_interval`: Picket's host collector interval, not Prometheus' 1 m.
+pub const DEFAULT_SCRAPE_INTERVAL: Duration = Duration::from_secs(15);
+/// Default `scrape_timeout` (Prometheus: 10 s), capped at the interval.
+pub const DEFAULT_SCRAPE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `[collect.scrape]`: what applies to all scrape jobs together.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScrapeGlobalConfig {
+    /// Most series all scrape targets together may hold; a scrape that would add series
+    /// beyond it fails (up = 0). 0 = no limit.
+    #[serde(default = "default_series_limit")]
+    pub series_limit: u64,
+}
+
+impl Default for ScrapeGlobalConfig {
+    fn default() -> Self {
+        ScrapeGlobalConfig {
+            series_limit: default_series_limit(),
+        }
+    }
+}
+
+fn default_series_limit() -> u64 {
+    500_000
+}
+
+/// One scrape job.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScrapeConfig {
+    pub job_name: String,
+    #[serde(default)]
+    pub scrape_interval: Option<ConfigDuration>,
+    #[serde(default)]
+    pub scrape_timeout: Option<ConfigDuration>,
+    #[serde(default = "default_metrics_path")]
+    pub metrics_path: String,
+    #[serde(default)]
+    pub scheme: Scheme,
+    #[serde(default)]
+    pub params: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    pub honor_labels: bool,
+    #[serde(default = "yes")]
+    pub honor_timestamps: bool,
+    /// Prometheus `enable_compression`: ask for gzip (default true).
+    #[serde(default = "yes")]
+    pub enable_compression: bool,
+    #[serde(default)]
+    pub static_configs: Vec<StaticConfig>,
+    #[serde(default)]
+    pub file_sd_configs: Vec<FileSdConfig>,
+    #[serde(default)]
+    pub relabel_configs: Vec<RelabelConfig>,
+    #[serde(default)]
+    pub metric_relabel_configs: Vec<RelabelConfig>,
+    #[serde(default)]
+    pub basic_auth: Option<BasicAuth>,
+    #[serde(default)]
+    pub authorization: Option<Authorization>,
+    #[serde(default)]
+    pub bearer_token: Option<String>,
+    #[serde(default)]
+    pub bearer_token_file: Option<PathBuf>,
+    #[serde(default)]
+    pub tls_config: Option<TlsConfig>,
+    /// Most samples one scrape may keep after metric relabelling; 0 = no limit.
+    #[serde(default)]
+    pub sample_limit: u64,
+    /// Most labels one sample may carry after metric relabelling; 0 = no limit.
+    #[serde(default)]
+    pub label_limit: u64,
+    #[serde(default)]
+    pub label_name_length_limit: u64,
+    #[serde(default)]
+    pub label_value_length_limit: u64,
+    /// Most bytes of an uncompressed body; 0 = no limit (Prometheus `body_size_limit`,
+    /// here a plain byte count).
+    #[serde(default)]
+    pub body_size_limit: u64,
+}
+
+impl ScrapeConfig {
+    pub fn interval(&self) -> Duration {
+        self.scrape_interval
+            .map_or(DEFAULT_SCRAPE_INTERVAL, |d| d.0)
+    }
+
+    /// The timeout: as written, or 10 s capped at the interval (Prometheus does the same
+    /// capping for the default only; a written timeout above the interval is an error).
+    pub fn timeout(&self) -> Duration {
+        self.scrape_timeout
+            .map_or(DEFAULT_SCRAPE_TIMEOUT.min(self.interval()), |d| d.0)
+    }
+}
+
+fn default_metrics_path() -> String {
+    "/metrics".to_string()
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scheme {
+    #[default]
+    Http,
+    Https,
+}
+
+impl Scheme {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        }
+    }
+}
+
+/// `static_configs` entry: targets (`host:port`) and labels for all of them.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaticConfig {
+    #[serde(default)]
+    pub targets: Vec<String>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// `file_sd_configs` entry: JSON or YAML files (by extension; globs in the file name
+/// part) holding lists of static configs, re-read when they change.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSdConfig {
+    pub files: Vec<String>,
+    /// How often the files are checked for changes (Prometheus: 5m; it also watches with
+    /// inotify, Picket only polls, so the default here is shorter).
+    #[serde(default)]
+    pub refresh_interval: Option<ConfigDuration>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BasicAuth {
+    pub username: String,
+    #[serde(default)]
+    pub password: Option<String>,
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Authorization {
+    #[serde(default = "bearer", rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    pub credentials: Option<String>,
+    #[serde(default)]
+    pub credentials_file: Option<PathBuf>,
+}
+
+fn bearer() -> String {
+    "Bearer".to_string()
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    #[serde(default)]
+    pub cert_file: Option<PathBuf>,
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
+    /// Accepted so a pasted config loads, but rejected by [`validate`] unless empty:
+    /// the HTTP client cannot override SNI.
+    #[serde(default)]
+    pub server_name: Option<String>,
+}
+
+/// One relabelling step, as Prometheus' `relabel_config` (`model/relabel/relabel.go`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RelabelConfig {
+    #[serde(default)]
+    pub source_labels: Vec<String>,
+    #[serde(default = "default_separator")]
+    pub separator: String,
+    #[serde(default)]
+    pub target_label: String,
+    #[serde(default)]
+    pub regex: RelabelRegex,
+    #[serde(default)]
+    pub modulus: u64,
+    #[serde(default = "default_replacement")]
+    pub replacement: String,
+    #[serde(default)]
+    pub action: RelabelAction,
+}
+
+impl Default for RelabelConfig {
+    fn default() -> Self {
+        RelabelConfig {
+            source_labels: Vec::new(),
+            separator: default_separator(),
+            target_label: String::new(),
+            regex: RelabelRegex::default(),
+            modulus: 0,
+            replacement: default_replacement(),
+            action: RelabelAction::Replace,
+        }
+    }
+}
+
+fn default_separator() -> String {
+    ";".to_string()
+}
+
+fn default_replacement() -> String {
+    "$1".to_string()
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RelabelAction {
+    #[default]
+    Replace,
+    Keep,
+    Drop,
+    KeepEqual,
+    DropEqual,
+    HashMod,
+    LabelMap,
+    LabelDrop,
+    LabelKeep,
+    Lowercase,
+    Uppercase,
+}
+
+impl RelabelAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RelabelAction::Replace => "replace",
+            RelabelAction::Keep => "keep",
+            RelabelAction::Drop => "drop",
+            RelabelAction::KeepEqual => "keepequal",
+            RelabelAction::DropEqual => "dropequal",
+            RelabelAction::HashMod => "hashmod",
+            RelabelAction::LabelMap => "labelmap",
+            RelabelAction::LabelDrop => "labeldrop",
+            RelabelAction::LabelKeep => "labelkeep",
+            RelabelAction::Lowercase => "lowercase",
+            RelabelAction::Uppercase => "uppercase",
+        }
+    }
+}
+
+/// A relabel regex, fully anchored as Prometheus anchors it: `^(?s:<regex>)$`
+/// (`relabel.NewRegexp`). Rust's `regex` and Go's RE2 share syntax for everything
+/// relabel configs use in practice.
+#[derive(Debug, Clone)]
+pub struct RelabelRegex {
+    pub source: String,
+    pub regex: regex::Regex,
+}
+
+impl RelabelRegex {
+    pub fn new(source: &str) -> Result<RelabelRegex, regex::Error> {
+        let regex = regex::Regex::new(&format!("^(?s:{source})$"))?;
+        Ok(RelabelRegex {
+            source: source.to_string(),
+            regex,
+        })
+    }
+
+    pub fn is_match(&self, s: &str) -> bool {
+        self.regex.is_match(s)
+    }
+}
+
+impl Default for RelabelRegex {
+    fn default() -> Self {
+        RelabelRegex::new("(.*)").expect("BUG: the default relabel regex compiles")
+    }
+}
+
+impl<'de> Deserialize<'de> for RelabelRegex {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        RelabelRegex::new(&s)
+            .map_err(|e| serde::de::Error::custom(format!("invalid regex {s:?}: {e}")))
+    }
+}
+
+/// A cross-field problem: the job's index among `[[scrape]]` tables, the key below it
+/// (dotted, e.g. `relabel_configs.target_label`) and the message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScrapeProblem {
+    pub job: usize,
+    pub key: String,
+    pub message: String,
+}
+
+/// Checks what serde cannot: unique job names, timeout ≤ interval, and the fields each
+/// relabel action requires (the rules of Prometheus' `relabel.Config.Validate`).
+pub fn validate(jobs: &[ScrapeConfig]) -> Result<(), ScrapeProblem> {
+    let mut names = HashSet::new();
+    for (i, job) in jobs.iter().enumerate() {
+        let problem = |key: &str, message: String| ScrapeProblem {
+            job: i,
+            key: key.to_string(),
+            message,
+        };
+        if job.job_name.is_empty() {
+            return Err(problem("job_name", "job_name must not be empty".into()));
+        }
+        if !names.insert(job.job_name.as_str()) {
+            return Err(problem(
+                "job_name",
+                format!(
+                    "found multiple scrape configs with job name {:?}",
+                    job.job_name
+                ),
+            ));
+        }
+        if job.timeout() > job.interval() {
+            return Err(problem(
+                "scrape_timeout",
+                format!(
+                    "scrape timeout greater than scrape interval for scrape config with job name {:?}",
+                    job.job_name
+                ),
+            ));
+        }
+        if !job.metrics_path.starts_with('/') {
+            return Err(problem(
+                "metrics_path",
+                "metrics_path must start with '/'".into(),
+            ));
+        }
+        let tokens = usize::from(job.bearer_token.is_some())
+            + usize::from(job.bearer_token_file.is_some())
+            + usize::from(job.authorization.is_some())
+            + usize::from(job.basic_auth.is_some());
+        if tokens > 1 {
+            return Err(problem(
+                "authorization",
+                "at most one of basic_auth, authorization, bearer_token and bearer_token_file may be set".into(),
+            ));
+        }
+        if let Some(b) = &job.basic_auth
+            && b.password.is_some()
+            && b.password_file.is_some()
+        {
+            return Err(problem(
+                "basic_auth",
+                "at most one of basic_auth password and password_file may be set".into(),
+            ));
+        }
+        if let Some(tls) = &job.tls_config
+            && tls.server_name.as_deref().is_some_and(|s| !s.is_empty())
+        {
+            return Err(problem(
+                "tls_config.server_name",
+                "tls_config.server_name is not supported yet; connect to the name the certificate holds".into(),
+            ));
+        }
+        if let Some(tls) = &job.tls_config
+            && tls.cert_file.is_some() != tls.key_file.is_some()
+        {
+            return Err(problem(
+                "tls_config",
+                "tls_config needs both cert_file and key_file for a client certificate".into(),
+            ));
+        }
+        for (list, configs) in [
+            ("relabel_configs", &job.relabel_configs),
+            ("metric_relabel_configs", &job.metric_relabel_configs),
+        ] {
+            for rc in configs {
+                validate_relabel(rc)
+                    .map_err(|(key, message)| problem(&format!("{list}.{key}"), message))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Prometheus' `relabel.Config.Validate` (model/relabel/relabel.go), for the UTF-8 name
+/// validation scheme of Prometheus 3 (any non-empty label name is valid).
+pub fn validate_relabel(rc: &RelabelConfig) -> Result<(), (&'static str, String)> {
+    use RelabelAction::*;
+    let action = rc.action.as_str();
+    if rc.action == HashMod && rc.modulus == 0 {
+        return Err((
+            "modulus",
+            "relabel configuration for hashmod requires non-zero modulus".into(),
+        ));
+    }
+    if matches!(
+        rc.action,
+        Replace | HashMod | Lowercase | Uppercase | KeepEqual | DropEqual
+    ) && rc.target_label.is_empty()
+    {
+        return Err((
+            "target_label",
+            format!("relabel configuration for {action} action requires 'target_label' value"),
+        ));
+    }
+    if matches!(rc.action, KeepEqual | DropEqual)
+        && (rc.regex.source != "(.*)"
+            || rc.modulus != 0
+            || rc.separator != ";"
+            || rc.replacement != "$1")
+    {
+        return Err((
+            "action",
+            format!(
+                "{action} action requires only 'source_labels' and `target_label`, and no other fields"
+            ),
+        ));
+    }
+    if matches!(rc.action, LabelDrop | LabelKeep)
+        && (!rc.source_labels.is_empty()
+            || !rc.target_label.is_empty()
+            || rc.modulus != 0
+            || rc.separator != ";"
+            || rc.replacement != "$1")
+    {
+        return Err((
+            "action",
+            format!("{action} action requires only 'regex', and no other fields"),
+        ));
+    }
+    if matches!(
+        rc.action,
+        Lowercase | Uppercase | HashMod | KeepEqual | DropEqual
+    ) && rc.target_label.contains('$')
+    {
+        return Err((
+            "target_label",
+            format!(
+                "{:?} is invalid 'target_label' for {action} action",
+                rc.target_label
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// 1-based line of `key` inside the `job`-th `[[scrape]]` table of `text` (the first line
+/// of that table if the key is not written there; line 1 if the table is not found).
+pub fn locate(text: &str, job: usize, key: &str) -> usize {
+    let last = key.rsplit('.').next().unwrap_or(key);
+    let mut seen = None::<usize>;
+    let mut header_line = None;
+    for (n, line) in text.lines().enumerate() {
+        let t = line.trim();
+        if t == "[[scrape]]" {
+            seen = Some(seen.map_or(0, |s| s + 1));
+            if seen == Some(job) {
+                header_line = Some(n + 1);
+            } else if seen > Some(job) {
+                break;
+            }
+            continue;
+        }
+        if seen == Some(job)
+            && let Some((k, _)) = t.split_once('=')
+            && k.trim().trim_matches('"') == last
+        {
+            return n + 1;
+        }
+    }
+    header_line.unwrap_or(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(text: &str) -> ScrapeConfig {
+        toml::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn defaults_follow_prometheus_except_the_interval() {
+        let j = job("job_name = \"a\"\n");
+        assert_eq!(j.interval(), Duration::from_secs(15));
+        assert_eq!(j.timeout(), Duration::from_secs(10));
+        assert_eq!(j.metrics_path, "/metrics");
+        assert_eq!(j.scheme, Scheme::Http);
+        assert!(!j.honor_labels);
+        assert!(j.honor_timestamps);
+        let j = job("job_name = \"a\"\nscrape_interval = \"5s\"\n");
+        assert_eq!(
+            j.timeout(),
+            Duration::from_secs(5),
+            "timeout is capped at the interval"
+        );
+    }
+
+    #[test]
+    fn relabel_defaults_are_prometheus_defaults() {
+        let j = job("job_name = \"a\"\n[[relabel_configs]]\ntarget_label = \"x\"\n");
+        let r = &j.relabel_configs[0];
+        assert_eq!(r.action, RelabelAction::Replace);
+        assert_eq!(r.separator, ";");
+        assert_eq!(r.replacement, "$1");
+        assert_eq!(r.regex.source, "(.*)");
+        assert!(r.regex.is_match("anything\nat all"));
+    }
+
+    #[test]
+    fn regexes_are_fully_anchored() {
+        let r = RelabelRegex::new("a|b").unwrap();
+        assert!(r.is_match("a"));
+        assert!(!r.is_match("ab"));
+        assert!(!r.is_match("xa"));
+    }
+
+    #[test]
+    fn cross_field_rules_are_enforced() {
+        let cases: &[(&str, &str)] = &[
+            (
+                "job_name = \"a\"\nscrape_interval = \"5s\"\nscrape_timeout = \"6s\"\n",
+                "scrape_timeout",
+            ),
+            (
+                "job_name = \"a\"\n[[relabel_configs]]\naction = \"hashmod\"\ntarget_label = \"x\"\n",
+                "relabel_configs.modulus",
+            ),
+            (
+                "job_name = \"a\"\n[[relabel_configs]]\naction = \"replace\"\n",
+                "relabel_configs.target_label",
+            ),
+            (
+                "job_name = \"a\"\n[[metric_relabel_configs]]\naction = \"labeldrop\"\nregex = \"x\"\ntarget_label = \"y\"\n",
+                "metric_relabel_configs.action",
+            ),
+            (
+                "job_name = \"a\"\n[[relabel_configs]]\naction = \"keepequal\"\ntarget_label = \"y\"\nregex = \"z\"\n",
+                "relabel_configs.action",
+            ),
+            (
+                "job_name = \"a\"\nmetrics_path = \"metrics\"\n",
+                "metrics_path",
+            ),
+            (
+                "job_name = \"a\"\nbearer_token = \"x\"\n[basic_auth]\nusername = \"u\"\n",
+                "authorization",
+            ),
+        ];
+        for (text, key) in cases {
+            let err = validate(&[job(text)]).expect_err(text);
+            assert_eq!(err.key, *key, "{text}: {}", err.message);
+        }
+        let dup = validate(&[job("job_name = \"a\"\n"), job("job_name = \"a\"\n")]).unwrap_err();
+        assert_eq!((dup.job, dup.key.as_str()), (1, "job_name"));
+    }
+
+    #[test]
+    fn locate_finds_the_key_in_the_right_job() {
+        let text = "[[scrape]]\njob_name = \"a\"\n\n[[scrape]]\njob_name = \"a\"\nscrape_timeout = \"1m\"\n";
+        assert_eq!(locate(text, 1, "job_name"), 5);
+        assert_eq!(locate(text, 1, "scrape_timeout"), 6);
+        assert_eq!(locate(text, 0, "scrape_timeout"), 1);
+    }
+}
