@@ -366,6 +366,53 @@ mod tests {
     }
 
     #[test]
+    fn scrape_jobs_are_read_with_prometheus_field_names() {
+        let text = "[[scrape]]\njob_name = \"node\"\nscrape_interval = \"1s\"\n\
+                    [[scrape.static_configs]]\ntargets = [\"127.0.0.1:9100\"]\nlabels = { role = \"pi\" }\n\
+                    [[scrape.relabel_configs]]\nsource_labels = [\"__address__\"]\ntarget_label = \"host\"\n";
+        let c = Config::parse(text, "t.toml").unwrap();
+        assert_eq!(c.scrape.len(), 1);
+        assert_eq!(c.scrape[0].job_name, "node");
+        assert_eq!(c.scrape[0].interval(), Duration::from_secs(1));
+        assert_eq!(c.scrape[0].timeout(), Duration::from_secs(1));
+        assert_eq!(c.scrape[0].static_configs[0].labels["role"], "pi");
+        assert_eq!(c.scrape[0].relabel_configs[0].target_label, "host");
+        assert!(
+            Config::default_config().scrape.is_empty(),
+            "the default scrapes nothing"
+        );
+    }
+
+    #[test]
+    fn bad_scrape_configs_name_key_and_line() {
+        let (line, key, msg) = invalid(
+            "[[scrape]]\njob_name = \"a\"\n[[scrape.relabel_configs]]\nsource_labels = [\"x\"]\nregex = \"(\"\n",
+        );
+        assert_eq!(
+            (line, key.as_str()),
+            (5, "scrape.relabel_configs.regex"),
+            "{msg}"
+        );
+        assert!(msg.contains("invalid regex"), "{msg}");
+        let (line, key, msg) = invalid(
+            "[[scrape]]\njob_name = \"a\"\n[[scrape.metric_relabel_configs]]\naction = \"bogus\"\n",
+        );
+        assert_eq!(
+            (line, key.as_str()),
+            (4, "scrape.metric_relabel_configs.action"),
+            "{msg}"
+        );
+        let (line, key, msg) =
+            invalid("[[scrape]]\njob_name = \"a\"\n\n[[scrape]]\njob_name = \"a\"\n");
+        assert_eq!((line, key.as_str()), (5, "scrape[1].job_name"), "{msg}");
+        assert!(msg.contains("multiple scrape configs"), "{msg}");
+        let (line, key, _) = invalid(
+            "[[scrape]]\njob_name = \"a\"\nscrape_interval = \"5s\"\nscrape_timeout = \"10s\"\n",
+        );
+        assert_eq!((line, key.as_str()), (4, "scrape[0].scrape_timeout"));
+    }
+
+    #[test]
     fn syntax_error_has_a_line() {
         let (line, _, _) = invalid("[storage]\npath = \n");
         assert_eq!(line, 2);
