@@ -2,7 +2,7 @@
 //! OpenMetrics 1.0, as `interfaces.md` §8.1–8.2 and Prometheus' `model/textparse`
 //! (`promparse.go`, `openmetricsparse.go`) read them.
 //!
-//! It is a pull parser over one body held in memory: [`Parser::next`] returns one
+//! It is a pull parser over one body held in memory: [`Parser::next_entry`] returns one
 //! [`Entry`] per meaningful line, borrowing names from the body. A sample's labels are
 //! read through [`Parser::labels`] from a vector the parser reuses, and label values are
 //! `Cow`s that only own memory when the value holds an escape, so the common sample
@@ -59,7 +59,7 @@ pub enum Entry<'a> {
         name: Cow<'a, str>,
         unit: &'a str,
     },
-    /// A sample; its labels are in [`Parser::labels`] until the next call to `next`.
+    /// A sample; its labels are in [`Parser::labels`] until the next call to `next_entry`.
     Sample {
         /// The raw series text `name{…}` as written (cache key).
         series: &'a str,
@@ -98,29 +98,13 @@ impl<'a> Parser<'a> {
         }
     }
 
-    /// Reuses this parser (and its label vector's capacity) for another body.
-    pub fn reset<'b>(self, text: &'b str, format: Format) -> Parser<'b> {
-        let mut labels: Vec<(Cow<'b, str>, Cow<'b, str>)> = Vec::new();
-        // The vector is empty after clear(), so reusing its allocation is sound; Rust
-        // cannot express that for a different lifetime, so only the capacity carries over.
-        labels.reserve(self.labels.capacity());
-        Parser {
-            text,
-            pos: 0,
-            line: 0,
-            format,
-            eof: false,
-            labels,
-        }
-    }
-
     /// The labels of the last [`Entry::Sample`], in the order written (no `__name__`).
     pub fn labels(&self) -> &[(Cow<'a, str>, Cow<'a, str>)] {
         &self.labels
     }
 
     /// The next entry, `Ok(None)` at the end of a complete body.
-    pub fn next(&mut self) -> Result<Option<Entry<'a>>, ParseError> {
+    pub fn next_entry(&mut self) -> Result<Option<Entry<'a>>, ParseError> {
         loop {
             if self.pos >= self.text.len() {
                 if self.format == Format::OpenMetrics && !self.eof {
@@ -534,7 +518,7 @@ mod tests {
     fn parse(text: &str, format: Format) -> Result<Vec<String>, ParseError> {
         let mut p = Parser::new(text, format);
         let mut out = Vec::new();
-        while let Some(e) = p.next()? {
+        while let Some(e) = p.next_entry()? {
             out.push(match e {
                 Entry::Sample {
                     name,
@@ -799,7 +783,7 @@ mod tests {
         let big = "v".repeat(1 << 20);
         let text = format!("a{{b=\"{big}\"}} 1\n");
         let mut p = Parser::new(&text, Format::Text);
-        assert!(matches!(p.next(), Ok(Some(Entry::Sample { .. }))));
+        assert!(matches!(p.next_entry(), Ok(Some(Entry::Sample { .. }))));
         assert_eq!(p.labels()[0].1.len(), 1 << 20);
         let bad = format!("a{{b=\"{big}\"}} {big}\n");
         let err = parse(&bad, Format::Text).unwrap_err();
@@ -810,7 +794,7 @@ mod tests {
     fn unescaped_label_values_borrow_from_the_body() {
         let text = "a{b=\"plain\",c=\"esc\\\\aped\"} 1\n";
         let mut p = Parser::new(text, Format::Text);
-        let Ok(Some(Entry::Sample { series, .. })) = p.next() else {
+        let Ok(Some(Entry::Sample { series, .. })) = p.next_entry() else {
             panic!("no sample")
         };
         assert_eq!(series, "a{b=\"plain\",c=\"esc\\\\aped\"}");
@@ -859,7 +843,7 @@ mod tests {
             for f in [Format::Text, Format::OpenMetrics] {
                 let mut p = Parser::new(&s, f);
                 for _ in 0..100 {
-                    match p.next() {
+                    match p.next_entry() {
                         Ok(Some(_)) => {}
                         _ => break,
                     }

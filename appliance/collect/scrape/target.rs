@@ -301,7 +301,7 @@ impl ScrapeLoop {
         let mut parser = Parser::new(body, format);
         let mut meta_updates: Vec<(String, Metadata)> = Vec::new();
         loop {
-            let entry = match parser.next() {
+            let entry = match parser.next_entry() {
                 Ok(Some(e)) => e,
                 Ok(None) => break,
                 Err(e) => {
