@@ -487,3 +487,54 @@ fn debian_node_exporter_is_scraped_like_prometheus_would() {
     );
     p.stop();
 }
+
+#[test]
+fn file_sd_targets_are_reread_on_change_and_removed_targets_go_stale() {
+    let exporter = Exporter::start();
+    exporter.set(
+        "/metrics",
+        "text/plain; version=0.0.4",
+        "sd_metric 3\n",
+        false,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let write = |body: &str| {
+        // Write then rename, so the scraper never reads half a file.
+        let tmp = dir.path().join("targets.json.tmp");
+        std::fs::write(&tmp, body).unwrap();
+        std::fs::rename(&tmp, dir.path().join("targets.json")).unwrap();
+    };
+    write(&format!(
+        r#"[{{"targets": ["{}"], "labels": {{"group": "one"}}}}]"#,
+        exporter.addr
+    ));
+    std::fs::write(
+        dir.path().join("more.yml"),
+        format!(
+            "- targets: ['{}']\n  labels:\n    group: yaml\n",
+            exporter.addr
+        ),
+    )
+    .unwrap();
+    let config = format!(
+        "{QUIET_CONFIG}\n[[scrape]]\njob_name = \"sd\"\nscrape_interval = \"1s\"\n\
+         [[scrape.file_sd_configs]]\nfiles = [\"{0}/*.json\", \"{0}/*.yml\"]\nrefresh_interval = \"1s\"\n",
+        dir.path().display()
+    );
+    let p = Picket::start(&config);
+    wait_for(&p, r#"up{job="sd", group="one"}"#, 20, |r| {
+        r.len() == 1 && value(&r[0]) == 1.0
+    });
+    wait_for(&p, r#"sd_metric{group="yaml"}"#, 20, |r| r.len() == 1);
+    write(&format!(
+        r#"[{{"targets": ["{}"], "labels": {{"group": "two"}}}}]"#,
+        exporter.addr
+    ));
+    wait_for(&p, r#"up{job="sd", group="two"}"#, 20, |r| {
+        r.len() == 1 && value(&r[0]) == 1.0
+    });
+    // The old target was stopped: its series got staleness markers at once.
+    wait_for(&p, r#"{job="sd", group="one"}"#, 10, |r| r.is_empty());
+    assert_eq!(single(&p, r#"sd_metric{group="yaml"}"#), 3.0);
+    p.stop();
+}

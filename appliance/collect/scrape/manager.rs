@@ -489,11 +489,9 @@ fn run_target(
             Err(e) => lp.failed(e, t_ms, duration),
         };
         let after = lp.active_series();
-        if after >= before {
-            series.fetch_add(after - before, Ordering::Relaxed);
-        } else {
-            series.fetch_sub(before - after, Ordering::Relaxed);
-        }
+        let _ = series.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+            Some(n.saturating_sub(before).saturating_add(after))
+        });
         ingest.stats().scrape.record(&out);
         let now_error = out.error.as_ref().map(|e| e.to_string());
         // Log changes only: a target that stays down must not flood the journal.
@@ -524,11 +522,12 @@ fn run_target(
             break;
         }
     }
+    // Give this target's series back to the global budget before they are drained.
+    let held = lp.active_series();
+    let _ = series.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+        Some(n.saturating_sub(held))
+    });
     let gone = lp.stopped(now_ms());
-    series.fetch_sub(
-        lp.active_series().min(series.load(Ordering::Relaxed)),
-        Ordering::Relaxed,
-    );
     if let Err(e) = ingest.scraped(gone, Vec::new()) {
         tracing::warn!(job = %job.config.job_name, error = %e, "Staleness markers could not be stored.");
     }
