@@ -20,6 +20,8 @@ struct ExporterState {
     /// path -> (content type, body, gzip it)
     routes: HashMap<String, (String, String, bool)>,
     requests: Vec<(String, HashMap<String, String>)>,
+    /// Paths whose responses announce more bytes than they send (a body cut short).
+    short: Vec<String>,
 }
 
 struct Exporter {
@@ -85,10 +87,14 @@ fn serve(conn: TcpStream, state: &Mutex<ExporterState>) {
     let route = {
         let mut st = state.lock().unwrap();
         st.requests.push((path.clone(), headers.clone()));
-        st.routes.get(path.split('?').next().unwrap_or("")).cloned()
+        let p = path.split('?').next().unwrap_or("");
+        st.routes
+            .get(p)
+            .cloned()
+            .map(|r| (r, st.short.iter().any(|s| s == p)))
     };
     let mut conn = conn;
-    let Some((ct, body, gzip)) = route else {
+    let Some(((ct, body, gzip), short)) = route else {
         let _ = conn
             .write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
         return;
@@ -108,7 +114,7 @@ fn serve(conn: TcpStream, state: &Mutex<ExporterState>) {
     };
     let head = format!(
         "HTTP/1.1 200 OK\r\nContent-Type: {ct}\r\n{encoding}Content-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
+        body.len() + if short { 100 } else { 0 }
     );
     let _ = conn.write_all(head.as_bytes());
     let _ = conn.write_all(&body);
@@ -352,6 +358,12 @@ job_name = "cut"
 scrape_interval = "1s"
 metrics_path = "/cut"
 static_configs = [{{ targets = ["{a}"] }}]
+
+[[scrape]]
+job_name = "short"
+scrape_interval = "1s"
+metrics_path = "/short"
+static_configs = [{{ targets = ["{a}"] }}]
 "#,
         a = exporter.addr
     );
@@ -387,6 +399,10 @@ static_configs = [{{ targets = ["{a}"] }}]
     wait_for(&p, r#"up{job="cut"}"#, 20, |r| r.len() == 1);
     assert_eq!(single(&p, r#"up{job="cut"}"#), 0.0);
     assert!(query_now(&p, "ok").is_empty());
+    // A text body shorter than its Content-Length was cut short too.
+    wait_for(&p, r#"up{job="short"}"#, 20, |r| r.len() == 1);
+    assert_eq!(single(&p, r#"up{job="short"}"#), 0.0);
+    assert!(query_now(&p, "short_metric").is_empty());
 
     // Self-metrics count the failures by reason.
     let (code, text) = p.get("/metrics");
@@ -401,6 +417,7 @@ static_configs = [{{ targets = ["{a}"] }}]
     };
     assert!(failures("sample_limit") >= 1.0, "{text}");
     assert!(failures("parse") >= 1.0, "{text}");
+    assert!(failures("http") >= 1.0, "{text}");
 
     // A clean shutdown writes staleness markers for every target: after a restart
     // without scrape jobs, `up` is gone at once instead of lingering for 5 minutes.

@@ -12,8 +12,11 @@
 //! Differences between the formats handled here: OpenMetrics timestamps are float
 //! seconds (converted to ms by truncation, as Prometheus does), its body must end with
 //! `# EOF`, it has `# UNIT`, exemplars (`# {…} v [ts]` after a sample; skipped) and no
-//! blank lines or free comments. A text body whose last line lacks its `\n` was cut short
-//! and is an error, as in Prometheus.
+//! blank lines or free comments. A text body whose last line lacks its `\n` was cut
+//! short and is an error, as in Prometheus.
+//!
+//! OpenMetrics `_created` samples come out as ordinary samples, as Prometheus 3 stores
+//! them unless created-timestamp ingestion is enabled (`textparse.New`, `skipOMCTSeries`).
 
 use crate::model::MetricType;
 use std::borrow::Cow;
