@@ -50,6 +50,7 @@ fn main() {
     let settings = Arc::new(LoopSettings {
         honor_labels: false,
         honor_timestamps: true,
+        track_timestamps_staleness: false,
         metric_relabel: Vec::new(),
         sample_limit: 0,
         label_limit: 0,

@@ -95,10 +95,131 @@ pub struct ScrapeConfig {
     pub label_name_length_limit: u64,
     #[serde(default)]
     pub label_value_length_limit: u64,
-    /// Most bytes of an uncompressed body; 0 = no limit (Prometheus `body_size_limit`,
-    /// here a plain byte count).
+    /// Most bytes of an uncompressed body; 0 = no limit. A byte count or a Prometheus
+    /// size string (`"10MB"`, base 2 as in Prometheus).
     #[serde(default)]
-    pub body_size_limit: u64,
+    pub body_size_limit: ByteSize,
+    /// Prometheus `follow_redirects` (default true).
+    #[serde(default = "yes")]
+    pub follow_redirects: bool,
+    /// Prometheus `track_timestamps_staleness`: also write staleness markers for series
+    /// that carried their own timestamps (default false).
+    #[serde(default)]
+    pub track_timestamps_staleness: bool,
+    /// Prometheus `scrape_protocols`: the formats asked for, most preferred first
+    /// (default: OpenMetrics 1.0.0, 0.0.1, text 1.0.0, 0.0.4, as Prometheus 3).
+    #[serde(default = "default_protocols")]
+    pub scrape_protocols: Vec<ScrapeProtocol>,
+    /// Prometheus `fallback_scrape_protocol`: how to read a body whose Content-Type is
+    /// missing or unknown. Unset: the text format (Prometheus 3 fails such scrapes).
+    #[serde(default)]
+    pub fallback_scrape_protocol: Option<ScrapeProtocol>,
+}
+
+/// A scrape protocol as Prometheus names it (`config.ScrapeProtocol`). The protobuf
+/// format is recognised so its error can say it is not supported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum ScrapeProtocol {
+    #[serde(rename = "OpenMetricsText1.0.0")]
+    OpenMetricsText1_0_0,
+    #[serde(rename = "OpenMetricsText0.0.1")]
+    OpenMetricsText0_0_1,
+    #[serde(rename = "PrometheusText1.0.0")]
+    PrometheusText1_0_0,
+    #[serde(rename = "PrometheusText0.0.4")]
+    PrometheusText0_0_4,
+    PrometheusProto,
+}
+
+impl ScrapeProtocol {
+    /// The media type Prometheus sends for it (`config.ScrapeProtocolsHeaders`), with the
+    /// `escaping` parameter Prometheus 3 adds to the 1.0.0 formats.
+    pub fn accept(self) -> &'static str {
+        match self {
+            ScrapeProtocol::OpenMetricsText1_0_0 => {
+                "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8"
+            }
+            ScrapeProtocol::OpenMetricsText0_0_1 => "application/openmetrics-text;version=0.0.1",
+            ScrapeProtocol::PrometheusText1_0_0 => "text/plain;version=1.0.0;escaping=allow-utf-8",
+            ScrapeProtocol::PrometheusText0_0_4 => "text/plain;version=0.0.4",
+            ScrapeProtocol::PrometheusProto => {
+                "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited"
+            }
+        }
+    }
+
+    pub fn is_openmetrics(self) -> bool {
+        matches!(
+            self,
+            ScrapeProtocol::OpenMetricsText1_0_0 | ScrapeProtocol::OpenMetricsText0_0_1
+        )
+    }
+}
+
+fn default_protocols() -> Vec<ScrapeProtocol> {
+    vec![
+        ScrapeProtocol::OpenMetricsText1_0_0,
+        ScrapeProtocol::OpenMetricsText0_0_1,
+        ScrapeProtocol::PrometheusText1_0_0,
+        ScrapeProtocol::PrometheusText0_0_4,
+    ]
+}
+
+/// The `Accept` header for `protocols`, weighted as Prometheus' `acceptHeader`
+/// (scrape/scrape.go): q=0.6 for the first of its five known protocols, 0.1 less for each
+/// next one, then `*/*`.
+pub fn accept_header(protocols: &[ScrapeProtocol]) -> String {
+    let mut weight = 6;
+    let mut parts = Vec::with_capacity(protocols.len() + 1);
+    for p in protocols {
+        parts.push(format!("{};q=0.{weight}", p.accept()));
+        weight -= 1;
+    }
+    parts.push(format!("*/*;q=0.{weight}"));
+    parts.join(",")
+}
+
+/// A byte count: an integer, or a string with a unit as Prometheus' `units.Base2Bytes`
+/// writes it (`B`, `KB`/`KiB`, `MB`/`MiB`, `GB`/`GiB`, `TB`/`TiB`, all powers of 1024).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ByteSize(pub u64);
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Int(i64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Int(n) if n >= 0 => Ok(ByteSize(n as u64)),
+            Raw::Int(n) => Err(serde::de::Error::custom(format!(
+                "must not be negative, got {n}"
+            ))),
+            Raw::Text(s) => parse_byte_size(&s).map(ByteSize).ok_or_else(|| {
+                serde::de::Error::custom(format!(
+                    "invalid size {s:?}: write a byte count or a number with B, KB, MB, GB or TB"
+                ))
+            }),
+        }
+    }
+}
+
+fn parse_byte_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    let shift = match unit.trim() {
+        "" | "B" => 0,
+        "KB" | "KiB" => 10,
+        "MB" | "MiB" => 20,
+        "GB" | "GiB" => 30,
+        "TB" | "TiB" => 40,
+        _ => return None,
+    };
+    n.checked_mul(1u64 << shift)
 }
 
 impl ScrapeConfig {
@@ -399,6 +520,28 @@ pub fn validate(jobs: &[ScrapeConfig]) -> Result<(), ScrapeProblem> {
                 "tls_config needs both cert_file and key_file for a client certificate".into(),
             ));
         }
+        if let Some(i) = job
+            .scrape_protocols
+            .iter()
+            .chain(&job.fallback_scrape_protocol)
+            .position(|p| *p == ScrapeProtocol::PrometheusProto)
+        {
+            let key = if i < job.scrape_protocols.len() {
+                "scrape_protocols"
+            } else {
+                "fallback_scrape_protocol"
+            };
+            return Err(problem(
+                key,
+                "PrometheusProto (the protobuf format) is not supported; use the text or OpenMetrics protocols".into(),
+            ));
+        }
+        if job.scrape_protocols.is_empty() {
+            return Err(problem(
+                "scrape_protocols",
+                "scrape_protocols must name at least one protocol".into(),
+            ));
+        }
         for (list, configs) in [
             ("relabel_configs", &job.relabel_configs),
             ("metric_relabel_configs", &job.metric_relabel_configs),
@@ -583,6 +726,51 @@ mod tests {
         }
         let dup = validate(&[job("job_name = \"a\"\n"), job("job_name = \"a\"\n")]).unwrap_err();
         assert_eq!((dup.job, dup.key.as_str()), (1, "job_name"));
+    }
+
+    #[test]
+    fn the_default_accept_header_is_prometheus_3s() {
+        assert_eq!(
+            accept_header(&default_protocols()),
+            "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.6,\
+             application/openmetrics-text;version=0.0.1;q=0.5,\
+             text/plain;version=1.0.0;escaping=allow-utf-8;q=0.4,\
+             text/plain;version=0.0.4;q=0.3,*/*;q=0.2"
+        );
+        let j = job("job_name = \"a\"\nscrape_protocols = [\"PrometheusText0.0.4\"]\n");
+        assert_eq!(
+            accept_header(&j.scrape_protocols),
+            "text/plain;version=0.0.4;q=0.6,*/*;q=0.5"
+        );
+    }
+
+    #[test]
+    fn body_size_limits_read_counts_and_prometheus_units() {
+        let cases = [
+            ("0", 0),
+            ("1024", 1024),
+            ("\"10MB\"", 10 << 20),
+            ("\"1KiB\"", 1024),
+            ("\"5B\"", 5),
+        ];
+        for (text, want) in cases {
+            let j = job(&format!("job_name = \"a\"\nbody_size_limit = {text}\n"));
+            assert_eq!(j.body_size_limit.0, want, "{text}");
+        }
+        assert!(
+            toml::from_str::<ScrapeConfig>("job_name = \"a\"\nbody_size_limit = \"10XB\"\n")
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn the_protobuf_protocol_is_refused_with_a_reason() {
+        let err = validate(&[job(
+            "job_name = \"a\"\nscrape_protocols = [\"PrometheusProto\"]\n",
+        )])
+        .unwrap_err();
+        assert_eq!(err.key, "scrape_protocols");
+        assert!(err.message.contains("not supported"), "{}", err.message);
     }
 
     #[test]

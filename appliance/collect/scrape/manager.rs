@@ -24,13 +24,6 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// What Prometheus 3.x sends by default (`scrape_protocols`: OpenMetrics 1.0.0, 0.0.1,
-/// text 1.0.0, 0.0.4; `acceptHeader` in scrape/scrape.go weighs them from q=0.6 down).
-pub const ACCEPT_HEADER: &str = "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.6,\
-application/openmetrics-text;version=0.0.1;q=0.5,\
-text/plain;version=1.0.0;escaping=allow-utf-8;q=0.4,\
-text/plain;version=0.0.4;q=0.3,*/*;q=0.2";
-
 /// Default `refresh_interval` of file_sd_configs.
 const DEFAULT_FILE_SD_REFRESH: Duration = Duration::from_secs(30);
 
@@ -76,6 +69,8 @@ impl ScrapeManager {
 struct Job {
     config: ScrapeConfig,
     client: reqwest::blocking::Client,
+    /// The `Accept` header built from `scrape_protocols`.
+    accept: String,
     settings: Arc<LoopSettings>,
 }
 
@@ -96,6 +91,7 @@ fn manage(
         .into_iter()
         .filter_map(|config| match build_client(&config) {
             Ok(client) => Some(Arc::new(Job {
+                accept: crate::config::scrape::accept_header(&config.scrape_protocols),
                 settings: Arc::new(LoopSettings::from_job(&config)),
                 config,
                 client,
@@ -273,7 +269,11 @@ fn build_client(job: &ScrapeConfig) -> Result<reqwest::blocking::Client, String>
     let mut b = reqwest::blocking::Client::builder()
         .user_agent(concat!("Picket/", env!("CARGO_PKG_VERSION")))
         .use_rustls_tls()
-        .redirect(reqwest::redirect::Policy::limited(10));
+        .redirect(if job.follow_redirects {
+            reqwest::redirect::Policy::limited(10)
+        } else {
+            reqwest::redirect::Policy::none()
+        });
     if !job.enable_compression {
         b = b.no_gzip();
     }
@@ -361,7 +361,7 @@ fn fetch(job: &Job, target: &Target, body: &mut Vec<u8>) -> Result<Option<String
     let mut req = job
         .client
         .get(&target.url)
-        .header(reqwest::header::ACCEPT, ACCEPT_HEADER)
+        .header(reqwest::header::ACCEPT, &job.accept)
         .header(
             "X-Prometheus-Scrape-Timeout-Seconds",
             target.timeout.as_secs_f64().to_string(),
@@ -390,7 +390,7 @@ fn fetch(job: &Job, target: &Target, body: &mut Vec<u8>) -> Result<Option<String
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
     body.clear();
-    let limit = job.config.body_size_limit;
+    let limit = job.config.body_size_limit.0;
     let read = if limit > 0 {
         resp.take(limit + 1).read_to_end(body)
     } else {

@@ -29,6 +29,15 @@ pub enum Format {
 }
 
 impl Format {
+    /// Whether `ct` names a format this parser reads (`text/plain` or OpenMetrics).
+    pub fn known_content_type(ct: &str) -> bool {
+        ct.split(';').next().is_some_and(|m| {
+            let m = m.trim();
+            m.eq_ignore_ascii_case("text/plain")
+                || m.eq_ignore_ascii_case("application/openmetrics-text")
+        })
+    }
+
     /// The format a `Content-Type` announces. Missing or unknown types fall back to the
     /// text format (Prometheus 3 fails such scrapes unless `fallback_scrape_protocol` is
     /// set; Picket is lenient, see interfaces.md §8.3).

@@ -130,6 +130,7 @@ pub fn populate(
 pub struct LoopSettings {
     pub honor_labels: bool,
     pub honor_timestamps: bool,
+    pub track_timestamps_staleness: bool,
     pub metric_relabel: Vec<RelabelConfig>,
     pub sample_limit: usize,
     pub label_limit: usize,
@@ -142,6 +143,7 @@ impl LoopSettings {
         LoopSettings {
             honor_labels: job.honor_labels,
             honor_timestamps: job.honor_timestamps,
+            track_timestamps_staleness: job.track_timestamps_staleness,
             metric_relabel: job.metric_relabel_configs.clone(),
             sample_limit: job.sample_limit as usize,
             label_limit: job.label_limit as usize,
@@ -358,15 +360,16 @@ impl ScrapeLoop {
             post_relabel += 1;
             let explicit = ts.filter(|_| self.settings.honor_timestamps);
             let t = explicit.unwrap_or(t_ms);
-            if explicit.is_none() {
+            if explicit.is_none() || self.settings.track_timestamps_staleness {
+                let fresh = current.insert(labels.clone());
                 // Prometheus keeps the first sample of a series and rejects later ones
                 // with the same timestamp (ErrDuplicateSampleForTimestamp).
-                if !current.insert(labels.clone()) {
+                if !fresh && explicit.is_none() {
                     out.duplicates += 1;
                     post_relabel -= 1;
                     continue;
                 }
-                if !self.previous.contains(&labels) {
+                if fresh && !self.previous.contains(&labels) {
                     added += 1;
                 }
             }
@@ -739,6 +742,26 @@ mod tests {
             find(&out, r#"b{instance="h:1", job="j"}"#).unwrap().t,
             10_000
         );
+    }
+
+    #[test]
+    fn series_with_their_own_timestamps_go_stale_only_when_tracked() {
+        for (cfg, want_marker) in [("", false), ("track_timestamps_staleness = true\n", true)] {
+            let mut l = ScrapeLoop::new(settings(cfg), target_labels());
+            l.scraped(
+                "a 1 1000\n",
+                Format::Text,
+                5_000,
+                Duration::ZERO,
+                usize::MAX,
+            );
+            let out = l.scraped("", Format::Text, 6_000, Duration::ZERO, usize::MAX);
+            let marker = find(&out, r#"a{instance="h:1", job="j"}"#);
+            assert_eq!(marker.is_some(), want_marker, "{cfg:?}");
+            if let Some(m) = marker {
+                assert!(is_stale_nan(m.v) && m.t == 6_000);
+            }
+        }
     }
 
     #[test]
