@@ -555,3 +555,37 @@ fn file_sd_targets_are_reread_on_change_and_removed_targets_go_stale() {
     assert_eq!(single(&p, r#"sd_metric{group="yaml"}"#), 3.0);
     p.stop();
 }
+
+#[test]
+fn the_global_series_limit_fails_scrapes_that_would_pass_it() {
+    let exporter = Exporter::start();
+    exporter.set(
+        "/metrics",
+        "text/plain; version=0.0.4",
+        "a 1\nb 2\nc 3\n",
+        false,
+    );
+    let config = format!(
+        "{QUIET_CONFIG}[collect.scrape]\nseries_limit = 2\n\n[[scrape]]\njob_name = \"big\"\n\
+         scrape_interval = \"1s\"\nstatic_configs = [{{ targets = [\"{}\"] }}]\n",
+        exporter.addr
+    );
+    let p = Picket::start(&config);
+    wait_for(&p, r#"up{job="big"}"#, 20, |r| r.len() == 1);
+    assert_eq!(single(&p, r#"up{job="big"}"#), 0.0);
+    assert!(query_now(&p, r#"{__name__=~"a|b|c"}"#).is_empty());
+    let (_, text) = p.get("/metrics");
+    assert!(
+        text.lines().any(|l| l
+            .starts_with("picket_scrape_failures_total{reason=\"series_limit\"} ")
+            && !l.ends_with(" 0")),
+        "{text}"
+    );
+    // Under the limit the same target scrapes fine.
+    exporter.set("/metrics", "text/plain; version=0.0.4", "a 1\n", false);
+    wait_for(&p, r#"up{job="big"}"#, 20, |r| {
+        r.len() == 1 && value(&r[0]) == 1.0
+    });
+    assert_eq!(single(&p, "a"), 1.0);
+    p.stop();
+}

@@ -553,6 +553,46 @@ mod tests {
     }
 
     #[test]
+    fn authorization_headers_are_built_as_prometheus_sends_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let pw = dir.path().join("pw");
+        std::fs::write(&pw, "from-file\n").unwrap();
+        let cases = [
+            ("", None),
+            ("bearer_token = \"t\"\n", Some("Bearer t".to_string())),
+            (
+                "basic_auth = { username = \"u\", password = \"p\" }\n",
+                Some(format!("Basic {}", base64(b"u:p"))),
+            ),
+            (
+                &*format!(
+                    "basic_auth = {{ username = \"u\", password_file = \"{}\" }}\n",
+                    pw.display()
+                ),
+                Some(format!("Basic {}", base64(b"u:from-file"))),
+            ),
+            (
+                &*format!(
+                    "authorization = {{ credentials_file = \"{}\" }}\n",
+                    pw.display()
+                ),
+                Some("Bearer from-file".to_string()),
+            ),
+            (
+                "authorization = { type = \"Token\", credentials = \"x\" }\n",
+                Some("Token x".to_string()),
+            ),
+        ];
+        for (extra, want) in cases {
+            let job: ScrapeConfig = toml::from_str(&format!("job_name = \"j\"\n{extra}")).unwrap();
+            assert_eq!(authorization(&job).unwrap(), want, "{extra}");
+        }
+        let job: ScrapeConfig =
+            toml::from_str("job_name = \"j\"\nbearer_token_file = \"/nonexistent/x\"\n").unwrap();
+        assert!(matches!(authorization(&job), Err(ScrapeError::Http(_))));
+    }
+
+    #[test]
     fn wildcards_match_only_what_they_should() {
         let cases = [
             ("*.json", "a.json", true),
