@@ -231,10 +231,19 @@ pub struct ScrapeOutput {
     pub error: Option<ScrapeError>,
 }
 
-/// A cached series: the final label set, or `None` if metric relabelling drops it.
+/// A cached series: the final label set (`None` if metric relabelling drops it) and its
+/// hash, computed once when the series is first seen.
 struct CacheEntry {
     labels: Option<Labels>,
+    hash: u64,
     seen: u64,
+}
+
+fn labels_hash(labels: &Labels) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    labels.hash(&mut h);
+    h.finish()
 }
 
 /// The state a target keeps between scrapes.
@@ -245,9 +254,12 @@ pub struct ScrapeLoop {
     /// (Prometheus' scrapeCache does the same).
     cache: HashMap<Box<str>, CacheEntry>,
     iteration: u64,
-    /// Series written with the scrape's timestamp last time: the candidates for
-    /// staleness markers.
-    previous: HashSet<Labels>,
+    /// Series written last time (by label hash): the candidates for staleness markers.
+    /// Keyed by hash like Prometheus' `seriesPrev`/`seriesCur`; a steady series moves
+    /// from the previous map to the current one without being cloned.
+    previous: HashMap<u64, Labels>,
+    /// The emptied map of the scrape before last, reused as the next `current`.
+    spare: HashMap<u64, Labels>,
     metadata: HashMap<String, Metadata>,
     report: [Labels; 5],
 }
@@ -273,7 +285,8 @@ impl ScrapeLoop {
             target_labels,
             cache: HashMap::new(),
             iteration: 0,
-            previous: HashSet::new(),
+            previous: HashMap::new(),
+            spare: HashMap::new(),
             metadata: HashMap::new(),
             report,
         }
@@ -296,7 +309,11 @@ impl ScrapeLoop {
     ) -> ScrapeOutput {
         self.iteration += 1;
         let mut out = ScrapeOutput::default();
-        let mut current: HashSet<Labels> = HashSet::with_capacity(self.previous.len());
+        let mut current = std::mem::take(&mut self.spare);
+        current.clear();
+        current.reserve(self.previous.len());
+        // Hashes of series new in this scrape, to undo the moves if the scrape fails.
+        let mut new_series: HashSet<u64> = HashSet::new();
         let mut added = 0usize;
         let mut post_relabel = 0usize;
         let mut error = None;
@@ -318,25 +335,32 @@ impl ScrapeLoop {
                     value,
                     timestamp_ms,
                 } => (series, name, value, timestamp_ms),
+                // Metadata is compared with what was stored last time first, so a steady
+                // target's HELP and TYPE lines allocate nothing.
                 Entry::Help { name, help } => {
-                    let m = self.metadata_entry(&name, &mut meta_updates);
-                    m.help = help.into_owned();
+                    if self.metadata.get(&*name).is_none_or(|m| m.help != help) {
+                        self.metadata_entry(&name, &mut meta_updates).help = help.into_owned();
+                    }
                     continue;
                 }
                 Entry::Type { name, kind } => {
-                    self.metadata_entry(&name, &mut meta_updates).kind = kind;
+                    if self.metadata.get(&*name).is_none_or(|m| m.kind != kind) {
+                        self.metadata_entry(&name, &mut meta_updates).kind = kind;
+                    }
                     continue;
                 }
                 Entry::Unit { name, unit } => {
-                    self.metadata_entry(&name, &mut meta_updates).unit = unit.to_string();
+                    if self.metadata.get(&*name).is_none_or(|m| m.unit != unit) {
+                        self.metadata_entry(&name, &mut meta_updates).unit = unit.to_string();
+                    }
                     continue;
                 }
             };
             out.scraped += 1;
-            let labels = match self.cache.get_mut(series) {
+            let (labels, hash) = match self.cache.get_mut(series) {
                 Some(e) => {
                     e.seen = self.iteration;
-                    e.labels.clone()
+                    (e.labels.clone(), e.hash)
                 }
                 None => {
                     let labels = self.build_labels(&name, parser.labels());
@@ -346,14 +370,16 @@ impl ScrapeLoop {
                         error = Some(e);
                         break;
                     }
+                    let hash = labels.as_ref().map_or(0, labels_hash);
                     self.cache.insert(
                         series.into(),
                         CacheEntry {
                             labels: labels.clone(),
+                            hash,
                             seen: self.iteration,
                         },
                     );
-                    labels
+                    (labels, hash)
                 }
             };
             let Some(labels) = labels else { continue };
@@ -361,16 +387,29 @@ impl ScrapeLoop {
             let explicit = ts.filter(|_| self.settings.honor_timestamps);
             let t = explicit.unwrap_or(t_ms);
             if explicit.is_none() || self.settings.track_timestamps_staleness {
-                let fresh = current.insert(labels.clone());
-                // Prometheus keeps the first sample of a series and rejects later ones
-                // with the same timestamp (ErrDuplicateSampleForTimestamp).
-                if !fresh && explicit.is_none() {
-                    out.duplicates += 1;
-                    post_relabel -= 1;
-                    continue;
-                }
-                if fresh && !self.previous.contains(&labels) {
-                    added += 1;
+                match current.entry(hash) {
+                    std::collections::hash_map::Entry::Occupied(_) => {
+                        // Prometheus keeps the first sample of a series and rejects later
+                        // ones with the same timestamp (ErrDuplicateSampleForTimestamp).
+                        if explicit.is_none() {
+                            out.duplicates += 1;
+                            post_relabel -= 1;
+                            continue;
+                        }
+                    }
+                    std::collections::hash_map::Entry::Vacant(slot) => {
+                        // A steady series moves from `previous` without a clone.
+                        match self.previous.remove(&hash) {
+                            Some(l) => {
+                                slot.insert(l);
+                            }
+                            None => {
+                                added += 1;
+                                new_series.insert(hash);
+                                slot.insert(labels.clone());
+                            }
+                        }
+                    }
                 }
             }
             out.samples.push((labels, Sample { t, v: value }));
@@ -384,11 +423,14 @@ impl ScrapeLoop {
                 limit: self.settings.sample_limit,
             });
         }
-        if error.is_none() && current.len() > self.previous.len() {
-            let growth = current.len() - self.previous.len();
+        // `previous` now holds only the series not seen again; the growth of this target
+        // is the number of new series minus those that went away.
+        let held_before = self.previous.len() + current.len() - new_series.len();
+        if error.is_none() && current.len() > held_before {
+            let growth = current.len() - held_before;
             if growth > series_budget {
                 error = Some(ScrapeError::SeriesLimit {
-                    limit: series_budget + self.previous.len(),
+                    limit: series_budget + held_before,
                 });
             }
         }
@@ -398,21 +440,27 @@ impl ScrapeLoop {
             // series of the last good scrape goes stale.
             out.samples.clear();
             out.error = Some(e);
+            for (h, l) in current.drain() {
+                if !new_series.contains(&h) {
+                    self.previous.insert(h, l);
+                }
+            }
+            self.spare = current;
             let scraped = out.scraped;
             self.fail_into(&mut out, t_ms, secs, scraped, post_relabel);
             return out;
         }
         // Series seen last time but not now: staleness markers at this scrape's time.
-        for gone in self.previous.difference(&current) {
+        for (_, gone) in self.previous.drain() {
             out.samples.push((
-                gone.clone(),
+                gone,
                 Sample {
                     t: t_ms,
                     v: stale_nan(),
                 },
             ));
         }
-        self.previous = current;
+        self.spare = std::mem::replace(&mut self.previous, current);
         let iteration = self.iteration;
         self.cache.retain(|_, e| e.seen == iteration);
         self.commit_metadata(&mut meta_updates);
@@ -447,7 +495,7 @@ impl ScrapeLoop {
         let mut out: Vec<(Labels, Sample)> = self
             .previous
             .drain()
-            .map(|l| {
+            .map(|(_, l)| {
                 (
                     l,
                     Sample {
@@ -477,7 +525,7 @@ impl ScrapeLoop {
         scraped: usize,
         post_relabel: usize,
     ) {
-        for gone in self.previous.drain() {
+        for (_, gone) in self.previous.drain() {
             out.samples.push((
                 gone,
                 Sample {
@@ -726,6 +774,32 @@ mod tests {
             10_000
         );
         assert_eq!(out.metadata.len(), 1);
+    }
+
+    #[test]
+    fn metadata_goes_to_the_store_only_when_it_changes() {
+        let mut l = ScrapeLoop::new(settings(""), target_labels());
+        let body = "# HELP a Help.\n# TYPE a gauge\na 1\n";
+        let first = l.scraped(body, Format::Text, 1, Duration::ZERO, usize::MAX);
+        assert_eq!(first.metadata.len(), 1);
+        assert_eq!(first.metadata[0].1.help, "Help.");
+        assert_eq!(first.metadata[0].1.kind, MetricType::Gauge);
+        let again = l.scraped(body, Format::Text, 2, Duration::ZERO, usize::MAX);
+        assert!(again.metadata.is_empty(), "{:?}", again.metadata);
+        let changed = l.scraped(
+            &body.replace("Help.", "New help."),
+            Format::Text,
+            3,
+            Duration::ZERO,
+            usize::MAX,
+        );
+        assert_eq!(changed.metadata.len(), 1);
+        assert_eq!(changed.metadata[0].1.help, "New help.");
+        assert_eq!(
+            changed.metadata[0].1.kind,
+            MetricType::Gauge,
+            "other fields kept"
+        );
     }
 
     #[test]
