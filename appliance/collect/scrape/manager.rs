@@ -437,13 +437,15 @@ fn offset(target: &Target) -> Duration {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     target.url.hash(&mut h);
     target.labels.hash(&mut h);
-    let interval = target.interval.as_nanos().max(1) as u64;
+    // u128 throughout: no overflow whatever interval the config holds.
+    let interval = target.interval.as_nanos().max(1);
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
-    let slot = h.finish() % interval;
+        .map_or(0, |d| d.as_nanos());
+    let slot = u128::from(h.finish()) % interval;
     let into = now % interval;
-    Duration::from_nanos((slot + interval - into) % interval)
+    let wait = (slot + interval - into) % interval;
+    Duration::from_nanos(u64::try_from(wait).unwrap_or(u64::MAX))
 }
 
 fn run_target(

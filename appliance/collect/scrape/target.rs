@@ -5,6 +5,13 @@
 //!
 //! [`ScrapeLoop`] does no I/O, so all of this is tested without HTTP; the manager feeds it
 //! bodies and hands what it returns to ingest.
+//!
+//! Cost in the steady state (a target exposing the same series each time): the parser
+//! borrows from the body, the series cache maps the raw `name{…}` text to the final label
+//! set and its hash, steady series move between the staleness maps without a copy, and
+//! metadata is compared before it is copied. What remains per sample is one clone of the
+//! label set for the store's write batch (`benches/scrape_parse.rs` counts ~1.04
+//! allocations per sample).
 
 use super::parser::{Entry, Format, Parser};
 use super::relabel;
