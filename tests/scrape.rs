@@ -589,3 +589,142 @@ fn the_global_series_limit_fails_scrapes_that_would_pass_it() {
     assert_eq!(single(&p, "a"), 1.0);
     p.stop();
 }
+
+/// Runs openssl with `args` in `dir`; panics with its stderr on failure.
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run openssl (Debian package `openssl`)");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn https_targets_are_verified_against_tls_config_ca_file() {
+    // A throwaway CA and a leaf certificate for 127.0.0.1, served by node_exporter's own
+    // TLS (`--web.config.file`).
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let mut ca = vec!["req", "-x509"];
+    ca.extend(ec);
+    ca.extend([
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=picket-test-ca",
+    ]);
+    openssl(d, &ca);
+    let mut csr = vec!["req"];
+    csr.extend(ec);
+    csr.extend([
+        "-keyout",
+        "leaf.key",
+        "-out",
+        "leaf.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    openssl(d, &csr);
+    std::fs::write(
+        d.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n\
+         keyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(
+        d,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "leaf.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "leaf.pem",
+            "-days",
+            "1",
+            "-extfile",
+            "ext.cnf",
+        ],
+    );
+    std::fs::write(
+        d.join("web.yml"),
+        format!(
+            "tls_server_config:\n  cert_file: {0}/leaf.pem\n  key_file: {0}/leaf.key\n",
+            d.display()
+        ),
+    )
+    .unwrap();
+    let port = free_port();
+    let child = Command::new(NODE_EXPORTER)
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .arg(format!("--web.config.file={}", d.join("web.yml").display()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start node_exporter");
+    let _guard = ChildGuard(child);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "node_exporter did not listen");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let job = |name: &str, tls: &str| {
+        format!(
+            "\n[[scrape]]\njob_name = \"{name}\"\nscheme = \"https\"\nscrape_interval = \"2s\"\n\
+             static_configs = [{{ targets = [\"127.0.0.1:{port}\"] }}]\n{tls}"
+        )
+    };
+    let config = format!(
+        "{QUIET_CONFIG}{}{}{}",
+        job(
+            "trusted",
+            &format!("tls_config = {{ ca_file = \"{}/ca.pem\" }}\n", d.display())
+        ),
+        job("untrusted", ""),
+        job(
+            "skip_verify",
+            "tls_config = { insecure_skip_verify = true }\n"
+        ),
+    );
+    let p = Picket::start(&config);
+    wait_for(&p, r#"up{job="trusted"}"#, 30, |r| {
+        r.len() == 1 && value(&r[0]) == 1.0
+    });
+    assert_eq!(
+        single(&p, r#"node_memory_MemTotal_bytes{job="trusted"}"#),
+        meminfo_total_bytes()
+    );
+    wait_for(&p, r#"up{job="untrusted"}"#, 30, |r| r.len() == 1);
+    assert_eq!(
+        single(&p, r#"up{job="untrusted"}"#),
+        0.0,
+        "an unknown CA is refused"
+    );
+    wait_for(&p, r#"up{job="skip_verify"}"#, 30, |r| {
+        r.len() == 1 && value(&r[0]) == 1.0
+    });
+    p.stop();
+}
