@@ -413,7 +413,9 @@ pub struct RelabelRegex {
 
 impl RelabelRegex {
     pub fn new(source: &str) -> Result<RelabelRegex, regex::Error> {
-        let regex = regex::Regex::new(&format!("^(?s:{source})$"))?;
+        // Report errors against the regex as written, not the anchored wrapper.
+        let regex = regex::Regex::new(&format!("^(?s:{source})$"))
+            .map_err(|e| regex::Regex::new(source).err().unwrap_or(e))?;
         Ok(RelabelRegex {
             source: source.to_string(),
             regex,
