@@ -728,3 +728,37 @@ fn https_targets_are_verified_against_tls_config_ca_file() {
     });
     p.stop();
 }
+
+#[test]
+fn a_job_over_its_target_limit_scrapes_none_of_its_targets() {
+    let exporter = Exporter::start();
+    exporter.set(
+        "/metrics",
+        "text/plain; version=0.0.4",
+        "limited_metric 1\n",
+        false,
+    );
+    let config = format!(
+        "{QUIET_CONFIG}\n[[scrape]]\njob_name = \"tl\"\nscrape_interval = \"1s\"\ntarget_limit = 1\n\
+         static_configs = [{{ targets = [\"{}\", \"127.0.0.1:9\"] }}]\n",
+        exporter.addr
+    );
+    let p = Picket::start(&config);
+    wait_for(&p, r#"up{job="tl"}"#, 20, |r| r.len() == 2);
+    for r in query_now(&p, r#"up{job="tl"}"#) {
+        assert_eq!(value(&r), 0.0, "{r}");
+    }
+    assert!(query_now(&p, "limited_metric").is_empty());
+    assert!(
+        exporter.requests("/metrics").is_empty(),
+        "targets over the limit are not even fetched"
+    );
+    let (_, text) = p.get("/metrics");
+    assert!(
+        text.lines().any(|l| l
+            .starts_with("picket_scrape_failures_total{reason=\"target_limit\"} ")
+            && !l.ends_with(" 0")),
+        "{text}"
+    );
+    p.stop();
+}

@@ -232,7 +232,7 @@ fn collect_scrape(st: &crate::collect::scrape::ScrapeStats, out: &mut Batch) {
     );
     let fam = out.family(
         "picket_scrape_failures_total",
-        "Failed scrapes by reason (http, timeout, body_size_limit, parse, sample_limit, label_limit, series_limit).",
+        "Failed scrapes by reason (http, timeout, body_size_limit, parse, sample_limit, label_limit, series_limit, target_limit).",
         MetricType::Counter,
     );
     for (reason, n) in st.failures() {

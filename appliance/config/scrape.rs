@@ -114,6 +114,28 @@ pub struct ScrapeConfig {
     /// missing or unknown. Unset: the text format (Prometheus 3 fails such scrapes).
     #[serde(default)]
     pub fallback_scrape_protocol: Option<ScrapeProtocol>,
+    /// Prometheus `target_limit`: most targets the job may have after relabelling; above
+    /// it every target of the job fails without being scraped (up = 0). 0 = no limit.
+    #[serde(default)]
+    pub target_limit: u64,
+    // Accepted so a job pasted from Prometheus loads; they change nothing in Picket:
+    /// Prometheus `enable_http2`: Picket's client speaks HTTP/1.1 (as most exporters).
+    #[serde(default)]
+    pub enable_http2: Option<bool>,
+    /// Prometheus `keep_dropped_targets`: Picket has no targets page yet.
+    #[serde(default)]
+    pub keep_dropped_targets: Option<u64>,
+    /// Prometheus `scrape_classic_histograms` / `always_scrape_classic_histograms`:
+    /// Picket only ever stores classic histograms.
+    #[serde(default, alias = "always_scrape_classic_histograms")]
+    pub scrape_classic_histograms: Option<bool>,
+    /// Prometheus `metric_name_validation_scheme` (`utf8` or `legacy`): Picket accepts
+    /// UTF-8 names, as Prometheus 3 does by default.
+    #[serde(default)]
+    pub metric_name_validation_scheme: Option<String>,
+    /// Prometheus `metric_name_escaping_scheme`: Picket asks for `allow-utf-8`.
+    #[serde(default)]
+    pub metric_name_escaping_scheme: Option<String>,
 }
 
 /// A scrape protocol as Prometheus names it (`config.ScrapeProtocol`). The protobuf
@@ -773,6 +795,35 @@ mod tests {
         .unwrap_err();
         assert_eq!(err.key, "scrape_protocols");
         assert!(err.message.contains("not supported"), "{}", err.message);
+    }
+
+    #[test]
+    fn a_job_pasted_from_prometheus_loads() {
+        // prometheus.yml fields written as TOML, including ones Picket accepts as no-ops.
+        let j = job(r#"
+job_name = "k"
+scrape_interval = "30s"
+scrape_timeout = "5s"
+honor_labels = true
+enable_http2 = true
+keep_dropped_targets = 100
+always_scrape_classic_histograms = true
+metric_name_validation_scheme = "utf8"
+metric_name_escaping_scheme = "allow-utf-8"
+target_limit = 10
+body_size_limit = "50MB"
+scrape_protocols = ["OpenMetricsText1.0.0", "PrometheusText0.0.4"]
+fallback_scrape_protocol = "PrometheusText0.0.4"
+params = { "module" = ["http_2xx"] }
+basic_auth = { username = "u", password = "p" }
+tls_config = { insecure_skip_verify = true }
+static_configs = [{ targets = ["a:1"], labels = { env = "x" } }]
+relabel_configs = [{ source_labels = ["__address__"], target_label = "__param_target" }]
+"#);
+        validate(std::slice::from_ref(&j)).unwrap();
+        assert_eq!(j.target_limit, 10);
+        assert_eq!(j.body_size_limit.0, 50 << 20);
+        assert_eq!(j.scrape_classic_histograms, Some(true));
     }
 
     #[test]

@@ -71,6 +71,9 @@ struct Job {
     client: reqwest::blocking::Client,
     /// The `Accept` header built from `scrape_protocols`.
     accept: String,
+    /// Number of targets the job has now when that is above its `target_limit`, else 0:
+    /// then every target fails without being scraped (Prometheus does the same).
+    over_target_limit: AtomicUsize,
     settings: Arc<LoopSettings>,
 }
 
@@ -92,6 +95,7 @@ fn manage(
         .filter_map(|config| match build_client(&config) {
             Ok(client) => Some(Arc::new(Job {
                 accept: crate::config::scrape::accept_header(&config.scrape_protocols),
+                over_target_limit: AtomicUsize::new(0),
                 settings: Arc::new(LoopSettings::from_job(&config)),
                 config,
                 client,
@@ -126,6 +130,15 @@ fn manage(
                     }
                 }
             }
+        }
+        for (i, job) in jobs.iter().enumerate() {
+            let n = wanted.keys().filter(|(j, _)| *j == i).count();
+            let limit = job.config.target_limit as usize;
+            let over = if limit > 0 && n > limit { n } else { 0 };
+            if over > 0 && job.over_target_limit.load(Ordering::Relaxed) == 0 {
+                tracing::warn!(job = %job.config.job_name, targets = n, limit, "Scrape job has more targets than its target_limit; none is scraped.");
+            }
+            job.over_target_limit.store(over, Ordering::Relaxed);
         }
         let gone: Vec<(usize, Target)> = running
             .keys()
@@ -469,7 +482,15 @@ fn run_target(
     loop {
         let t_ms = now_ms();
         let started = Instant::now();
-        let fetched = fetch(job, &target, &mut body);
+        let over = job.over_target_limit.load(Ordering::Relaxed);
+        let fetched = if over > 0 {
+            Err(ScrapeError::TargetLimit {
+                got: over,
+                limit: job.config.target_limit as usize,
+            })
+        } else {
+            fetch(job, &target, &mut body)
+        };
         let duration = started.elapsed();
         let before = lp.active_series();
         let budget = if series_limit == 0 {

@@ -197,10 +197,12 @@ pub enum ScrapeError {
     },
     #[error("series limit exceeded: Picket already holds {limit} scraped series")]
     SeriesLimit { limit: usize },
+    #[error("target_limit exceeded (number of targets: {got}, limit: {limit})")]
+    TargetLimit { got: usize, limit: usize },
 }
 
 impl ScrapeError {
-    pub const REASONS: [&'static str; 8] = [
+    pub const REASONS: [&'static str; 9] = [
         "http",
         "timeout",
         "body_size_limit",
@@ -208,6 +210,7 @@ impl ScrapeError {
         "sample_limit",
         "label_limit",
         "series_limit",
+        "target_limit",
         "other",
     ];
 
@@ -222,6 +225,7 @@ impl ScrapeError {
             | ScrapeError::LabelNameLength { .. }
             | ScrapeError::LabelValueLength { .. } => 5,
             ScrapeError::SeriesLimit { .. } => 6,
+            ScrapeError::TargetLimit { .. } => 7,
         }
     }
 }
