@@ -8,6 +8,7 @@ use crate::collect::host::{HostCollector, HostPaths};
 use crate::collect::self_metrics::SelfCollector;
 use crate::config::Config;
 use crate::ingest::{Ingest, Source};
+use crate::model::Labels;
 use crate::query::promql::eval::EngineOptions;
 use crate::store::{Store, StoreOptions};
 use anyhow::Context;
@@ -97,6 +98,7 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
             sys: config.collect.host.sys_path.clone(),
             rootfs: config.collect.host.rootfs_path.clone(),
         });
+        let target = target_labels(&config.collect.host.job, &config.collect.host.instance);
         let ingest = ingest.clone();
         let mut batch = Batch::default();
         collectors.push(CollectorThread::spawn(
@@ -106,13 +108,17 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
                 batch.clear();
                 let t = now_ms();
                 host.collect(&mut batch);
-                if let Err(e) = ingest.collected(Source::Host, &batch, t) {
+                if let Err(e) = ingest.collected(Source::Host, &batch, &target, t) {
                     tracing::warn!(error = %e, "Host metrics could not be stored.");
                 }
             },
         )?);
     }
     if config.collect.self_metrics.enabled {
+        let target = target_labels(
+            &config.collect.self_metrics.job,
+            &config.collect.self_metrics.instance,
+        );
         let ingest = ingest.clone();
         let collector = self_collector.clone();
         let mut batch = Batch::default();
@@ -125,7 +131,7 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
                 if let Ok(mut c) = collector.lock() {
                     c.collect(&mut batch);
                 }
-                if let Err(e) = ingest.collected(Source::SelfMetrics, &batch, t) {
+                if let Err(e) = ingest.collected(Source::SelfMetrics, &batch, &target, t) {
                     tracing::warn!(error = %e, "Self metrics could not be stored.");
                 }
             },
@@ -227,6 +233,29 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
         "Store flushed and closed."
     );
     Ok(())
+}
+
+/// `job` and `instance` labels for a built-in collector; an empty instance is this host's
+/// name (what a Prometheus scraping node_exporter would show, minus the port).
+fn target_labels(job: &str, instance: &str) -> Labels {
+    let instance = if instance.is_empty() {
+        hostname()
+    } else {
+        instance.to_string()
+    };
+    Labels::from_pairs([("job", job), ("instance", instance.as_str())])
+}
+
+fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most buf.len() bytes into our buffer.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    if rc == 0 && end > 0 {
+        String::from_utf8_lossy(&buf[..end]).into_owned()
+    } else {
+        "localhost".to_string()
+    }
 }
 
 /// Reads the write token file; an empty path means writes are open.

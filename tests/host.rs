@@ -28,7 +28,7 @@ fn host_metrics_are_served_and_mem_total_equals_proc_meminfo() {
     };
     let mut result = serde_json::Value::Null;
     while Instant::now() < deadline {
-        result = p.query("node_memory_MemTotal_bytes", &now());
+        result = p.query("node_memory_MemTotal_bytes{job=\"node\"}", &now());
         if result.as_array().is_some_and(|a| !a.is_empty()) {
             break;
         }
@@ -40,8 +40,11 @@ fn host_metrics_are_served_and_mem_total_equals_proc_meminfo() {
         .parse()
         .unwrap();
     assert_eq!(v, mem_total_bytes());
+    // Target labels as a Prometheus scraping node_exporter would attach them.
+    let instance = result[0]["metric"]["instance"].as_str().unwrap_or("");
+    assert!(!instance.is_empty(), "{result}");
     // Self metrics are stored like any other source.
-    let r = p.query("process_resident_memory_bytes", &now());
+    let r = p.query("process_resident_memory_bytes{job=\"picket\"}", &now());
     assert_eq!(r.as_array().map(Vec::len), Some(1), "{r}");
     // Metadata of host families is recorded for Grafana's hints.
     let (_, md) = p.get_json("/api/v1/metadata?metric=node_memory_MemTotal_bytes");

@@ -43,12 +43,23 @@ fn params(query: Option<String>, headers: &HeaderMap, body: &Bytes) -> Params {
 
 /// A successful response: `{"status":"success","data":<data>}` plus warnings.
 fn success(data: &str, warnings: &[String]) -> Response {
+    success_annotated(data, warnings, &[])
+}
+
+/// A successful response with Prometheus' `warnings` and `infos` arrays (each left out
+/// when empty, as Prometheus does).
+fn success_annotated(data: &str, warnings: &[String], infos: &[String]) -> Response {
     let mut body = String::with_capacity(data.len() + 64);
     body.push_str(r#"{"status":"success","data":"#);
     body.push_str(data);
-    if !warnings.is_empty() {
-        body.push_str(r#","warnings":["#);
-        for (i, w) in warnings.iter().enumerate() {
+    for (key, list) in [("warnings", warnings), ("infos", infos)] {
+        if list.is_empty() {
+            continue;
+        }
+        body.push_str(",\"");
+        body.push_str(key);
+        body.push_str("\":[");
+        for (i, w) in list.iter().enumerate() {
             if i > 0 {
                 body.push(',');
             }
@@ -92,9 +103,11 @@ fn engine_options(s: &ApiState, params: &Params) -> Result<eval::EngineOptions, 
 }
 
 /// Runs `f` on the blocking pool once a query slot is free.
-async fn run_query<F>(s: &Arc<ApiState>, f: F) -> Result<Value, ApiError>
+async fn run_query<F>(s: &Arc<ApiState>, f: F) -> Result<(Value, eval::Annotations), ApiError>
 where
-    F: FnOnce(&dyn SeriesReader) -> Result<Value, eval::EvalError> + Send + 'static,
+    F: FnOnce(&dyn SeriesReader) -> Result<(Value, eval::Annotations), eval::EvalError>
+        + Send
+        + 'static,
 {
     let _permit = s
         .query_slots
@@ -171,8 +184,15 @@ pub async fn query(
     let expr = parse_query(&p)?;
     let t = p.time_or("time", now_ms())?;
     let opts = engine_options(&s, &p)?;
-    let value = run_query(&s, move |r| eval::instant_query(r, &expr, t, &opts)).await?;
-    Ok(success(&render_value(&value), &[]))
+    let (value, notes) = run_query(&s, move |r| {
+        eval::instant_query_annotated(r, &expr, t, &opts)
+    })
+    .await?;
+    Ok(success_annotated(
+        &render_value(&value),
+        &notes.warnings,
+        &notes.infos,
+    ))
 }
 
 /// `/api/v1/query_range`
@@ -212,11 +232,15 @@ pub async fn query_range(
         )));
     }
     let opts = engine_options(&s, &p)?;
-    let value = run_query(&s, move |r| {
-        eval::range_query(r, &expr, start, end, step, &opts)
+    let (value, notes) = run_query(&s, move |r| {
+        eval::range_query_annotated(r, &expr, start, end, step, &opts)
     })
     .await?;
-    Ok(success(&render_value(&value), &[]))
+    Ok(success_annotated(
+        &render_value(&value),
+        &notes.warnings,
+        &notes.infos,
+    ))
 }
 
 fn required_time(p: &Params, name: &str) -> Result<i64, ApiError> {

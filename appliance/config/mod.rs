@@ -70,6 +70,8 @@ pub struct HostCollectConfig {
     pub proc_path: PathBuf,
     pub sys_path: PathBuf,
     pub rootfs_path: PathBuf,
+    pub job: String,
+    pub instance: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -77,6 +79,8 @@ pub struct HostCollectConfig {
 pub struct SelfCollectConfig {
     pub enabled: bool,
     pub interval: ConfigDuration,
+    pub job: String,
+    pub instance: String,
 }
 
 /// A duration written as a Prometheus duration string; zero is rejected because every

@@ -86,8 +86,17 @@ impl Ingest {
         &self.stats
     }
 
-    /// Stores what one collector tick produced, all at timestamp `t_ms`.
-    pub fn collected(&self, source: Source, batch: &Batch, t_ms: i64) -> Result<(), IngestError> {
+    /// Stores what one collector tick produced, all at timestamp `t_ms`. `target` labels
+    /// (`job`, `instance`) are added to every sample that does not carry them already, as
+    /// Prometheus attaches target labels to what it scrapes, so node_exporter dashboards
+    /// that filter on `job` and `instance` find Picket's host metrics.
+    pub fn collected(
+        &self,
+        source: Source,
+        batch: &Batch,
+        target: &Labels,
+        t_ms: i64,
+    ) -> Result<(), IngestError> {
         let mut write = WriteBatch::default();
         let mut count = 0;
         for fam in &batch.families {
@@ -102,13 +111,16 @@ impl Ingest {
             for (labels, v) in &fam.samples {
                 // Collectors usually leave the metric name to the family (histogram and
                 // summary samples carry their suffixed name); the store wants full sets.
-                let labels = if labels.metric_name().is_some() {
-                    labels.clone()
-                } else {
-                    let mut b = labels.clone().into_builder();
+                let mut b = labels.clone().into_builder();
+                if labels.metric_name().is_none() {
                     b.set(METRIC_NAME, &fam.name);
-                    b.build()
-                };
+                }
+                for l in target {
+                    if b.get(&l.name).is_none() {
+                        b.set(&l.name, &l.value);
+                    }
+                }
+                let labels = b.build();
                 write.series.push((labels, vec![Sample { t: t_ms, v: *v }]));
                 count += 1;
             }
@@ -270,7 +282,10 @@ mod tests {
         batch
             .family("up_like", "Up.", MetricType::Gauge)
             .push(Labels::from_pairs([("job", "x")]), 1.0);
-        ingest.collected(Source::Host, &batch, 1_000).unwrap();
+        let target = Labels::from_pairs([("job", "node"), ("instance", "pi-1")]);
+        ingest
+            .collected(Source::Host, &batch, &target, 1_000)
+            .unwrap();
         let names = store
             .label_values(METRIC_NAME, &[], i64::MIN / 2, i64::MAX / 2)
             .unwrap();
@@ -279,6 +294,12 @@ mod tests {
             .select(&[Matcher::equal("job", "x")], 0, 2_000)
             .unwrap();
         assert_eq!(got[0].labels.get(METRIC_NAME), Some("up_like"));
+        assert_eq!(
+            got[0].labels.get("job"),
+            Some("x"),
+            "a sample's own label wins"
+        );
+        assert_eq!(got[0].labels.get("instance"), Some("pi-1"));
         assert_eq!(ingest.stats().accepted(Source::Host), 2);
         assert_eq!(store.metadata()["req_seconds"].kind, MetricType::Histogram);
         store.close().unwrap();

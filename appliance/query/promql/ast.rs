@@ -64,7 +64,7 @@ pub struct MatrixSelector {
 pub struct Subquery {
     pub expr: Box<Expr>,
     pub range_ms: i64,
-    /// `None` means the global evaluation interval (the query step, or 1 m by default).
+    /// `None` means the global evaluation interval (1 m by default), never the query step.
     pub step_ms: Option<i64>,
     pub offset_ms: i64,
     pub at: Option<AtModifier>,

@@ -65,7 +65,10 @@ pub(super) fn eval_aggregate(ev: &mut Evaluator, a: &Aggregate, t: i64) -> Resul
         }
         _ => {
             let q = match (a.op, param) {
-                (AggregateOp::Quantile, Some(Val::Scalar(q))) => q,
+                (AggregateOp::Quantile, Some(Val::Scalar(q))) => {
+                    super::functions::check_quantile(ev, q);
+                    q
+                }
                 (AggregateOp::Quantile, _) => return Err(param_error(a.op)),
                 _ => 0.0,
             };
@@ -84,14 +87,11 @@ fn param_error(op: AggregateOp) -> EvalError {
     EvalError::Execution(format!("invalid parameter for aggregation {}", op.name()))
 }
 
-/// Whether `name` is a legal label name (`[a-zA-Z_][a-zA-Z0-9_]*`, the legacy rule).
+/// Whether `name` is a legal label name. Prometheus 3.x validates names as UTF-8 by
+/// default (`model.LabelName.IsValid` under `UTF8Validation`): any non-empty valid UTF-8
+/// string, and a Rust string is always valid UTF-8.
 pub(super) fn valid_label_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    match chars.next() {
-        Some(c) if c.is_ascii_alphabetic() || c == '_' => {}
-        _ => return false,
-    }
-    chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+    !name.is_empty()
 }
 
 /// The labels of a sample's group: only the `by` labels, or all but the `without` labels

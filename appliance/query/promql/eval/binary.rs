@@ -3,6 +3,7 @@
 //! `group_left`/`group_right`) and its error messages. Mirrors `VectorBinop`,
 //! `VectorscalarBinop`, `VectorAnd/Or/Unless` and `resultMetric` in promql/engine.go v3.x.
 
+use super::functions::names_vary;
 use super::{EvalError, Evaluator, InstantSample, Val, Vector, labels_string};
 use crate::model::{Labels, METRIC_NAME};
 use crate::query::promql::ast::{Binary, BinaryOp, Cardinality, VectorMatching};
@@ -22,13 +23,23 @@ pub(super) fn eval_binary(ev: &mut Evaluator, b: &Binary, t: i64) -> Result<Val,
             Ok(Val::Scalar(v))
         }
         (Val::Vector(l), Val::Scalar(r)) => {
+            // Only dropping the name can merge series, and only when the input held
+            // several names.
+            let check =
+                (drops_name(op) || b.return_bool) && names_vary(l.iter().map(|s| &s.labels));
             let out = vector_scalar(op, l, r, false, b.return_bool, t)?;
-            check_unique(&out)?;
+            if check {
+                check_unique(&out)?;
+            }
             Ok(Val::Vector(out))
         }
         (Val::Scalar(l), Val::Vector(r)) => {
+            let check =
+                (drops_name(op) || b.return_bool) && names_vary(r.iter().map(|s| &s.labels));
             let out = vector_scalar(op, r, l, true, b.return_bool, t)?;
-            check_unique(&out)?;
+            if check {
+                check_unique(&out)?;
+            }
             Ok(Val::Vector(out))
         }
         (Val::Vector(l), Val::Vector(r)) => {

@@ -1,12 +1,17 @@
 //! PromQL functions: dispatch on `Call.func`, the range-vector kernels (`rate` and the
-//! extrapolation of promql/functions.go v3.x, `irate`/`idelta`, the `*_over_time` family,
-//! `deriv`, `predict_linear`, `changes`, `resets`), the instant-vector functions (math,
+//! extrapolation of promql/functions.go v3.x, `irate`/`idelta`, the `*_over_time` family
+//! including `mad_`, `ts_of_*_over_time` and `double_exponential_smoothing`, `deriv`,
+//! `predict_linear`, `changes`, `resets`), the instant-vector functions (math and trig,
 //! `clamp*`, `round`, date functions, `label_replace`/`label_join`, `sort*`,
-//! `histogram_quantile` over classic `le` buckets) and `time`, `vector`, `scalar`,
-//! `timestamp`, `absent*`. Kernels are plain functions over borrowed sample slices.
+//! `histogram_quantile(s)` and `histogram_fraction` over classic `le` buckets), the scalar
+//! ones (`time`, `pi`, `scalar`, `start`/`end`/`step`/`range`, `min_of`/`max_of`) and
+//! `vector`, `timestamp`, `absent*`. Kernels are plain functions over borrowed sample
+//! slices. Annotations (invalid quantile, malformed `le`, forced monotonicity, possible
+//! non-counter) are raised here with Prometheus' wording.
 //!
 //! Functions drop the metric name except `last_over_time`, `first_over_time`, `sort*`,
 //! `label_replace` and `label_join`, as Prometheus does without delayed name removal.
+//! Native histograms are not supported (the store holds floats only).
 
 use super::binary::check_unique;
 use super::{EvalError, Evaluator, InstantSample, MatrixVal, Val, Vector};
@@ -15,6 +20,10 @@ use crate::query::promql::ast::{Call, Expr};
 use std::collections::HashMap;
 
 pub(super) fn eval_call(ev: &mut Evaluator, c: &Call, t: i64) -> Result<Val, EvalError> {
+    // Whether the result may hold two series with the same labels and must be checked:
+    // functions that only drop the metric name can collide only when their input held
+    // several names, so the kernels below clear this when it did not.
+    let mut check = true;
     let out = match c.func {
         "time" => return Ok(Val::Scalar(t as f64 / 1000.0)),
         "pi" => return Ok(Val::Scalar(std::f64::consts::PI)),
@@ -79,17 +88,34 @@ pub(super) fn eval_call(ev: &mut Evaluator, c: &Call, t: i64) -> Result<Val, Eva
             let m = matrix_arg(ev, c, 0, t)?;
             let is_counter = c.func != "delta";
             let is_rate = c.func == "rate";
-            rollup(&m, t, false, |s| {
+            if is_counter {
+                // `NewPossibleNonCounterInfo`, raised by promql/engine.go v3.x for rate and
+                // increase over series whose name does not look like a counter's.
+                for (labels, samples) in m.iter() {
+                    let name = labels.metric_name().unwrap_or("");
+                    if !name.is_empty()
+                        && !samples.is_empty()
+                        && !["_total", "_sum", "_count", "_bucket"]
+                            .iter()
+                            .any(|sfx| name.ends_with(sfx))
+                    {
+                        ev.info(format!(
+                            "metric might not be a counter, name does not end in _total/_sum/_count/_bucket: {name:?}"
+                        ));
+                    }
+                }
+            }
+            rollup(&mut check, &m, t, false, |s| {
                 extrapolated_rate(s, m.mint, m.maxt, is_counter, is_rate)
             })
         }
         "irate" => {
             let m = matrix_arg(ev, c, 0, t)?;
-            rollup(&m, t, false, |s| instant_value(s, true))
+            rollup(&mut check, &m, t, false, |s| instant_value(s, true))
         }
         "idelta" => {
             let m = matrix_arg(ev, c, 0, t)?;
-            rollup(&m, t, false, |s| instant_value(s, false))
+            rollup(&mut check, &m, t, false, |s| instant_value(s, false))
         }
         "avg_over_time"
         | "min_over_time"
@@ -105,7 +131,9 @@ pub(super) fn eval_call(ev: &mut Evaluator, c: &Call, t: i64) -> Result<Val, Eva
         | "resets"
         | "deriv"
         | "ts_of_last_over_time"
-        | "ts_of_first_over_time" => {
+        | "ts_of_first_over_time"
+        | "ts_of_min_over_time"
+        | "ts_of_max_over_time" => {
             let m = matrix_arg(ev, c, 0, t)?;
             let keep_name = matches!(c.func, "last_over_time" | "first_over_time");
             let kernel: fn(&[Sample]) -> Option<f64> = match c.func {
@@ -119,19 +147,23 @@ pub(super) fn eval_call(ev: &mut Evaluator, c: &Call, t: i64) -> Result<Val, Eva
                 "ts_of_last_over_time" => |s| s.last().map(|x| x.t as f64 / 1000.0),
                 "ts_of_first_over_time" => |s| s.first().map(|x| x.t as f64 / 1000.0),
                 "present_over_time" => |_| Some(1.0),
+                // The latest sample holding the extreme value (ties go to the later one).
+                "ts_of_min_over_time" => |s| ts_of_extreme(s, |cur, best| cur <= best),
+                "ts_of_max_over_time" => |s| ts_of_extreme(s, |cur, best| cur >= best),
                 "stddev_over_time" => |s| stdvar_over_time(s).map(f64::sqrt),
                 "stdvar_over_time" => stdvar_over_time,
                 "changes" => changes,
                 "resets" => resets,
                 _ => deriv,
             };
-            rollup(&m, t, keep_name, kernel)
+            rollup(&mut check, &m, t, keep_name, kernel)
         }
         "quantile_over_time" => {
             let q = scalar_arg(ev, c, 0, t)?;
+            check_quantile(ev, q);
             let m = matrix_arg(ev, c, 1, t)?;
             let mut buf = Vec::new();
-            rollup(&m, t, false, |s| {
+            rollup(&mut check, &m, t, false, |s| {
                 buf.clear();
                 buf.extend(s.iter().map(|x| x.v));
                 Some(quantile(q, &mut buf))
@@ -140,7 +172,7 @@ pub(super) fn eval_call(ev: &mut Evaluator, c: &Call, t: i64) -> Result<Val, Eva
         "mad_over_time" => {
             let m = matrix_arg(ev, c, 0, t)?;
             let mut buf = Vec::new();
-            rollup(&m, t, false, |s| Some(mad(s, &mut buf)))
+            rollup(&mut check, &m, t, false, |s| Some(mad(s, &mut buf)))
         }
         "double_exponential_smoothing" => {
             let m = matrix_arg(ev, c, 0, t)?;
@@ -157,12 +189,14 @@ pub(super) fn eval_call(ev: &mut Evaluator, c: &Call, t: i64) -> Result<Val, Eva
                     "invalid trend factor. Expected: 0 < tf < 1, got: {tf:.6}"
                 )));
             }
-            rollup(&m, t, false, |s| double_exponential_smoothing(s, sf, tf))
+            rollup(&mut check, &m, t, false, |s| {
+                double_exponential_smoothing(s, sf, tf)
+            })
         }
         "predict_linear" => {
             let m = matrix_arg(ev, c, 0, t)?;
             let d = scalar_arg(ev, c, 1, t)?;
-            rollup(&m, t, false, |s| {
+            rollup(&mut check, &m, t, false, |s| {
                 if s.len() < 2 {
                     return None;
                 }
@@ -206,7 +240,7 @@ pub(super) fn eval_call(ev: &mut Evaluator, c: &Call, t: i64) -> Result<Val, Eva
                 "deg" => |v| v * 180.0 / std::f64::consts::PI,
                 _ => |v| v * std::f64::consts::PI / 180.0,
             };
-            map_values(vector_arg(ev, c, 0, t)?, t, f)
+            map_values(&mut check, vector_arg(ev, c, 0, t)?, t, f)
         }
         "round" => {
             let vec = vector_arg(ev, c, 0, t)?;
@@ -217,7 +251,7 @@ pub(super) fn eval_call(ev: &mut Evaluator, c: &Call, t: i64) -> Result<Val, Eva
             };
             // Mirrors funcRound: round half up to a multiple of `to_nearest`.
             let inv = 1.0 / to_nearest;
-            map_values(vec, t, |v| (v * inv + 0.5).floor() / inv)
+            map_values(&mut check, vec, t, |v| (v * inv + 0.5).floor() / inv)
         }
         "clamp" => {
             let vec = vector_arg(ev, c, 0, t)?;
@@ -226,18 +260,18 @@ pub(super) fn eval_call(ev: &mut Evaluator, c: &Call, t: i64) -> Result<Val, Eva
             if hi < lo {
                 Vec::new()
             } else {
-                map_values(vec, t, |v| go_max(lo, go_min(hi, v)))
+                map_values(&mut check, vec, t, |v| go_max(lo, go_min(hi, v)))
             }
         }
         "clamp_min" => {
             let vec = vector_arg(ev, c, 0, t)?;
             let lo = scalar_arg(ev, c, 1, t)?;
-            map_values(vec, t, |v| go_max(lo, v))
+            map_values(&mut check, vec, t, |v| go_max(lo, v))
         }
         "clamp_max" => {
             let vec = vector_arg(ev, c, 0, t)?;
             let hi = scalar_arg(ev, c, 1, t)?;
-            map_values(vec, t, |v| go_min(hi, v))
+            map_values(&mut check, vec, t, |v| go_min(hi, v))
         }
         "minute" | "hour" | "day_of_week" | "day_of_month" | "day_of_year" | "days_in_month"
         | "month" | "year" => {
@@ -251,10 +285,12 @@ pub(super) fn eval_call(ev: &mut Evaluator, c: &Call, t: i64) -> Result<Val, Eva
             } else {
                 // Go's `time.Unix(int64(f), 0)`; Rust's `as` saturates where Go's conversion
                 // is undefined, which is only reachable for NaN and huge values.
-                map_values(vector_arg(ev, c, 0, t)?, t, |v| f(v as i64))
+                map_values(&mut check, vector_arg(ev, c, 0, t)?, t, |v| f(v as i64))
             }
         }
         "sort" | "sort_desc" => {
+            // Reordering keeps the (unique) input label sets.
+            check = false;
             let mut vec = vector_arg(ev, c, 0, t)?;
             let desc = c.func == "sort_desc";
             // NaN sorts last either way (functions.test `sort`/`sort_desc`).
@@ -271,6 +307,7 @@ pub(super) fn eval_call(ev: &mut Evaluator, c: &Call, t: i64) -> Result<Val, Eva
             vec
         }
         "sort_by_label" | "sort_by_label_desc" => {
+            check = false;
             let mut vec = vector_arg(ev, c, 0, t)?;
             let mut names = Vec::new();
             for i in 1..c.args.len() {
@@ -308,7 +345,60 @@ pub(super) fn eval_call(ev: &mut Evaluator, c: &Call, t: i64) -> Result<Val, Eva
         "histogram_quantile" => {
             let q = scalar_arg(ev, c, 0, t)?;
             let vec = vector_arg(ev, c, 1, t)?;
-            histogram_quantile(q, vec, t)
+            check_quantile(ev, q);
+            let mut out = Vec::new();
+            for mut h in classic_histograms(ev, vec) {
+                let v = bucket_quantile(ev, q, &h.name, &mut h.buckets);
+                out.push(InstantSample {
+                    labels: h.labels,
+                    t,
+                    v,
+                });
+            }
+            out
+        }
+        "histogram_quantiles" => {
+            let vec = vector_arg(ev, c, 0, t)?;
+            let label = string_arg(ev, c, 1, t)?;
+            let mut qs = Vec::new();
+            for i in 2..c.args.len() {
+                qs.push(scalar_arg(ev, c, i, t)?);
+            }
+            if vec.iter().any(|s| s.labels.get(&label).is_some()) {
+                return Err(EvalError::Execution(format!(
+                    "label {label:?} already exists in the input of histogram_quantiles()"
+                )));
+            }
+            for &q in &qs {
+                check_quantile(ev, q);
+            }
+            let mut out = Vec::new();
+            for mut h in classic_histograms(ev, vec) {
+                for &q in &qs {
+                    let mut b = h.labels.clone().into_builder();
+                    b.set(&label, &format_openmetrics_float(q));
+                    let v = bucket_quantile(ev, q, &h.name, &mut h.buckets);
+                    out.push(InstantSample {
+                        labels: b.build(),
+                        t,
+                        v,
+                    });
+                }
+            }
+            out
+        }
+        "histogram_fraction" => {
+            let lower = scalar_arg(ev, c, 0, t)?;
+            let upper = scalar_arg(ev, c, 1, t)?;
+            let vec = vector_arg(ev, c, 2, t)?;
+            classic_histograms(ev, vec)
+                .into_iter()
+                .map(|mut h| InstantSample {
+                    labels: h.labels,
+                    t,
+                    v: bucket_fraction(lower, upper, &mut h.buckets),
+                })
+                .collect()
         }
         other => {
             return Err(EvalError::BadData(format!(
@@ -316,7 +406,9 @@ pub(super) fn eval_call(ev: &mut Evaluator, c: &Call, t: i64) -> Result<Val, Eva
             )));
         }
     };
-    check_unique(&out)?;
+    if check {
+        check_unique(&out)?;
+    }
     ev.account(out.len())?;
     Ok(Val::Vector(out))
 }
@@ -369,12 +461,15 @@ fn matrix_arg(ev: &mut Evaluator, c: &Call, i: usize, t: i64) -> Result<MatrixVa
 }
 
 /// Applies `f` to every window with at least one sample; `None` drops the series.
+/// Clears `check` when the result cannot hold duplicate label sets.
 fn rollup(
+    check: &mut bool,
     m: &MatrixVal,
     t: i64,
     keep_name: bool,
     mut f: impl FnMut(&[Sample]) -> Option<f64>,
 ) -> Vector {
+    *check = !keep_name && names_vary(m.iter().map(|(l, _)| l));
     let mut out = Vec::with_capacity(m.windows.len());
     for (labels, samples) in m.iter() {
         if samples.is_empty() {
@@ -395,8 +490,20 @@ fn rollup(
     out
 }
 
-/// Applies `f` to every element's value and drops the metric name.
-fn map_values(vec: Vector, t: i64, f: impl Fn(f64) -> f64) -> Vector {
+/// Whether the label sets carry more than one metric name (absent counts as one). Distinct
+/// label sets that share their name stay distinct once it is dropped.
+pub(super) fn names_vary<'a>(mut labels: impl Iterator<Item = &'a Labels>) -> bool {
+    let Some(first) = labels.next() else {
+        return false;
+    };
+    let name = first.metric_name();
+    labels.any(|l| l.metric_name() != name)
+}
+
+/// Applies `f` to every element's value and drops the metric name. Clears `check` when
+/// that cannot merge two elements.
+fn map_values(check: &mut bool, vec: Vector, t: i64, f: impl Fn(f64) -> f64) -> Vector {
+    *check = names_vary(vec.iter().map(|s| &s.labels));
     vec.into_iter()
         .map(|s| InstantSample {
             labels: s.labels.without_name(),
@@ -678,6 +785,18 @@ fn max_over_time(s: &[Sample]) -> Option<f64> {
     Some(m)
 }
 
+/// Timestamp in seconds of the sample `better` prefers, scanning forward; a NaN best is
+/// always replaced (`compareOverTime`, promql/functions.go v3.x).
+fn ts_of_extreme(s: &[Sample], better: fn(f64, f64) -> bool) -> Option<f64> {
+    let mut best = *s.first()?;
+    for x in &s[1..] {
+        if better(x.v, best.v) || best.v.is_nan() {
+            best = *x;
+        }
+    }
+    Some(best.t as f64 / 1000.0)
+}
+
 /// Median absolute deviation from the median (`funcMadOverTime`).
 fn mad(s: &[Sample], buf: &mut Vec<f64>) -> f64 {
     // A NaN sample makes the result NaN (functions.test) rather than sorting first.
@@ -954,20 +1073,25 @@ fn label_join(ev: &mut Evaluator, c: &Call, t: i64) -> Result<Vector, EvalError>
     Ok(out)
 }
 
-/// `histogram_quantile(φ, buckets)` over classic buckets: series grouped by their labels
-/// without `le` and the metric name (`funcHistogramQuantile`/`BucketQuantile`,
-/// promql/functions.go and promql/quantile.go v3.x).
-fn histogram_quantile(q: f64, vec: Vector, t: i64) -> Vector {
+/// Classic histograms in `vec`: series grouped by their labels without `le` (keeping the
+/// metric name for the grouping, dropping it from the result: two histograms that differ
+/// only in name then clash as duplicate output series, as in Prometheus, issue 9910),
+/// each with its (upper bound, cumulative count) buckets. Series without a readable `le`
+/// are skipped, as Prometheus does with a warning (`funcHistogramQuantile`,
+/// promql/functions.go v3.x).
+fn classic_histograms(ev: &mut Evaluator, vec: Vector) -> Vec<ClassicHistogram> {
     let mut index: HashMap<Labels, usize> = HashMap::new();
     let mut groups: Vec<(Labels, Vec<(f64, f64)>)> = Vec::new();
     for s in vec {
-        let Some(upper) = s.labels.get("le").and_then(parse_go_float) else {
-            // Prometheus skips such series with a warning.
+        let le = s.labels.get("le");
+        let Some(upper) = le.and_then(parse_go_float) else {
+            ev.warn(format!(
+                "bucket label \"le\" is missing or has a malformed value of {:?} for metric name {:?}",
+                le.unwrap_or(""),
+                s.labels.metric_name().unwrap_or("")
+            ));
             continue;
         };
-        // Grouped with the metric name, which is dropped only from the result: two
-        // histograms that differ only in name then clash as duplicate output series, as in
-        // Prometheus (issue 9910, histograms.test).
         let mut b = s.labels.into_builder();
         b.remove("le");
         let key = b.build();
@@ -983,12 +1107,107 @@ fn histogram_quantile(q: f64, vec: Vector, t: i64) -> Vector {
     }
     groups
         .into_iter()
-        .map(|(labels, mut buckets)| InstantSample {
+        .map(|(labels, buckets)| ClassicHistogram {
+            name: labels.metric_name().unwrap_or("").to_string(),
             labels: labels.without_name(),
-            t,
-            v: bucket_quantile(q, &mut buckets),
+            buckets,
         })
         .collect()
+}
+
+/// One classic histogram: result labels (no name, no `le`), the metric name for
+/// annotations, and (upper bound, cumulative count) buckets.
+struct ClassicHistogram {
+    labels: Labels,
+    name: String,
+    buckets: Vec<(f64, f64)>,
+}
+
+/// Warns about a quantile outside [0, 1] (`NewInvalidQuantileWarning`).
+pub(super) fn check_quantile(ev: &mut Evaluator, q: f64) {
+    if q.is_nan() || !(0.0..=1.0).contains(&q) {
+        ev.warn(format!(
+            "quantile value should be between 0 and 1, got {}",
+            format_go_float(q)
+        ));
+    }
+}
+
+/// OpenMetrics float text (`1.0`, `0.25`, `+Inf`): Go's shortest form with `.0` added to
+/// integers, as Prometheus writes quantile labels.
+fn format_openmetrics_float(f: f64) -> String {
+    let s = format_go_float(f);
+    if f.is_finite() && !s.contains(['.', 'e']) {
+        format!("{s}.0")
+    } else {
+        s
+    }
+}
+
+/// `histogram_fraction(lower, upper, buckets)` over classic buckets: the share of
+/// observations in `[lower, upper]`, interpolating linearly inside finite buckets. The
+/// first bucket starts at 0 when its bound is positive; observations in a bucket of
+/// infinite width sit at that infinity, so such a bucket contributes nothing to a
+/// finite part of it (histograms.test "no interpolation with infinite width bucket").
+fn bucket_fraction(lower: f64, upper: f64, buckets: &mut [(f64, f64)]) -> f64 {
+    buckets.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap_or(std::cmp::Ordering::Equal));
+    match buckets.last() {
+        Some(b) if b.0 == f64::INFINITY => {}
+        _ => return f64::NAN,
+    }
+    let merged = coalesce(buckets);
+    let total = merged.last().map_or(0.0, |b| b.1);
+    if total == 0.0 || lower.is_nan() || upper.is_nan() {
+        return f64::NAN;
+    }
+    if lower >= upper {
+        return 0.0;
+    }
+    let rank = |v: f64| -> f64 {
+        if v == f64::NEG_INFINITY {
+            return 0.0;
+        }
+        if v == f64::INFINITY {
+            return total;
+        }
+        let mut prev_count = 0.0;
+        for (i, &(ub, count)) in merged.iter().enumerate() {
+            let lb = if i > 0 {
+                merged[i - 1].0
+            } else if ub > 0.0 {
+                0.0
+            } else {
+                f64::NEG_INFINITY
+            };
+            if v <= lb {
+                return prev_count;
+            }
+            if v <= ub {
+                if lb == f64::NEG_INFINITY {
+                    return count;
+                }
+                if ub == f64::INFINITY {
+                    return prev_count;
+                }
+                return prev_count + (count - prev_count) * (v - lb) / (ub - lb);
+            }
+            prev_count = count;
+        }
+        total
+    };
+    (rank(upper) - rank(lower)) / total
+}
+
+/// `coalesceBuckets`: buckets with equal bounds add up (input sorted by bound).
+fn coalesce(buckets: &[(f64, f64)]) -> Vec<(f64, f64)> {
+    let mut merged: Vec<(f64, f64)> = Vec::with_capacity(buckets.len());
+    for &(ub, cnt) in buckets {
+        match merged.last_mut() {
+            Some(last) if last.0 == ub => last.1 += cnt,
+            _ => merged.push((ub, cnt)),
+        }
+    }
+    merged
 }
 
 /// Parses a bucket bound the way Go's `strconv.ParseFloat` reads Prometheus' `le` values.
@@ -1000,7 +1219,9 @@ fn parse_go_float(s: &str) -> Option<f64> {
     }
 }
 
-fn bucket_quantile(q: f64, buckets: &mut [(f64, f64)]) -> f64 {
+/// `BucketQuantile` (promql/quantile.go v3.x); buckets forced to be monotonic add an info
+/// annotation naming the metric.
+fn bucket_quantile(ev: &mut Evaluator, q: f64, name: &str, buckets: &mut [(f64, f64)]) -> f64 {
     if q.is_nan() {
         return f64::NAN;
     }
@@ -1015,15 +1236,12 @@ fn bucket_quantile(q: f64, buckets: &mut [(f64, f64)]) -> f64 {
         Some(b) if b.0 == f64::INFINITY => {}
         _ => return f64::NAN,
     }
-    // coalesceBuckets: equal bounds add up.
-    let mut merged: Vec<(f64, f64)> = Vec::with_capacity(buckets.len());
-    for &(ub, cnt) in buckets.iter() {
-        match merged.last_mut() {
-            Some(last) if last.0 == ub => last.1 += cnt,
-            _ => merged.push((ub, cnt)),
-        }
+    let mut merged = coalesce(buckets);
+    if ensure_monotonic(&mut merged) {
+        ev.info(format!(
+            "input to histogram_quantile needed to be fixed for monotonicity (see https://prometheus.io/docs/prometheus/latest/querying/functions/#histogram_quantile) for metric name {name:?}"
+        ));
     }
-    ensure_monotonic(&mut merged);
     if merged.len() < 2 {
         return f64::NAN;
     }
@@ -1051,10 +1269,12 @@ fn bucket_quantile(q: f64, buckets: &mut [(f64, f64)]) -> f64 {
 }
 
 /// `ensureMonotonicAndIgnoreSmallDeltas` with tolerance 1e-12: tiny differences and any
-/// decrease are flattened to the previous count.
-fn ensure_monotonic(buckets: &mut [(f64, f64)]) {
+/// decrease are flattened to the previous count. Returns whether a real decrease was
+/// flattened.
+fn ensure_monotonic(buckets: &mut [(f64, f64)]) -> bool {
+    let mut forced = false;
     let Some(first) = buckets.first() else {
-        return;
+        return false;
     };
     let mut prev = first.1;
     for b in buckets.iter_mut().skip(1) {
@@ -1062,12 +1282,18 @@ fn ensure_monotonic(buckets: &mut [(f64, f64)]) {
         if curr == prev {
             continue;
         }
-        if almost_equal(prev, curr, 1e-12) || curr < prev {
+        if almost_equal(prev, curr, 1e-12) {
             b.1 = prev;
+            continue;
+        }
+        if curr < prev {
+            b.1 = prev;
+            forced = true;
             continue;
         }
         prev = curr;
     }
+    forced
 }
 
 /// `almost.Equal` from Prometheus' util/almost.

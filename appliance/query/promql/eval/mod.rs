@@ -1,20 +1,22 @@
-//! PromQL evaluator: the entry points [`instant_query`] and [`range_query`], the engine
-//! options and result types, and the [`Evaluator`] that walks the AST one evaluation
-//! timestamp at a time with Prometheus 3.x semantics.
+//! PromQL evaluator: the entry points [`instant_query`] and [`range_query`] (and their
+//! `_annotated` forms returning Prometheus' warnings and infos), the engine options and
+//! result types, and the [`Evaluator`] that walks the AST one evaluation timestamp at a
+//! time with Prometheus 3.x semantics.
 //!
 //! Data flow: before the first step, every selector in the tree is loaded once from the
 //! [`SeriesReader`] for the union of all the windows the query will look at (see
 //! [`Evaluator::preload`]); each step then finds its window inside those samples by binary
-//! search, so a range query costs one `select` per selector, not one per step.
+//! search, so a range query costs one `select` per selector, not one per step (ranges
+//! longer than six hours load per six-hour batch of steps to bound memory). Subquery inner
+//! steps are shared between outer steps.
 //!
 //! The other files own one concern each: `selectors` (lookback/window kernels), `functions`
 //! (function dispatch and the `*_over_time`/rate kernels), `aggregate` (`sum by` and
-//! friends), `binary` (operators and vector matching).
+//! friends), `binary` (operators and vector matching); `testutil` and `tests` are test-only.
+//! Prometheus' own test scripts run against the live server from `.ci/conformance`.
 
 mod aggregate;
 mod binary;
-#[cfg(test)]
-mod conformance;
 mod functions;
 mod selectors;
 #[cfg(test)]
@@ -25,7 +27,7 @@ mod testutil;
 use super::ast::{AtModifier, Expr, ValueType, VectorSelector};
 use crate::model::{Labels, Sample};
 use crate::query::{SeriesData, SeriesReader};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -88,6 +90,14 @@ pub enum EvalError {
     TooManySamples(&'static str),
 }
 
+/// Warnings and infos a query produced (Prometheus' annotations, returned beside the data
+/// as `warnings` and `infos`), each in Prometheus' wording, sorted and without duplicates.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Annotations {
+    pub warnings: Vec<String>,
+    pub infos: Vec<String>,
+}
+
 /// Evaluates `expr` at one instant, `t_ms`.
 pub fn instant_query(
     reader: &dyn SeriesReader,
@@ -95,11 +105,30 @@ pub fn instant_query(
     t_ms: i64,
     opts: &EngineOptions,
 ) -> Result<Value, EvalError> {
+    instant_query_annotated(reader, expr, t_ms, opts).map(|(v, _)| v)
+}
+
+/// [`instant_query`] with the annotations the evaluation produced.
+pub fn instant_query_annotated(
+    reader: &dyn SeriesReader,
+    expr: &Expr,
+    t_ms: i64,
+    opts: &EngineOptions,
+) -> Result<(Value, Annotations), EvalError> {
+    with_stack_for(expr, || instant_query_inner(reader, expr, t_ms, opts))
+}
+
+fn instant_query_inner(
+    reader: &dyn SeriesReader,
+    expr: &Expr,
+    t_ms: i64,
+    opts: &EngineOptions,
+) -> Result<(Value, Annotations), EvalError> {
     let mut ev = Evaluator::new(reader, opts, t_ms, t_ms);
     ev.preload(expr, t_ms, t_ms)?;
     let val = ev.eval(expr, t_ms)?;
     ev.check_samples(0)?;
-    Ok(match val {
+    let value = match val {
         Val::Scalar(v) => Value::Scalar { t: t_ms, v },
         Val::String(v) => Value::String { t: t_ms, v },
         Val::Vector(mut vec) => {
@@ -117,7 +146,8 @@ pub fn instant_query(
                 })
                 .collect(),
         ),
-    })
+    };
+    Ok((value, ev.annotations()))
 }
 
 /// Evaluates `expr` at every `step_ms` from `start_ms` to `end_ms` (both included) and
@@ -130,6 +160,31 @@ pub fn range_query(
     step_ms: i64,
     opts: &EngineOptions,
 ) -> Result<Value, EvalError> {
+    range_query_annotated(reader, expr, start_ms, end_ms, step_ms, opts).map(|(v, _)| v)
+}
+
+/// [`range_query`] with the annotations the evaluation produced.
+pub fn range_query_annotated(
+    reader: &dyn SeriesReader,
+    expr: &Expr,
+    start_ms: i64,
+    end_ms: i64,
+    step_ms: i64,
+    opts: &EngineOptions,
+) -> Result<(Value, Annotations), EvalError> {
+    with_stack_for(expr, || {
+        range_query_inner(reader, expr, start_ms, end_ms, step_ms, opts)
+    })
+}
+
+fn range_query_inner(
+    reader: &dyn SeriesReader,
+    expr: &Expr,
+    start_ms: i64,
+    end_ms: i64,
+    step_ms: i64,
+    opts: &EngineOptions,
+) -> Result<(Value, Annotations), EvalError> {
     if step_ms <= 0 {
         return Err(EvalError::BadData(
             "zero or negative query resolution step widths are not accepted. Try a positive integer"
@@ -149,26 +204,36 @@ pub fn range_query(
     }
     let mut ev = Evaluator::new(reader, opts, start_ms, end_ms);
     ev.query_step = step_ms;
-    ev.preload(expr, start_ms, end_ms)?;
-    // Series index by labels so each step appends to the right series without cloning
-    // label sets that are already known.
-    let mut index: HashMap<Labels, usize> = HashMap::new();
-    let mut out: Vec<SeriesData> = Vec::new();
+    // Steps run in batches covering at most RANGE_BATCH_MS of query time, each loading its
+    // selectors once: one `select` per selector for dashboard-sized ranges, and raw data in
+    // memory bounded by the batch, not the whole range, for week-long ones.
+    let batch_steps = (RANGE_BATCH_MS / step_ms).max(1);
+    let mut batch_end: Option<i64> = None;
+    let mut series = SeriesBuilder::default();
     let mut points = 0usize;
     let mut t = start_ms;
     loop {
+        if batch_end.is_none_or(|b| t > b) {
+            let b = t
+                .saturating_add((batch_steps - 1).saturating_mul(step_ms))
+                .min(end_ms);
+            ev.loaded.clear();
+            ev.spans.clear();
+            ev.preload(expr, t, b)?;
+            batch_end = Some(b);
+        }
         ev.check_timeout()?;
         ev.step_samples = 0;
         let val = ev.eval(expr, t)?;
         match val {
             Val::Scalar(v) => {
-                push_point(&mut index, &mut out, Labels::empty(), Sample { t, v });
+                series.push(0, Labels::empty(), Sample { t, v });
                 points += 1;
             }
             Val::Vector(vec) => {
                 points += vec.len();
-                for s in vec {
-                    push_point(&mut index, &mut out, s.labels, Sample { t, v: s.v });
+                for (pos, s) in vec.into_iter().enumerate() {
+                    series.push(pos, s.labels, Sample { t, v: s.v });
                 }
             }
             Val::Matrix(_) => return Err(invalid_range_type(ValueType::Matrix)),
@@ -180,8 +245,80 @@ pub fn range_query(
             _ => break,
         }
     }
-    out.sort_by(|a, b| a.labels.cmp(&b.labels));
-    Ok(Value::Matrix(out))
+    let out = series.finish();
+    Ok((Value::Matrix(out), ev.annotations()))
+}
+
+/// Query time one batch of range-query steps covers (see `range_query_inner`).
+const RANGE_BATCH_MS: i64 = 6 * 3_600_000;
+
+/// Nesting up to which the caller's stack is trusted.
+const SHALLOW_DEPTH: usize = 64;
+/// Stack reserved per level of nesting beyond that (generous for debug builds).
+const STACK_PER_LEVEL: usize = 32 * 1024;
+/// Largest stack a query may ask for; deeper trees are refused.
+const MAX_STACK: usize = 1 << 30;
+
+/// Runs `f` on the caller's stack for ordinary trees, and on a helper thread with a stack
+/// sized for the tree's depth otherwise. The walk is recursive, and the parser accepts
+/// long flat chains (`a + a + ... + a`) whose left spine is thousands deep.
+fn with_stack_for<R: Send>(
+    expr: &Expr,
+    f: impl FnOnce() -> Result<R, EvalError> + Send,
+) -> Result<R, EvalError> {
+    let depth = expr_depth(expr);
+    if depth <= SHALLOW_DEPTH {
+        return f();
+    }
+    let size = depth
+        .saturating_mul(STACK_PER_LEVEL)
+        .saturating_add(1 << 20);
+    if size > MAX_STACK {
+        return Err(EvalError::Execution("expression nested too deeply".into()));
+    }
+    std::thread::scope(|s| {
+        match std::thread::Builder::new()
+            .name("promql-eval".into())
+            .stack_size(size)
+            .spawn_scoped(s, f)
+        {
+            Ok(handle) => handle
+                .join()
+                .unwrap_or_else(|_| Err(EvalError::Execution("query evaluation failed".into()))),
+            Err(e) => Err(EvalError::Execution(format!(
+                "cannot start query evaluation: {e}"
+            ))),
+        }
+    })
+}
+
+/// Depth of the tree, computed without recursion.
+fn expr_depth(expr: &Expr) -> usize {
+    let mut max = 0;
+    let mut stack: Vec<(&Expr, usize)> = vec![(expr, 1)];
+    while let Some((e, d)) = stack.pop() {
+        max = max.max(d);
+        match e {
+            Expr::Number(_)
+            | Expr::String(_)
+            | Expr::VectorSelector(_)
+            | Expr::MatrixSelector(_) => {}
+            Expr::Subquery(sq) => stack.push((&sq.expr, d + 1)),
+            Expr::Call(c) => stack.extend(c.args.iter().map(|a| (a, d + 1))),
+            Expr::Aggregate(a) => {
+                stack.push((&a.expr, d + 1));
+                if let Some(p) = &a.param {
+                    stack.push((p, d + 1));
+                }
+            }
+            Expr::Binary(b) => {
+                stack.push((&b.lhs, d + 1));
+                stack.push((&b.rhs, d + 1));
+            }
+            Expr::Neg(e) | Expr::Paren(e) => stack.push((e, d + 1)),
+        }
+    }
+    max
 }
 
 fn invalid_range_type(t: ValueType) -> EvalError {
@@ -191,20 +328,49 @@ fn invalid_range_type(t: ValueType) -> EvalError {
     ))
 }
 
-fn push_point(
-    index: &mut HashMap<Labels, usize>,
-    out: &mut Vec<SeriesData>,
-    labels: Labels,
-    s: Sample,
-) {
-    if let Some(&i) = index.get(&labels) {
-        out[i].samples.push(s);
-    } else {
-        index.insert(labels.clone(), out.len());
-        out.push(SeriesData {
-            labels,
-            samples: vec![s],
-        });
+/// Gathers step results into series. The i-th element of a step usually belongs to the
+/// same series as the i-th element of the previous step, so that guess is checked first
+/// (label sets cloned from the same source compare by pointer), and the hash map is only
+/// consulted when it misses.
+#[derive(Default)]
+struct SeriesBuilder {
+    index: HashMap<Labels, usize>,
+    out: Vec<SeriesData>,
+    hints: Vec<usize>,
+}
+
+impl SeriesBuilder {
+    fn push(&mut self, pos: usize, labels: Labels, s: Sample) {
+        if let Some(&g) = self.hints.get(pos)
+            && let Some(series) = self.out.get_mut(g)
+            && series.labels == labels
+        {
+            series.samples.push(s);
+            return;
+        }
+        let i = match self.index.get(&labels) {
+            Some(&i) => i,
+            None => {
+                self.index.insert(labels.clone(), self.out.len());
+                self.out.push(SeriesData {
+                    labels,
+                    samples: Vec::new(),
+                });
+                self.out.len() - 1
+            }
+        };
+        self.out[i].samples.push(s);
+        if self.hints.len() <= pos {
+            self.hints.resize(pos + 1, usize::MAX);
+        }
+        self.hints[pos] = i;
+    }
+
+    /// The series sorted by labels.
+    fn finish(self) -> Vec<SeriesData> {
+        let mut out = self.out;
+        out.sort_by(|a, b| a.labels.cmp(&b.labels));
+        out
     }
 }
 
@@ -284,6 +450,8 @@ pub(crate) struct Evaluator<'a> {
     /// share most inner steps; without this a range query would evaluate each inner step
     /// once per outer step instead of once.
     subquery_steps: HashMap<*const super::ast::Subquery, BTreeMap<i64, Rc<Val>>>,
+    warnings: BTreeSet<String>,
+    infos: BTreeSet<String>,
 }
 
 impl<'a> Evaluator<'a> {
@@ -305,6 +473,25 @@ impl<'a> Evaluator<'a> {
             step_samples: 0,
             regexes: HashMap::new(),
             subquery_steps: HashMap::new(),
+            warnings: BTreeSet::new(),
+            infos: BTreeSet::new(),
+        }
+    }
+
+    /// Records a warning annotation (`PromQL warning: ...`).
+    fn warn(&mut self, msg: String) {
+        self.warnings.insert(format!("PromQL warning: {msg}"));
+    }
+
+    /// Records an info annotation (`PromQL info: ...`).
+    fn info(&mut self, msg: String) {
+        self.infos.insert(format!("PromQL info: {msg}"));
+    }
+
+    fn annotations(&mut self) -> Annotations {
+        Annotations {
+            warnings: std::mem::take(&mut self.warnings).into_iter().collect(),
+            infos: std::mem::take(&mut self.infos).into_iter().collect(),
         }
     }
 
@@ -450,13 +637,17 @@ impl<'a> Evaluator<'a> {
             Expr::Neg(e) => match self.eval(e, t)? {
                 Val::Scalar(v) => Ok(Val::Scalar(-v)),
                 Val::Vector(mut vec) => {
-                    // Unary minus is arithmetic: the metric name goes.
+                    // Unary minus is arithmetic: the metric name goes, which can merge
+                    // series only when the input held several names.
+                    let check = functions::names_vary(vec.iter().map(|s| &s.labels));
                     for s in &mut vec {
                         s.v = -s.v;
                         s.labels = s.labels.without_name();
                         s.t = t;
                     }
-                    binary::check_unique(&vec)?;
+                    if check {
+                        binary::check_unique(&vec)?;
+                    }
                     Ok(Val::Vector(vec))
                 }
                 other => Err(EvalError::Execution(format!(
@@ -524,8 +715,7 @@ impl<'a> Evaluator<'a> {
         if let Some(cache) = self.subquery_steps.get_mut(&key) {
             *cache = cache.split_off(&mint.saturating_add(1));
         }
-        let mut index: HashMap<Labels, usize> = HashMap::new();
-        let mut out: Vec<SeriesData> = Vec::new();
+        let mut series = SeriesBuilder::default();
         let mut n = 0usize;
         while ts <= maxt {
             self.check_timeout()?;
@@ -547,23 +737,13 @@ impl<'a> Evaluator<'a> {
             };
             match &*val {
                 Val::Scalar(v) => {
-                    push_point(
-                        &mut index,
-                        &mut out,
-                        Labels::empty(),
-                        Sample { t: ts, v: *v },
-                    );
+                    series.push(0, Labels::empty(), Sample { t: ts, v: *v });
                     n += 1;
                 }
                 Val::Vector(vec) => {
                     n += vec.len();
-                    for s in vec {
-                        push_point(
-                            &mut index,
-                            &mut out,
-                            s.labels.clone(),
-                            Sample { t: ts, v: s.v },
-                        );
+                    for (pos, s) in vec.iter().enumerate() {
+                        series.push(pos, s.labels.clone(), Sample { t: ts, v: s.v });
                     }
                 }
                 other => {
@@ -579,7 +759,7 @@ impl<'a> Evaluator<'a> {
             }
         }
         self.account(n)?;
-        out.sort_by(|a, b| a.labels.cmp(&b.labels));
+        let out = series.finish();
         let windows = out
             .iter()
             .enumerate()

@@ -6,6 +6,9 @@ use super::{EngineOptions, EvalError, Value, instant_query, range_query};
 use crate::query::promql::ast::{AggregateOp as A, AtModifier, BinaryOp as B, Cardinality};
 use std::sync::atomic::Ordering;
 
+/// Expected instant vector: labels in text form and values.
+type Expected<'a> = &'a [(&'a str, f64)];
+
 fn http_requests_total() -> MemReader {
     load(
         5 * M,
@@ -346,128 +349,112 @@ fn aggr_data() -> MemReader {
 #[test]
 fn aggregations_group_by_and_without_as_in_aggregators_test() {
     let r = aggr_data();
-    let t = 50 * M;
-    let cases: Vec<(Expr, Vec<(&str, f64)>)> = vec![
+    let cases: &[(&str, &[(&str, f64)])] = &[
         (
-            agg(A::Sum, sel("http_requests"), by(&["job"])),
-            vec![
+            "sum by (job) (http_requests)",
+            &[
                 (r#"{job="api-server"}"#, 1000.0),
                 (r#"{job="app-server"}"#, 2600.0),
             ],
         ),
         (
-            agg(A::Sum, sel("http_requests"), without(&["instance"])),
-            vec![
+            "sum without (instance) (http_requests)",
+            &[
                 (r#"{group="canary", job="api-server"}"#, 700.0),
                 (r#"{group="canary", job="app-server"}"#, 1500.0),
                 (r#"{group="production", job="api-server"}"#, 300.0),
                 (r#"{group="production", job="app-server"}"#, 1100.0),
             ],
         ),
+        ("sum(http_requests)", &[("{}", 3600.0)]),
         (
-            agg(A::Sum, sel("http_requests"), by(&[])),
-            vec![("{}", 3600.0)],
-        ),
-        (
-            agg(A::Avg, sel("http_requests"), by(&["job"])),
-            vec![
+            "avg by (job) (http_requests)",
+            &[
                 (r#"{job="api-server"}"#, 250.0),
                 (r#"{job="app-server"}"#, 650.0),
             ],
         ),
         (
-            agg(A::Count, sel("http_requests"), by(&["job"])),
-            vec![
+            "count by (job) (http_requests)",
+            &[
                 (r#"{job="api-server"}"#, 4.0),
                 (r#"{job="app-server"}"#, 4.0),
             ],
         ),
         (
-            agg(A::Min, sel("http_requests"), by(&["job"])),
-            vec![
+            "min by (job) (http_requests)",
+            &[
                 (r#"{job="api-server"}"#, 100.0),
                 (r#"{job="app-server"}"#, 500.0),
             ],
         ),
         (
-            agg(A::Max, sel("http_requests"), by(&["job"])),
-            vec![
+            "max by (job) (http_requests)",
+            &[
                 (r#"{job="api-server"}"#, 400.0),
                 (r#"{job="app-server"}"#, 800.0),
             ],
         ),
         (
-            agg(A::Group, sel("http_requests"), by(&["job"])),
-            vec![
+            "group by (job) (http_requests)",
+            &[
                 (r#"{job="api-server"}"#, 1.0),
                 (r#"{job="app-server"}"#, 1.0),
             ],
         ),
         (
-            agg(A::Stddev, sel("http_requests"), by(&["job"])),
-            vec![
+            "stddev by (job) (http_requests)",
+            &[
                 (r#"{job="api-server"}"#, 111.80339887498948),
                 (r#"{job="app-server"}"#, 111.80339887498948),
             ],
         ),
         (
-            agg(A::Stdvar, sel("http_requests"), by(&["job"])),
-            vec![
+            "stdvar by (job) (http_requests)",
+            &[
                 (r#"{job="api-server"}"#, 12500.0),
                 (r#"{job="app-server"}"#, 12500.0),
             ],
         ),
         (
-            agg(A::Sum, sel("http_requests"), by(&["__name__"])),
-            vec![("http_requests", 3600.0)],
+            "sum by (__name__) (http_requests)",
+            &[("http_requests", 3600.0)],
+        ),
+        (
+            "quantile by (job) (0.5, http_requests)",
+            &[
+                (r#"{job="api-server"}"#, 250.0),
+                (r#"{job="app-server"}"#, 650.0),
+            ],
+        ),
+        (
+            r#"count_values("v", count by (job) (http_requests))"#,
+            &[(r#"{v="4"}"#, 2.0)],
+        ),
+        (
+            "topk by (job) (1, http_requests)",
+            &[
+                (
+                    r#"http_requests{group="canary", instance="1", job="api-server"}"#,
+                    400.0,
+                ),
+                (
+                    r#"http_requests{group="canary", instance="1", job="app-server"}"#,
+                    800.0,
+                ),
+            ],
+        ),
+        (
+            "bottomk(1, http_requests)",
+            &[(
+                r#"http_requests{group="production", instance="0", job="api-server"}"#,
+                100.0,
+            )],
         ),
     ];
     for (e, want) in cases {
-        assert_vector(instant(&r, &e, t), &want);
+        assert_vector(instant(&r, &q(e), 50 * M), want);
     }
-}
-
-#[test]
-fn topk_bottomk_quantile_and_count_values_aggregate() {
-    let r = aggr_data();
-    let t = 50 * M;
-    let e = agg_p(A::Topk, num(1.0), sel("http_requests"), by(&["job"]));
-    assert_vector(
-        instant(&r, &e, t),
-        &[
-            (
-                r#"http_requests{group="canary", instance="1", job="api-server"}"#,
-                400.0,
-            ),
-            (
-                r#"http_requests{group="canary", instance="1", job="app-server"}"#,
-                800.0,
-            ),
-        ],
-    );
-    let e = agg_p(A::Bottomk, num(1.0), sel("http_requests"), by(&[]));
-    assert_vector(
-        instant(&r, &e, t),
-        &[(
-            r#"http_requests{group="production", instance="0", job="api-server"}"#,
-            100.0,
-        )],
-    );
-    let e = agg_p(A::Quantile, num(0.5), sel("http_requests"), by(&["job"]));
-    assert_vector(
-        instant(&r, &e, t),
-        &[
-            (r#"{job="api-server"}"#, 250.0),
-            (r#"{job="app-server"}"#, 650.0),
-        ],
-    );
-    let e = agg_p(
-        A::CountValues,
-        string("v"),
-        agg(A::Count, sel("http_requests"), by(&["job"])),
-        by(&[]),
-    );
-    assert_vector(instant(&r, &e, t), &[(r#"{v="4"}"#, 2.0)]);
 }
 
 #[test]
@@ -486,86 +473,91 @@ fn topk_output_is_sorted_best_first() {
 #[test]
 fn arithmetic_drops_the_metric_name_and_filters_keep_it() {
     let r = load(M, &[(r#"a{x="1"}"#, "10"), (r#"a{x="2"}"#, "20")]);
-    let cases: Vec<(Expr, Vec<(&str, f64)>)> = vec![
-        (
-            bin(B::Mul, sel("a"), num(2.0)),
-            vec![(r#"{x="1"}"#, 20.0), (r#"{x="2"}"#, 40.0)],
-        ),
-        (
-            bin(B::Sub, num(1.0), sel("a")),
-            vec![(r#"{x="1"}"#, -9.0), (r#"{x="2"}"#, -19.0)],
-        ),
-        (bin(B::Gt, sel("a"), num(15.0)), vec![(r#"a{x="2"}"#, 20.0)]),
+    let cases: &[(&str, &[(&str, f64)])] = &[
+        ("a * 2", &[(r#"{x="1"}"#, 20.0), (r#"{x="2"}"#, 40.0)]),
+        ("1 - a", &[(r#"{x="1"}"#, -9.0), (r#"{x="2"}"#, -19.0)]),
+        ("a > 15", &[(r#"a{x="2"}"#, 20.0)]),
         // Scalar on the left of a filter: the vector's own value is kept.
-        (bin(B::Lt, num(15.0), sel("a")), vec![(r#"a{x="2"}"#, 20.0)]),
+        ("15 < a", &[(r#"a{x="2"}"#, 20.0)]),
+        ("a > bool 15", &[(r#"{x="1"}"#, 0.0), (r#"{x="2"}"#, 1.0)]),
+        ("a + a", &[(r#"{x="1"}"#, 20.0), (r#"{x="2"}"#, 40.0)]),
+        ("a == a", &[(r#"a{x="1"}"#, 10.0), (r#"a{x="2"}"#, 20.0)]),
+        ("-a", &[(r#"{x="1"}"#, -10.0), (r#"{x="2"}"#, -20.0)]),
+        ("a % 3 ^ 2", &[(r#"{x="1"}"#, 1.0), (r#"{x="2"}"#, 2.0)]),
         (
-            bin_m(B::Gt, sel("a"), num(15.0), true, None),
-            vec![(r#"{x="1"}"#, 0.0), (r#"{x="2"}"#, 1.0)],
-        ),
-        (
-            bin(B::Add, sel("a"), sel("a")),
-            vec![(r#"{x="1"}"#, 20.0), (r#"{x="2"}"#, 40.0)],
-        ),
-        (bin(B::Pow, num(2.0), num(10.0)), vec![]),
-        (
-            Expr::Neg(Box::new(sel("a"))),
-            vec![(r#"{x="1"}"#, -10.0), (r#"{x="2"}"#, -20.0)],
+            "a atan2 a",
+            &[
+                (r#"{x="1"}"#, std::f64::consts::FRAC_PI_4),
+                (r#"{x="2"}"#, std::f64::consts::FRAC_PI_4),
+            ],
         ),
     ];
     for (e, want) in cases {
-        let got = instant(&r, &e, 0);
-        if let Ok(Value::Scalar { v, .. }) = got {
-            assert_eq!(v, 1024.0);
-            continue;
+        assert_vector(instant(&r, &q(e), 0), want);
+    }
+    let scalars: &[(&str, f64)] = &[
+        ("2 ^ 10", 1024.0),
+        ("7 % -3", 1.0),
+        ("1 >= bool 2", 0.0),
+        ("1 / 0", f64::INFINITY),
+        ("0 / 0", f64::NAN),
+        ("-(2 * 3)", -6.0),
+    ];
+    for (e, want) in scalars {
+        match instant(&r, &q(e), 0) {
+            Ok(Value::Scalar { v, .. }) => {
+                assert!(v == *want || (v.is_nan() && want.is_nan()), "{e}: {v}")
+            }
+            other => panic!("{e}: {other:?}"),
         }
-        assert_vector(got, &want);
     }
 }
 
 #[test]
-fn scalar_comparisons_return_zero_or_one() {
-    let r = MemReader::default();
-    let e = bin_m(B::Ge, num(1.0), num(2.0), true, None);
-    assert_eq!(instant(&r, &e, 0), Ok(Value::Scalar { t: 0, v: 0.0 }));
-    let e = bin(B::Mod, num(7.0), num(-3.0));
-    assert_eq!(instant(&r, &e, 0), Ok(Value::Scalar { t: 0, v: 1.0 }));
-}
-
-#[test]
-fn one_to_one_matching_with_on_and_ignoring() {
+fn vector_matching_with_on_ignoring_and_group_modifiers() {
     let r = load(
         M,
         &[
             (r#"req{pod="x", code="200"}"#, "10"),
             (r#"req{pod="y", code="200"}"#, "20"),
-            (r#"lim{pod="x"}"#, "2"),
-            (r#"lim{pod="y"}"#, "4"),
+            (r#"lim{pod="x", tier="gold"}"#, "2"),
+            (r#"lim{pod="y", tier="free"}"#, "4"),
         ],
     );
-    let e = bin_m(
-        B::Div,
-        sel("req"),
-        sel("lim"),
-        false,
-        Some(matching(Cardinality::OneToOne, true, &["pod"], &[])),
-    );
-    assert_vector(
-        instant(&r, &e, 0),
-        &[(r#"{pod="x"}"#, 5.0), (r#"{pod="y"}"#, 5.0)],
-    );
-    let e = bin_m(
-        B::Div,
-        sel("req"),
-        sel("lim"),
-        false,
-        Some(matching(Cardinality::OneToOne, false, &["code"], &[])),
-    );
-    assert_vector(
-        instant(&r, &e, 0),
-        &[(r#"{pod="x"}"#, 5.0), (r#"{pod="y"}"#, 5.0)],
-    );
-    // Without on/ignoring the label sets differ in `code`: no match.
-    assert_vector(instant(&r, &bin(B::Div, sel("req"), sel("lim")), 0), &[]);
+    let cases: &[(&str, &[(&str, f64)])] = &[
+        (
+            "req / on(pod) lim",
+            &[(r#"{pod="x"}"#, 5.0), (r#"{pod="y"}"#, 5.0)],
+        ),
+        (
+            "req / ignoring(code, tier) lim",
+            &[(r#"{pod="x"}"#, 5.0), (r#"{pod="y"}"#, 5.0)],
+        ),
+        // Without on/ignoring the label sets differ: no match.
+        ("req / lim", &[]),
+        (
+            "req * on(pod) group_left(tier) lim",
+            &[
+                (r#"{code="200", pod="x", tier="gold"}"#, 20.0),
+                (r#"{code="200", pod="y", tier="free"}"#, 80.0),
+            ],
+        ),
+        // Filtering keeps the left side's name and, with on(), only the on() labels.
+        (
+            "req > on(pod) lim",
+            &[(r#"{pod="x"}"#, 10.0), (r#"{pod="y"}"#, 20.0)],
+        ),
+        (
+            "req > bool on(pod) group_left lim",
+            &[
+                (r#"{code="200", pod="x"}"#, 1.0),
+                (r#"{code="200", pod="y"}"#, 1.0),
+            ],
+        ),
+    ];
+    for (e, want) in cases {
+        assert_vector(instant(&r, &q(e), 0), want);
+    }
 }
 
 #[test]
@@ -578,57 +570,47 @@ fn duplicate_series_on_the_one_side_fail_with_prometheus_message() {
             (r#"lim{pod="x"}"#, "2"),
         ],
     );
-    let e = bin_m(
-        B::Div,
-        sel("lim"),
-        sel("req"),
-        false,
-        Some(matching(Cardinality::OneToOne, true, &["pod"], &[])),
-    );
-    assert_eq!(
-        error_of(instant(&r, &e, 0)),
-        r#"found duplicate series for the match group {pod="x"} on the right hand-side of the operation: [{__name__="req", code="500", pod="x"}, {__name__="req", code="200", pod="x"}];many-to-many matching not allowed: matching labels must be unique on one side"#
-    );
-    let e = bin_m(
-        B::Div,
-        sel("req"),
-        sel("lim"),
-        false,
-        Some(matching(Cardinality::OneToOne, true, &["pod"], &[])),
-    );
-    assert_eq!(
-        error_of(instant(&r, &e, 0)),
-        "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)"
-    );
-    // group_left accepts the many side and copies `include` labels from the one side.
-    let e = bin_m(
-        B::Div,
-        sel("req"),
-        sel("lim"),
-        false,
-        Some(matching(Cardinality::ManyToOne, true, &["pod"], &[])),
-    );
-    assert_vector(
-        instant(&r, &e, 0),
-        &[
-            (r#"{code="200", pod="x"}"#, 5.0),
-            (r#"{code="500", pod="x"}"#, 10.0),
-        ],
-    );
-    let e = bin_m(
-        B::Div,
-        sel("lim"),
-        sel("req"),
-        false,
-        Some(matching(Cardinality::OneToMany, true, &["pod"], &[])),
-    );
-    assert_vector(
-        instant(&r, &e, 0),
-        &[
-            (r#"{code="200", pod="x"}"#, 0.2),
-            (r#"{code="500", pod="x"}"#, 0.1),
-        ],
-    );
+    let cases: &[(&str, &str)] = &[
+        (
+            "lim / on(pod) req",
+            r#"found duplicate series for the match group {pod="x"} on the right hand-side of the operation: [{__name__="req", code="500", pod="x"}, {__name__="req", code="200", pod="x"}];many-to-many matching not allowed: matching labels must be unique on one side"#,
+        ),
+        (
+            "req / on(pod) group_right lim",
+            r#"found duplicate series for the match group {pod="x"} on the left hand-side of the operation: [{__name__="req", code="500", pod="x"}, {__name__="req", code="200", pod="x"}];many-to-many matching not allowed: matching labels must be unique on one side"#,
+        ),
+        (
+            "req / on(pod) lim",
+            "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)",
+        ),
+        (
+            "req / ignoring(code) group_left(code) lim",
+            "multiple matches for labels: grouping labels must ensure unique matches",
+        ),
+    ];
+    for (e, want) in cases {
+        assert_eq!(error_of(instant(&r, &q(e), 0)), *want, "{e}");
+    }
+    // group_left accepts the many side; group_right mirrors it.
+    let cases: &[(&str, &[(&str, f64)])] = &[
+        (
+            "req / on(pod) group_left lim",
+            &[
+                (r#"{code="200", pod="x"}"#, 5.0),
+                (r#"{code="500", pod="x"}"#, 10.0),
+            ],
+        ),
+        (
+            "lim / on(pod) group_right req",
+            &[
+                (r#"{code="200", pod="x"}"#, 0.2),
+                (r#"{code="500", pod="x"}"#, 0.1),
+            ],
+        ),
+    ];
+    for (e, want) in cases {
+        assert_vector(instant(&r, &q(e), 0), want);
+    }
 }
 
 #[test]
@@ -670,20 +652,28 @@ fn set_operators_match_on_labels_without_the_name() {
             (r#"b{x="3"}"#, "30"),
         ],
     );
-    let cases: Vec<(B, Vec<(&str, f64)>)> = vec![
-        (B::And, vec![(r#"a{x="2"}"#, 2.0)]),
-        (B::Unless, vec![(r#"a{x="1"}"#, 1.0)]),
+    let cases: &[(&str, &[(&str, f64)])] = &[
+        ("a and b", &[(r#"a{x="2"}"#, 2.0)]),
+        ("a unless b", &[(r#"a{x="1"}"#, 1.0)]),
         (
-            B::Or,
-            vec![
+            "a or b",
+            &[
                 (r#"a{x="1"}"#, 1.0),
                 (r#"a{x="2"}"#, 2.0),
                 (r#"b{x="3"}"#, 30.0),
             ],
         ),
+        (
+            "a and on() b",
+            &[(r#"a{x="1"}"#, 1.0), (r#"a{x="2"}"#, 2.0)],
+        ),
+        (
+            "a unless on() nothing",
+            &[(r#"a{x="1"}"#, 1.0), (r#"a{x="2"}"#, 2.0)],
+        ),
     ];
-    for (op, want) in cases {
-        assert_vector(instant(&r, &bin(op, sel("a"), sel("b")), 0), &want);
+    for (e, want) in cases {
+        assert_vector(instant(&r, &q(e), 0), want);
     }
 }
 
@@ -697,83 +687,52 @@ fn math_and_label_functions() {
         ],
     );
     let l = r#"{dst="original", src="source-value-10"}"#;
-    let cases: Vec<(Expr, Vec<(&str, f64)>)> = vec![
-        (call("abs", vec![sel("m")]), vec![(l, 2.5)]),
-        (call("ceil", vec![sel("m")]), vec![(l, -2.0)]),
-        (call("floor", vec![sel("m")]), vec![(l, -3.0)]),
-        (call("round", vec![sel("m")]), vec![(l, -2.0)]),
-        (call("round", vec![sel("m"), num(2.0)]), vec![(l, -2.0)]),
+    let cases: &[(&str, &[(&str, f64)])] = &[
+        ("abs(m)", &[(l, 2.5)]),
+        ("ceil(m)", &[(l, -2.0)]),
+        ("floor(m)", &[(l, -3.0)]),
+        ("round(m)", &[(l, -2.0)]),
+        ("round(m, 2)", &[(l, -2.0)]),
+        ("clamp(m, -1, 1)", &[(l, -1.0)]),
+        ("clamp(m, 1, -1)", &[]),
+        ("clamp_min(m, 0)", &[(l, 0.0)]),
+        ("clamp_max(m, -3)", &[(l, -3.0)]),
+        ("sgn(m)", &[(l, -1.0)]),
+        ("vector(3)", &[("{}", 3.0)]),
+        ("timestamp(m)", &[(l, 0.0)]),
         (
-            call("clamp", vec![sel("m"), num(-1.0), num(1.0)]),
-            vec![(l, -1.0)],
-        ),
-        (call("clamp", vec![sel("m"), num(1.0), num(-1.0)]), vec![]),
-        (call("clamp_min", vec![sel("m"), num(0.0)]), vec![(l, 0.0)]),
-        (
-            call("clamp_max", vec![sel("m"), num(-3.0)]),
-            vec![(l, -3.0)],
-        ),
-        (call("sgn", vec![sel("m")]), vec![(l, -1.0)]),
-        (call("vector", vec![num(3.0)]), vec![("{}", 3.0)]),
-        (call("timestamp", vec![sel("m")]), vec![(l, 0.0)]),
-        (
-            call(
-                "label_replace",
-                vec![
-                    sel("m"),
-                    string("dst"),
-                    string("value-$1"),
-                    string("src"),
-                    string("source-value-(.*)"),
-                ],
-            ),
-            vec![(r#"m{dst="value-10", src="source-value-10"}"#, -2.5)],
+            r#"label_replace(m, "dst", "value-$1", "src", "source-value-(.*)")"#,
+            &[(r#"m{dst="value-10", src="source-value-10"}"#, -2.5)],
         ),
         (
-            call(
-                "label_replace",
-                vec![
-                    sel("m"),
-                    string("dst"),
-                    string("x"),
-                    string("src"),
-                    string("nomatch"),
-                ],
-            ),
-            vec![(r#"m{dst="original", src="source-value-10"}"#, -2.5)],
+            r#"label_replace(m, "dst", "x", "src", "nomatch")"#,
+            &[(r#"m{dst="original", src="source-value-10"}"#, -2.5)],
         ),
         (
-            call(
-                "label_join",
-                vec![sel("n"), string("c"), string("-"), string("a"), string("b")],
-            ),
-            vec![(r#"n{a="x", b="y", c="x-y"}"#, 1.0)],
+            r#"label_join(n, "c", "-", "a", "b")"#,
+            &[(r#"n{a="x", b="y", c="x-y"}"#, 1.0)],
         ),
+        (r#"absent(nope{job="a", x=~"y"})"#, &[(r#"{job="a"}"#, 1.0)]),
+        ("absent(m)", &[]),
         (
-            call("absent", vec![sel(r#"nope{job="a", x=~"y"}"#)]),
-            vec![(r#"{job="a"}"#, 1.0)],
+            r#"absent_over_time(nope{job="a"}[1m])"#,
+            &[(r#"{job="a"}"#, 1.0)],
         ),
-        (call("absent", vec![sel("m")]), vec![]),
-        (
-            call("absent_over_time", vec![msel(r#"nope{job="a"}"#, M)]),
-            vec![(r#"{job="a"}"#, 1.0)],
-        ),
+        ("day_of_month(vector(86400 * 31))", &[("{}", 1.0)]),
+        ("month(vector(86400 * 31))", &[("{}", 2.0)]),
+        ("year(vector(951782400))", &[("{}", 2000.0)]),
+        ("days_in_month(vector(951782400))", &[("{}", 29.0)]),
+        ("day_of_week(vector(0))", &[("{}", 4.0)]),
+        ("hour(vector(7200 + 59))", &[("{}", 2.0)]),
     ];
     for (e, want) in cases {
-        assert_vector(instant(&r, &e, 30 * S), &want);
+        assert_vector(instant(&r, &q(e), 30 * S), want);
     }
-    let e = call("scalar", vec![sel("m")]);
-    assert_eq!(instant(&r, &e, 0), Ok(Value::Scalar { t: 0, v: -2.5 }));
-    let bad = call(
-        "label_replace",
-        vec![
-            sel("m"),
-            string("dst"),
-            string("x"),
-            string("src"),
-            string("(.*"),
-        ],
+    assert_eq!(
+        instant(&r, &q("scalar(m)"), 0),
+        Ok(Value::Scalar { t: 0, v: -2.5 })
     );
+    let bad = q(r#"label_replace(m, "dst", "x", "src", "(.*")"#);
     assert!(matches!(instant(&r, &bad, 0), Err(EvalError::BadData(_))));
 }
 
@@ -1080,74 +1039,42 @@ fn staleness_cases_match_staleness_test() {
 
 #[test]
 fn subquery_cases_match_subquery_test() {
-    let r = load(10 * S, &[("metric_total", "1 2")]);
-    let cases: Vec<(Expr, i64, f64)> = vec![
+    let r = load(
+        10 * S,
+        &[("metric_total", "1 2"), ("metric1_total", "0+1x1000")],
+    );
+    let cases: &[(&str, i64, f64)] = &[
+        ("sum_over_time(metric_total[50s:10s])", 10 * S, 3.0),
+        ("sum_over_time(metric_total[50s:5s])", 10 * S, 4.0),
+        ("sum_over_time(metric_total[50s:10s])", 5 * M, 10.0),
+        ("sum_over_time(metric_total[60s:10s])", 5 * M + 59 * S, 2.0),
+        ("rate(metric_total[20s:10s])", 10 * S, 0.1),
+        ("rate(metric_total[20s:5s])", 20 * S, 0.06666666666666667),
+        ("sum_over_time(metric1_total[30s:10s])", 1000 * S, 297.0),
+        ("sum_over_time(metric1_total[30s:5s])", 1000 * S, 591.0),
         (
-            call(
-                "sum_over_time",
-                vec![subq(sel("metric_total"), 50 * S, Some(10 * S))],
-            ),
-            10 * S,
-            3.0,
+            "sum_over_time(metric1_total[30s:10s] offset 10s)",
+            1010 * S,
+            297.0,
         ),
         (
-            call(
-                "sum_over_time",
-                vec![subq(sel("metric_total"), 50 * S, Some(5 * S))],
-            ),
-            10 * S,
-            4.0,
+            "sum_over_time(metric1_total[30s:10s] offset 9s)",
+            1010 * S,
+            297.0,
         ),
         (
-            call(
-                "sum_over_time",
-                vec![subq(sel("metric_total"), 50 * S, Some(10 * S))],
-            ),
-            5 * M,
-            10.0,
+            "sum_over_time(metric1_total[30s:10s] offset 3s)",
+            1010 * S,
+            297.0,
         ),
         (
-            call(
-                "sum_over_time",
-                vec![subq(sel("metric_total"), 60 * S, Some(10 * S))],
-            ),
-            5 * M + 59 * S,
-            2.0,
-        ),
-        (
-            call(
-                "rate",
-                vec![subq(sel("metric_total"), 20 * S, Some(10 * S))],
-            ),
-            10 * S,
-            0.1,
-        ),
-        (
-            call("rate", vec![subq(sel("metric_total"), 20 * S, Some(5 * S))]),
-            20 * S,
-            0.06666666666666667,
+            "sum_over_time((metric1_total)[30s:10s] offset 3s)",
+            1010 * S,
+            297.0,
         ),
     ];
     for (e, t, want) in cases {
-        assert_vector(instant(&r, &e, t), &[("{}", want)]);
-    }
-    let r = load(10 * S, &[("metric1_total", "0+1x1000")]);
-    let cases: &[(i64, i64, i64, f64)] = &[
-        (1000 * S, 5 * S, 0, 591.0),
-        (1010 * S, 10 * S, 10 * S, 297.0),
-        (1010 * S, 10 * S, 9 * S, 297.0),
-        (1010 * S, 10 * S, 3 * S, 297.0),
-    ];
-    for (t, step, offset, want) in cases {
-        let e = call(
-            "sum_over_time",
-            vec![modif(
-                subq(sel("metric1_total"), 30 * S, Some(*step)),
-                *offset,
-                None,
-            )],
-        );
-        assert_vector(instant(&r, &e, *t), &[("{}", *want)]);
+        assert_vector(instant(&r, &q(e), *t), &[("{}", *want)]);
     }
 }
 
@@ -1160,116 +1087,123 @@ fn at_modifier_cases_match_at_modifier_test() {
             (r#"metric{job="2"}"#, "0+2x1000"),
         ],
     );
-    let at = |s: i64| Some(AtModifier::Timestamp(s * S));
-    let j1 = r#"metric{job="1"}"#;
-    let cases: Vec<(Expr, i64, f64)> = vec![
+    let j1 = r#"{job="1"}"#;
+    let cases: &[(&str, i64, Expected)] = &[
         (
-            call("sum_over_time", vec![modif(msel(j1, 100 * S), 0, at(100))]),
-            25 * S,
-            55.0,
+            "metric @ 100",
+            10 * S,
+            &[(r#"metric{job="1"}"#, 10.0), (r#"metric{job="2"}"#, 20.0)],
         ),
         (
-            call(
-                "sum_over_time",
-                vec![modif(msel(j1, 100 * S), 50 * S, at(100))],
-            ),
-            25 * S,
-            15.0,
+            "metric @ 100 offset 50s",
+            10 * S,
+            &[(r#"metric{job="1"}"#, 5.0), (r#"metric{job="2"}"#, 10.0)],
         ),
         (
-            call(
-                "sum_over_time",
-                vec![modif(subq(sel(j1), 100 * S, Some(S)), 0, at(100))],
-            ),
-            25 * S,
-            460.0,
+            "metric @ 0 offset -50s",
+            10 * S,
+            &[(r#"metric{job="1"}"#, 5.0), (r#"metric{job="2"}"#, 10.0)],
         ),
         (
-            call(
-                "sum_over_time",
-                vec![modif(subq(sel(j1), 100 * S, Some(S)), 20 * S, at(100))],
-            ),
-            25 * S,
-            288.0,
+            "-metric @ 100",
+            10 * S,
+            &[(j1, -10.0), (r#"{job="2"}"#, -20.0)],
         ),
         (
-            call(
-                "sum_over_time",
-                vec![modif(
-                    subq(
-                        call("sum_over_time", vec![modif(msel(j1, 100 * S), 0, at(100))]),
-                        100 * S,
-                        Some(25 * S),
-                    ),
-                    0,
-                    at(50),
-                )],
-            ),
+            r#"sum_over_time(metric{job="1"}[100s] @ 100)"#,
+            25 * S,
+            &[(j1, 55.0)],
+        ),
+        (
+            r#"sum_over_time(metric{job="1"}[100s] @ 100 offset 50s)"#,
+            25 * S,
+            &[(j1, 15.0)],
+        ),
+        (
+            r#"metric{job="1"} @ 50 + metric{job="1"} @ 100"#,
+            25 * S,
+            &[(j1, 15.0)],
+        ),
+        (
+            r#"rate(metric{job="1"}[100s] @ 100) + label_replace(rate(metric{job="2"}[123s] @ 200), "job", "1", "", "")"#,
+            25 * S,
+            &[(j1, 0.3)],
+        ),
+        (
+            r#"sum_over_time(metric{job="1"}[100s:1s] @ 100)"#,
+            25 * S,
+            &[(j1, 460.0)],
+        ),
+        (
+            r#"sum_over_time(metric{job="1"}[100s:1s] @ 100 offset 20s)"#,
+            25 * S,
+            &[(j1, 288.0)],
+        ),
+        (
+            r#"sum_over_time(sum_over_time(metric{job="1"}[100s] @ 100)[100s:25s] @ 50)"#,
             100 * S,
-            220.0,
+            &[(j1, 220.0)],
         ),
         (
-            call(
-                "sum_over_time",
-                vec![modif(
-                    subq(
-                        call(
-                            "sum_over_time",
-                            vec![modif(
-                                subq(
-                                    call("sum_over_time", vec![msel(j1, 20 * S)]),
-                                    20 * S,
-                                    Some(10 * S),
-                                ),
-                                10 * S,
-                                None,
-                            )],
-                        ),
-                        100 * S,
-                        Some(25 * S),
-                    ),
-                    0,
-                    at(1000),
-                )],
-            ),
+            r#"sum_over_time(sum_over_time(sum_over_time(metric{job="1"}[100s] @ 100)[100s:25s] @ 50)[3s:1s] @ 3000)"#,
             0,
-            1504.0,
+            &[(j1, 660.0)],
         ),
         (
-            call("timestamp", vec![modif(sel(j1), 0, at(10))]),
-            10 * M,
-            10.0,
+            r#"sum_over_time(sum_over_time(sum_over_time(metric{job="1"}[10s])[100s:25s] @ 50)[3s:1s] @ 200)"#,
+            0,
+            &[(j1, 21.0)],
         ),
         (
-            call(
-                "timestamp",
-                vec![call("timestamp", vec![modif(sel(j1), 0, at(10))])],
-            ),
+            r#"sum_over_time(sum_over_time(sum_over_time(metric{job="1"}[20s])[20s:10s] offset 10s)[100s:25s] @ 1000)"#,
+            0,
+            &[(j1, 1504.0)],
+        ),
+        (
+            "minute(metric @ 1500)",
+            10 * S,
+            &[(j1, 2.0), (r#"{job="2"}"#, 5.0)],
+        ),
+        (r#"timestamp(metric{job="1"} @ 10)"#, 10 * M, &[(j1, 10.0)]),
+        (
+            r#"timestamp(timestamp(metric{job="1"} @ 10))"#,
             10 * M,
-            600.0,
+            &[(j1, 600.0)],
+        ),
+        (
+            "sum_over_time(minute(metric @ 1500)[100s:10s])",
+            0,
+            &[(j1, 20.0), (r#"{job="2"}"#, 50.0)],
+        ),
+        (
+            "sum_over_time(minute()[50m:1m] @ 6000)",
+            0,
+            &[("{}", 1315.0)],
+        ),
+        (
+            "sum_over_time(minute()[50m:1m] @ 6000 offset 5m)",
+            0,
+            &[("{}", 1365.0)],
+        ),
+        (
+            "sum_over_time(vector(time())[100s:1s] @ 3000)",
+            0,
+            &[("{}", 295050.0)],
+        ),
+        (
+            "sum_over_time(vector(time())[100s:1s] @ 3000 offset 600s)",
+            0,
+            &[("{}", 235050.0)],
+        ),
+        (
+            r#"sum_over_time(timestamp(timestamp(metric{job="1"} @ 999))[10s:1s] @ 10)"#,
+            0,
+            &[(j1, 55.0)],
         ),
     ];
     for (e, t, want) in cases {
-        assert_vector(instant(&r, &e, t), &[(r#"{job="1"}"#, want)]);
+        assert_vector(instant(&r, &q(e), *t), want);
     }
-    let e = call(
-        "sum_over_time",
-        vec![modif(
-            subq(call("minute", vec![]), 50 * M, Some(M)),
-            0,
-            at(6000),
-        )],
-    );
-    assert_vector(instant(&r, &e, 0), &[("{}", 1315.0)]);
-    let e = call(
-        "sum_over_time",
-        vec![modif(
-            subq(call("vector", vec![call("time", vec![])]), 100 * S, Some(S)),
-            600 * S,
-            at(3000),
-        )],
-    );
-    assert_vector(instant(&r, &e, 0), &[("{}", 235050.0)]);
 }
 
 #[test]
@@ -1501,4 +1435,180 @@ fn sort_by_label_uses_natural_order_then_the_label_set() {
     };
     assert_eq!(order("sort_by_label"), vec![4.0, 3.0, 2.0, 1.0]);
     assert_eq!(order("sort_by_label_desc"), vec![1.0, 2.0, 3.0, 4.0]);
+}
+
+#[test]
+fn histogram_fraction_and_quantiles_over_classic_buckets() {
+    // histograms.test: buckets 1, 2, 3, +Inf holding 1, 3, 6, 100 observations.
+    let r = load(
+        5 * M,
+        &[
+            (r#"h_bucket{le="1"}"#, "1+0x10"),
+            (r#"h_bucket{le="2"}"#, "3+0x10"),
+            (r#"h_bucket{le="3"}"#, "6+0x10"),
+            (r#"h_bucket{le="+Inf"}"#, "100+0x10"),
+            (r#"n_bucket{le="-3"}"#, "10+0x10"),
+            (r#"n_bucket{le="-2"}"#, "12+0x10"),
+            (r#"n_bucket{le="-1"}"#, "15+0x10"),
+            (r#"n_bucket{le="+Inf"}"#, "100+0x10"),
+        ],
+    );
+    let cases: &[(&str, f64)] = &[
+        ("histogram_fraction(0, 1.5, h_bucket)", 0.02),
+        ("histogram_fraction(2, 5, h_bucket)", 0.03),
+        ("histogram_fraction(400, +Inf, h_bucket)", 0.94),
+        ("histogram_fraction(-Inf, +Inf, h_bucket)", 1.0),
+        ("histogram_fraction(3, 2, h_bucket)", 0.0),
+        ("histogram_fraction(-4, -2, n_bucket)", 0.02),
+        ("histogram_fraction(-Inf, -1.5, n_bucket)", 0.135),
+    ];
+    for (e, want) in cases {
+        assert_vector(instant(&r, &q(e), 50 * M), &[("{}", *want)]);
+    }
+    assert_vector(
+        instant(
+            &r,
+            &q(r#"histogram_quantiles(h_bucket, "q", 0, 0.01)"#),
+            50 * M,
+        ),
+        &[(r#"{q="0.0"}"#, 0.0), (r#"{q="0.01"}"#, 1.0)],
+    );
+    assert!(instant(&r, &q(r#"histogram_quantiles(h_bucket, "le", 0.5)"#), 0).is_err());
+}
+
+#[test]
+fn long_flat_operator_chains_evaluate() {
+    let r = load(M, &[("m", "1")]);
+    // The parser accepts these (they are long, not nested); the left spine is n deep.
+    for n in [100usize, 5000] {
+        let e = q(&vec!["m"; n].join(" + "));
+        assert_vector(instant(&r, &e, 0), &[("{}", n as f64)]);
+        let Ok(Value::Matrix(m)) = range(&r, &e, 0, M, M) else {
+            panic!("range query of {n} terms failed");
+        };
+        assert_eq!(m.len(), 1);
+    }
+}
+
+#[test]
+fn annotations_report_bad_quantiles_buckets_and_forced_monotonicity() {
+    let r = load(
+        5 * M,
+        &[
+            (r#"nm_bucket{le="1"}"#, "5x2"),
+            (r#"nm_bucket{le="2"}"#, "3x2"),
+            (r#"nm_bucket{le="+Inf"}"#, "6x2"),
+            (r#"bad{le="x"}"#, "1x2"),
+            ("g", "1 2 3"),
+        ],
+    );
+    let opts = EngineOptions::default();
+    let run = |e: &str| super::instant_query_annotated(&r, &q(e), 10 * M, &opts).map(|x| x.1);
+    let cases: &[(&str, &[&str], &[&str])] = &[
+        (
+            "quantile_over_time(2, g[10m])",
+            &["PromQL warning: quantile value should be between 0 and 1, got 2"],
+            &[],
+        ),
+        (
+            "quantile(NaN, g)",
+            &["PromQL warning: quantile value should be between 0 and 1, got NaN"],
+            &[],
+        ),
+        (
+            "histogram_quantile(0.5, bad)",
+            &[
+                r#"PromQL warning: bucket label "le" is missing or has a malformed value of "x" for metric name "bad""#,
+            ],
+            &[],
+        ),
+        (
+            "histogram_quantile(0.5, nm_bucket)",
+            &[],
+            &[
+                "PromQL info: input to histogram_quantile needed to be fixed for monotonicity (see https://prometheus.io/docs/prometheus/latest/querying/functions/#histogram_quantile) for metric name \"nm_bucket\"",
+            ],
+        ),
+        ("quantile_over_time(0.5, g[10m])", &[], &[]),
+        (
+            "rate(g[10m])",
+            &[],
+            &[
+                r#"PromQL info: metric might not be a counter, name does not end in _total/_sum/_count/_bucket: "g""#,
+            ],
+        ),
+        ("rate(nm_bucket[10m])", &[], &[]),
+        ("delta(g[10m])", &[], &[]),
+    ];
+    for (e, warnings, infos) in cases {
+        let a = run(e).expect("query");
+        assert_eq!(a.warnings, *warnings, "{e}");
+        assert_eq!(a.infos, *infos, "{e}");
+    }
+}
+
+#[test]
+fn long_range_queries_load_in_batches_and_match_instant_queries() {
+    let r = load(
+        5 * M,
+        &[
+            (r#"c_total{job="a"}"#, "0+7x300 3+2x300"),
+            ("g", "1 2 3 stale 4x600"),
+        ],
+    );
+    let exprs = [
+        "rate(c_total[30m])",
+        "max_over_time(rate(c_total[10m])[1h:15m])",
+        "g offset 1h",
+        "sum(g) + count(c_total)",
+    ];
+    let (start, end, step) = (0, 48 * 60 * M, 7 * M);
+    for text in exprs {
+        let e = q(text);
+        r.selects.store(0, Ordering::SeqCst);
+        let Ok(Value::Matrix(m)) = range(&r, &e, start, end, step) else {
+            panic!("range query failed for {text}");
+        };
+        // 48 h in 6 h batches: more than one load per selector, far fewer than per step.
+        let selects = r.selects.load(Ordering::SeqCst);
+        assert!((2..=20).contains(&selects), "{selects} selects for {text}");
+        let mut t = start;
+        while t <= end {
+            let want: Vec<(String, f64)> = match instant(&r, &e, t) {
+                Ok(Value::Vector(v)) => {
+                    let mut w: Vec<_> = v.iter().map(|s| (s.labels.to_string(), s.v)).collect();
+                    w.sort_by(|a, b| a.0.cmp(&b.0));
+                    w
+                }
+                other => panic!("{other:?}"),
+            };
+            let got: Vec<(String, f64)> = m
+                .iter()
+                .filter_map(|s| {
+                    let x = s.samples.iter().find(|x| x.t == t)?;
+                    Some((s.labels.to_string(), x.v))
+                })
+                .collect();
+            assert_eq!(format!("{got:?}"), format!("{want:?}"), "{text} at {t}");
+            t += step;
+        }
+    }
+}
+
+#[test]
+fn label_names_follow_utf8_validation() {
+    let r = load(M, &[(r#"m{a="x"}"#, "1")]);
+    assert_vector(
+        instant(
+            &r,
+            &q(r#"label_replace(m, "dotted.name", "$1", "a", "(.*)")"#),
+            0,
+        ),
+        &[(r#"m{a="x", dotted.name="x"}"#, 1.0)],
+    );
+    assert!(matches!(
+        instant(&r, &q(r#"label_replace(m, "", "$1", "a", "(.*)")"#), 0),
+        Err(EvalError::BadData(_))
+    ));
+    assert!(instant(&r, &q(r#"count_values("", m)"#), 0).is_err());
 }

@@ -290,10 +290,6 @@ pub fn by(names: &[&str]) -> Grouping {
     Grouping::By(names.iter().map(|s| s.to_string()).collect())
 }
 
-pub fn without(names: &[&str]) -> Grouping {
-    Grouping::Without(names.iter().map(|s| s.to_string()).collect())
-}
-
 pub fn agg(op: AggregateOp, e: Expr, g: Grouping) -> Expr {
     Expr::Aggregate(Aggregate {
         op,
@@ -426,4 +422,10 @@ pub fn error_of(got: Result<Value, EvalError>) -> String {
         Err(e) => e.to_string(),
         Ok(v) => panic!("expected an error, got {v:?}"),
     }
+}
+
+/// Parses a query; test input is expected to be valid.
+#[track_caller]
+pub fn q(s: &str) -> Expr {
+    crate::query::promql::parse(s).unwrap_or_else(|e| panic!("parse {s:?}: {e}"))
 }
