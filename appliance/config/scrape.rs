@@ -178,7 +178,8 @@ impl ScrapeProtocol {
     }
 }
 
-fn default_protocols() -> Vec<ScrapeProtocol> {
+/// Prometheus 3's default `scrape_protocols`.
+pub fn default_protocols() -> Vec<ScrapeProtocol> {
     vec![
         ScrapeProtocol::OpenMetricsText1_0_0,
         ScrapeProtocol::OpenMetricsText0_0_1,
