@@ -1,5 +1,6 @@
-//! Differential tests against Debian's real Prometheus. First, target relabelling against
-//! (`/usr/bin/prometheus`, 2.42): the same job — static targets, group labels, params and
+//! Differential tests against Debian's real Prometheus (`/usr/bin/prometheus`, 2.42).
+//!
+//! Target relabelling: the same job — static targets, group labels, params and
 //! a chain of relabel_configs using every action that applies to targets — is given to
 //! Prometheus (as JSON, which is YAML) and to Picket's `populate` (as TOML). Prometheus'
 //! `/api/v1/targets` then says which targets it keeps, with which final labels and scrape
@@ -7,6 +8,8 @@
 //!
 //! The targets are unreachable names: only discovery and relabelling are compared, no
 //! scrape happens (Prometheus' scrapes of them fail, which does not change their labels).
+//!
+//! Parsing: Prometheus' own `/metrics`, a real Go-client body, must parse completely.
 
 use picket::collect::scrape::parser::{Entry, Format, Parser};
 use picket::collect::scrape::target::populate;
