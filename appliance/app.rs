@@ -176,6 +176,20 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
         )?);
     }
 
+    // --- Scraper: `[[scrape]]` jobs, started after the collectors, stopped before the
+    // store closes so the staleness markers of every target reach the final flush.
+    let scraper = crate::collect::scrape::ScrapeManager::start(
+        config.scrape.clone(),
+        crate::collect::scrape::manager::ManagerOptions {
+            series_limit: config.collect.scrape.series_limit as usize,
+        },
+        ingest.clone(),
+    )?;
+    if !config.scrape.is_empty() {
+        tracing::info!(jobs = config.scrape.len(), "Scraper started.");
+    }
+    // --- end scraper
+
     let state = Arc::new(ApiState {
         store: store.clone(),
         ingest: ingest.clone(),
@@ -239,6 +253,16 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
         elapsed_ms = t.elapsed().as_millis() as u64,
         "Collectors stopped."
     );
+    // --- Scraper stop: writes staleness markers for every target.
+    if let Some(scraper) = scraper {
+        let t = Instant::now();
+        tokio::task::spawn_blocking(move || scraper.stop()).await?;
+        tracing::info!(
+            elapsed_ms = t.elapsed().as_millis() as u64,
+            "Scraper stopped."
+        );
+    }
+    // --- end scraper stop
     let t = Instant::now();
     tokio::task::spawn_blocking(move || rules.stop()).await?;
     tracing::info!(

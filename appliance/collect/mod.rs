@@ -1,9 +1,12 @@
 //! Sources: each collector appends whole metric families to a caller-owned [`Batch`]
 //! once per tick. `host` is the node_exporter-compatible host collector; `exposition`
-//! renders a batch in the Prometheus text format (Picket's own `/metrics`).
+//! renders a batch in the Prometheus text format (Picket's own `/metrics`); `scrape`
+//! scrapes Prometheus exporters (`[[scrape]]` jobs) and hands samples with their own
+//! timestamps to ingest.
 
 pub mod exposition;
 pub mod host;
+pub mod scrape;
 pub mod self_metrics;
 
 use crate::model::{Labels, MetricType};

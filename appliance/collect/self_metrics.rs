@@ -211,5 +211,43 @@ impl SelfCollector {
                 stats.rejected(s) as f64,
             );
         }
+        collect_scrape(&stats.scrape, out);
     }
+}
+
+/// `picket_scrape_*`: the scraper's counters (the per-target `up`/`scrape_*` series are
+/// written by the scraper itself).
+fn collect_scrape(st: &crate::collect::scrape::ScrapeStats, out: &mut Batch) {
+    out.scalar(
+        "picket_scrape_targets",
+        "Scrape targets being scraped.",
+        MetricType::Gauge,
+        st.targets() as f64,
+    );
+    out.scalar(
+        "picket_scrape_scrapes_total",
+        "Scrapes done, successful or not.",
+        MetricType::Counter,
+        st.scrapes() as f64,
+    );
+    let fam = out.family(
+        "picket_scrape_failures_total",
+        "Failed scrapes by reason (http, timeout, body_size_limit, parse, sample_limit, label_limit, series_limit, target_limit).",
+        MetricType::Counter,
+    );
+    for (reason, n) in st.failures() {
+        fam.push(Labels::from_pairs([("reason", reason)]), n as f64);
+    }
+    out.scalar(
+        "picket_scrape_samples_total",
+        "Samples read from scraped bodies, before relabelling and limits.",
+        MetricType::Counter,
+        st.samples() as f64,
+    );
+    out.scalar(
+        "picket_scrape_duplicate_samples_total",
+        "Samples dropped because their series already had a sample in the same scrape.",
+        MetricType::Counter,
+        st.duplicates() as f64,
+    );
 }

@@ -8,6 +8,8 @@
 mod rules;
 
 pub use rules::RulesConfig;
+pub mod scrape;
+
 use serde::{Deserialize, Deserializer};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -25,6 +27,9 @@ pub struct Config {
     pub collect: CollectConfig,
     #[serde(default)]
     pub rules: RulesConfig,
+    /// `[[scrape]]` jobs (Prometheus `scrape_configs`); none by default.
+    #[serde(default)]
+    pub scrape: Vec<scrape::ScrapeConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -57,6 +62,9 @@ pub struct CollectConfig {
     pub host: HostCollectConfig,
     #[serde(rename = "self")]
     pub self_metrics: SelfCollectConfig,
+    /// Limits shared by all `[[scrape]]` jobs.
+    #[serde(default)]
+    pub scrape: scrape::ScrapeGlobalConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -178,7 +186,7 @@ impl Config {
             key: String::new(),
             message: e.to_string(),
         })?;
-        toml::from_str::<Config>(&merged_text).map_err(|e| {
+        let config = toml::from_str::<Config>(&merged_text).map_err(|e| {
             let key = key_at(&merged_text, e.span().map_or(0, |s| s.start));
             match find_key(text, &key) {
                 Some(offset) => {
@@ -193,7 +201,15 @@ impl Config {
                 }
                 None => locate(e, &merged_text),
             }
-        })
+        })?;
+        scrape::validate(&config.scrape).map_err(|p| ConfigError::Invalid {
+            file: file.to_string(),
+            line: scrape::locate(text, p.job, &p.key),
+            column: 1,
+            key: format!("scrape[{}].{}", p.job, p.key),
+            message: p.message,
+        })?;
+        Ok(config)
     }
 }
 
@@ -376,6 +392,53 @@ mod tests {
             invalid("[rules]\nevaluation_interval = \"0s\"\n").1,
             "rules.evaluation_interval"
         );
+    }
+
+    #[test]
+    fn scrape_jobs_are_read_with_prometheus_field_names() {
+        let text = "[[scrape]]\njob_name = \"node\"\nscrape_interval = \"1s\"\n\
+                    [[scrape.static_configs]]\ntargets = [\"127.0.0.1:9100\"]\nlabels = { role = \"pi\" }\n\
+                    [[scrape.relabel_configs]]\nsource_labels = [\"__address__\"]\ntarget_label = \"host\"\n";
+        let c = Config::parse(text, "t.toml").unwrap();
+        assert_eq!(c.scrape.len(), 1);
+        assert_eq!(c.scrape[0].job_name, "node");
+        assert_eq!(c.scrape[0].interval(), Duration::from_secs(1));
+        assert_eq!(c.scrape[0].timeout(), Duration::from_secs(1));
+        assert_eq!(c.scrape[0].static_configs[0].labels["role"], "pi");
+        assert_eq!(c.scrape[0].relabel_configs[0].target_label, "host");
+        assert!(
+            Config::default_config().scrape.is_empty(),
+            "the default scrapes nothing"
+        );
+    }
+
+    #[test]
+    fn bad_scrape_configs_name_key_and_line() {
+        let (line, key, msg) = invalid(
+            "[[scrape]]\njob_name = \"a\"\n[[scrape.relabel_configs]]\nsource_labels = [\"x\"]\nregex = \"(\"\n",
+        );
+        assert_eq!(
+            (line, key.as_str()),
+            (5, "scrape.relabel_configs.regex"),
+            "{msg}"
+        );
+        assert!(msg.contains("invalid regex"), "{msg}");
+        let (line, key, msg) = invalid(
+            "[[scrape]]\njob_name = \"a\"\n[[scrape.metric_relabel_configs]]\naction = \"bogus\"\n",
+        );
+        assert_eq!(
+            (line, key.as_str()),
+            (4, "scrape.metric_relabel_configs.action"),
+            "{msg}"
+        );
+        let (line, key, msg) =
+            invalid("[[scrape]]\njob_name = \"a\"\n\n[[scrape]]\njob_name = \"a\"\n");
+        assert_eq!((line, key.as_str()), (5, "scrape[1].job_name"), "{msg}");
+        assert!(msg.contains("multiple scrape configs"), "{msg}");
+        let (line, key, _) = invalid(
+            "[[scrape]]\njob_name = \"a\"\nscrape_interval = \"5s\"\nscrape_timeout = \"10s\"\n",
+        );
+        assert_eq!((line, key.as_str()), (4, "scrape[0].scrape_timeout"));
     }
 
     #[test]

@@ -19,14 +19,16 @@ pub enum Source {
     RemoteWrite,
     /// Recording rules and the `ALERTS`/`ALERTS_FOR_STATE` series of alerting rules.
     Rules,
+    Scrape,
 }
 
 impl Source {
-    pub const ALL: [Source; 4] = [
+    pub const ALL: [Source; 5] = [
         Source::Host,
         Source::SelfMetrics,
         Source::RemoteWrite,
         Source::Rules,
+        Source::Scrape,
     ];
 
     pub fn name(self) -> &'static str {
@@ -35,6 +37,7 @@ impl Source {
             Source::SelfMetrics => "self",
             Source::RemoteWrite => "remote_write",
             Source::Rules => "rules",
+            Source::Scrape => "scrape",
         }
     }
 }
@@ -42,8 +45,10 @@ impl Source {
 /// Counters of what went through ingest, per source.
 #[derive(Debug, Default)]
 pub struct IngestStats {
-    accepted: [AtomicU64; 4],
-    rejected: [AtomicU64; 4],
+    accepted: [AtomicU64; Source::ALL.len()],
+    rejected: [AtomicU64; Source::ALL.len()],
+    /// The scraper's own counters (`picket_scrape_*`).
+    pub scrape: crate::collect::scrape::ScrapeStats,
 }
 
 impl IngestStats {
@@ -126,6 +131,26 @@ impl Ingest {
         }
         self.store.append(write)?;
         self.stats.accepted[source as usize].fetch_add(count, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Stores what one scrape produced: samples with their own timestamps (scrape start,
+    /// or the exposed timestamp with `honor_timestamps`), staleness markers included.
+    pub fn scraped(
+        &self,
+        samples: Vec<(Labels, Sample)>,
+        metadata: Vec<(String, Metadata)>,
+    ) -> Result<(), IngestError> {
+        if samples.is_empty() && metadata.is_empty() {
+            return Ok(());
+        }
+        let count = samples.len() as u64;
+        let write = WriteBatch {
+            series: samples.into_iter().map(|(l, s)| (l, vec![s])).collect(),
+            metadata,
+        };
+        self.store.append(write)?;
+        self.stats.accepted[Source::Scrape as usize].fetch_add(count, Ordering::Relaxed);
         Ok(())
     }
 
