@@ -9,7 +9,7 @@ use crate::collect::self_metrics::SelfCollector;
 use crate::config::Config;
 use crate::ingest::{Ingest, Source};
 use crate::query::promql::eval::EngineOptions;
-use crate::store::{Store, StoreOptions};
+use crate::store::{Limits, Store, StoreOptions};
 use anyhow::Context;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -76,10 +76,17 @@ pub fn run(config: Config) -> anyhow::Result<()> {
 
 async fn run_async(config: Config) -> anyhow::Result<()> {
     let t0 = Instant::now();
-    let store = Store::open(StoreOptions {
-        path: config.storage.path.clone(),
-        flush_interval: config.storage.flush_interval.0,
-    })
+    let store = Store::open_with(
+        StoreOptions {
+            path: config.storage.path.clone(),
+            flush_interval: config.storage.flush_interval.0,
+        },
+        Limits {
+            budget: config.storage.budget.to_store(),
+            max_age: config.storage.max_age.map(|d| d.0),
+            retention_horizon: config.storage.retention_horizon.map(|d| d.0),
+        },
+    )
     .with_context(|| format!("cannot open the store at {}", config.storage.path.display()))?;
     tracing::info!(path = %config.storage.path.display(), elapsed_ms = t0.elapsed().as_millis() as u64, "Store opened.");
     let ingest = Ingest::new(store.clone());

@@ -7,6 +7,7 @@ pub mod json;
 pub mod params;
 pub mod prometheus;
 pub mod remote_write;
+pub mod status;
 
 use crate::ingest::Ingest;
 use crate::query::promql::eval::EngineOptions;
@@ -67,6 +68,8 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/metrics", get(metrics))
         .route("/-/healthy", get(healthy))
         .route("/-/ready", get(ready))
+        .route("/api/v1/status/tsdb", get(status::tsdb))
+        .route("/api/v1/admin/snapshot", post(status::snapshot))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
 }

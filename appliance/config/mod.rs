@@ -5,6 +5,9 @@
 //! Values are validated while they are deserialized (durations, addresses, positive
 //! numbers), so that every error carries the span of the offending value.
 
+mod storage;
+
+pub use storage::BudgetConfig;
 use serde::{Deserialize, Deserializer};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -27,6 +30,11 @@ pub struct Config {
 pub struct StorageConfig {
     pub path: PathBuf,
     pub flush_interval: ConfigDuration,
+    pub budget: BudgetConfig,
+    #[serde(default)]
+    pub max_age: Option<ConfigDuration>,
+    #[serde(default)]
+    pub retention_horizon: Option<ConfigDuration>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -347,6 +355,30 @@ mod tests {
         assert_eq!(invalid("[api]\nlisten = \"nowhere\"\n").1, "api.listen");
         assert_eq!(invalid("[query]\nmax_samples = 0\n").1, "query.max_samples");
         assert_eq!(invalid("[query]\ntimeout = \"0s\"\n").1, "query.timeout");
+    }
+
+    #[test]
+    fn storage_limits_are_read_and_a_bad_budget_names_its_key() {
+        assert_eq!(
+            Config::default_config().storage.budget,
+            BudgetConfig::Auto
+        );
+        let c = Config::parse(
+            "[storage]\nbudget = \"2GiB\"\nmax_age = \"30d\"\nretention_horizon = \"7d\"\n",
+            "t.toml",
+        )
+        .unwrap();
+        assert_eq!(c.storage.budget, BudgetConfig::Bytes(2 << 30));
+        assert_eq!(c.storage.max_age.map(|d| d.0.as_secs()), Some(30 * 86400));
+        assert_eq!(
+            c.storage.retention_horizon.map(|d| d.0.as_secs()),
+            Some(7 * 86400)
+        );
+        let c = Config::parse("[storage]\nbudget = 1000000\n", "t.toml").unwrap();
+        assert_eq!(c.storage.budget, BudgetConfig::Bytes(1_000_000));
+        let (line, key, msg) = invalid("[storage]\n\nbudget = \"2 parsecs\"\n");
+        assert_eq!((line, key.as_str()), (3, "storage.budget"));
+        assert!(msg.contains("unit"), "{msg}");
     }
 
     #[test]

@@ -99,6 +99,8 @@ mod head;
 mod index;
 mod partition;
 mod read;
+pub mod snapshot;
+pub mod status;
 mod writer;
 
 use crate::model::{Labels, Metadata, Sample};
@@ -125,6 +127,43 @@ pub struct StoreOptions {
     pub path: PathBuf,
     /// How often the writer commits the head (the data a power cut may cost).
     pub flush_interval: Duration,
+}
+
+/// How many bytes the partition files may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Budget {
+    /// No byte budget (only `max_age`, if set, removes data).
+    #[default]
+    Unlimited,
+    /// A share of the filesystem's free space at the first start ([`AUTO_BUDGET_PERCENT`]
+    /// %, at most [`AUTO_BUDGET_MAX`]), remembered in the index so it does not drift as
+    /// the disk fills.
+    Auto,
+    Bytes(u64),
+}
+
+/// Share of the free space the automatic budget takes, and its ceiling and floor.
+pub const AUTO_BUDGET_PERCENT: u64 = 10;
+pub const AUTO_BUDGET_MAX: u64 = 4 << 30;
+pub const AUTO_BUDGET_MIN: u64 = 64 << 20;
+
+/// What the budget keeper enforces after each flush (see DESIGN.md "Budgets").
+#[derive(Debug, Clone, Default)]
+pub struct Limits {
+    pub budget: Budget,
+    /// Partitions whose every sample is older than this are deleted.
+    pub max_age: Option<Duration>,
+    /// The retention the user wants; `StoreStats::retention_below_horizon` says when the
+    /// budget has started deleting data younger than this.
+    pub retention_horizon: Option<Duration>,
+}
+
+/// [`Limits`] with the automatic budget resolved.
+#[derive(Debug, Clone, Default)]
+struct Resolved {
+    budget_bytes: Option<u64>,
+    max_age: Option<Duration>,
+    retention_horizon: Option<Duration>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -321,12 +360,21 @@ pub struct StoreStats {
     pub head_chunks: u64,
     pub flushes: u64,
     pub last_flush_duration: Duration,
+    /// Partition files the budget keeper deleted since the store opened.
+    pub evicted_partitions: u64,
+    /// Now minus the oldest sample kept (None when the store is empty).
+    pub retention: Option<Duration>,
+    /// The keeper deleted data and what is left spans less than `retention_horizon`.
+    pub retention_below_horizon: bool,
+    pub budget_bytes: Option<u64>,
 }
 
 #[derive(Default)]
 struct Dbs {
     index: Option<Arc<Database>>,
     partitions: BTreeMap<i64, Arc<Database>>,
+    /// What each partition holds (see [`partition::PartStats`]), updated after each commit.
+    stats: BTreeMap<i64, partition::PartStats>,
 }
 
 #[derive(Default)]
@@ -334,6 +382,7 @@ struct Counters {
     samples_flushed: u64,
     flushes: u64,
     last_flush_duration: Duration,
+    evicted_partitions: u64,
 }
 
 /// State shared by handles, readers and the writer thread.
@@ -343,6 +392,7 @@ struct Shared {
     dbs: RwLock<Dbs>,
     closed: AtomicBool,
     counters: Mutex<Counters>,
+    limits: Resolved,
 }
 
 impl Shared {
@@ -425,13 +475,28 @@ impl std::fmt::Debug for Store {
 }
 
 impl Store {
-    /// Opens the store at `opts.path`, creating it if needed, rebuilds the head from the
-    /// pieces on disk and starts the writer thread.
+    /// Opens the store at `opts.path` without limits (see [`Store::open_with`]).
     pub fn open(opts: StoreOptions) -> Result<Store, StoreError> {
+        Store::open_with(opts, Limits::default())
+    }
+
+    /// Opens the store at `opts.path`, creating it if needed, rebuilds the head from the
+    /// pieces on disk and starts the writer thread, which keeps the files within `limits`.
+    pub fn open_with(opts: StoreOptions, limits: Limits) -> Result<Store, StoreError> {
         let dir = opts.path.clone();
         std::fs::create_dir_all(&dir).map_err(|e| StoreError::io(&dir, e))?;
         let index_path = dir.join(INDEX_FILE);
         let index_db = index::open(&index_path)?;
+        let budget_bytes = match limits.budget {
+            Budget::Unlimited => None,
+            Budget::Bytes(b) => Some(b),
+            Budget::Auto => Some(index::auto_budget(&index_db, &index_path, &dir)?),
+        };
+        let limits = Resolved {
+            budget_bytes,
+            max_age: limits.max_age,
+            retention_horizon: limits.retention_horizon,
+        };
         let mut head = Head::default();
         head.next_series_id = 1;
         index::load_series(&index_db, &index_path, |id, labels| {
@@ -443,7 +508,7 @@ impl Store {
 
         let mut dbs = Dbs {
             index: Some(Arc::new(index_db)),
-            partitions: BTreeMap::new(),
+            ..Dbs::default()
         };
         let mut next_seq = 1u64;
         // Per partition: block seq -> number of head chunks with a piece in it.
@@ -518,6 +583,7 @@ impl Store {
                     tracing::warn!(path = %path.display(), missing, "Pieces refer to series missing from the index; they are ignored.");
                 }
                 refs.insert(index, block_refs);
+                dbs.stats.insert(index, partition::read_stats(&db, &path)?);
                 dbs.partitions.insert(index, Arc::new(db));
             }
         }
@@ -528,6 +594,7 @@ impl Store {
             dbs: RwLock::new(dbs),
             closed: AtomicBool::new(false),
             counters: Mutex::new(Counters::default()),
+            limits,
         });
         // Small bound: callers only ever wait for one reply each.
         let (tx, rx) = sync_channel(4);
@@ -621,11 +688,16 @@ impl Store {
             let h = self.shared().head();
             (h.series.len() as u64, h.samples_appended, h.head_chunks())
         };
+        let oldest = self.raw_tier().min_time;
         let c = self
             .shared()
             .counters
             .lock()
             .unwrap_or_else(|e| e.into_inner());
+        let limits = &self.shared().limits;
+        let retention = oldest.map(|t| {
+            Duration::from_millis(status::now_ms().saturating_sub(t).max(0) as u64)
+        });
         StoreStats {
             series,
             samples_appended,
@@ -634,6 +706,13 @@ impl Store {
             head_chunks,
             flushes: c.flushes,
             last_flush_duration: c.last_flush_duration,
+            evicted_partitions: c.evicted_partitions,
+            retention,
+            retention_below_horizon: c.evicted_partitions > 0
+                && limits
+                    .retention_horizon
+                    .is_some_and(|h| retention.is_some_and(|r| r < h)),
+            budget_bytes: limits.budget_bytes,
         }
     }
 }

@@ -73,6 +73,24 @@ pub fn parse_partition_name(name: &str) -> Option<i64> {
     (partition_start(index) == start).then_some(index)
 }
 
+/// The partition files under `dir/raw`, oldest first (other files are not ours and are
+/// skipped).
+pub fn list(dir: &Path) -> Result<Vec<(i64, PathBuf)>, StoreError> {
+    let raw = dir.join(RAW_DIR);
+    let mut out = Vec::new();
+    if !raw.is_dir() {
+        return Ok(out);
+    }
+    for entry in std::fs::read_dir(&raw).map_err(|e| StoreError::io(&raw, e))? {
+        let entry = entry.map_err(|e| StoreError::io(&raw, e))?;
+        if let Some(i) = entry.file_name().to_str().and_then(parse_partition_name) {
+            out.push((i, entry.path()));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
 /// Opens an existing partition file, refusing newer or foreign files untouched.
 pub fn open(path: &Path) -> Result<Database, StoreError> {
     super::open_existing(path, "partition")
@@ -87,6 +105,84 @@ pub fn create(path: &Path) -> Result<Database, StoreError> {
             .map_err(|e| StoreError::db(path, e))?;
         Ok(())
     })
+}
+
+/// What a partition holds, for introspection and the budget keeper: kept in its `meta`
+/// table (`"samples"`, `"min_t"`, `"max_t"`, the times as the u64 bits of an i64) and
+/// updated by every flush in the transaction that already rewrites `"next_seq"`, so it
+/// costs no extra page. `samples` counts samples written: a timestamp written twice
+/// counts twice.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PartStats {
+    pub samples: u64,
+    /// Oldest and newest sample time; `None` while the partition is empty.
+    pub min_t: Option<i64>,
+    pub max_t: Option<i64>,
+}
+
+impl PartStats {
+    pub fn add(&mut self, samples: u64, min_t: i64, max_t: i64) {
+        self.samples += samples;
+        self.min_t = Some(self.min_t.map_or(min_t, |m| m.min(min_t)));
+        self.max_t = Some(self.max_t.map_or(max_t, |m| m.max(max_t)));
+    }
+
+    /// Writes the counters into a partition's meta table (inside a flush transaction).
+    pub fn write(&self, meta: &mut redb::Table<'_, &str, u64>) -> Result<(), redb::StorageError> {
+        meta.insert("samples", self.samples)?;
+        if let (Some(lo), Some(hi)) = (self.min_t, self.max_t) {
+            meta.insert("min_t", lo as u64)?;
+            meta.insert("max_t", hi as u64)?;
+        }
+        Ok(())
+    }
+}
+
+/// A partition's [`PartStats`]: from its meta table, or, for a file written before the
+/// counters existed, counted from its chunk headers and block pieces (once, at open; such
+/// a file's times then come from its sealed chunks only).
+pub fn read_stats(db: &impl ReadableDatabase, path: &Path) -> Result<PartStats, StoreError> {
+    let e = |x: redb::Error| StoreError::db(path, x);
+    let txn = db.begin_read().map_err(|x| e(x.into()))?;
+    let meta = txn.open_table(META).map_err(|x| e(x.into()))?;
+    let get = |k: &str| -> Result<Option<u64>, StoreError> {
+        Ok(meta.get(k).map_err(|x| e(x.into()))?.map(|g| g.value()))
+    };
+    if let Some(samples) = get("samples")? {
+        return Ok(PartStats {
+            samples,
+            min_t: get("min_t")?.map(|v| v as i64),
+            max_t: get("max_t")?.map(|v| v as i64),
+        });
+    }
+    let mut st = PartStats::default();
+    let chunks = match txn.open_table(CHUNKS) {
+        Ok(t) => Some(t),
+        Err(TableError::TableDoesNotExist(_)) => None,
+        Err(x) => return Err(e(x.into())),
+    };
+    for entry in chunks.iter().flat_map(|t| t.iter().into_iter().flatten()) {
+        let (k, v) = entry.map_err(|x| e(x.into()))?;
+        let h = ChunkHeader::parse(v.value()).map_err(|c| StoreError::Damaged {
+            path: path.to_owned(),
+            detail: format!("chunk {:?}: {c}", k.value()),
+        })?;
+        st.add(u64::from(h.count), h.min_t, h.max_t);
+    }
+    let mut pieces = 0u64;
+    if let Ok(blocks) = txn.open_table(BLOCKS) {
+        for entry in blocks.iter().map_err(|x| e(x.into()))? {
+            let (k, v) = entry.map_err(|x| e(x.into()))?;
+            let mut scratch = Vec::new();
+            codec::decode_block(v.value(), &mut scratch).map_err(|c| StoreError::Damaged {
+                path: path.to_owned(),
+                detail: format!("block {}: {c}", k.value()),
+            })?;
+            pieces += scratch.iter().map(|p| u64::from(p.count)).sum::<u64>();
+        }
+    }
+    st.samples += pieces;
+    Ok(st)
 }
 
 /// `next_seq` recorded in a partition (0 when none).

@@ -21,6 +21,8 @@ struct PieceSrc {
     count: u32,
     flushed: u32,
     body_len: u32,
+    min_t: i64,
+    max_t: i64,
 }
 
 /// A sealed chunk, copied out of the head.
@@ -29,6 +31,7 @@ struct SealSrc {
     chunk: u64,
     value: Vec<u8>,
     max_t: i64,
+    min_t: i64,
     pieces: Vec<u64>,
     unflushed: u32,
 }
@@ -78,6 +81,7 @@ impl Writer {
             match rx.recv_timeout(wait) {
                 Ok(Command::Flush(reply)) => {
                     let r = self.flush(false);
+                    self.keep_limits();
                     deadline = Instant::now() + self.interval;
                     let _ = reply.send(r);
                 }
@@ -98,6 +102,7 @@ impl Writer {
                         // The head keeps the data; the next flush retries.
                         tracing::error!(error = %e, "Store flush failed; will retry.");
                     }
+                    self.keep_limits();
                     deadline = Instant::now() + self.interval;
                 }
                 Err(RecvTimeoutError::Disconnected) => {
@@ -207,6 +212,19 @@ impl Writer {
             if !part.pieces.is_empty() {
                 refs.insert(block_seq, part.pieces.len() as u32);
             }
+            let mut stats = self
+                .shared
+                .dbs()
+                .stats
+                .get(&pidx)
+                .copied()
+                .unwrap_or_default();
+            for p in &part.pieces {
+                stats.add(u64::from(p.count - p.flushed), p.min_t, p.max_t);
+            }
+            for s in &part.seals {
+                stats.add(u64::from(s.unflushed), s.min_t, s.max_t);
+            }
             let mut txn = db.begin_write().map_err(|e| StoreError::db(&path, e))?;
             durable(&mut txn, &path)?;
             {
@@ -247,8 +265,10 @@ impl Writer {
                     .map_or(0, |g| g.value());
                 meta.insert("next_seq", seq.max(old))
                     .map_err(|x| e(x.into()))?;
+                stats.write(&mut meta).map_err(|x| e(x.into()))?;
             }
             txn.commit().map_err(|e| StoreError::db(&path, e))?;
+            self.shared.dbs_mut().stats.insert(pidx, stats);
             self.next_seq = seq;
             self.refs.insert(pidx, refs);
 
@@ -269,6 +289,84 @@ impl Writer {
             }
         }
         Ok(())
+    }
+
+    /// The budget keeper: deletes the oldest partition files while the partitions together
+    /// are larger than the budget, or the oldest one holds only samples older than
+    /// `max_age`. The newest partition is never deleted (it is the one being written), so
+    /// the files never exceed the budget by more than that one partition.
+    ///
+    /// Runs on the writer thread between flushes, so no transaction of ours is open on the
+    /// file. Readers may still hold an `Arc` of its `Database` and a read transaction: the
+    /// file leaves the set first (new readers do not see it) and is unlinked after; Linux
+    /// keeps an unlinked file readable until its last descriptor closes.
+    fn keep_limits(&mut self) {
+        let shared = self.shared.clone();
+        let limits = &shared.limits;
+        if limits.budget_bytes.is_none() && limits.max_age.is_none() {
+            return;
+        }
+        loop {
+            let (oldest, bytes) = {
+                let dbs = self.shared.dbs();
+                if dbs.partitions.len() < 2 {
+                    return;
+                }
+                let Some(&oldest) = dbs.partitions.keys().next() else {
+                    return;
+                };
+                let bytes: u64 = dbs
+                    .partitions
+                    .keys()
+                    .map(|&p| {
+                        std::fs::metadata(partition::partition_path(&self.shared.dir, p))
+                            .map_or(0, |m| m.len())
+                    })
+                    .sum();
+                (oldest, bytes)
+            };
+            let over = limits.budget_bytes.is_some_and(|b| bytes > b);
+            let too_old = limits.max_age.is_some_and(|age| {
+                let cutoff = super::status::now_ms()
+                    .saturating_sub(i64::try_from(age.as_millis()).unwrap_or(i64::MAX));
+                partition::partition_end(oldest) < cutoff
+            });
+            if !over && !too_old {
+                return;
+            }
+            self.evict(oldest, if over { "budget" } else { "max_age" });
+        }
+    }
+
+    fn evict(&mut self, pidx: i64, why: &str) {
+        let path = partition::partition_path(&self.shared.dir, pidx);
+        {
+            let mut dbs = self.shared.dbs_mut();
+            dbs.partitions.remove(&pidx);
+            dbs.stats.remove(&pidx);
+        }
+        // Head chunks of the partition continue pieces that were in the file: without it
+        // they could never be rebuilt after a restart, so they go with it.
+        {
+            let mut head = self.shared.head_mut();
+            for s in head.series.values_mut() {
+                s.chunks.retain(|c| c.partition != pidx);
+            }
+        }
+        self.refs.remove(&pidx);
+        match std::fs::remove_file(&path) {
+            Ok(()) => {
+                tracing::info!(path = %path.display(), reason = why, "Deleted the oldest partition to keep the storage limits.");
+            }
+            Err(e) => {
+                tracing::error!(path = %path.display(), error = %e, "Cannot delete a partition evicted by the storage limits; delete it by hand.");
+            }
+        }
+        self.shared
+            .counters
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .evicted_partitions += 1;
     }
 
     fn partition_db(&self, pidx: i64, path: &std::path::Path) -> Result<Arc<Database>, StoreError> {
@@ -356,6 +454,7 @@ fn take_plan(head: &mut Head, seal_all: bool, idle_gens: u64) -> Plan {
                     chunk: c.id,
                     value,
                     max_t: c.enc.max_t(),
+                    min_t: c.enc.min_t(),
                     pieces: c.piece_seqs().unwrap_or_default(),
                     unflushed: c.count() - c.flushed,
                 });
@@ -369,6 +468,8 @@ fn take_plan(head: &mut Head, seal_all: bool, idle_gens: u64) -> Plan {
                     count: c.count(),
                     flushed: c.flushed,
                     body_len: c.body.len() as u32,
+                    min_t: c.enc.min_t(),
+                    max_t: c.enc.max_t(),
                 });
             }
         }
