@@ -1,5 +1,7 @@
 //! The command line: `picket run`, `picket check-config`, `picket version`.
 
+mod store;
+
 use crate::config::{Config, ConfigError};
 use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
@@ -38,11 +40,17 @@ pub enum Command {
     },
     /// Print the version.
     Version,
+    /// Look after a data directory: check, stats, snapshot.
+    Store {
+        #[command(subcommand)]
+        command: store::StoreCommand,
+    },
 }
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Store { command } => store::run(command),
         Command::Version => {
             println!("picket {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS

@@ -94,6 +94,7 @@
 //! writer and releases the files; dropping the last handle does the same (errors are
 //! logged), but the app should call `close` to see them.
 
+pub mod check;
 mod codec;
 mod head;
 mod index;

@@ -816,3 +816,308 @@ fn randomized_store_matches_a_btreemap_model() {
         store.close().expect("close");
     }
 }
+
+/// `/api/v1/status/tsdb`'s figures, counted by hand for a small label set.
+#[test]
+fn tsdb_status_counts_series_label_pairs_and_partition_samples() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(opts(dir.path())).expect("open");
+    for (name, job, n) in [("a", "node", 3), ("b", "node", 2), ("c", "kubelet", 1)] {
+        for i in 0..n {
+            let l = labels(&[("__name__", name), ("job", job), ("i", &i.to_string())]);
+            store
+                .append(batch(&l, &[(1000, 1.0), (2000, 2.0)]))
+                .expect("append");
+        }
+    }
+    let st = store.tsdb_status(2);
+    assert_eq!(st.head.num_series, 6);
+    // __name__ a,b,c; job node,kubelet; i 0,1,2.
+    assert_eq!(st.head.num_label_pairs, 8);
+    assert_eq!(st.head.chunk_count, 6);
+    assert_eq!((st.head.min_time, st.head.max_time), (1000, 2000));
+    let pairs = |v: &[status::Stat]| -> Vec<(String, u64)> {
+        v.iter().map(|s| (s.name.clone(), s.value)).collect()
+    };
+    assert_eq!(
+        pairs(&st.series_count_by_metric_name),
+        vec![("a".into(), 3), ("b".into(), 2)]
+    );
+    assert_eq!(
+        pairs(&st.label_value_count_by_label_name),
+        vec![("__name__".into(), 3), ("i".into(), 3)]
+    );
+    // Summed length of distinct values: job = "node" + "kubelet" = 11.
+    assert_eq!(
+        pairs(&st.memory_in_bytes_by_label_name),
+        vec![("job".into(), 11), ("__name__".into(), 3)]
+    );
+    assert_eq!(
+        pairs(&st.series_count_by_label_value_pair),
+        vec![("job=node".into(), 5), ("__name__=a".into(), 3)]
+    );
+    assert_eq!(st.tiers[0].partitions, 0, "nothing flushed yet");
+    store.flush().expect("flush");
+    let t = &store.tsdb_status(10).tiers[0];
+    assert_eq!((t.name, t.partitions, t.samples), ("raw", 1, 12));
+    assert_eq!((t.min_time, t.max_time), (Some(1000), Some(2000)));
+    assert!(t.bytes > 0 && t.bytes_per_sample().is_some());
+    store.close().expect("close");
+    // The counters live in the partition's meta: a reopen reports the same.
+    let store = Store::open(opts(dir.path())).expect("reopen");
+    let t = &store.tsdb_status(10).tiers[0];
+    assert_eq!((t.partitions, t.samples), (1, 12));
+    assert_eq!((t.min_time, t.max_time), (Some(1000), Some(2000)));
+    store.close().expect("close");
+}
+
+fn raw_file_bytes(dir: &Path) -> Vec<(i64, u64)> {
+    partition::list(dir)
+        .expect("list")
+        .into_iter()
+        .map(|(i, p)| (i, std::fs::metadata(p).map_or(0, |m| m.len())))
+        .collect()
+}
+
+/// Backfilling 30 days with a budget of a few days' files: after every flush the files
+/// fit the budget plus the one being written; evicted days answer nothing, kept days answer
+/// exactly what was written.
+#[test]
+fn budget_keeper_deletes_oldest_days_and_keeps_the_rest_exact() {
+    const DAYS: i64 = 30;
+    const SERIES: usize = 20;
+    const STEP: i64 = 300_000; // 5 minutes: 288 samples per series and day
+    let day0 = partition::partition_index(1_763_769_600_000);
+    let series: Vec<Labels> = (0..SERIES)
+        .map(|i| labels(&[("__name__", "b"), ("i", &i.to_string())]))
+        .collect();
+    let write_day = |store: &Store, d: i64| {
+        let start = partition::partition_start(day0 + d);
+        for l in &series {
+            let samples: Vec<(i64, f64)> = (0..288)
+                .map(|k| (start + k * STEP, (d * 1000 + k) as f64))
+                .collect();
+            store.append(batch(l, &samples)).expect("append");
+        }
+        store.flush().expect("flush");
+    };
+    // First measure one day's file without a budget, then set the budget to ~4 of them.
+    let probe = tempfile::tempdir().expect("tempdir");
+    let day_bytes = {
+        let store = Store::open(opts(probe.path())).expect("open");
+        write_day(&store, 0);
+        write_day(&store, 1);
+        // While open: a clean close compacts, the running store's files are larger.
+        let b = raw_file_bytes(probe.path())[0].1;
+        store.close().expect("close");
+        b
+    };
+    let budget = day_bytes * 4;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open_with(
+        opts(dir.path()),
+        Limits {
+            budget: Budget::Bytes(budget),
+            ..Limits::default()
+        },
+    )
+    .expect("open");
+    let mut max_newest = 0;
+    for d in 0..DAYS {
+        write_day(&store, d);
+        let files = raw_file_bytes(dir.path());
+        let total: u64 = files.iter().map(|f| f.1).sum();
+        let newest = files.last().map_or(0, |f| f.1);
+        max_newest = max_newest.max(newest);
+        assert!(
+            total <= budget + newest,
+            "day {d}: {total} bytes on disk, budget {budget} + newest {newest}"
+        );
+    }
+    let files = raw_file_bytes(dir.path());
+    assert!(files.len() >= 2 && files.len() < DAYS as usize, "{files:?}");
+    let stats = store.stats();
+    assert_eq!(
+        stats.evicted_partitions,
+        DAYS as u64 - files.len() as u64,
+        "every day not on disk was evicted once"
+    );
+    let first_kept = files[0].0 - day0;
+    // Evicted time answers nothing ...
+    let evicted = store
+        .select(
+            &[name_is("b")],
+            partition::partition_start(day0),
+            partition::partition_end(day0 + first_kept - 1),
+        )
+        .expect("select");
+    assert!(evicted.is_empty(), "evicted days still answer: {}", evicted.len());
+    // ... and every kept day is exact.
+    let kept = store
+        .select(
+            &[name_is("b")],
+            partition::partition_start(day0 + first_kept),
+            i64::MAX,
+        )
+        .expect("select");
+    assert_eq!(kept.len(), SERIES);
+    for d in &kept {
+        assert_eq!(d.samples.len() as i64, 288 * (DAYS - first_kept));
+        for (j, x) in d.samples.iter().enumerate() {
+            let (day, k) = (first_kept + j as i64 / 288, j as i64 % 288);
+            assert_eq!(x.t, partition::partition_start(day0 + day) + k * STEP);
+            assert_eq!(x.v, (day * 1000 + k) as f64);
+        }
+    }
+    assert!(stats.retention.is_some());
+    store.close().expect("close");
+    // A restart keeps the same days.
+    let store = Store::open(opts(dir.path())).expect("reopen");
+    let n: usize = store
+        .select(&[name_is("b")], i64::MIN, i64::MAX)
+        .expect("select")
+        .iter()
+        .map(|d| d.samples.len())
+        .sum();
+    assert_eq!(n as i64, SERIES as i64 * 288 * (DAYS - first_kept));
+    store.close().expect("close");
+}
+
+#[test]
+fn max_age_deletes_days_older_than_it_but_never_the_newest() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let now = status::now_ms();
+    let store = Store::open_with(
+        opts(dir.path()),
+        Limits {
+            max_age: Some(Duration::from_secs(3 * 86_400)),
+            retention_horizon: Some(Duration::from_secs(30 * 86_400)),
+            ..Limits::default()
+        },
+    )
+    .expect("open");
+    let l = labels(&[("__name__", "age")]);
+    for d in (0..10).rev() {
+        store
+            .append(batch(&l, &[(now - d * 86_400_000, d as f64)]))
+            .expect("append");
+        store.flush().expect("flush");
+    }
+    let got = all(&store, &[name_is("age")]);
+    // Days 0..=2 are younger than 3 days; day 3's file may still hold its last hours.
+    assert!(got.len() == 3 || got.len() == 4, "{got:?}");
+    assert!(got.iter().all(|&(t, _)| t >= now - 4 * 86_400_000));
+    let st = store.stats();
+    assert!(st.evicted_partitions >= 6);
+    assert!(st.retention_below_horizon, "kept < 30 d after evicting");
+    store.close().expect("close");
+
+    // An old backfill alone is never deleted: it is the newest partition.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open_with(
+        opts(dir.path()),
+        Limits {
+            max_age: Some(Duration::from_secs(86_400)),
+            ..Limits::default()
+        },
+    )
+    .expect("open");
+    store.append(batch(&l, &[(5, 5.0)])).expect("append");
+    store.flush().expect("flush");
+    assert_eq!(all(&store, &[name_is("age")]), vec![(5, 5.0)]);
+    store.close().expect("close");
+}
+
+#[test]
+fn auto_budget_is_chosen_once_and_remembered() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let auto = Limits {
+        budget: Budget::Auto,
+        ..Limits::default()
+    };
+    let store = Store::open_with(opts(dir.path()), auto.clone()).expect("open");
+    let b = store.stats().budget_bytes.expect("a budget");
+    assert!((AUTO_BUDGET_MIN..=AUTO_BUDGET_MAX).contains(&b), "{b}");
+    store.close().expect("close");
+    // Fake a different remembered figure: the next start must use it, not recompute.
+    {
+        let db = Database::open(dir.path().join(INDEX_FILE)).expect("index");
+        let txn = db.begin_write().expect("write");
+        txn.open_table(META)
+            .expect("meta")
+            .insert("auto_budget_bytes", 12_345_678u64)
+            .expect("insert");
+        txn.commit().expect("commit");
+    }
+    let store = Store::open_with(opts(dir.path()), auto).expect("reopen");
+    assert_eq!(store.stats().budget_bytes, Some(12_345_678));
+    store.close().expect("close");
+}
+
+/// A snapshot taken while appends and flushes go on opens as a store holding exactly what
+/// was flushed when it was taken, and passes `check`.
+#[test]
+fn snapshot_of_a_running_store_is_consistent_and_checks_clean() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(opts(dir.path())).expect("open");
+    let l = labels(&[("__name__", "snap"), ("job", "x")]);
+    // 3 partitions, sealed chunks and open ones with pieces.
+    let samples: Vec<(i64, f64)> = (0..1000)
+        .map(|i| (i * 300_000 - partition::RAW_SPAN_MS, i as f64))
+        .collect();
+    store.append(batch(&l, &samples[..700])).expect("append");
+    store.flush().expect("flush");
+    store.append(batch(&l, &samples[700..])).expect("append");
+    let dest = dir.path().join("snap");
+    let sum = store.snapshot(&dest).expect("snapshot");
+    assert!(sum.files >= 3 && sum.entries > 0, "{sum:?}");
+    // More data after the snapshot is not in it.
+    store.append(batch(&l, &[(i64::MAX / 2, 1.0)])).expect("append");
+    store.flush().expect("flush");
+    assert!(store.snapshot(&dest).is_err(), "dest exists");
+    store.close().expect("close");
+
+    let report = check::check_dir(&dest).expect("check");
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    assert_eq!(report.index.as_ref().map(|i| i.series), Some(1));
+    let counted: u64 = report.partitions.iter().map(|p| p.samples).sum();
+    assert_eq!(counted, 1000);
+    let copy = Store::open(opts(&dest)).expect("snapshot opens");
+    assert_eq!(all(&copy, &[name_is("snap")]), samples);
+    copy.close().expect("close");
+}
+
+#[test]
+fn check_names_the_file_and_key_of_a_damaged_chunk() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(opts(dir.path())).expect("open");
+    let l = labels(&[("__name__", "bad")]);
+    let samples: Vec<(i64, f64)> = (0..130).map(|i| (i * 1000, i as f64)).collect();
+    store.append(batch(&l, &samples)).expect("append");
+    store.close().expect("close");
+    assert!(check::check_dir(dir.path()).expect("check").problems.is_empty());
+    let path = partition::partition_path(dir.path(), 0);
+    {
+        let db = Database::open(&path).expect("partition");
+        let txn = db.begin_write().expect("write");
+        {
+            let mut t = txn.open_table(partition::CHUNKS).expect("chunks");
+            let key = t.iter().expect("iter").next().expect("a chunk").expect("ok").0.value();
+            t.insert(key, [1u8, 200, 1, 0].as_slice()).expect("insert");
+        }
+        txn.commit().expect("commit");
+    }
+    let report = check::check_dir(dir.path()).expect("check");
+    assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
+    let p = &report.problems[0];
+    assert_eq!(p.path, path);
+    assert!(p.key.starts_with("chunks/(0, 1, "), "{p}");
+    // The store still opens (sealed chunks are read on demand) and a read of the damaged
+    // chunk fails naming the file, rather than answering without it.
+    let store = Store::open(opts(dir.path())).expect("open");
+    match store.select_series(&[name_is("bad")], 0, 1000) {
+        Err(StoreError::Damaged { path: p, .. }) => assert_eq!(p, path),
+        other => panic!("expected Damaged, got {other:?}"),
+    }
+    store.close().expect("close");
+}
