@@ -167,6 +167,7 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", config.api.listen))?;
     let addr = listener.local_addr()?;
+    let shutdown = shutdown_signal();
     state.ready.store(true, Ordering::Relaxed);
     tracing::info!(%addr, elapsed_ms = t0.elapsed().as_millis() as u64, "Serving the API.");
     notify_systemd(&[sd_notify::NotifyState::Ready]);
@@ -183,7 +184,7 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
     let server_state = state.clone();
     axum::serve(listener, api::router(state.clone()))
         .with_graceful_shutdown(async move {
-            shutdown_signal().await;
+            shutdown.await;
             server_state.ready.store(false, Ordering::Relaxed);
         })
         .await
@@ -234,18 +235,25 @@ fn notify_systemd(state: &[sd_notify::NotifyState]) {
     }
 }
 
-async fn shutdown_signal() {
+/// Installs the SIGTERM/SIGINT handlers now and returns the future that waits for them.
+/// Installing is done before start-up is announced: a SIGTERM that arrives right after
+/// "Serving the API" (or systemd's READY) must stop Picket cleanly, with the final flush,
+/// and not kill it with the default action.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
+    let handlers = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("Cannot install signal handlers; stop Picket with SIGKILL.");
-        std::future::pending::<()>().await;
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received."),
-        _ = int.recv() => tracing::info!("SIGINT received."),
+    );
+    async move {
+        let (Ok(mut term), Ok(mut int)) = handlers else {
+            tracing::error!("Cannot install signal handlers; stop Picket with SIGKILL.");
+            std::future::pending::<()>().await;
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received."),
+            _ = int.recv() => tracing::info!("SIGINT received."),
+        }
     }
 }
