@@ -1,4 +1,5 @@
-//! The command line: `picket run`, `picket check-config`, `picket version`.
+//! The command line: `picket run`, `picket check-config`, `picket version`, and
+//! `picket store check|stats|snapshot` (cli/store.rs).
 
 mod store;
 

@@ -63,7 +63,10 @@ fn tsdb_status_has_prometheus_shape_limits_and_picket_tiers() {
     }
     let tier = &d["picket"]["tiers"][0];
     assert_eq!(tier["name"], "raw");
-    assert!(d["picket"]["budgetBytes"].as_u64().is_some_and(|b| b > 0), "{d}");
+    assert!(
+        d["picket"]["budgetBytes"].as_u64().is_some_and(|b| b > 0),
+        "{d}"
+    );
     for bad in ["0", "-1", "x"] {
         let (code, v) = p.get_json(&format!("/api/v1/status/tsdb?limit={bad}"));
         assert_eq!(code, 400, "limit={bad}: {v}");
@@ -72,7 +75,9 @@ fn tsdb_status_has_prometheus_shape_limits_and_picket_tiers() {
     // Default limit is 10: 6 pairs of name=value fit.
     let (_, v) = p.get_json("/api/v1/status/tsdb");
     assert_eq!(
-        v["data"]["seriesCountByLabelValuePair"].as_array().map(Vec::len),
+        v["data"]["seriesCountByLabelValuePair"]
+            .as_array()
+            .map(Vec::len),
         Some(6)
     );
 }
@@ -85,7 +90,10 @@ fn snapshot_through_the_server_then_check_stats_and_reopen() {
     let t = now_ms() - 3_600_000;
     let samples: Vec<(i64, f64)> = (0..500).map(|i| (t + i * 1000, i as f64)).collect();
     let (code, body) = p.remote_write(
-        &write_request(vec![series(&[("__name__", "snap"), ("job", "a")], &samples)]),
+        &write_request(vec![series(
+            &[("__name__", "snap"), ("job", "a")],
+            &samples,
+        )]),
         None,
     );
     assert_eq!(code, 204, "{body}");
@@ -104,7 +112,10 @@ fn snapshot_through_the_server_then_check_stats_and_reopen() {
     assert!(ok, "{out}{err}");
     // Written after the snapshot: must not be in it.
     let (code, _) = p.remote_write(
-        &write_request(vec![series(&[("__name__", "snap"), ("job", "a")], &[(t + 600_000, 9.0)])]),
+        &write_request(vec![series(
+            &[("__name__", "snap"), ("job", "a")],
+            &[(t + 600_000, 9.0)],
+        )]),
         None,
     );
     assert_eq!(code, 204);
@@ -119,7 +130,13 @@ fn snapshot_through_the_server_then_check_stats_and_reopen() {
     assert!(out.contains("500 samples"), "{out}");
     // An offline snapshot of the (now stopped) original works too.
     let dest2 = tmp.path().join("copy2");
-    let (ok, out, err) = picket(&["store", "snapshot", dest2.to_str().unwrap(), "--data-dir", data_s]);
+    let (ok, out, err) = picket(&[
+        "store",
+        "snapshot",
+        dest2.to_str().unwrap(),
+        "--data-dir",
+        data_s,
+    ]);
     assert!(ok, "{out}{err}");
 
     let p = Picket::start_in(tmp.path(), &dest, QUIET_CONFIG);
@@ -149,7 +166,13 @@ fn snapshot_endpoint_requires_the_write_token() {
     assert_eq!(r.status().as_u16(), 401);
     let dest = tmp.path().join("copy");
     let url = format!("http://{}", p.addr);
-    let (ok, _, err) = picket(&["store", "snapshot", dest.to_str().unwrap(), "--server", &url]);
+    let (ok, _, err) = picket(&[
+        "store",
+        "snapshot",
+        dest.to_str().unwrap(),
+        "--server",
+        &url,
+    ]);
     assert!(!ok && err.contains("401"), "{err}");
     let (ok, out, err) = picket(&[
         "store",

@@ -107,10 +107,7 @@ pub async fn tsdb(
         out.push_str(r#","maxTime":"#);
         push_opt(&mut out, t.max_time);
         out.push_str(r#","bytesPerSample":"#);
-        push_opt(
-            &mut out,
-            t.bytes_per_sample().map(|b| format!("{:.3}", b)),
-        );
+        push_opt(&mut out, t.bytes_per_sample().map(|b| format!("{:.3}", b)));
         out.push('}');
     }
     let _ = write!(out, r#"],"indexBytes":{},"budgetBytes":"#, st.index_bytes);

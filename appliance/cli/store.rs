@@ -178,7 +178,10 @@ fn local_snapshot(dir: &Path, dest: &Path) -> Result<String, String> {
 /// and the server is local), then moves it from the server's data dir to `dest`.
 fn remote_snapshot(url: &str, token_file: Option<&Path>, dest: &Path) -> Result<String, String> {
     if dest.exists() {
-        return Err(format!("{} already exists; a snapshot goes into a new directory", dest.display()));
+        return Err(format!(
+            "{} already exists; a snapshot goes into a new directory",
+            dest.display()
+        ));
     }
     let hostport = url
         .strip_prefix("http://")
@@ -212,10 +215,13 @@ fn remote_snapshot(url: &str, token_file: Option<&Path>, dest: &Path) -> Result<
     let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((&resp, ""));
     let status = head.split_whitespace().nth(1).unwrap_or("");
     if status != "200" {
-        return Err(format!("the server refused the snapshot ({status}): {}", body.trim()));
+        return Err(format!(
+            "the server refused the snapshot ({status}): {}",
+            body.trim()
+        ));
     }
-    let v: serde_json::Value =
-        serde_json::from_str(body.trim()).map_err(|e| format!("unexpected answer ({e}): {body}"))?;
+    let v: serde_json::Value = serde_json::from_str(body.trim())
+        .map_err(|e| format!("unexpected answer ({e}): {body}"))?;
     let src = v["data"]["path"]
         .as_str()
         .ok_or_else(|| format!("unexpected answer: {body}"))?;

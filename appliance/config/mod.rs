@@ -7,11 +7,11 @@
 
 mod storage;
 
-pub use storage::BudgetConfig;
 use serde::{Deserialize, Deserializer};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+pub use storage::BudgetConfig;
 
 /// The shipped default configuration, embedded in the binary.
 pub const DEFAULT_CONFIG: &str = include_str!("../../config/picket.toml");
@@ -359,10 +359,7 @@ mod tests {
 
     #[test]
     fn storage_limits_are_read_and_a_bad_budget_names_its_key() {
-        assert_eq!(
-            Config::default_config().storage.budget,
-            BudgetConfig::Auto
-        );
+        assert_eq!(Config::default_config().storage.budget, BudgetConfig::Auto);
         let c = Config::parse(
             "[storage]\nbudget = \"2GiB\"\nmax_age = \"30d\"\nretention_horizon = \"7d\"\n",
             "t.toml",

@@ -136,7 +136,12 @@ fn check_schema(db: &ReadOnlyDatabase, path: &Path, report: &mut Report) -> bool
             false
         }
         Ok(None) => {
-            problem(report, path, "meta/schema_version", "missing (not a Picket file)");
+            problem(
+                report,
+                path,
+                "meta/schema_version",
+                "missing (not a Picket file)",
+            );
             false
         }
         Err(e) => {
@@ -226,7 +231,16 @@ fn check_partition(
                 }
             };
             if samples.len() != h.count as usize {
-                problem(report, path, &key, format!("header claims {} samples, {} decoded", h.count, samples.len()));
+                problem(
+                    report,
+                    path,
+                    &key,
+                    format!(
+                        "header claims {} samples, {} decoded",
+                        h.count,
+                        samples.len()
+                    ),
+                );
             }
             let (lo, hi) = samples
                 .iter()
@@ -235,7 +249,12 @@ fn check_partition(
                 problem(report, path, &key, "header times disagree with the samples");
             }
             if h.max_t != max_t || partition::hour_of(max_t) != hour {
-                problem(report, path, &key, format!("key disagrees with header max_t {}", h.max_t));
+                problem(
+                    report,
+                    path,
+                    &key,
+                    format!("key disagrees with header max_t {}", h.max_t),
+                );
             }
             if partition::partition_index(h.min_t) != pidx
                 || partition::partition_index(h.max_t) != pidx
@@ -255,7 +274,12 @@ fn check_partition(
             let seq = k.value();
             let mut pieces = Vec::new();
             if let Err(e) = codec::decode_block(v.value(), &mut pieces) {
-                problem(report, path, format!("blocks/{seq}"), format!("does not decode: {e}"));
+                problem(
+                    report,
+                    path,
+                    format!("blocks/{seq}"),
+                    format!("does not decode: {e}"),
+                );
                 continue;
             }
             for p in pieces {
@@ -269,7 +293,12 @@ fn check_partition(
         }
         for (series, (stream, count, first)) in streams {
             if known.is_some_and(|ids| !ids.contains(&series)) {
-                problem(report, path, format!("blocks/{first}"), format!("series {series} missing from the index"));
+                problem(
+                    report,
+                    path,
+                    format!("blocks/{first}"),
+                    format!("series {series} missing from the index"),
+                );
             }
             samples.clear();
             match codec::decode_stream(&stream, count, &mut samples) {

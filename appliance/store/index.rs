@@ -303,7 +303,11 @@ pub fn auto_budget(db: &Database, path: &Path, dir: &Path) -> Result<u64, StoreE
             .map_err(|e| StoreError::db(path, e))?;
     }
     txn.commit().map_err(|e| StoreError::db(path, e))?;
-    tracing::info!(budget_bytes = budget, free_bytes = free, "Storage budget set automatically from the free space; set storage.budget to change it.");
+    tracing::info!(
+        budget_bytes = budget,
+        free_bytes = free,
+        "Storage budget set automatically from the free space; set storage.budget to change it."
+    );
     Ok(budget)
 }
 

@@ -6,21 +6,29 @@
 //! ```text
 //! <path>/
 //!   index.redb                       series index, committed before any chunk referring to it
-//!     meta             &str -> u64            "schema_version"
+//!     meta             &str -> u64            "schema_version", "auto_budget_bytes" (the
+//!                                             budget `storage.budget = "auto"` chose at the
+//!                                             first start)
 //!     series           u64 -> postcard [(name, value)]     id -> label set
 //!     series_by_labels postcard labels -> u64              label set -> id
 //!     postings         (name, value) =>> u64  (multimap)   label pair -> series ids
 //!     metadata         &str -> postcard Metadata           metric name -> type/help/unit
 //!   raw/<partition-start-ms>.redb    one file per day of sample time (86_400_000 ms spans,
 //!     meta   &str -> u64             start = floor(t / span) * span, may be negative)
-//!              "schema_version", "next_seq"
+//!              "schema_version", "next_seq",
+//!              "samples", "min_t", "max_t"   samples written here and their time span
+//!                                            (times as the u64 bits of an i64); rewritten
+//!                                            with "next_seq" by every flush. Optional: a
+//!                                            file without them is counted at open. Older
+//!                                            builds ignore them, so no schema bump.
 //!     chunks (max_t/1h, series_id, max_t, seq) -> chunk value   sealed chunks (~120 samples)
 //!     blocks seq                     -> block              one per flush: the stream bytes
 //!                                                          each open chunk gained (a piece
 //!                                                          per series); deleted once every
 //!                                                          chunk with a piece in it sealed
-//!   (later tiers: 5m/<start>.redb, 1h/<start>.redb with the same shape; the budget keeper
-//!    deletes whole oldest files)
+//!   (later tiers: 5m/<start>.redb, 1h/<start>.redb with the same shape)
+//!   snapshots/<ms>/                  copies taken by POST /api/v1/admin/snapshot (same
+//!                                    layout; never read by the store)
 //!
 //! chunk value = tag:u8 | count:varint | min_t | max_t | body      (see codec.rs)
 //! block       = 3:u8 | n:varint | n × (series_id | count | len | stream bytes)
@@ -58,6 +66,17 @@
 //! than its newest sealed chunk in that partition (they are in that chunk), so everything
 //! flushed is there again, exactly once.
 //!
+//! # Budget keeper
+//!
+//! After every flush the writer deletes the oldest partition file while the partition
+//! files together are larger than the byte budget, or the oldest holds only samples older
+//! than `max_age`; never the newest file, so the data dir stays within the budget plus one
+//! partition (plus the index). An evicted partition leaves the reader's set first and is
+//! unlinked after: a reader holding its `Arc<Database>` keeps reading the unlinked file.
+//! Head chunks of that partition go with it (they continue pieces that were in the file).
+//! Samples later written into an evicted day make a new file, which the keeper evicts
+//! again if it is still the oldest and the budget is exceeded.
+//!
 //! # Invariants
 //!
 //! - Within one partition, the live pieces of a series (newer than its newest sealed chunk)
@@ -83,6 +102,10 @@
 //!   2^20 samples.
 //! - New files are created as `<name>.redb.new` and renamed once their schema version is
 //!   committed; a leftover `.new` file is removed at open.
+//! - Introspection (`/api/v1/status/tsdb`, `StoreStats`) reads the head and the
+//!   partitions' meta counters, never chunk data; `picket store check|stats` (check.rs)
+//!   decode everything, offline. Snapshots (snapshot.rs) copy every table inside one read
+//!   transaction per file, partitions first and the index last.
 //! - Every durable commit costs a fixed ~46 KB of writes (redb header, system tree,
 //!   quick-repair allocator state), so `flush_interval` sets the wear floor: ~400 MB/day at
 //!   10 s, ~66 MB/day at 60 s. A clean close compacts partitions that are more than a
@@ -696,9 +719,8 @@ impl Store {
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         let limits = &self.shared().limits;
-        let retention = oldest.map(|t| {
-            Duration::from_millis(status::now_ms().saturating_sub(t).max(0) as u64)
-        });
+        let retention =
+            oldest.map(|t| Duration::from_millis(status::now_ms().saturating_sub(t).max(0) as u64));
         StoreStats {
             series,
             samples_appended,

@@ -16,9 +16,9 @@
 
 use super::{INDEX_FILE, META, StoreError, index, partition};
 use redb::{
-    Database, Durability, MultimapTableDefinition, MultimapTableHandle, ReadTransaction, ReadableDatabase,
-    ReadableMultimapTable, ReadableTable, TableDefinition, TableError, TableHandle,
-    WriteTransaction,
+    Database, Durability, MultimapTableDefinition, MultimapTableHandle, ReadTransaction,
+    ReadableDatabase, ReadableMultimapTable, ReadableTable, TableDefinition, TableError,
+    TableHandle, WriteTransaction,
 };
 use std::path::{Path, PathBuf};
 

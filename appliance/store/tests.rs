@@ -951,7 +951,11 @@ fn budget_keeper_deletes_oldest_days_and_keeps_the_rest_exact() {
             partition::partition_end(day0 + first_kept - 1),
         )
         .expect("select");
-    assert!(evicted.is_empty(), "evicted days still answer: {}", evicted.len());
+    assert!(
+        evicted.is_empty(),
+        "evicted days still answer: {}",
+        evicted.len()
+    );
     // ... and every kept day is exact.
     let kept = store
         .select(
@@ -1072,7 +1076,9 @@ fn snapshot_of_a_running_store_is_consistent_and_checks_clean() {
     let sum = store.snapshot(&dest).expect("snapshot");
     assert!(sum.files >= 3 && sum.entries > 0, "{sum:?}");
     // More data after the snapshot is not in it.
-    store.append(batch(&l, &[(i64::MAX / 2, 1.0)])).expect("append");
+    store
+        .append(batch(&l, &[(i64::MAX / 2, 1.0)]))
+        .expect("append");
     store.flush().expect("flush");
     assert!(store.snapshot(&dest).is_err(), "dest exists");
     store.close().expect("close");
@@ -1095,14 +1101,26 @@ fn check_names_the_file_and_key_of_a_damaged_chunk() {
     let samples: Vec<(i64, f64)> = (0..130).map(|i| (i * 1000, i as f64)).collect();
     store.append(batch(&l, &samples)).expect("append");
     store.close().expect("close");
-    assert!(check::check_dir(dir.path()).expect("check").problems.is_empty());
+    assert!(
+        check::check_dir(dir.path())
+            .expect("check")
+            .problems
+            .is_empty()
+    );
     let path = partition::partition_path(dir.path(), 0);
     {
         let db = Database::open(&path).expect("partition");
         let txn = db.begin_write().expect("write");
         {
             let mut t = txn.open_table(partition::CHUNKS).expect("chunks");
-            let key = t.iter().expect("iter").next().expect("a chunk").expect("ok").0.value();
+            let key = t
+                .iter()
+                .expect("iter")
+                .next()
+                .expect("a chunk")
+                .expect("ok")
+                .0
+                .value();
             t.insert(key, [1u8, 200, 1, 0].as_slice()).expect("insert");
         }
         txn.commit().expect("commit");
