@@ -1139,3 +1139,46 @@ fn check_names_the_file_and_key_of_a_damaged_chunk() {
     }
     store.close().expect("close");
 }
+
+/// Selects racing the keeper's evictions never fail: a reader holding an evicted file
+/// keeps reading it, and new readers no longer see it.
+#[test]
+fn selects_during_evictions_never_fail() {
+    use std::sync::atomic::AtomicBool;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open_with(
+        opts(dir.path()),
+        Limits {
+            budget: Budget::Bytes(1),
+            ..Limits::default()
+        },
+    )
+    .expect("open");
+    let done = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let (store, done) = (store.clone(), done.clone());
+        std::thread::spawn(move || {
+            let mut reads = 0u64;
+            while !done.load(Ordering::SeqCst) || reads < 20 {
+                let r = store.select(&[name_is("ev")], i64::MIN, i64::MAX);
+                assert!(r.is_ok(), "select failed during evictions: {r:?}");
+                reads += 1;
+            }
+            reads
+        })
+    };
+    let l = labels(&[("__name__", "ev")]);
+    for d in 0..40 {
+        let start = partition::partition_start(20_000 + d);
+        let samples: Vec<(i64, f64)> = (0..200).map(|k| (start + k * 1000, k as f64)).collect();
+        store.append(batch(&l, &samples)).expect("append");
+        store.flush().expect("flush");
+    }
+    done.store(true, Ordering::SeqCst);
+    assert!(reader.join().expect("reader") >= 20);
+    // A budget of one byte keeps only the newest day.
+    assert_eq!(raw_file_bytes(dir.path()).len(), 1);
+    assert_eq!(store.stats().evicted_partitions, 39);
+    assert_eq!(all(&store, &[name_is("ev")]).len(), 200);
+    store.close().expect("close");
+}
