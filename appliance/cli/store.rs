@@ -156,14 +156,13 @@ fn print_report(r: &Report) {
 }
 
 fn local_snapshot(dir: &Path, dest: &Path) -> Result<String, String> {
-    let (_dbs, sources) = snapshot::open_dir(dir).map_err(|e| match e {
+    let s = snapshot::take(dir, dest, || snapshot::open_dir(dir)).map_err(|e| match e {
         crate::store::StoreError::AlreadyOpen { path } => format!(
             "{} is open in a running Picket; use --server URL to have it take the snapshot",
             path.display()
         ),
         e => e.to_string(),
     })?;
-    let s = snapshot::write(&sources, dest).map_err(|e| e.to_string())?;
     Ok(format!(
         "snapshot of {} written to {}: {} files, {} entries, {} bytes",
         dir.display(),

@@ -5,12 +5,13 @@
 //! Checks, per file: it opens, its schema version is known; in the index every label set
 //! and metadata value decodes; in a partition every chunk decodes to the sample count its
 //! header claims, its key agrees with its header (`max_t`, its hour, the partition of its
-//! samples) and names a series the index knows; every block decodes, and the live pieces
+//! samples) and names a series the index knows; every block (in the `blocks` table or
+//! the block log, whose records carry checksums) decodes, and the live pieces
 //! of each series (newer than its last sealed chunk, as `Store::open` takes them)
 //! concatenate into a stream that decodes.
 
 use super::codec;
-use super::{INDEX_FILE, META, SCHEMA_VERSION, StoreError, index, partition};
+use super::{INDEX_FILE, META, SCHEMA_VERSION, StoreError, index, partition, wal};
 use redb::{Database, ReadOnlyDatabase, ReadableDatabase, ReadableTable};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -98,10 +99,13 @@ pub fn check_dir(dir: &Path) -> Result<Report, StoreError> {
             detail: e.to_string(),
         }),
     }
+    let mut logs = wal::list(dir)?;
     for (pidx, path) in partition::list(dir)? {
+        let segs = logs.remove(&pidx).unwrap_or_default();
         match open_ro(&path) {
             Ok(db) => {
-                let fr = check_partition(&db, &path, pidx, known.as_ref(), &mut report);
+                let mut fr = check_partition(&db, &path, &segs, pidx, known.as_ref(), &mut report);
+                fr.bytes = partition::partition_bytes(dir, pidx);
                 report.partitions.push(fr);
             }
             Err(e @ StoreError::AlreadyOpen { .. }) => return Err(e),
@@ -110,6 +114,16 @@ pub fn check_dir(dir: &Path) -> Result<Report, StoreError> {
                 key: String::new(),
                 detail: e.to_string(),
             }),
+        }
+    }
+    for segs in logs.values() {
+        for (_, seg) in segs {
+            problem(
+                &mut report,
+                seg,
+                "",
+                "a block log without its partition file",
+            );
         }
     }
     Ok(report)
@@ -196,6 +210,7 @@ fn check_index(
 fn check_partition(
     db: &ReadOnlyDatabase,
     path: &Path,
+    logs: &[(u64, PathBuf)],
     pidx: i64,
     known: Option<&HashSet<u64>>,
     report: &mut Report,
@@ -266,14 +281,26 @@ fn check_partition(
                 span(&mut fr, lo, hi);
             }
         }
-        // Live pieces, as the open takes them: per series, in block order.
-        let mut streams: BTreeMap<u64, (Vec<u8>, u32, u64)> = BTreeMap::new();
+        // Live pieces, as the open takes them: per series, in block order; blocks are in
+        // the `blocks` table (files from before the block log) and in the log segments.
+        let mut blocks: Vec<(u64, Vec<u8>)> = Vec::new();
         for entry in txn.open_table(partition::BLOCKS)?.iter()? {
             let (k, v) = entry?;
+            blocks.push((k.value(), v.value().to_vec()));
+        }
+        for (_, seg) in logs {
+            match wal::read_segment(seg) {
+                Ok(r) => blocks.extend(r.records),
+                Err(e) => problem(report, seg, "", e),
+            }
+        }
+        blocks.sort_by_key(|b| b.0);
+        let mut streams: BTreeMap<u64, (Vec<u8>, u32, u64)> = BTreeMap::new();
+        for (seq, value) in &blocks {
+            let seq = *seq;
             fr.blocks += 1;
-            let seq = k.value();
             let mut pieces = Vec::new();
-            if let Err(e) = codec::decode_block(v.value(), &mut pieces) {
+            if let Err(e) = codec::decode_block(value, &mut pieces) {
                 problem(
                     report,
                     path,

@@ -125,6 +125,7 @@ mod partition;
 mod read;
 pub mod snapshot;
 pub mod status;
+pub mod wal;
 mod writer;
 
 use crate::model::{Labels, Metadata, Sample};
@@ -139,7 +140,10 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 /// Version of the on-disk format this build writes and the newest it reads.
-pub const SCHEMA_VERSION: u64 = 1;
+/// 2: blocks of open chunks are appended to the block log (wal.rs) instead of the
+/// `blocks` table; version 1 files are read (their table blocks too) and upgraded in place
+/// at open, so a Picket that knows only version 1 refuses them instead of missing the log.
+pub const SCHEMA_VERSION: u64 = 2;
 /// redb page cache per file: small, the Pi shares its RAM with k3s.
 const DB_CACHE_BYTES: usize = 4 << 20;
 const INDEX_FILE: &str = "index.redb";
@@ -314,20 +318,31 @@ fn open_existing(path: &Path, what: &str) -> Result<Database, StoreError> {
     };
     let mut b = Database::builder();
     b.set_cache_size(DB_CACHE_BYTES);
-    match b.open_read_only(path) {
+    let db = match b.open_read_only(path) {
         Ok(ro) => {
             check(schema_version(&ro, path)?)?;
             drop(ro);
-            let db = b.open(path).map_err(|e| open_error(path, e))?;
-            Ok(db)
+            b.open(path).map_err(|e| open_error(path, e))?
         }
         Err(redb::DatabaseError::RepairAborted) => {
             let db = b.open(path).map_err(|e| open_error(path, e))?;
             check(schema_version(&db, path)?)?;
-            Ok(db)
+            db
         }
-        Err(e) => Err(open_error(path, e)),
+        Err(e) => return Err(open_error(path, e)),
+    };
+    if schema_version(&db, path)?.is_some_and(|v| v < SCHEMA_VERSION) {
+        let mut txn = db.begin_write().map_err(|e| StoreError::db(path, e))?;
+        txn.set_quick_repair(true);
+        {
+            let mut meta = txn.open_table(META).map_err(|e| StoreError::db(path, e))?;
+            meta.insert("schema_version", SCHEMA_VERSION)
+                .map_err(|e| StoreError::db(path, e))?;
+        }
+        txn.commit().map_err(|e| StoreError::db(path, e))?;
+        tracing::info!(path = %path.display(), to = SCHEMA_VERSION, "Store file upgraded to the current schema version.");
     }
+    Ok(db)
 }
 
 /// Creates a new store file with its tables and schema version under a temporary name and
@@ -537,18 +552,28 @@ impl Store {
         let mut next_seq = 1u64;
         // Per partition: block seq -> number of head chunks with a piece in it.
         let mut refs: BTreeMap<i64, BTreeMap<u64, u32>> = BTreeMap::new();
-        let raw = dir.join(partition::RAW_DIR);
-        if raw.is_dir() {
-            let entries = std::fs::read_dir(&raw).map_err(|e| StoreError::io(&raw, e))?;
-            for entry in entries {
-                let entry = entry.map_err(|e| StoreError::io(&raw, e))?;
-                let name = entry.file_name();
-                let Some(index) = name.to_str().and_then(partition::parse_partition_name) else {
-                    continue;
-                };
-                let path = entry.path();
+        let mut logs = wal::list(&dir)?;
+        let mut part_logs: BTreeMap<i64, wal::PartLog> = BTreeMap::new();
+        {
+            for (index, path) in partition::list(&dir)? {
                 let db = partition::open(&path)?;
                 next_seq = next_seq.max(partition::next_seq(&db, &path)?);
+                // Blocks: those of files written before the log (in the `blocks` table),
+                // then the log's records; in sequence order either way.
+                let mut blocks = partition::table_blocks(&db, &path)?;
+                let mut plog = wal::PartLog::default();
+                for (first, seg) in logs.remove(&index).unwrap_or_default() {
+                    let r = wal::read_segment(&seg)?;
+                    if r.torn > 0 {
+                        tracing::warn!(path = %seg.display(), bytes = r.torn, "A block log ends in a torn record (an append cut by a crash, never acknowledged); it is skipped.");
+                    }
+                    let last = r.records.last().map_or(first, |x| x.0);
+                    next_seq = next_seq.max(last + 1);
+                    plog.push_existing(first, last, seg, r.torn > 0);
+                    blocks.extend(r.records);
+                }
+                blocks.sort_by_key(|b| b.0);
+                part_logs.insert(index, plog);
                 // The live pieces of one (series, partition) concatenate, in sequence order,
                 // into the stream of its open chunk; pieces older than the series' last
                 // sealed chunk are already in that chunk.
@@ -557,7 +582,7 @@ impl Store {
                 let mut sealed: Option<std::collections::HashMap<u64, u64>> = None;
                 let mut missing = 0u64;
                 let mut scan_err = None;
-                partition::for_each_piece(&db, &path, |seq, p| {
+                let mut visit = |seq: u64, p: Option<codec::Piece<'_>>| {
                     let Some(p) = p else {
                         block_refs.insert(seq, 0);
                         return;
@@ -587,7 +612,18 @@ impl Store {
                     e.1 += p.count;
                     e.2.push(seq);
                     *block_refs.entry(seq).or_default() += 1;
-                })?;
+                };
+                for (seq, value) in &blocks {
+                    let mut pieces = Vec::new();
+                    codec::decode_block(value, &mut pieces).map_err(|e| StoreError::Damaged {
+                        path: path.clone(),
+                        detail: format!("block {seq}: {e}"),
+                    })?;
+                    visit(*seq, None);
+                    for p in pieces {
+                        visit(*seq, Some(p));
+                    }
+                }
                 if let Some(e) = scan_err {
                     return Err(e);
                 }
@@ -611,6 +647,11 @@ impl Store {
                 dbs.partitions.insert(index, Arc::new(db));
             }
         }
+        for segs in logs.values() {
+            for (_, seg) in segs {
+                tracing::warn!(path = %seg.display(), "A block log without its partition file is ignored.");
+            }
+        }
 
         let shared = Arc::new(Shared {
             dir,
@@ -623,7 +664,7 @@ impl Store {
         // Small bound: callers only ever wait for one reply each.
         let (tx, rx) = sync_channel(4);
         let interval = opts.flush_interval.max(Duration::from_millis(10));
-        let w = writer::Writer::new(shared.clone(), next_seq, interval, refs);
+        let w = writer::Writer::new(shared.clone(), next_seq, interval, refs, part_logs);
         let thread = std::thread::Builder::new()
             .name("picket-store-writer".into())
             .spawn(move || w.run(rx))

@@ -8,8 +8,8 @@ use super::StoreError;
 use super::codec::{self, ChunkHeader};
 use crate::model::Sample;
 use redb::{
-    Database, ReadOnlyTable, ReadTransaction, ReadableDatabase, ReadableTable,
-    ReadableTableMetadata, TableDefinition, TableError,
+    Database, ReadOnlyTable, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition,
+    TableError,
 };
 use std::path::{Path, PathBuf};
 
@@ -61,6 +61,24 @@ pub fn partition_end(index: i64) -> i64 {
     ((i128::from(index) + 1) * i128::from(RAW_SPAN_MS) - 1).min(i128::from(i64::MAX)) as i64
 }
 
+/// Bytes a partition uses: its redb file and its block log segments.
+pub fn partition_bytes(dir: &Path, index: i64) -> u64 {
+    let file = std::fs::metadata(partition_path(dir, index)).map_or(0, |m| m.len());
+    let prefix = format!("{}.", partition_start(index));
+    let logs: u64 = std::fs::read_dir(dir.join(RAW_DIR))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| n.starts_with(&prefix) && n.ends_with(".log"))
+        })
+        .map(|e| e.metadata().map_or(0, |m| m.len()))
+        .sum();
+    file + logs
+}
+
 pub fn partition_path(dir: &Path, index: i64) -> PathBuf {
     dir.join(RAW_DIR)
         .join(format!("{}.redb", partition_start(index)))
@@ -107,11 +125,11 @@ pub fn create(path: &Path) -> Result<Database, StoreError> {
     })
 }
 
-/// What a partition holds, for introspection and the budget keeper: kept in its `meta`
-/// table (`"samples"`, `"min_t"`, `"max_t"`, the times as the u64 bits of an i64) and
-/// updated by every flush in the transaction that already rewrites `"next_seq"`, so it
-/// costs no extra page. `samples` counts samples written: a timestamp written twice
-/// counts twice.
+/// What a partition's sealed chunks hold, for introspection: kept in its `meta` table
+/// (`"samples"`, `"min_t"`, `"max_t"`, the times as the u64 bits of an i64) and updated by
+/// every commit that seals chunks, in the transaction that already rewrites `"next_seq"`.
+/// The samples of open chunks (on disk as pieces in the block log) are counted from the
+/// head. A timestamp written twice counts twice.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PartStats {
     pub samples: u64,
@@ -139,8 +157,7 @@ impl PartStats {
 }
 
 /// A partition's [`PartStats`]: from its meta table, or, for a file written before the
-/// counters existed, counted from its chunk headers and block pieces (once, at open; such
-/// a file's times then come from its sealed chunks only).
+/// counters existed, counted from its chunk headers (once, at open).
 pub fn read_stats(db: &impl ReadableDatabase, path: &Path) -> Result<PartStats, StoreError> {
     let e = |x: redb::Error| StoreError::db(path, x);
     let txn = db.begin_read().map_err(|x| e(x.into()))?;
@@ -169,19 +186,6 @@ pub fn read_stats(db: &impl ReadableDatabase, path: &Path) -> Result<PartStats, 
         })?;
         st.add(u64::from(h.count), h.min_t, h.max_t);
     }
-    let mut pieces = 0u64;
-    if let Ok(blocks) = txn.open_table(BLOCKS) {
-        for entry in blocks.iter().map_err(|x| e(x.into()))? {
-            let (k, v) = entry.map_err(|x| e(x.into()))?;
-            let mut scratch = Vec::new();
-            codec::decode_block(v.value(), &mut scratch).map_err(|c| StoreError::Damaged {
-                path: path.to_owned(),
-                detail: format!("block {}: {c}", k.value()),
-            })?;
-            pieces += scratch.iter().map(|p| u64::from(p.count)).sum::<u64>();
-        }
-    }
-    st.samples += pieces;
     Ok(st)
 }
 
@@ -194,36 +198,21 @@ pub fn next_seq(db: &Database, path: &Path) -> Result<u64, StoreError> {
         .map_or(0, |g| g.value()))
 }
 
-/// Every piece in the partition's blocks, in sequence order, as `(seq, Some(piece))`;
-/// each block is first announced as `(seq, None)` so the caller can account for it even
-/// when none of its pieces is live.
-pub fn for_each_piece(
-    db: &Database,
-    path: &Path,
-    mut f: impl FnMut(u64, Option<codec::Piece<'_>>),
-) -> Result<(), StoreError> {
+/// The blocks kept in the partition's `blocks` table (files written before the block log;
+/// see wal.rs), in sequence order.
+pub fn table_blocks(db: &Database, path: &Path) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
     let txn = db.begin_read().map_err(|e| StoreError::db(path, e))?;
-    let t = txn
-        .open_table(BLOCKS)
-        .map_err(|e| StoreError::db(path, e))?;
-    if t.len().map_err(|e| StoreError::db(path, e))? == 0 {
-        return Ok(());
-    }
+    let t = match txn.open_table(BLOCKS) {
+        Ok(t) => t,
+        Err(TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+        Err(e) => return Err(StoreError::db(path, e)),
+    };
+    let mut out = Vec::new();
     for entry in t.iter().map_err(|e| StoreError::db(path, e))? {
         let (k, v) = entry.map_err(|e| StoreError::db(path, e))?;
-        let seq = k.value();
-        let value = v.value();
-        let mut pieces = Vec::new();
-        codec::decode_block(value, &mut pieces).map_err(|e| StoreError::Damaged {
-            path: path.to_owned(),
-            detail: format!("block {seq}: {e}"),
-        })?;
-        f(seq, None);
-        for p in pieces {
-            f(seq, Some(p));
-        }
+        out.push((k.value(), v.value().to_vec()));
     }
-    Ok(())
+    Ok(out)
 }
 
 /// The largest sequence number of each series' sealed chunks (a key-only scan, done at

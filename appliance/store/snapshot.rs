@@ -14,7 +14,7 @@
 //! Tables are copied by their known definitions; a table this build does not know makes
 //! the snapshot fail rather than silently leave data behind.
 
-use super::{INDEX_FILE, META, StoreError, index, partition};
+use super::{INDEX_FILE, META, StoreError, index, partition, wal};
 use redb::{
     Database, Durability, MultimapTableDefinition, MultimapTableHandle, ReadTransaction,
     ReadableDatabase, ReadableMultimapTable, ReadableTable, TableDefinition, TableError,
@@ -35,9 +35,9 @@ pub struct Source {
     pub rel: PathBuf,
     pub txn: ReadTransaction,
     pub kind: Kind,
-    /// Keeps a running store's database alive while its transaction is read, even if the
-    /// budget keeper evicts the partition meanwhile.
-    pub db: Option<std::sync::Arc<Database>>,
+    /// Keeps the database alive while its transaction is read (a running store's budget
+    /// keeper may evict the partition meanwhile).
+    pub db: Option<Box<dyn std::any::Any>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,9 +48,7 @@ pub enum Kind {
 
 /// Begins read transactions on the files of a store that is not running (read-only opens,
 /// which fail when a Picket process has the files open): partitions first, index last.
-/// The databases are returned too: a transaction must not outlive its database.
-pub fn open_dir(dir: &Path) -> Result<(Vec<redb::ReadOnlyDatabase>, Vec<Source>), StoreError> {
-    let mut dbs = Vec::new();
+pub fn open_dir(dir: &Path) -> Result<Vec<Source>, StoreError> {
     let mut out = Vec::new();
     let open = |path: &Path| -> Result<redb::ReadOnlyDatabase, StoreError> {
         Database::builder()
@@ -74,9 +72,8 @@ pub fn open_dir(dir: &Path) -> Result<(Vec<redb::ReadOnlyDatabase>, Vec<Source>)
             rel: partition::partition_path(Path::new(""), pidx),
             txn,
             kind: Kind::Partition,
-            db: None,
+            db: Some(Box::new(db)),
         });
-        dbs.push(db);
     }
     let path = dir.join(INDEX_FILE);
     let db = open(&path)?;
@@ -85,30 +82,76 @@ pub fn open_dir(dir: &Path) -> Result<(Vec<redb::ReadOnlyDatabase>, Vec<Source>)
         rel: PathBuf::from(INDEX_FILE),
         txn,
         kind: Kind::Index,
-        db: None,
+        db: Some(Box::new(db)),
     });
-    dbs.push(db);
-    Ok((dbs, out))
+    Ok(out)
 }
 
-/// Writes every source into a new directory `dest` (which must not exist yet). On failure
-/// the partial copy is removed.
-pub fn write(sources: &[Source], dest: &Path) -> Result<SnapshotSummary, StoreError> {
+/// Takes a snapshot of the store in `dir` into the new directory `dest`: first the block
+/// logs (the valid records of each segment), then `begin` takes the redb read
+/// transactions, whose tables are copied. Logs before redb: a log record the copy lacks
+/// is one a crash could lose too, while a log ahead of its partition (pieces of a chunk
+/// the copied partition has not sealed, followed by pieces of the next one) could not be
+/// rebuilt. On failure the partial copy is removed.
+pub fn take(
+    dir: &Path,
+    dest: &Path,
+    begin: impl FnOnce() -> Result<Vec<Source>, StoreError>,
+) -> Result<SnapshotSummary, StoreError> {
     if dest.exists() {
         return Err(StoreError::Other(format!(
             "{} already exists; a snapshot goes into a new directory",
             dest.display()
         )));
     }
-    let result = write_all(sources, dest);
+    let result = (|| {
+        std::fs::create_dir_all(dest.join(partition::RAW_DIR))
+            .map_err(|e| StoreError::io(dest, e))?;
+        let mut sum = copy_logs(dir, dest)?;
+        let sources = begin()?;
+        let s = write_all(&sources, dest)?;
+        sum.files += s.files;
+        sum.entries += s.entries;
+        sum.bytes += s.bytes;
+        for d in [dest.join(partition::RAW_DIR), dest.to_owned()] {
+            std::fs::File::open(&d)
+                .and_then(|f| f.sync_all())
+                .map_err(|e| StoreError::io(&d, e))?;
+        }
+        Ok(sum)
+    })();
     if result.is_err() {
         let _ = std::fs::remove_dir_all(dest);
     }
     result
 }
 
+fn copy_logs(dir: &Path, dest: &Path) -> Result<SnapshotSummary, StoreError> {
+    let mut sum = SnapshotSummary::default();
+    for (pidx, segs) in wal::list(dir)? {
+        for (first, path) in segs {
+            let r = match wal::read_segment(&path) {
+                Ok(r) => r,
+                // Deleted since listed: every record in it died, its chunks sealed into the
+                // partition, whose transaction is taken after this.
+                Err(StoreError::Io { source, .. })
+                    if source.kind() == std::io::ErrorKind::NotFound =>
+                {
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let to = wal::segment_path(dest, partition::partition_start(pidx), first);
+            wal::write_segment(&to, &r.records)?;
+            sum.files += 1;
+            sum.entries += r.records.len() as u64;
+            sum.bytes += std::fs::metadata(&to).map_or(0, |m| m.len());
+        }
+    }
+    Ok(sum)
+}
+
 fn write_all(sources: &[Source], dest: &Path) -> Result<SnapshotSummary, StoreError> {
-    std::fs::create_dir_all(dest.join(partition::RAW_DIR)).map_err(|e| StoreError::io(dest, e))?;
     let mut sum = SnapshotSummary::default();
     for src in sources {
         let path = dest.join(&src.rel);
@@ -123,11 +166,6 @@ fn write_all(sources: &[Source], dest: &Path) -> Result<SnapshotSummary, StoreEr
         drop(db);
         sum.files += 1;
         sum.bytes += std::fs::metadata(&path).map_or(0, |m| m.len());
-    }
-    for d in [dest.join(partition::RAW_DIR), dest.to_owned()] {
-        std::fs::File::open(&d)
-            .and_then(|f| f.sync_all())
-            .map_err(|e| StoreError::io(&d, e))?;
     }
     Ok(sum)
 }
@@ -224,7 +262,7 @@ impl super::Store {
     pub fn snapshot(&self, dest: &Path) -> Result<SnapshotSummary, StoreError> {
         self.flush()?;
         let shared = &self.handle.shared;
-        let sources = {
+        take(&shared.dir, dest, || {
             let dbs = shared.dbs();
             let index = dbs.index.clone().ok_or(StoreError::Closed)?;
             let mut sources = Vec::with_capacity(dbs.partitions.len() + 1);
@@ -234,7 +272,7 @@ impl super::Store {
                     rel: partition::partition_path(Path::new(""), pidx),
                     txn: db.begin_read().map_err(|e| StoreError::db(&path, e))?,
                     kind: Kind::Partition,
-                    db: Some(db.clone()),
+                    db: Some(Box::new(db.clone())),
                 });
             }
             // Last: the index then knows every series the partitions above refer to.
@@ -244,11 +282,10 @@ impl super::Store {
                     .begin_read()
                     .map_err(|e| StoreError::db(&shared.index_path(), e))?,
                 kind: Kind::Index,
-                db: Some(index),
+                db: Some(Box::new(index)),
             });
-            sources
-        };
-        write(&sources, dest)
+            Ok(sources)
+        })
     }
 
     /// A snapshot under `<data dir>/snapshots/<name>`; returns the name and the path.

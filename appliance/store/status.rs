@@ -143,14 +143,34 @@ impl Store {
     /// The raw tier from the open partitions and their counters.
     pub(super) fn raw_tier(&self) -> TierStatus {
         let shared = &self.handle.shared;
+        // Open chunks' samples already on disk (as pieces in the block log), per partition.
+        let mut open: std::collections::BTreeMap<i64, partition::PartStats> = Default::default();
+        {
+            let head = shared.head();
+            for s in head.series.values() {
+                for c in s.chunks.iter().filter(|c| c.flushed > 0) {
+                    open.entry(c.partition).or_default().add(
+                        u64::from(c.flushed),
+                        c.enc.min_t(),
+                        c.enc.max_t(),
+                    );
+                }
+            }
+        }
         let dbs = shared.dbs();
         let mut t = TierStatus {
             name: "raw",
             ..TierStatus::default()
         };
-        for (&pidx, s) in &dbs.stats {
-            let path = partition::partition_path(&shared.dir, pidx);
-            t.bytes += std::fs::metadata(&path).map_or(0, |m| m.len());
+        for &pidx in dbs.partitions.keys() {
+            let mut s = dbs.stats.get(&pidx).copied().unwrap_or_default();
+            if let Some(o) = open.get(&pidx) {
+                s.samples += o.samples;
+                if let (Some(lo), Some(hi)) = (o.min_t, o.max_t) {
+                    s.add(0, lo, hi);
+                }
+            }
+            t.bytes += partition::partition_bytes(&shared.dir, pidx);
             t.partitions += 1;
             t.samples += s.samples;
             if let Some(m) = s.min_t {

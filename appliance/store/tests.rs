@@ -47,13 +47,14 @@ fn all(store: &Store, ms: &[Matcher]) -> Vec<(i64, f64)> {
 
 fn partition_tables(dir: &Path) -> Vec<(u64, u64)> {
     let mut out = Vec::new();
-    let mut files: Vec<_> = std::fs::read_dir(dir.join("raw"))
-        .expect("raw dir")
-        .flatten()
-        .map(|e| e.path())
-        .collect();
-    files.sort();
-    for f in files {
+    let logs = wal::list(dir).expect("logs");
+    for (pidx, f) in partition::list(dir).expect("partitions") {
+        let records: u64 = logs
+            .get(&pidx)
+            .into_iter()
+            .flatten()
+            .map(|(_, p)| wal::read_segment(p).expect("log reads").records.len() as u64)
+            .sum();
         let db = Database::open(&f).expect("partition opens");
         let txn = db.begin_read().expect("read");
         let chunks = txn
@@ -66,7 +67,8 @@ fn partition_tables(dir: &Path) -> Vec<(u64, u64)> {
             .expect("pieces")
             .len()
             .expect("len");
-        out.push((chunks, pieces));
+        // Blocks: in the table (files from before the log) and in the log.
+        out.push((chunks, pieces + records));
     }
     out
 }
@@ -392,17 +394,12 @@ fn each_flush_appends_only_the_bytes_that_arrived_since_the_last_one() {
         store.flush().expect("flush");
     }
     store.abandon();
-    let db = Database::open(partition::partition_path(
-        dir.path(),
-        partition::partition_index(1_763_769_600_000),
-    ))
-    .expect("partition");
-    let txn = db.begin_read().expect("read");
-    let blocks = txn.open_table(partition::BLOCKS).expect("blocks");
-    let sizes: Vec<usize> = blocks
+    let logs = wal::list(dir.path()).expect("logs");
+    let segs = &logs[&partition::partition_index(1_763_769_600_000)];
+    let sizes: Vec<usize> = segs
         .iter()
-        .expect("iter")
-        .map(|e| e.expect("entry").1.value().len())
+        .flat_map(|(_, p)| wal::read_segment(p).expect("log").records)
+        .map(|(_, block)| block.len())
         .collect();
     assert_eq!(sizes.len(), 6);
     // The first piece holds a full timestamp and value; later ones only their deltas
@@ -1180,5 +1177,60 @@ fn selects_during_evictions_never_fail() {
     assert_eq!(raw_file_bytes(dir.path()).len(), 1);
     assert_eq!(store.stats().evicted_partitions, 39);
     assert_eq!(all(&store, &[name_is("ev")]).len(), 200);
+    store.close().expect("close");
+}
+
+/// Files of schema version 1 kept the blocks of open chunks in their `blocks` table: such
+/// a file (made here from a current one by moving its log records into the table) opens,
+/// its open chunks come back, it is upgraded to the current version, and the next seal
+/// removes the table blocks.
+#[test]
+fn a_version_1_partition_with_table_blocks_opens_and_is_upgraded() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let l = labels(&[("__name__", "v1")]);
+    let store = Store::open(opts(dir.path())).expect("open");
+    for k in 0..5 {
+        store
+            .append(batch(&l, &[(k * 1000, k as f64)]))
+            .expect("append");
+        store.flush().expect("flush");
+    }
+    store.abandon();
+    let path = partition::partition_path(dir.path(), 0);
+    let logs = wal::list(dir.path()).expect("logs");
+    {
+        let db = Database::open(&path).expect("partition");
+        let txn = db.begin_write().expect("write");
+        {
+            let mut blocks = txn.open_table(partition::BLOCKS).expect("blocks");
+            for (_, seg) in &logs[&0] {
+                for (seq, block) in wal::read_segment(seg).expect("log").records {
+                    blocks.insert(seq, block.as_slice()).expect("insert");
+                }
+                std::fs::remove_file(seg).expect("rm");
+            }
+            let mut meta = txn.open_table(META).expect("meta");
+            meta.insert("schema_version", 1u64).expect("v1");
+            for k in ["samples", "min_t", "max_t"] {
+                meta.remove(k).expect("rm");
+            }
+        }
+        txn.commit().expect("commit");
+    }
+    assert_eq!(partition_tables(dir.path()), vec![(0, 5)]);
+    let store = Store::open(opts(dir.path())).expect("v1 opens");
+    assert_eq!(all(&store, &[name_is("v1")]).len(), 5);
+    store.append(batch(&l, &[(5000, 5.0)])).expect("append");
+    store.close().expect("close");
+    // Sealed at close: one chunk, no table blocks, no log records.
+    assert_eq!(partition_tables(dir.path()), vec![(1, 0)]);
+    let db = Database::open(&path).expect("partition");
+    assert_eq!(
+        schema_version(&db, &path).expect("version"),
+        Some(SCHEMA_VERSION)
+    );
+    drop(db);
+    let store = Store::open(opts(dir.path())).expect("reopen");
+    assert_eq!(all(&store, &[name_is("v1")]).len(), 6);
     store.close().expect("close");
 }

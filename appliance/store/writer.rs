@@ -2,7 +2,7 @@
 //! on request, and seals everything at close.
 
 use super::head::{CHUNK_SAMPLES, Head};
-use super::{Command, Shared, StoreError, codec, index, partition};
+use super::{Command, Shared, StoreError, codec, index, partition, wal};
 use crate::model::{Labels, Metadata};
 use redb::{Database, Durability, ReadableTable};
 use std::collections::BTreeMap;
@@ -21,8 +21,6 @@ struct PieceSrc {
     count: u32,
     flushed: u32,
     body_len: u32,
-    min_t: i64,
-    max_t: i64,
 }
 
 /// A sealed chunk, copied out of the head.
@@ -32,6 +30,7 @@ struct SealSrc {
     value: Vec<u8>,
     max_t: i64,
     min_t: i64,
+    count: u32,
     pieces: Vec<u64>,
     unflushed: u32,
 }
@@ -55,6 +54,8 @@ pub struct Writer {
     refs: BTreeMap<i64, BTreeMap<u64, u32>>,
     interval: Duration,
     idle_gens: u64,
+    /// Per partition: its block log segments.
+    logs: BTreeMap<i64, wal::PartLog>,
 }
 
 impl Writer {
@@ -63,15 +64,23 @@ impl Writer {
         next_seq: u64,
         interval: Duration,
         refs: BTreeMap<i64, BTreeMap<u64, u32>>,
+        logs: BTreeMap<i64, wal::PartLog>,
     ) -> Writer {
         let idle_gens = (IDLE_SEAL.as_millis() / interval.as_millis().max(1)).max(2) as u64;
-        Writer {
+        let mut w = Writer {
             shared,
             next_seq,
             refs,
             interval,
             idle_gens,
+            logs,
+        };
+        // Segments whose records all died before the last run stopped.
+        let empty = BTreeMap::new();
+        for (pidx, log) in &mut w.logs {
+            log.collect(w.refs.get(pidx).unwrap_or(&empty));
         }
+        w
     }
 
     pub fn run(mut self, rx: Receiver<Command>) {
@@ -178,7 +187,8 @@ impl Writer {
             let n = plan.metadata.len().min(head.pending_metadata.len());
             head.pending_metadata.drain(..n);
         }
-        // 2. One transaction per partition touched.
+        // 2. Per partition touched: a redb commit if chunks sealed, then the block appended
+        //    to the partition's log (see wal.rs).
         for (pidx, part) in plan.parts {
             let path = partition::partition_path(&self.shared.dir, pidx);
             let db = self.partition_db(pidx, &path)?;
@@ -193,6 +203,8 @@ impl Writer {
             }
             let block_seq = seq;
             seq += 1;
+            // Sequence numbers only need to grow: ones a failed flush took stay unused.
+            self.next_seq = seq;
             let mut refs = self.refs.get(&pidx).cloned().unwrap_or_default();
             for s in &part.seals {
                 for p in &s.pieces {
@@ -209,83 +221,93 @@ impl Writer {
             for s in &dead {
                 refs.remove(s);
             }
+            if !part.seals.is_empty() {
+                let mut stats = self
+                    .shared
+                    .dbs()
+                    .stats
+                    .get(&pidx)
+                    .copied()
+                    .unwrap_or_default();
+                for s in &part.seals {
+                    stats.add(u64::from(s.count), s.min_t, s.max_t);
+                }
+                let mut txn = db.begin_write().map_err(|e| StoreError::db(&path, e))?;
+                durable(&mut txn, &path)?;
+                {
+                    let e = |x: redb::Error| StoreError::db(&path, x);
+                    let mut chunks = txn.open_table(partition::CHUNKS).map_err(|x| e(x.into()))?;
+                    for (s, seq) in part.seals.iter().zip(&seal_seqs) {
+                        chunks
+                            .insert(
+                                (partition::hour_of(s.max_t), s.series, s.max_t, *seq),
+                                s.value.as_slice(),
+                            )
+                            .map_err(|x| e(x.into()))?;
+                    }
+                    // Blocks of files written before the log; log records die with their
+                    // segment (`PartLog::collect`).
+                    let mut blocks = txn.open_table(partition::BLOCKS).map_err(|x| e(x.into()))?;
+                    for s in &dead {
+                        blocks.remove(*s).map_err(|x| e(x.into()))?;
+                    }
+                    let mut meta = txn.open_table(partition::META).map_err(|x| e(x.into()))?;
+                    let old = meta
+                        .get("next_seq")
+                        .map_err(|x| e(x.into()))?
+                        .map_or(0, |g| g.value());
+                    meta.insert("next_seq", block_seq.max(old))
+                        .map_err(|x| e(x.into()))?;
+                    stats.write(&mut meta).map_err(|x| e(x.into()))?;
+                }
+                txn.commit().map_err(|e| StoreError::db(&path, e))?;
+                self.shared.dbs_mut().stats.insert(pidx, stats);
+                let mut head = self.shared.head_mut();
+                for s in &part.seals {
+                    if let Some(series) = head.series.get_mut(&s.series) {
+                        series.chunks.retain(|c| c.id != s.chunk);
+                    }
+                    *flushed += u64::from(s.unflushed);
+                }
+            }
+            self.refs.insert(pidx, refs.clone());
+            // Before appending: a segment whose records all died with these seals goes now,
+            // instead of living on for the sake of the record about to be appended.
+            if let Some(log) = self.logs.get_mut(&pidx) {
+                log.collect(&refs);
+            }
             if !part.pieces.is_empty() {
+                let pieces: Vec<codec::Piece<'_>> = part
+                    .pieces
+                    .iter()
+                    .map(|p| codec::Piece {
+                        series: p.series,
+                        count: p.count - p.flushed,
+                        stream: &p.bytes,
+                    })
+                    .collect();
+                let mut value = Vec::new();
+                codec::encode_block(&pieces, &mut value);
+                self.logs.entry(pidx).or_default().append(
+                    &self.shared.dir,
+                    partition::partition_start(pidx),
+                    block_seq,
+                    &value,
+                )?;
                 refs.insert(block_seq, part.pieces.len() as u32);
-            }
-            let mut stats = self
-                .shared
-                .dbs()
-                .stats
-                .get(&pidx)
-                .copied()
-                .unwrap_or_default();
-            for p in &part.pieces {
-                stats.add(u64::from(p.count - p.flushed), p.min_t, p.max_t);
-            }
-            for s in &part.seals {
-                stats.add(u64::from(s.unflushed), s.min_t, s.max_t);
-            }
-            let mut txn = db.begin_write().map_err(|e| StoreError::db(&path, e))?;
-            durable(&mut txn, &path)?;
-            {
-                let e = |x: redb::Error| StoreError::db(&path, x);
-                let mut chunks = txn.open_table(partition::CHUNKS).map_err(|x| e(x.into()))?;
-                let mut blocks = txn.open_table(partition::BLOCKS).map_err(|x| e(x.into()))?;
-                for (s, seq) in part.seals.iter().zip(&seal_seqs) {
-                    chunks
-                        .insert(
-                            (partition::hour_of(s.max_t), s.series, s.max_t, *seq),
-                            s.value.as_slice(),
-                        )
-                        .map_err(|x| e(x.into()))?;
+                self.refs.insert(pidx, refs);
+                let mut head = self.shared.head_mut();
+                for p in &part.pieces {
+                    if let Some(c) = head.find_chunk(p.series, p.chunk) {
+                        c.flushed = p.count;
+                        c.flushed_bytes = p.body_len;
+                        c.add_piece(block_seq);
+                    }
+                    *flushed += u64::from(p.count - p.flushed);
                 }
-                for s in &dead {
-                    blocks.remove(*s).map_err(|x| e(x.into()))?;
-                }
-                if !part.pieces.is_empty() {
-                    let pieces: Vec<codec::Piece<'_>> = part
-                        .pieces
-                        .iter()
-                        .map(|p| codec::Piece {
-                            series: p.series,
-                            count: p.count - p.flushed,
-                            stream: &p.bytes,
-                        })
-                        .collect();
-                    let mut value = Vec::new();
-                    codec::encode_block(&pieces, &mut value);
-                    blocks
-                        .insert(block_seq, value.as_slice())
-                        .map_err(|x| e(x.into()))?;
-                }
-                let mut meta = txn.open_table(partition::META).map_err(|x| e(x.into()))?;
-                let old = meta
-                    .get("next_seq")
-                    .map_err(|x| e(x.into()))?
-                    .map_or(0, |g| g.value());
-                meta.insert("next_seq", seq.max(old))
-                    .map_err(|x| e(x.into()))?;
-                stats.write(&mut meta).map_err(|x| e(x.into()))?;
             }
-            txn.commit().map_err(|e| StoreError::db(&path, e))?;
-            self.shared.dbs_mut().stats.insert(pidx, stats);
-            self.next_seq = seq;
-            self.refs.insert(pidx, refs);
-
-            let mut head = self.shared.head_mut();
-            for p in &part.pieces {
-                if let Some(c) = head.find_chunk(p.series, p.chunk) {
-                    c.flushed = p.count;
-                    c.flushed_bytes = p.body_len;
-                    c.add_piece(block_seq);
-                }
-                *flushed += u64::from(p.count - p.flushed);
-            }
-            for s in &part.seals {
-                if let Some(series) = head.series.get_mut(&s.series) {
-                    series.chunks.retain(|c| c.id != s.chunk);
-                }
-                *flushed += u64::from(s.unflushed);
+            if let (Some(log), Some(refs)) = (self.logs.get_mut(&pidx), self.refs.get(&pidx)) {
+                log.collect(refs);
             }
         }
         Ok(())
@@ -318,10 +340,7 @@ impl Writer {
                 let bytes: u64 = dbs
                     .partitions
                     .keys()
-                    .map(|&p| {
-                        std::fs::metadata(partition::partition_path(&self.shared.dir, p))
-                            .map_or(0, |m| m.len())
-                    })
+                    .map(|&p| partition::partition_bytes(&self.shared.dir, p))
                     .sum();
                 (oldest, bytes)
             };
@@ -354,6 +373,11 @@ impl Writer {
             }
         }
         self.refs.remove(&pidx);
+        // Logs first: a crash in between leaves a partition file without its open chunks
+        // (being evicted anyway), never a log without its partition.
+        if let Some(mut log) = self.logs.remove(&pidx) {
+            log.remove_all();
+        }
         match std::fs::remove_file(&path) {
             Ok(()) => {
                 tracing::info!(path = %path.display(), reason = why, "Deleted the oldest partition to keep the storage limits.");
@@ -455,6 +479,7 @@ fn take_plan(head: &mut Head, seal_all: bool, idle_gens: u64) -> Plan {
                     value,
                     max_t: c.enc.max_t(),
                     min_t: c.enc.min_t(),
+                    count: c.count(),
                     pieces: c.piece_seqs().unwrap_or_default(),
                     unflushed: c.count() - c.flushed,
                 });
@@ -468,8 +493,6 @@ fn take_plan(head: &mut Head, seal_all: bool, idle_gens: u64) -> Plan {
                     count: c.count(),
                     flushed: c.flushed,
                     body_len: c.body.len() as u32,
-                    min_t: c.enc.min_t(),
-                    max_t: c.enc.max_t(),
                 });
             }
         }
