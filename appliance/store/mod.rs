@@ -16,16 +16,18 @@
 //!   raw/<partition-start-ms>.redb    one file per day of sample time (86_400_000 ms spans,
 //!     meta   &str -> u64             start = floor(t / span) * span, may be negative)
 //!              "schema_version", "next_seq",
-//!              "samples", "min_t", "max_t"   samples written here and their time span
-//!                                            (times as the u64 bits of an i64); rewritten
-//!                                            with "next_seq" by every flush. Optional: a
-//!                                            file without them is counted at open. Older
-//!                                            builds ignore them, so no schema bump.
+//!              "samples", "min_t", "max_t"   samples in sealed chunks here and their time
+//!                                            span (times as the u64 bits of an i64);
+//!                                            rewritten with "next_seq" by every seal
+//!                                            commit. A file without them is counted at open.
 //!     chunks (max_t/1h, series_id, max_t, seq) -> chunk value   sealed chunks (~120 samples)
-//!     blocks seq                     -> block              one per flush: the stream bytes
-//!                                                          each open chunk gained (a piece
-//!                                                          per series); deleted once every
-//!                                                          chunk with a piece in it sealed
+//!     blocks seq -> block            schema 1 only: blocks as table values; read at open,
+//!                                    deleted as their chunks seal, never written now
+//!   raw/<partition-start-ms>.<first-seq>.log   the partition's block log (wal.rs), one
+//!                                    record per flush: seq + block (the stream bytes each
+//!                                    open chunk gained, a piece per series), CRC-32C; a
+//!                                    segment is deleted once every chunk with a piece in
+//!                                    it sealed; new segment past 1 MiB
 //!   (later tiers: 5m/<start>.redb, 1h/<start>.redb with the same shape)
 //!   snapshots/<ms>/                  copies taken by POST /api/v1/admin/snapshot (same
 //!                                    layout; never read by the store)
@@ -35,9 +37,11 @@
 //! ```
 //!
 //! All integers in keys are redb's fixed little-endian encodings; chunk bytes are varints
-//! and little-endian f64 bits. Every file carries `schema_version`; a file with a newer
-//! version, or one redb reports damaged, fails `Store::open` with an error naming the file,
-//! and nothing is written to it.
+//! and little-endian f64 bits. Every redb file carries `schema_version` (2 since the block
+//! log; version 1 files are read and upgraded at open); a file with a newer version, or one
+//! redb reports damaged, fails `Store::open` with an error naming the file, and nothing is
+//! written to it. A log record failing its checksum fails the open too, unless it is the
+//! last of its segment (an append cut by a crash, never acknowledged: skipped, not cut).
 //!
 //! # Write path and flush
 //!
@@ -52,17 +56,18 @@
 //!    nothing since the last flush; or idle for ~15 minutes; or the store is closing).
 //! 2. One durable (`Durability::Immediate`, quick-repair) transaction on the index, if the
 //!    plan has new series or metadata.
-//! 3. One durable transaction per partition file touched. Sealed chunks get sequence
-//!    numbers first, then the flush's block: every piece goes, as the raw stream bytes the
-//!    head already holds (2-5 bytes per sample), into ONE block value keyed by that last
-//!    sequence number, so a flush appends one value at the right edge of the tree rather
-//!    than an entry (and a dirty leaf page) per series. Each sealed chunk is written once
-//!    into `chunks`; every block whose pieces all belong to chunks now sealed is deleted in
-//!    the same transaction (the writer counts, per block, the head chunks with a piece in it).
-//! 4. After each commit, the head forgets what that commit made durable.
+//! 3. Per partition touched: sealed chunks get sequence numbers first, then the flush's
+//!    block. If chunks sealed, one durable transaction writes each of them once into
+//!    `chunks` (and deletes schema-1 table blocks whose pieces all sealed). Then every
+//!    piece goes, as the raw stream bytes the head already holds (2-5 bytes per sample),
+//!    into ONE block appended to the partition's log and `fdatasync`ed: a flush without
+//!    seals writes no redb page at all. Log segments whose every block's pieces belong to
+//!    sealed chunks are deleted (the writer counts, per block, the head chunks with a
+//!    piece in it).
+//! 4. After each commit or append, the head forgets what it made durable.
 //!
 //! A power cut loses at most the samples since the last flush. Reopening rebuilds the open
-//! head chunks from the blocks (in sequence order), skipping the pieces of a series older
+//! head chunks from the blocks (table and log, in sequence order), skipping the pieces of a series older
 //! than its newest sealed chunk in that partition (they are in that chunk), so everything
 //! flushed is there again, exactly once.
 //!
@@ -88,8 +93,11 @@
 //!   last value written, across head, flushed chunks and restarts.
 //! - A sample's partition is a pure function of its timestamp; files are created only when
 //!   a sample lands in them (a Pi's pre-clock-sync 1970 samples make one file).
-//! - Series ids that reached the index are never reused; `next_seq` only grows (kept in each partition's meta, the
-//!   largest wins at open).
+//! - Series ids that reached the index are never reused; `next_seq` only grows (kept in
+//!   each partition's meta and log records; the largest wins at open).
+//! - A partition's redb commit precedes its log append in every flush, so the log is
+//!   never ahead of the chunks it continues (a snapshot copies logs before redb for the
+//!   same reason).
 //! - Readers never take the writer's transactions: they snapshot the head under a read lock
 //!   and then begin redb read transactions (in that order, so a concurrent flush is seen
 //!   either in the head or on disk, never in neither). Blocks are never read after open.
@@ -106,10 +114,13 @@
 //!   partitions' meta counters, never chunk data; `picket store check|stats` (check.rs)
 //!   decode everything, offline. Snapshots (snapshot.rs) copy every table inside one read
 //!   transaction per file, partitions first and the index last.
-//! - Every durable commit costs a fixed ~46 KB of writes (redb header, system tree,
-//!   quick-repair allocator state), so `flush_interval` sets the wear floor: ~400 MB/day at
-//!   10 s, ~66 MB/day at 60 s. A clean close compacts partitions that are more than a
-//!   quarter free space (one rewrite; the bench shows files half the size).
+//! - A durable redb commit costs ~33-53 KB of writes whatever it carries (8-13 dirty 4 KiB
+//!   pages: the copied B-tree path, table and freed trees, quick-repair allocator state,
+//!   header; `examples/commit_cost.rs`). That is why flushes append to the block log (one
+//!   record: the new bytes plus the re-written tail page) and redb is committed only when
+//!   chunks seal. Bench (benches/store.rs), 300 series flushed every scrape: 172 -> 31
+//!   bytes written per sample while ingesting (~52 -> ~9 KB per flush). A clean close
+//!   compacts partitions that are more than a quarter free space (one rewrite).
 //!
 //! # Lifecycle
 //!
