@@ -61,22 +61,29 @@ pub fn partition_end(index: i64) -> i64 {
     ((i128::from(index) + 1) * i128::from(RAW_SPAN_MS) - 1).min(i128::from(i64::MAX)) as i64
 }
 
-/// Bytes a partition uses: its redb file and its block log segments.
-pub fn partition_bytes(dir: &Path, index: i64) -> u64 {
-    let file = std::fs::metadata(partition_path(dir, index)).map_or(0, |m| m.len());
-    let prefix = format!("{}.", partition_start(index));
-    let logs: u64 = std::fs::read_dir(dir.join(RAW_DIR))
+/// Bytes each partition uses (its redb file and its block log segments), from one listing
+/// of the raw directory.
+pub fn all_bytes(dir: &Path) -> std::collections::BTreeMap<i64, u64> {
+    let mut out = std::collections::BTreeMap::new();
+    for e in std::fs::read_dir(dir.join(RAW_DIR))
         .into_iter()
         .flatten()
         .flatten()
-        .filter(|e| {
-            e.file_name()
-                .to_str()
-                .is_some_and(|n| n.starts_with(&prefix) && n.ends_with(".log"))
-        })
-        .map(|e| e.metadata().map_or(0, |m| m.len()))
-        .sum();
-    file + logs
+    {
+        let name = e.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let pidx = parse_partition_name(name)
+            .or_else(|| super::wal::parse_segment_name(name).map(|(p, _)| p));
+        if let Some(p) = pidx {
+            *out.entry(p).or_default() += e.metadata().map_or(0, |m| m.len());
+        }
+    }
+    out
+}
+
+/// Bytes one partition uses (see [`all_bytes`]).
+pub fn partition_bytes(dir: &Path, index: i64) -> u64 {
+    all_bytes(dir).get(&index).copied().unwrap_or(0)
 }
 
 pub fn partition_path(dir: &Path, index: i64) -> PathBuf {

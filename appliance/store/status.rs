@@ -157,6 +157,7 @@ impl Store {
                 }
             }
         }
+        let sizes = partition::all_bytes(&shared.dir);
         let dbs = shared.dbs();
         let mut t = TierStatus {
             name: "raw",
@@ -170,7 +171,7 @@ impl Store {
                     s.add(0, lo, hi);
                 }
             }
-            t.bytes += partition::partition_bytes(&shared.dir, pidx);
+            t.bytes += sizes.get(&pidx).copied().unwrap_or(0);
             t.partitions += 1;
             t.samples += s.samples;
             if let Some(m) = s.min_t {

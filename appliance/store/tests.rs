@@ -1234,3 +1234,32 @@ fn a_version_1_partition_with_table_blocks_opens_and_is_upgraded() {
     assert_eq!(all(&store, &[name_is("v1")]).len(), 6);
     store.close().expect("close");
 }
+
+/// A log record that fails its checksum with more records after it is damage: the open
+/// refuses the store naming the log, and `check` reports it; the file is left as it was.
+#[test]
+fn a_damaged_block_log_record_fails_the_open_and_the_check() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let l = labels(&[("__name__", "wal")]);
+    let store = Store::open(opts(dir.path())).expect("open");
+    for k in 0..3 {
+        store
+            .append(batch(&l, &[(k * 1000, k as f64)]))
+            .expect("append");
+        store.flush().expect("flush");
+    }
+    store.abandon();
+    let logs = wal::list(dir.path()).expect("logs");
+    let seg = logs[&0][0].1.clone();
+    let mut bytes = std::fs::read(&seg).expect("read");
+    bytes[8 + 16] ^= 0x40; // inside the first record's block
+    std::fs::write(&seg, &bytes).expect("write");
+    match Store::open(opts(dir.path())) {
+        Err(StoreError::Damaged { path, .. }) => assert_eq!(path, seg),
+        other => panic!("expected Damaged, got {other:?}"),
+    }
+    assert_eq!(std::fs::read(&seg).expect("read"), bytes, "left untouched");
+    let report = check::check_dir(dir.path()).expect("check");
+    assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
+    assert_eq!(report.problems[0].path, seg);
+}

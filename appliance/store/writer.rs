@@ -337,10 +337,11 @@ impl Writer {
                 let Some(&oldest) = dbs.partitions.keys().next() else {
                     return;
                 };
+                let sizes = partition::all_bytes(&self.shared.dir);
                 let bytes: u64 = dbs
                     .partitions
                     .keys()
-                    .map(|&p| partition::partition_bytes(&self.shared.dir, p))
+                    .map(|p| sizes.get(p).copied().unwrap_or(0))
                     .sum();
                 (oldest, bytes)
             };
