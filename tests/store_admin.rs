@@ -72,6 +72,16 @@ fn tsdb_status_has_prometheus_shape_limits_and_picket_tiers() {
         assert_eq!(code, 400, "limit={bad}: {v}");
         assert_eq!(v["errorType"], "bad_data");
     }
+    // The budget keeper's self-metrics, for alerts.
+    let (code, metrics) = p.get("/metrics");
+    assert_eq!(code, 200);
+    for name in [
+        "picket_store_evicted_partitions_total 0",
+        "picket_store_retention_below_horizon 0",
+        "picket_store_budget_bytes ",
+    ] {
+        assert!(metrics.contains(name), "{name} missing from /metrics");
+    }
     // Default limit is 10: 6 pairs of name=value fit.
     let (_, v) = p.get_json("/api/v1/status/tsdb");
     assert_eq!(
