@@ -1263,3 +1263,65 @@ fn a_damaged_block_log_record_fails_the_open_and_the_check() {
     assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
     assert_eq!(report.problems[0].path, seg);
 }
+
+/// Snapshots taken while another thread appends, flushes and seals (so blocks are being
+/// appended to the log and chunks committed to redb under the snapshot's feet) each open
+/// as a store holding a gap-free prefix of every series, and pass `check`.
+#[test]
+fn snapshots_racing_appends_flushes_and_seals_hold_gap_free_prefixes() {
+    use std::sync::atomic::AtomicBool;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(StoreOptions {
+        path: dir.path().join("data"),
+        flush_interval: Duration::from_millis(3),
+    })
+    .expect("open");
+    let series: Vec<Labels> = (0..3)
+        .map(|i| labels(&[("__name__", "race"), ("i", &i.to_string())]))
+        .collect();
+    let done = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (store, series, done) = (store.clone(), series.clone(), done.clone());
+        std::thread::spawn(move || {
+            let mut t = 0i64;
+            while !done.load(Ordering::SeqCst) || t < 2000 {
+                for l in &series {
+                    store.append(batch(l, &[(t, t as f64)])).expect("append");
+                }
+                t += 1;
+                if t % 37 == 0 {
+                    store.flush().expect("flush");
+                }
+            }
+            t
+        })
+    };
+    let mut taken = 0;
+    for k in 0..6 {
+        std::thread::sleep(Duration::from_millis(30));
+        let dest = dir.path().join(format!("snap{k}"));
+        store.snapshot(&dest).expect("snapshot");
+        let report = check::check_dir(&dest).expect("check");
+        assert!(report.problems.is_empty(), "snap{k}: {:?}", report.problems);
+        let copy = Store::open(opts(&dest)).expect("snapshot opens");
+        let got = copy
+            .select(&[name_is("race")], i64::MIN, i64::MAX)
+            .expect("select");
+        for d in &got {
+            assert!(
+                d.samples
+                    .iter()
+                    .enumerate()
+                    .all(|(j, x)| x.t == j as i64 && x.v == j as f64),
+                "snap{k}: {} is not a gap-free prefix",
+                d.labels
+            );
+        }
+        taken += got.iter().map(|d| d.samples.len()).sum::<usize>();
+        copy.close().expect("close");
+    }
+    done.store(true, Ordering::SeqCst);
+    let n = writer.join().expect("writer");
+    assert!(taken > 0 && n >= 2000);
+    store.close().expect("close");
+}
