@@ -157,6 +157,14 @@ fn snapshot_through_the_server_then_check_stats_and_reopen() {
     let p = Picket::start_in(tmp.path(), &dest2, QUIET_CONFIG);
     let r = p.query("count_over_time(snap[1h])", &at);
     assert_eq!(r[0]["value"][1], "501", "{r}");
+    p.stop();
+
+    // A damaged file: check exits 1 and names it.
+    let index = dest2.join("index.redb");
+    std::fs::write(&index, b"not a redb file at all").unwrap();
+    let (ok, _, err) = picket(&["store", "check", "--data-dir", dest2.to_str().unwrap()]);
+    assert!(!ok, "check must fail on a damaged index");
+    assert!(err.contains(index.to_str().unwrap()), "{err}");
 }
 
 #[test]
