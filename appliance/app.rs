@@ -10,7 +10,7 @@ use crate::config::Config;
 use crate::ingest::{Ingest, Source};
 use crate::model::Labels;
 use crate::query::promql::eval::EngineOptions;
-use crate::store::{Store, StoreOptions};
+use crate::store::{Limits, Store, StoreOptions};
 use anyhow::Context;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -77,10 +77,17 @@ pub fn run(config: Config) -> anyhow::Result<()> {
 
 async fn run_async(config: Config) -> anyhow::Result<()> {
     let t0 = Instant::now();
-    let store = Store::open(StoreOptions {
-        path: config.storage.path.clone(),
-        flush_interval: config.storage.flush_interval.0,
-    })
+    let store = Store::open_with(
+        StoreOptions {
+            path: config.storage.path.clone(),
+            flush_interval: config.storage.flush_interval.0,
+        },
+        Limits {
+            budget: config.storage.budget.to_store(),
+            max_age: config.storage.max_age.map(|d| d.0),
+            retention_horizon: config.storage.retention_horizon.map(|d| d.0),
+        },
+    )
     .with_context(|| format!("cannot open the store at {}", config.storage.path.display()))?;
     tracing::info!(path = %config.storage.path.display(), elapsed_ms = t0.elapsed().as_millis() as u64, "Store opened.");
     let ingest = Ingest::new(store.clone());
@@ -219,6 +226,7 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", config.api.listen))?;
     let addr = listener.local_addr()?;
+    let shutdown = shutdown_signal();
     state.ready.store(true, Ordering::Relaxed);
     tracing::info!(%addr, elapsed_ms = t0.elapsed().as_millis() as u64, "Serving the API.");
     notify_systemd(&[sd_notify::NotifyState::Ready]);
@@ -235,7 +243,7 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
     let server_state = state.clone();
     axum::serve(listener, api::router(state.clone()))
         .with_graceful_shutdown(async move {
-            shutdown_signal().await;
+            shutdown.await;
             server_state.ready.store(false, Ordering::Relaxed);
         })
         .await
@@ -325,18 +333,25 @@ fn notify_systemd(state: &[sd_notify::NotifyState]) {
     }
 }
 
-async fn shutdown_signal() {
+/// Installs the SIGTERM/SIGINT handlers now and returns the future that waits for them.
+/// Installing is done before start-up is announced: a SIGTERM that arrives right after
+/// "Serving the API" (or systemd's READY) must stop Picket cleanly, with the final flush,
+/// and not kill it with the default action.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
+    let handlers = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("Cannot install signal handlers; stop Picket with SIGKILL.");
-        std::future::pending::<()>().await;
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received."),
-        _ = int.recv() => tracing::info!("SIGINT received."),
+    );
+    async move {
+        let (Ok(mut term), Ok(mut int)) = handlers else {
+            tracing::error!("Cannot install signal handlers; stop Picket with SIGKILL.");
+            std::future::pending::<()>().await;
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received."),
+            _ = int.recv() => tracing::info!("SIGINT received."),
+        }
     }
 }

@@ -1,5 +1,7 @@
 //! The command line: `picket run`, `picket check-config`, `picket check rules`,
-//! `picket query`, `picket version`.
+//! `picket query`, `picket store check|stats|snapshot` (cli/store.rs), `picket version`.
+
+mod store;
 
 use crate::config::{Config, ConfigError};
 use clap::{Parser, Subcommand};
@@ -46,6 +48,11 @@ pub enum Command {
     },
     /// Print the version.
     Version,
+    /// Look after a data directory: check, stats, snapshot.
+    Store {
+        #[command(subcommand)]
+        command: store::StoreCommand,
+    },
 }
 
 /// `picket query EXPR [--time T | --start S --end E --step D] [--server URL]`.
@@ -85,6 +92,7 @@ pub enum CheckCommand {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Store { command } => store::run(command),
         Command::Version => {
             println!("picket {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS

@@ -8,6 +8,7 @@ pub mod params;
 pub mod prometheus;
 pub mod remote_write;
 pub mod rules;
+pub mod status;
 
 use crate::ingest::Ingest;
 use crate::query::promql::eval::EngineOptions;
@@ -72,6 +73,8 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/-/ready", get(ready))
         .route("/api/v1/rules", get(rules::rules))
         .route("/api/v1/alerts", get(rules::alerts))
+        .route("/api/v1/status/tsdb", get(status::tsdb))
+        .route("/api/v1/admin/snapshot", post(status::snapshot))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
 }
