@@ -117,7 +117,7 @@
 //!   transaction per file, partitions first and the index last.
 //! - A durable redb commit costs ~33-53 KB of writes whatever it carries (8-13 dirty 4 KiB
 //!   pages: the copied B-tree path, table and freed trees, quick-repair allocator state,
-//!   header; `examples/commit_cost.rs`). That is why flushes append to the block log (one
+//!   header; `benches/redb_commit_cost.rs`). That is why flushes append to the block log (one
 //!   record: the new bytes plus the re-written tail page) and redb is committed only when
 //!   chunks seal. Bench (benches/store.rs), 300 series flushed every scrape: 172 -> 31
 //!   bytes written per sample while ingesting (~52 -> ~9 KB per flush). A clean close
