@@ -10,7 +10,7 @@ use crate::config::Config;
 use crate::ingest::{Ingest, Source};
 use crate::model::Labels;
 use crate::query::promql::eval::EngineOptions;
-use crate::store::{Store, StoreOptions};
+use crate::store::{Limits, Store, StoreOptions};
 use anyhow::Context;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -77,13 +77,58 @@ pub fn run(config: Config) -> anyhow::Result<()> {
 
 async fn run_async(config: Config) -> anyhow::Result<()> {
     let t0 = Instant::now();
-    let store = Store::open(StoreOptions {
-        path: config.storage.path.clone(),
-        flush_interval: config.storage.flush_interval.0,
-    })
+    let store = Store::open_with(
+        StoreOptions {
+            path: config.storage.path.clone(),
+            flush_interval: config.storage.flush_interval.0,
+        },
+        Limits {
+            budget: config.storage.budget.to_store(),
+            max_age: config.storage.max_age.map(|d| d.0),
+            retention_horizon: config.storage.retention_horizon.map(|d| d.0),
+        },
+    )
     .with_context(|| format!("cannot open the store at {}", config.storage.path.display()))?;
     tracing::info!(path = %config.storage.path.display(), elapsed_ms = t0.elapsed().as_millis() as u64, "Store opened.");
     let ingest = Ingest::new(store.clone());
+
+    // ---- Rules: load the rule files, restore saved alert state, evaluate each group on its
+    // own thread. After the store and ingest (they read and write through them), before the
+    // collectors and the API (DESIGN.md order); stopped after the collectors and before the
+    // store closes, so their last output is flushed.
+    let rules = {
+        let groups = crate::rules::load_rule_files(&config.rules.rule_files).map_err(|errs| {
+            let list: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+            anyhow::anyhow!("invalid rule files:\n{}", list.join("\n"))
+        })?;
+        let count: usize = groups.iter().map(|g| g.rules.len()).sum();
+        let manager = Arc::new(crate::rules::RuleManager::new(
+            groups,
+            config.rules.evaluation_interval.0.as_millis() as i64,
+            crate::rules::RuleContext {
+                store: store.clone(),
+                ingest: ingest.clone(),
+                engine: EngineOptions {
+                    lookback_delta_ms: config.query.lookback_delta.0.as_millis() as i64,
+                    max_samples: config.query.max_samples.0 as usize,
+                    timeout: config.query.timeout.0,
+                    default_subquery_step_ms: config.rules.evaluation_interval.0.as_millis() as i64,
+                },
+                external_labels: config.rules.external_labels.clone(),
+                external_url: String::new(),
+            },
+        ));
+        manager
+            .start()
+            .context("cannot start the rule evaluation threads")?;
+        tracing::info!(
+            groups = manager.groups().len(),
+            rules = count,
+            "Rules loaded."
+        );
+        manager
+    };
+    // ---- end of rules start-up.
 
     let write_token = read_token(&config.api.write_token_file)?;
     let self_collector = Arc::new(Mutex::new(SelfCollector::new(
@@ -174,12 +219,14 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
             out
         }),
         ready: false.into(),
+        rules: Some(rules.clone()),
     });
 
     let listener = tokio::net::TcpListener::bind(config.api.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.api.listen))?;
     let addr = listener.local_addr()?;
+    let shutdown = shutdown_signal();
     state.ready.store(true, Ordering::Relaxed);
     tracing::info!(%addr, elapsed_ms = t0.elapsed().as_millis() as u64, "Serving the API.");
     notify_systemd(&[sd_notify::NotifyState::Ready]);
@@ -196,7 +243,7 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
     let server_state = state.clone();
     axum::serve(listener, api::router(state.clone()))
         .with_graceful_shutdown(async move {
-            shutdown_signal().await;
+            shutdown.await;
             server_state.ready.store(false, Ordering::Relaxed);
         })
         .await
@@ -224,6 +271,12 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
         );
     }
     // --- end scraper stop
+    let t = Instant::now();
+    tokio::task::spawn_blocking(move || rules.stop()).await?;
+    tracing::info!(
+        elapsed_ms = t.elapsed().as_millis() as u64,
+        "Rules stopped."
+    );
     let t = Instant::now();
     tokio::task::spawn_blocking(move || store.close())
         .await?
@@ -280,18 +333,25 @@ fn notify_systemd(state: &[sd_notify::NotifyState]) {
     }
 }
 
-async fn shutdown_signal() {
+/// Installs the SIGTERM/SIGINT handlers now and returns the future that waits for them.
+/// Installing is done before start-up is announced: a SIGTERM that arrives right after
+/// "Serving the API" (or systemd's READY) must stop Picket cleanly, with the final flush,
+/// and not kill it with the default action.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
+    let handlers = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("Cannot install signal handlers; stop Picket with SIGKILL.");
-        std::future::pending::<()>().await;
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received."),
-        _ = int.recv() => tracing::info!("SIGINT received."),
+    );
+    async move {
+        let (Ok(mut term), Ok(mut int)) = handlers else {
+            tracing::error!("Cannot install signal handlers; stop Picket with SIGKILL.");
+            std::future::pending::<()>().await;
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received."),
+            _ = int.recv() => tracing::info!("SIGINT received."),
+        }
     }
 }

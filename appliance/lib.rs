@@ -10,4 +10,5 @@ pub mod config;
 pub mod ingest;
 pub mod model;
 pub mod query;
+pub mod rules;
 pub mod store;

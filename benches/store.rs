@@ -7,18 +7,23 @@
 //! `PICKET_BENCH_FLUSH_EVERY` scrapes per flush (default 4, i.e. a minute at 15 s).
 //! Run: `cargo bench --bench store`.
 //!
-//! Measured 2026-11-22 on the 2-core x86_64 dev box (release build, tempdir on ext4 on a virtio disk),
-//! 2000 × 3000 samples:
+//! Measured 2026-11-22 on the 2-core x86_64 dev box (tempdir on ext4 on a virtio disk).
+//! Bytes written (`/proc/self/io` write_bytes, including the close) per sample, before and
+//! after the block log (flushes append to a log file; redb is committed only when chunks
+//! seal; store/wal.rs), same bench, debug build (bytes do not depend on the build):
 //!
-//! | flush every | ingest incl. flushes | append only | on disk after close | written  |
-//! |-------------|----------------------|-------------|---------------------|----------|
-//! | 1 scrape    | 275 k samples/s      | 3.3 M/s     | 5.84 B/sample       | 45 B/s.  |
-//! | 4 scrapes   | 676 k samples/s      | 3.4 M/s     | 5.83 B/sample       | 28 B/s.  |
-//! | 20 scrapes  | 1.5 M samples/s      | 3.4 M/s     | 5.90 B/sample       | 22 B/s.  |
+//! | series x samples | flush every | redb commit per flush | block log |
+//! |------------------|-------------|-----------------------|-----------|
+//! | 300 x 720        | 1 scrape    | 178.9 B/sample        | 36.3      |
+//! | 2000 x 600       | 1 scrape    | 45.1                  | 21.0      |
+//! | 2000 x 600       | 4 scrapes   | 28.2                  | 16.4      |
 //!
-//! Peak RSS 18-20 MB. Each durable redb commit costs ~46 KB of writes however little it
-//! carries (measured with one series), so the flush interval dominates SD-card wear for
-//! small nodes; "written" includes the compaction of the partition at close.
+//! On disk after close: ~6.5 B/sample either way. Release build, 2000 x 3000, flush every
+//! 4 scrapes: redb commit per flush 28 B/sample written, 676 k samples/s ingest including
+//! flushes; block log 15.0 B/sample written (14.6 while ingesting), 626 k samples/s (on a
+//! box busy with other builds), 2.4 M/s append alone, 5.8 B/sample on disk, peak RSS
+//! 17.7 MB. Earlier (redb commit per flush): 275 k / 1.5 M samples/s at 1 / 20 scrapes
+//! per flush.
 
 use picket::model::{Labels, Matcher, Sample};
 use picket::query::SeriesReader;
@@ -145,6 +150,7 @@ fn main() {
         )
         .expect("select");
     let query_time = q.elapsed();
+    let wb_before_close = write_bytes();
     let c = Instant::now();
     store.close().expect("close");
     let close_time = c.elapsed();
@@ -180,11 +186,14 @@ fn main() {
         disk,
         disk as f64 / total
     );
-    if let (Some(a), Some(b)) = (wb0, wb1) {
+    if let (Some(a), Some(m), Some(b)) = (wb0, wb_before_close, wb1) {
         println!(
-            "  written to storage (/proc/self/io write_bytes): {} bytes = {:.2} bytes/sample",
+            "  written to storage (/proc/self/io write_bytes): {} bytes = {:.2} bytes/sample \
+             ({:.2} while ingesting, {:.2} by the close: final seals and compaction)",
             b - a,
-            (b - a) as f64 / total
+            (b - a) as f64 / total,
+            (m - a) as f64 / total,
+            (b - m) as f64 / total
         );
     }
     if let Some(h) = vm_hwm_kb() {

@@ -7,6 +7,8 @@ pub mod json;
 pub mod params;
 pub mod prometheus;
 pub mod remote_write;
+pub mod rules;
+pub mod status;
 
 use crate::ingest::Ingest;
 use crate::query::promql::eval::EngineOptions;
@@ -34,6 +36,8 @@ pub struct ApiState {
     pub self_metrics: Box<dyn Fn() -> String + Send + Sync>,
     /// False until start-up is complete and after shutdown begins.
     pub ready: AtomicBool,
+    /// The rule engine, for `/api/v1/rules` and `/api/v1/alerts` (None: no rules, empty lists).
+    pub rules: Option<Arc<crate::rules::RuleManager>>,
 }
 
 /// Builds the router with every endpoint.
@@ -67,6 +71,10 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/metrics", get(metrics))
         .route("/-/healthy", get(healthy))
         .route("/-/ready", get(ready))
+        .route("/api/v1/rules", get(rules::rules))
+        .route("/api/v1/alerts", get(rules::alerts))
+        .route("/api/v1/status/tsdb", get(status::tsdb))
+        .route("/api/v1/admin/snapshot", post(status::snapshot))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
 }

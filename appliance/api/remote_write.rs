@@ -83,7 +83,7 @@ pub fn decode(body: &[u8], max_decoded: usize) -> Result<WriteRequest, String> {
 
 /// Compares the `Authorization: Bearer` token without an early exit on the first differing
 /// byte, so the token cannot be guessed byte by byte from response times.
-fn bearer_matches(headers: &HeaderMap, token: &str) -> bool {
+pub(super) fn bearer_matches(headers: &HeaderMap, token: &str) -> bool {
     let Some(given) = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())

@@ -188,6 +188,34 @@ impl SelfCollector {
             MetricType::Gauge,
             st.bytes_on_disk as f64,
         );
+        out.scalar(
+            "picket_store_evicted_partitions_total",
+            "Partition files the budget keeper deleted (storage.budget, storage.max_age).",
+            MetricType::Counter,
+            st.evicted_partitions as f64,
+        );
+        if let Some(r) = st.retention {
+            out.scalar(
+                "picket_store_retention_seconds",
+                "Seconds from the oldest sample kept to now.",
+                MetricType::Gauge,
+                r.as_secs_f64(),
+            );
+        }
+        if let Some(b) = st.budget_bytes {
+            out.scalar(
+                "picket_store_budget_bytes",
+                "Byte budget of the partition files.",
+                MetricType::Gauge,
+                b as f64,
+            );
+        }
+        out.scalar(
+            "picket_store_retention_below_horizon",
+            "1 when the budget deleted data and what is kept spans less than storage.retention_horizon.",
+            MetricType::Gauge,
+            if st.retention_below_horizon { 1.0 } else { 0.0 },
+        );
         let stats = self.ingest.stats();
         let fam = out.family(
             "picket_ingest_samples_total",

@@ -5,12 +5,17 @@
 //! Values are validated while they are deserialized (durations, addresses, positive
 //! numbers), so that every error carries the span of the offending value.
 
+mod rules;
+
+pub use rules::RulesConfig;
 pub mod scrape;
+mod storage;
 
 use serde::{Deserialize, Deserializer};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+pub use storage::BudgetConfig;
 
 /// The shipped default configuration, embedded in the binary.
 pub const DEFAULT_CONFIG: &str = include_str!("../../config/picket.toml");
@@ -22,6 +27,8 @@ pub struct Config {
     pub api: ApiConfig,
     pub query: QueryConfig,
     pub collect: CollectConfig,
+    #[serde(default)]
+    pub rules: RulesConfig,
     /// `[[scrape]]` jobs (Prometheus `scrape_configs`); none by default.
     #[serde(default)]
     pub scrape: Vec<scrape::ScrapeConfig>,
@@ -32,6 +39,11 @@ pub struct Config {
 pub struct StorageConfig {
     pub path: PathBuf,
     pub flush_interval: ConfigDuration,
+    pub budget: BudgetConfig,
+    #[serde(default)]
+    pub max_age: Option<ConfigDuration>,
+    #[serde(default)]
+    pub retention_horizon: Option<ConfigDuration>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -370,6 +382,26 @@ mod tests {
     }
 
     #[test]
+    fn rules_section_defaults_to_no_files_and_reads_its_keys() {
+        let c = Config::default_config();
+        assert!(c.rules.rule_files.is_empty());
+        assert_eq!(c.rules.evaluation_interval.0, Duration::from_secs(60));
+        let c = Config::parse(
+            "[rules]\nrule_files = [\"/etc/picket/rules/*.yml\"]\nevaluation_interval = \"15s\"\n\
+             [rules.external_labels]\nnode = \"pi1\"\n",
+            "t.toml",
+        )
+        .unwrap();
+        assert_eq!(c.rules.rule_files, ["/etc/picket/rules/*.yml"]);
+        assert_eq!(c.rules.evaluation_interval.0, Duration::from_secs(15));
+        assert_eq!(c.rules.external_labels["node"], "pi1");
+        assert_eq!(
+            invalid("[rules]\nevaluation_interval = \"0s\"\n").1,
+            "rules.evaluation_interval"
+        );
+    }
+
+    #[test]
     fn scrape_jobs_are_read_with_prometheus_field_names() {
         let text = "[[scrape]]\njob_name = \"node\"\nscrape_interval = \"1s\"\n\
                     [[scrape.static_configs]]\ntargets = [\"127.0.0.1:9100\"]\nlabels = { role = \"pi\" }\n\
@@ -414,6 +446,27 @@ mod tests {
             "[[scrape]]\njob_name = \"a\"\nscrape_interval = \"5s\"\nscrape_timeout = \"10s\"\n",
         );
         assert_eq!((line, key.as_str()), (4, "scrape[0].scrape_timeout"));
+    }
+
+    #[test]
+    fn storage_limits_are_read_and_a_bad_budget_names_its_key() {
+        assert_eq!(Config::default_config().storage.budget, BudgetConfig::Auto);
+        let c = Config::parse(
+            "[storage]\nbudget = \"2GiB\"\nmax_age = \"30d\"\nretention_horizon = \"7d\"\n",
+            "t.toml",
+        )
+        .unwrap();
+        assert_eq!(c.storage.budget, BudgetConfig::Bytes(2 << 30));
+        assert_eq!(c.storage.max_age.map(|d| d.0.as_secs()), Some(30 * 86400));
+        assert_eq!(
+            c.storage.retention_horizon.map(|d| d.0.as_secs()),
+            Some(7 * 86400)
+        );
+        let c = Config::parse("[storage]\nbudget = 1000000\n", "t.toml").unwrap();
+        assert_eq!(c.storage.budget, BudgetConfig::Bytes(1_000_000));
+        let (line, key, msg) = invalid("[storage]\n\nbudget = \"2 parsecs\"\n");
+        assert_eq!((line, key.as_str()), (3, "storage.budget"));
+        assert!(msg.contains("unit"), "{msg}");
     }
 
     #[test]

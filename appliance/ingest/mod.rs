@@ -17,14 +17,17 @@ pub enum Source {
     Host,
     SelfMetrics,
     RemoteWrite,
+    /// Recording rules and the `ALERTS`/`ALERTS_FOR_STATE` series of alerting rules.
+    Rules,
     Scrape,
 }
 
 impl Source {
-    pub const ALL: [Source; 4] = [
+    pub const ALL: [Source; 5] = [
         Source::Host,
         Source::SelfMetrics,
         Source::RemoteWrite,
+        Source::Rules,
         Source::Scrape,
     ];
 
@@ -33,6 +36,7 @@ impl Source {
             Source::Host => "host",
             Source::SelfMetrics => "self",
             Source::RemoteWrite => "remote_write",
+            Source::Rules => "rules",
             Source::Scrape => "scrape",
         }
     }
@@ -217,6 +221,20 @@ impl Ingest {
                 problems.join("; ")
             )))
         }
+    }
+}
+
+impl Ingest {
+    /// Stores what one rule group evaluation produced (recording rule results, `ALERTS`
+    /// series, staleness markers). The rule engine builds valid label sets itself.
+    pub fn rule_output(&self, series: Vec<(Labels, Vec<Sample>)>) -> Result<(), IngestError> {
+        let count = series.iter().map(|(_, s)| s.len() as u64).sum();
+        self.store.append(WriteBatch {
+            series,
+            metadata: Vec::new(),
+        })?;
+        self.stats.accepted[Source::Rules as usize].fetch_add(count, Ordering::Relaxed);
+        Ok(())
     }
 }
 

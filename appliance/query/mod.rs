@@ -1,6 +1,7 @@
 //! Query engines over the store's read interface. `promql` answers the Prometheus API,
 //! rules and dashboards; the store is read only through [`SeriesReader`].
 
+pub mod client;
 pub mod promql;
 
 use crate::model::{Labels, Matcher, Sample};

@@ -275,3 +275,51 @@ pub fn label_values(
     }
     Ok(out)
 }
+
+/// The automatic byte budget: remembered in the index's `meta` as `"auto_budget_bytes"`,
+/// or, at the first start, a share of the free space of the data dir's filesystem (see
+/// [`super::Budget::Auto`]), written there durably so later starts use the same figure.
+pub fn auto_budget(db: &Database, path: &Path, dir: &Path) -> Result<u64, StoreError> {
+    const KEY: &str = "auto_budget_bytes";
+    {
+        let txn = db.begin_read().map_err(|e| StoreError::db(path, e))?;
+        let meta = txn
+            .open_table(super::META)
+            .map_err(|e| StoreError::db(path, e))?;
+        if let Some(v) = meta.get(KEY).map_err(|e| StoreError::db(path, e))? {
+            return Ok(v.value());
+        }
+    }
+    let free = free_bytes(dir).map_err(|e| StoreError::io(dir, e))?;
+    let budget = (free / 100 * super::AUTO_BUDGET_PERCENT)
+        .clamp(super::AUTO_BUDGET_MIN, super::AUTO_BUDGET_MAX);
+    let mut txn = db.begin_write().map_err(|e| StoreError::db(path, e))?;
+    txn.set_quick_repair(true);
+    {
+        let mut meta = txn
+            .open_table(super::META)
+            .map_err(|e| StoreError::db(path, e))?;
+        meta.insert(KEY, budget)
+            .map_err(|e| StoreError::db(path, e))?;
+    }
+    txn.commit().map_err(|e| StoreError::db(path, e))?;
+    tracing::info!(
+        budget_bytes = budget,
+        free_bytes = free,
+        "Storage budget set automatically from the free space; set storage.budget to change it."
+    );
+    Ok(budget)
+}
+
+/// Bytes available to unprivileged users on the filesystem holding `dir`.
+fn free_bytes(dir: &Path) -> std::io::Result<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    // SAFETY: statvfs writes into the zeroed struct we own; `c` is a valid C string.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
+}

@@ -8,8 +8,8 @@ use super::StoreError;
 use super::codec::{self, ChunkHeader};
 use crate::model::Sample;
 use redb::{
-    Database, ReadOnlyTable, ReadTransaction, ReadableDatabase, ReadableTable,
-    ReadableTableMetadata, TableDefinition, TableError,
+    Database, ReadOnlyTable, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition,
+    TableError,
 };
 use std::path::{Path, PathBuf};
 
@@ -61,6 +61,31 @@ pub fn partition_end(index: i64) -> i64 {
     ((i128::from(index) + 1) * i128::from(RAW_SPAN_MS) - 1).min(i128::from(i64::MAX)) as i64
 }
 
+/// Bytes each partition uses (its redb file and its block log segments), from one listing
+/// of the raw directory.
+pub fn all_bytes(dir: &Path) -> std::collections::BTreeMap<i64, u64> {
+    let mut out = std::collections::BTreeMap::new();
+    for e in std::fs::read_dir(dir.join(RAW_DIR))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let name = e.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let pidx = parse_partition_name(name)
+            .or_else(|| super::wal::parse_segment_name(name).map(|(p, _)| p));
+        if let Some(p) = pidx {
+            *out.entry(p).or_default() += e.metadata().map_or(0, |m| m.len());
+        }
+    }
+    out
+}
+
+/// Bytes one partition uses (see [`all_bytes`]).
+pub fn partition_bytes(dir: &Path, index: i64) -> u64 {
+    all_bytes(dir).get(&index).copied().unwrap_or(0)
+}
+
 pub fn partition_path(dir: &Path, index: i64) -> PathBuf {
     dir.join(RAW_DIR)
         .join(format!("{}.redb", partition_start(index)))
@@ -71,6 +96,24 @@ pub fn parse_partition_name(name: &str) -> Option<i64> {
     let start: i64 = name.strip_suffix(".redb")?.parse().ok()?;
     let index = partition_index(start);
     (partition_start(index) == start).then_some(index)
+}
+
+/// The partition files under `dir/raw`, oldest first (other files are not ours and are
+/// skipped).
+pub fn list(dir: &Path) -> Result<Vec<(i64, PathBuf)>, StoreError> {
+    let raw = dir.join(RAW_DIR);
+    let mut out = Vec::new();
+    if !raw.is_dir() {
+        return Ok(out);
+    }
+    for entry in std::fs::read_dir(&raw).map_err(|e| StoreError::io(&raw, e))? {
+        let entry = entry.map_err(|e| StoreError::io(&raw, e))?;
+        if let Some(i) = entry.file_name().to_str().and_then(parse_partition_name) {
+            out.push((i, entry.path()));
+        }
+    }
+    out.sort();
+    Ok(out)
 }
 
 /// Opens an existing partition file, refusing newer or foreign files untouched.
@@ -89,6 +132,70 @@ pub fn create(path: &Path) -> Result<Database, StoreError> {
     })
 }
 
+/// What a partition's sealed chunks hold, for introspection: kept in its `meta` table
+/// (`"samples"`, `"min_t"`, `"max_t"`, the times as the u64 bits of an i64) and updated by
+/// every commit that seals chunks, in the transaction that already rewrites `"next_seq"`.
+/// The samples of open chunks (on disk as pieces in the block log) are counted from the
+/// head. A timestamp written twice counts twice.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PartStats {
+    pub samples: u64,
+    /// Oldest and newest sample time; `None` while the partition is empty.
+    pub min_t: Option<i64>,
+    pub max_t: Option<i64>,
+}
+
+impl PartStats {
+    pub fn add(&mut self, samples: u64, min_t: i64, max_t: i64) {
+        self.samples += samples;
+        self.min_t = Some(self.min_t.map_or(min_t, |m| m.min(min_t)));
+        self.max_t = Some(self.max_t.map_or(max_t, |m| m.max(max_t)));
+    }
+
+    /// Writes the counters into a partition's meta table (inside a flush transaction).
+    pub fn write(&self, meta: &mut redb::Table<'_, &str, u64>) -> Result<(), redb::StorageError> {
+        meta.insert("samples", self.samples)?;
+        if let (Some(lo), Some(hi)) = (self.min_t, self.max_t) {
+            meta.insert("min_t", lo as u64)?;
+            meta.insert("max_t", hi as u64)?;
+        }
+        Ok(())
+    }
+}
+
+/// A partition's [`PartStats`]: from its meta table, or, for a file written before the
+/// counters existed, counted from its chunk headers (once, at open).
+pub fn read_stats(db: &impl ReadableDatabase, path: &Path) -> Result<PartStats, StoreError> {
+    let e = |x: redb::Error| StoreError::db(path, x);
+    let txn = db.begin_read().map_err(|x| e(x.into()))?;
+    let meta = txn.open_table(META).map_err(|x| e(x.into()))?;
+    let get = |k: &str| -> Result<Option<u64>, StoreError> {
+        Ok(meta.get(k).map_err(|x| e(x.into()))?.map(|g| g.value()))
+    };
+    if let Some(samples) = get("samples")? {
+        return Ok(PartStats {
+            samples,
+            min_t: get("min_t")?.map(|v| v as i64),
+            max_t: get("max_t")?.map(|v| v as i64),
+        });
+    }
+    let mut st = PartStats::default();
+    let chunks = match txn.open_table(CHUNKS) {
+        Ok(t) => Some(t),
+        Err(TableError::TableDoesNotExist(_)) => None,
+        Err(x) => return Err(e(x.into())),
+    };
+    for entry in chunks.iter().flat_map(|t| t.iter().into_iter().flatten()) {
+        let (k, v) = entry.map_err(|x| e(x.into()))?;
+        let h = ChunkHeader::parse(v.value()).map_err(|c| StoreError::Damaged {
+            path: path.to_owned(),
+            detail: format!("chunk {:?}: {c}", k.value()),
+        })?;
+        st.add(u64::from(h.count), h.min_t, h.max_t);
+    }
+    Ok(st)
+}
+
 /// `next_seq` recorded in a partition (0 when none).
 pub fn next_seq(db: &Database, path: &Path) -> Result<u64, StoreError> {
     let txn = db.begin_read().map_err(|e| StoreError::db(path, e))?;
@@ -98,36 +205,21 @@ pub fn next_seq(db: &Database, path: &Path) -> Result<u64, StoreError> {
         .map_or(0, |g| g.value()))
 }
 
-/// Every piece in the partition's blocks, in sequence order, as `(seq, Some(piece))`;
-/// each block is first announced as `(seq, None)` so the caller can account for it even
-/// when none of its pieces is live.
-pub fn for_each_piece(
-    db: &Database,
-    path: &Path,
-    mut f: impl FnMut(u64, Option<codec::Piece<'_>>),
-) -> Result<(), StoreError> {
+/// The blocks kept in the partition's `blocks` table (files written before the block log;
+/// see wal.rs), in sequence order.
+pub fn table_blocks(db: &Database, path: &Path) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
     let txn = db.begin_read().map_err(|e| StoreError::db(path, e))?;
-    let t = txn
-        .open_table(BLOCKS)
-        .map_err(|e| StoreError::db(path, e))?;
-    if t.len().map_err(|e| StoreError::db(path, e))? == 0 {
-        return Ok(());
-    }
+    let t = match txn.open_table(BLOCKS) {
+        Ok(t) => t,
+        Err(TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+        Err(e) => return Err(StoreError::db(path, e)),
+    };
+    let mut out = Vec::new();
     for entry in t.iter().map_err(|e| StoreError::db(path, e))? {
         let (k, v) = entry.map_err(|e| StoreError::db(path, e))?;
-        let seq = k.value();
-        let value = v.value();
-        let mut pieces = Vec::new();
-        codec::decode_block(value, &mut pieces).map_err(|e| StoreError::Damaged {
-            path: path.to_owned(),
-            detail: format!("block {seq}: {e}"),
-        })?;
-        f(seq, None);
-        for p in pieces {
-            f(seq, Some(p));
-        }
+        out.push((k.value(), v.value().to_vec()));
     }
-    Ok(())
+    Ok(out)
 }
 
 /// The largest sequence number of each series' sealed chunks (a key-only scan, done at

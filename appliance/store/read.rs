@@ -89,13 +89,15 @@ impl Store {
             for (&pidx, db) in dbs.partitions.range(lo..=hi) {
                 let path = partition::partition_path(&shared.dir, pidx);
                 let txn = db.begin_read().map_err(|e| StoreError::db(&path, e))?;
-                parts.push((pidx, path, txn));
+                // The transaction needs its database alive: the budget keeper may evict
+                // the partition (dropping the store's handle) while this read goes on.
+                parts.push((pidx, path, db.clone(), txn));
             }
             parts
         };
 
         let mut tables = Vec::with_capacity(parts.len());
-        for (pidx, path, txn) in &parts {
+        for (pidx, path, _db, txn) in &parts {
             if let Some(t) = partition::chunks_table(txn, path)? {
                 tables.push((*pidx, path, t));
             }

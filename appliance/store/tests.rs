@@ -47,13 +47,14 @@ fn all(store: &Store, ms: &[Matcher]) -> Vec<(i64, f64)> {
 
 fn partition_tables(dir: &Path) -> Vec<(u64, u64)> {
     let mut out = Vec::new();
-    let mut files: Vec<_> = std::fs::read_dir(dir.join("raw"))
-        .expect("raw dir")
-        .flatten()
-        .map(|e| e.path())
-        .collect();
-    files.sort();
-    for f in files {
+    let logs = wal::list(dir).expect("logs");
+    for (pidx, f) in partition::list(dir).expect("partitions") {
+        let records: u64 = logs
+            .get(&pidx)
+            .into_iter()
+            .flatten()
+            .map(|(_, p)| wal::read_segment(p).expect("log reads").records.len() as u64)
+            .sum();
         let db = Database::open(&f).expect("partition opens");
         let txn = db.begin_read().expect("read");
         let chunks = txn
@@ -66,7 +67,8 @@ fn partition_tables(dir: &Path) -> Vec<(u64, u64)> {
             .expect("pieces")
             .len()
             .expect("len");
-        out.push((chunks, pieces));
+        // Blocks: in the table (files from before the log) and in the log.
+        out.push((chunks, pieces + records));
     }
     out
 }
@@ -392,17 +394,12 @@ fn each_flush_appends_only_the_bytes_that_arrived_since_the_last_one() {
         store.flush().expect("flush");
     }
     store.abandon();
-    let db = Database::open(partition::partition_path(
-        dir.path(),
-        partition::partition_index(1_763_769_600_000),
-    ))
-    .expect("partition");
-    let txn = db.begin_read().expect("read");
-    let blocks = txn.open_table(partition::BLOCKS).expect("blocks");
-    let sizes: Vec<usize> = blocks
+    let logs = wal::list(dir.path()).expect("logs");
+    let segs = &logs[&partition::partition_index(1_763_769_600_000)];
+    let sizes: Vec<usize> = segs
         .iter()
-        .expect("iter")
-        .map(|e| e.expect("entry").1.value().len())
+        .flat_map(|(_, p)| wal::read_segment(p).expect("log").records)
+        .map(|(_, block)| block.len())
         .collect();
     assert_eq!(sizes.len(), 6);
     // The first piece holds a full timestamp and value; later ones only their deltas
@@ -815,4 +812,516 @@ fn randomized_store_matches_a_btreemap_model() {
         }
         store.close().expect("close");
     }
+}
+
+/// `/api/v1/status/tsdb`'s figures, counted by hand for a small label set.
+#[test]
+fn tsdb_status_counts_series_label_pairs_and_partition_samples() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(opts(dir.path())).expect("open");
+    for (name, job, n) in [("a", "node", 3), ("b", "node", 2), ("c", "kubelet", 1)] {
+        for i in 0..n {
+            let l = labels(&[("__name__", name), ("job", job), ("i", &i.to_string())]);
+            store
+                .append(batch(&l, &[(1000, 1.0), (2000, 2.0)]))
+                .expect("append");
+        }
+    }
+    let st = store.tsdb_status(2);
+    assert_eq!(st.head.num_series, 6);
+    // __name__ a,b,c; job node,kubelet; i 0,1,2.
+    assert_eq!(st.head.num_label_pairs, 8);
+    assert_eq!(st.head.chunk_count, 6);
+    assert_eq!((st.head.min_time, st.head.max_time), (1000, 2000));
+    let pairs = |v: &[status::Stat]| -> Vec<(String, u64)> {
+        v.iter().map(|s| (s.name.clone(), s.value)).collect()
+    };
+    assert_eq!(
+        pairs(&st.series_count_by_metric_name),
+        vec![("a".into(), 3), ("b".into(), 2)]
+    );
+    assert_eq!(
+        pairs(&st.label_value_count_by_label_name),
+        vec![("__name__".into(), 3), ("i".into(), 3)]
+    );
+    // Summed length of distinct values: job = "node" + "kubelet" = 11.
+    assert_eq!(
+        pairs(&st.memory_in_bytes_by_label_name),
+        vec![("job".into(), 11), ("__name__".into(), 3)]
+    );
+    assert_eq!(
+        pairs(&st.series_count_by_label_value_pair),
+        vec![("job=node".into(), 5), ("__name__=a".into(), 3)]
+    );
+    assert_eq!(st.tiers[0].partitions, 0, "nothing flushed yet");
+    store.flush().expect("flush");
+    let t = &store.tsdb_status(10).tiers[0];
+    assert_eq!((t.name, t.partitions, t.samples), ("raw", 1, 12));
+    assert_eq!((t.min_time, t.max_time), (Some(1000), Some(2000)));
+    assert!(t.bytes > 0 && t.bytes_per_sample().is_some());
+    store.close().expect("close");
+    // The counters live in the partition's meta: a reopen reports the same.
+    let store = Store::open(opts(dir.path())).expect("reopen");
+    let t = &store.tsdb_status(10).tiers[0];
+    assert_eq!((t.partitions, t.samples), (1, 12));
+    assert_eq!((t.min_time, t.max_time), (Some(1000), Some(2000)));
+    store.close().expect("close");
+}
+
+fn raw_file_bytes(dir: &Path) -> Vec<(i64, u64)> {
+    partition::list(dir)
+        .expect("list")
+        .into_iter()
+        .map(|(i, p)| (i, std::fs::metadata(p).map_or(0, |m| m.len())))
+        .collect()
+}
+
+/// Backfilling 30 days with a budget of a few days' files: after every flush the files
+/// fit the budget plus the one being written; evicted days answer nothing, kept days answer
+/// exactly what was written.
+#[test]
+fn budget_keeper_deletes_oldest_days_and_keeps_the_rest_exact() {
+    const DAYS: i64 = 30;
+    const SERIES: usize = 20;
+    const STEP: i64 = 300_000; // 5 minutes: 288 samples per series and day
+    let day0 = partition::partition_index(1_763_769_600_000);
+    let series: Vec<Labels> = (0..SERIES)
+        .map(|i| labels(&[("__name__", "b"), ("i", &i.to_string())]))
+        .collect();
+    let write_day = |store: &Store, d: i64| {
+        let start = partition::partition_start(day0 + d);
+        for l in &series {
+            let samples: Vec<(i64, f64)> = (0..288)
+                .map(|k| (start + k * STEP, (d * 1000 + k) as f64))
+                .collect();
+            store.append(batch(l, &samples)).expect("append");
+        }
+        store.flush().expect("flush");
+    };
+    // First measure one day's file without a budget, then set the budget to ~4 of them.
+    let probe = tempfile::tempdir().expect("tempdir");
+    let day_bytes = {
+        let store = Store::open(opts(probe.path())).expect("open");
+        write_day(&store, 0);
+        write_day(&store, 1);
+        // While open: a clean close compacts, the running store's files are larger.
+        let b = raw_file_bytes(probe.path())[0].1;
+        store.close().expect("close");
+        b
+    };
+    let budget = day_bytes * 4;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open_with(
+        opts(dir.path()),
+        Limits {
+            budget: Budget::Bytes(budget),
+            ..Limits::default()
+        },
+    )
+    .expect("open");
+    let mut max_newest = 0;
+    for d in 0..DAYS {
+        write_day(&store, d);
+        let files = raw_file_bytes(dir.path());
+        let total: u64 = files.iter().map(|f| f.1).sum();
+        let newest = files.last().map_or(0, |f| f.1);
+        max_newest = max_newest.max(newest);
+        assert!(
+            total <= budget + newest,
+            "day {d}: {total} bytes on disk, budget {budget} + newest {newest}"
+        );
+    }
+    let files = raw_file_bytes(dir.path());
+    assert!(files.len() >= 2 && files.len() < DAYS as usize, "{files:?}");
+    let stats = store.stats();
+    assert_eq!(
+        stats.evicted_partitions,
+        DAYS as u64 - files.len() as u64,
+        "every day not on disk was evicted once"
+    );
+    let first_kept = files[0].0 - day0;
+    // Evicted time answers nothing ...
+    let evicted = store
+        .select(
+            &[name_is("b")],
+            partition::partition_start(day0),
+            partition::partition_end(day0 + first_kept - 1),
+        )
+        .expect("select");
+    assert!(
+        evicted.is_empty(),
+        "evicted days still answer: {}",
+        evicted.len()
+    );
+    // ... and every kept day is exact.
+    let kept = store
+        .select(
+            &[name_is("b")],
+            partition::partition_start(day0 + first_kept),
+            i64::MAX,
+        )
+        .expect("select");
+    assert_eq!(kept.len(), SERIES);
+    for d in &kept {
+        assert_eq!(d.samples.len() as i64, 288 * (DAYS - first_kept));
+        for (j, x) in d.samples.iter().enumerate() {
+            let (day, k) = (first_kept + j as i64 / 288, j as i64 % 288);
+            assert_eq!(x.t, partition::partition_start(day0 + day) + k * STEP);
+            assert_eq!(x.v, (day * 1000 + k) as f64);
+        }
+    }
+    assert!(stats.retention.is_some());
+    store.close().expect("close");
+    // A restart keeps the same days.
+    let store = Store::open(opts(dir.path())).expect("reopen");
+    let n: usize = store
+        .select(&[name_is("b")], i64::MIN, i64::MAX)
+        .expect("select")
+        .iter()
+        .map(|d| d.samples.len())
+        .sum();
+    assert_eq!(n as i64, SERIES as i64 * 288 * (DAYS - first_kept));
+    store.close().expect("close");
+}
+
+#[test]
+fn max_age_deletes_days_older_than_it_but_never_the_newest() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let now = status::now_ms();
+    let store = Store::open_with(
+        opts(dir.path()),
+        Limits {
+            max_age: Some(Duration::from_secs(3 * 86_400)),
+            retention_horizon: Some(Duration::from_secs(30 * 86_400)),
+            ..Limits::default()
+        },
+    )
+    .expect("open");
+    let l = labels(&[("__name__", "age")]);
+    for d in (0..10).rev() {
+        store
+            .append(batch(&l, &[(now - d * 86_400_000, d as f64)]))
+            .expect("append");
+        store.flush().expect("flush");
+    }
+    let got = all(&store, &[name_is("age")]);
+    // Days 0..=2 are younger than 3 days; day 3's file may still hold its last hours.
+    assert!(got.len() == 3 || got.len() == 4, "{got:?}");
+    assert!(got.iter().all(|&(t, _)| t >= now - 4 * 86_400_000));
+    let st = store.stats();
+    assert!(st.evicted_partitions >= 6);
+    assert!(st.retention_below_horizon, "kept < 30 d after evicting");
+    store.close().expect("close");
+
+    // An old backfill alone is never deleted: it is the newest partition.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open_with(
+        opts(dir.path()),
+        Limits {
+            max_age: Some(Duration::from_secs(86_400)),
+            ..Limits::default()
+        },
+    )
+    .expect("open");
+    store.append(batch(&l, &[(5, 5.0)])).expect("append");
+    store.flush().expect("flush");
+    assert_eq!(all(&store, &[name_is("age")]), vec![(5, 5.0)]);
+    store.close().expect("close");
+}
+
+#[test]
+fn auto_budget_is_chosen_once_and_remembered() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let auto = Limits {
+        budget: Budget::Auto,
+        ..Limits::default()
+    };
+    let store = Store::open_with(opts(dir.path()), auto.clone()).expect("open");
+    let b = store.stats().budget_bytes.expect("a budget");
+    assert!((AUTO_BUDGET_MIN..=AUTO_BUDGET_MAX).contains(&b), "{b}");
+    store.close().expect("close");
+    // Fake a different remembered figure: the next start must use it, not recompute.
+    {
+        let db = Database::open(dir.path().join(INDEX_FILE)).expect("index");
+        let txn = db.begin_write().expect("write");
+        txn.open_table(META)
+            .expect("meta")
+            .insert("auto_budget_bytes", 12_345_678u64)
+            .expect("insert");
+        txn.commit().expect("commit");
+    }
+    let store = Store::open_with(opts(dir.path()), auto).expect("reopen");
+    assert_eq!(store.stats().budget_bytes, Some(12_345_678));
+    store.close().expect("close");
+}
+
+/// A snapshot taken while appends and flushes go on opens as a store holding exactly what
+/// was flushed when it was taken, and passes `check`.
+#[test]
+fn snapshot_of_a_running_store_is_consistent_and_checks_clean() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(opts(dir.path())).expect("open");
+    let l = labels(&[("__name__", "snap"), ("job", "x")]);
+    // 3 partitions, sealed chunks and open ones with pieces.
+    let samples: Vec<(i64, f64)> = (0..1000)
+        .map(|i| (i * 300_000 - partition::RAW_SPAN_MS, i as f64))
+        .collect();
+    store.append(batch(&l, &samples[..700])).expect("append");
+    store.flush().expect("flush");
+    store.append(batch(&l, &samples[700..])).expect("append");
+    let dest = dir.path().join("snap");
+    let sum = store.snapshot(&dest).expect("snapshot");
+    assert!(sum.files >= 3 && sum.entries > 0, "{sum:?}");
+    // More data after the snapshot is not in it.
+    store
+        .append(batch(&l, &[(i64::MAX / 2, 1.0)]))
+        .expect("append");
+    store.flush().expect("flush");
+    assert!(store.snapshot(&dest).is_err(), "dest exists");
+    store.close().expect("close");
+
+    let report = check::check_dir(&dest).expect("check");
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    assert_eq!(report.index.as_ref().map(|i| i.series), Some(1));
+    let counted: u64 = report.partitions.iter().map(|p| p.samples).sum();
+    assert_eq!(counted, 1000);
+    let copy = Store::open(opts(&dest)).expect("snapshot opens");
+    assert_eq!(all(&copy, &[name_is("snap")]), samples);
+    copy.close().expect("close");
+}
+
+#[test]
+fn check_names_the_file_and_key_of_a_damaged_chunk() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(opts(dir.path())).expect("open");
+    let l = labels(&[("__name__", "bad")]);
+    let samples: Vec<(i64, f64)> = (0..130).map(|i| (i * 1000, i as f64)).collect();
+    store.append(batch(&l, &samples)).expect("append");
+    store.close().expect("close");
+    assert!(
+        check::check_dir(dir.path())
+            .expect("check")
+            .problems
+            .is_empty()
+    );
+    let path = partition::partition_path(dir.path(), 0);
+    {
+        let db = Database::open(&path).expect("partition");
+        let txn = db.begin_write().expect("write");
+        {
+            let mut t = txn.open_table(partition::CHUNKS).expect("chunks");
+            let key = t
+                .iter()
+                .expect("iter")
+                .next()
+                .expect("a chunk")
+                .expect("ok")
+                .0
+                .value();
+            t.insert(key, [1u8, 200, 1, 0].as_slice()).expect("insert");
+        }
+        txn.commit().expect("commit");
+    }
+    let report = check::check_dir(dir.path()).expect("check");
+    assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
+    let p = &report.problems[0];
+    assert_eq!(p.path, path);
+    assert!(p.key.starts_with("chunks/(0, 1, "), "{p}");
+    // The store still opens (sealed chunks are read on demand) and a read of the damaged
+    // chunk fails naming the file, rather than answering without it.
+    let store = Store::open(opts(dir.path())).expect("open");
+    match store.select_series(&[name_is("bad")], 0, 1000) {
+        Err(StoreError::Damaged { path: p, .. }) => assert_eq!(p, path),
+        other => panic!("expected Damaged, got {other:?}"),
+    }
+    store.close().expect("close");
+}
+
+/// Selects racing the keeper's evictions never fail: a reader holding an evicted file
+/// keeps reading it, and new readers no longer see it.
+#[test]
+fn selects_during_evictions_never_fail() {
+    use std::sync::atomic::AtomicBool;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open_with(
+        opts(dir.path()),
+        Limits {
+            budget: Budget::Bytes(1),
+            ..Limits::default()
+        },
+    )
+    .expect("open");
+    let done = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let (store, done) = (store.clone(), done.clone());
+        std::thread::spawn(move || {
+            let mut reads = 0u64;
+            while !done.load(Ordering::SeqCst) || reads < 20 {
+                let r = store.select(&[name_is("ev")], i64::MIN, i64::MAX);
+                assert!(r.is_ok(), "select failed during evictions: {r:?}");
+                reads += 1;
+            }
+            reads
+        })
+    };
+    let l = labels(&[("__name__", "ev")]);
+    for d in 0..40 {
+        let start = partition::partition_start(20_000 + d);
+        let samples: Vec<(i64, f64)> = (0..200).map(|k| (start + k * 1000, k as f64)).collect();
+        store.append(batch(&l, &samples)).expect("append");
+        store.flush().expect("flush");
+    }
+    done.store(true, Ordering::SeqCst);
+    assert!(reader.join().expect("reader") >= 20);
+    // A budget of one byte keeps only the newest day.
+    assert_eq!(raw_file_bytes(dir.path()).len(), 1);
+    assert_eq!(store.stats().evicted_partitions, 39);
+    assert_eq!(all(&store, &[name_is("ev")]).len(), 200);
+    store.close().expect("close");
+}
+
+/// Files of schema version 1 kept the blocks of open chunks in their `blocks` table: such
+/// a file (made here from a current one by moving its log records into the table) opens,
+/// its open chunks come back, it is upgraded to the current version, and the next seal
+/// removes the table blocks.
+#[test]
+fn a_version_1_partition_with_table_blocks_opens_and_is_upgraded() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let l = labels(&[("__name__", "v1")]);
+    let store = Store::open(opts(dir.path())).expect("open");
+    for k in 0..5 {
+        store
+            .append(batch(&l, &[(k * 1000, k as f64)]))
+            .expect("append");
+        store.flush().expect("flush");
+    }
+    store.abandon();
+    let path = partition::partition_path(dir.path(), 0);
+    let logs = wal::list(dir.path()).expect("logs");
+    {
+        let db = Database::open(&path).expect("partition");
+        let txn = db.begin_write().expect("write");
+        {
+            let mut blocks = txn.open_table(partition::BLOCKS).expect("blocks");
+            for (_, seg) in &logs[&0] {
+                for (seq, block) in wal::read_segment(seg).expect("log").records {
+                    blocks.insert(seq, block.as_slice()).expect("insert");
+                }
+                std::fs::remove_file(seg).expect("rm");
+            }
+            let mut meta = txn.open_table(META).expect("meta");
+            meta.insert("schema_version", 1u64).expect("v1");
+            for k in ["samples", "min_t", "max_t"] {
+                meta.remove(k).expect("rm");
+            }
+        }
+        txn.commit().expect("commit");
+    }
+    assert_eq!(partition_tables(dir.path()), vec![(0, 5)]);
+    let store = Store::open(opts(dir.path())).expect("v1 opens");
+    assert_eq!(all(&store, &[name_is("v1")]).len(), 5);
+    store.append(batch(&l, &[(5000, 5.0)])).expect("append");
+    store.close().expect("close");
+    // Sealed at close: one chunk, no table blocks, no log records.
+    assert_eq!(partition_tables(dir.path()), vec![(1, 0)]);
+    let db = Database::open(&path).expect("partition");
+    assert_eq!(
+        schema_version(&db, &path).expect("version"),
+        Some(SCHEMA_VERSION)
+    );
+    drop(db);
+    let store = Store::open(opts(dir.path())).expect("reopen");
+    assert_eq!(all(&store, &[name_is("v1")]).len(), 6);
+    store.close().expect("close");
+}
+
+/// A log record that fails its checksum with more records after it is damage: the open
+/// refuses the store naming the log, and `check` reports it; the file is left as it was.
+#[test]
+fn a_damaged_block_log_record_fails_the_open_and_the_check() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let l = labels(&[("__name__", "wal")]);
+    let store = Store::open(opts(dir.path())).expect("open");
+    for k in 0..3 {
+        store
+            .append(batch(&l, &[(k * 1000, k as f64)]))
+            .expect("append");
+        store.flush().expect("flush");
+    }
+    store.abandon();
+    let logs = wal::list(dir.path()).expect("logs");
+    let seg = logs[&0][0].1.clone();
+    let mut bytes = std::fs::read(&seg).expect("read");
+    bytes[8 + 16] ^= 0x40; // inside the first record's block
+    std::fs::write(&seg, &bytes).expect("write");
+    match Store::open(opts(dir.path())) {
+        Err(StoreError::Damaged { path, .. }) => assert_eq!(path, seg),
+        other => panic!("expected Damaged, got {other:?}"),
+    }
+    assert_eq!(std::fs::read(&seg).expect("read"), bytes, "left untouched");
+    let report = check::check_dir(dir.path()).expect("check");
+    assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
+    assert_eq!(report.problems[0].path, seg);
+}
+
+/// Snapshots taken while another thread appends, flushes and seals (so blocks are being
+/// appended to the log and chunks committed to redb under the snapshot's feet) each open
+/// as a store holding a gap-free prefix of every series, and pass `check`.
+#[test]
+fn snapshots_racing_appends_flushes_and_seals_hold_gap_free_prefixes() {
+    use std::sync::atomic::AtomicBool;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(StoreOptions {
+        path: dir.path().join("data"),
+        flush_interval: Duration::from_millis(3),
+    })
+    .expect("open");
+    let series: Vec<Labels> = (0..3)
+        .map(|i| labels(&[("__name__", "race"), ("i", &i.to_string())]))
+        .collect();
+    let done = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (store, series, done) = (store.clone(), series.clone(), done.clone());
+        std::thread::spawn(move || {
+            let mut t = 0i64;
+            while !done.load(Ordering::SeqCst) || t < 2000 {
+                for l in &series {
+                    store.append(batch(l, &[(t, t as f64)])).expect("append");
+                }
+                t += 1;
+                if t % 37 == 0 {
+                    store.flush().expect("flush");
+                }
+            }
+            t
+        })
+    };
+    let mut taken = 0;
+    for k in 0..6 {
+        std::thread::sleep(Duration::from_millis(30));
+        let dest = dir.path().join(format!("snap{k}"));
+        store.snapshot(&dest).expect("snapshot");
+        let report = check::check_dir(&dest).expect("check");
+        assert!(report.problems.is_empty(), "snap{k}: {:?}", report.problems);
+        let copy = Store::open(opts(&dest)).expect("snapshot opens");
+        let got = copy
+            .select(&[name_is("race")], i64::MIN, i64::MAX)
+            .expect("select");
+        for d in &got {
+            assert!(
+                d.samples
+                    .iter()
+                    .enumerate()
+                    .all(|(j, x)| x.t == j as i64 && x.v == j as f64),
+                "snap{k}: {} is not a gap-free prefix",
+                d.labels
+            );
+        }
+        taken += got.iter().map(|d| d.samples.len()).sum::<usize>();
+        copy.close().expect("close");
+    }
+    done.store(true, Ordering::SeqCst);
+    let n = writer.join().expect("writer");
+    assert!(taken > 0 && n >= 2000);
+    store.close().expect("close");
 }

@@ -2,7 +2,7 @@
 //! on request, and seals everything at close.
 
 use super::head::{CHUNK_SAMPLES, Head};
-use super::{Command, Shared, StoreError, codec, index, partition};
+use super::{Command, Shared, StoreError, codec, index, partition, wal};
 use crate::model::{Labels, Metadata};
 use redb::{Database, Durability, ReadableTable};
 use std::collections::BTreeMap;
@@ -29,6 +29,8 @@ struct SealSrc {
     chunk: u64,
     value: Vec<u8>,
     max_t: i64,
+    min_t: i64,
+    count: u32,
     pieces: Vec<u64>,
     unflushed: u32,
 }
@@ -52,6 +54,8 @@ pub struct Writer {
     refs: BTreeMap<i64, BTreeMap<u64, u32>>,
     interval: Duration,
     idle_gens: u64,
+    /// Per partition: its block log segments.
+    logs: BTreeMap<i64, wal::PartLog>,
 }
 
 impl Writer {
@@ -60,15 +64,23 @@ impl Writer {
         next_seq: u64,
         interval: Duration,
         refs: BTreeMap<i64, BTreeMap<u64, u32>>,
+        logs: BTreeMap<i64, wal::PartLog>,
     ) -> Writer {
         let idle_gens = (IDLE_SEAL.as_millis() / interval.as_millis().max(1)).max(2) as u64;
-        Writer {
+        let mut w = Writer {
             shared,
             next_seq,
             refs,
             interval,
             idle_gens,
+            logs,
+        };
+        // Segments whose records all died before the last run stopped.
+        let empty = BTreeMap::new();
+        for (pidx, log) in &mut w.logs {
+            log.collect(w.refs.get(pidx).unwrap_or(&empty));
         }
+        w
     }
 
     pub fn run(mut self, rx: Receiver<Command>) {
@@ -78,6 +90,7 @@ impl Writer {
             match rx.recv_timeout(wait) {
                 Ok(Command::Flush(reply)) => {
                     let r = self.flush(false);
+                    self.keep_limits();
                     deadline = Instant::now() + self.interval;
                     let _ = reply.send(r);
                 }
@@ -98,6 +111,7 @@ impl Writer {
                         // The head keeps the data; the next flush retries.
                         tracing::error!(error = %e, "Store flush failed; will retry.");
                     }
+                    self.keep_limits();
                     deadline = Instant::now() + self.interval;
                 }
                 Err(RecvTimeoutError::Disconnected) => {
@@ -173,7 +187,8 @@ impl Writer {
             let n = plan.metadata.len().min(head.pending_metadata.len());
             head.pending_metadata.drain(..n);
         }
-        // 2. One transaction per partition touched.
+        // 2. Per partition touched: a redb commit if chunks sealed, then the block appended
+        //    to the partition's log (see wal.rs).
         for (pidx, part) in plan.parts {
             let path = partition::partition_path(&self.shared.dir, pidx);
             let db = self.partition_db(pidx, &path)?;
@@ -188,6 +203,8 @@ impl Writer {
             }
             let block_seq = seq;
             seq += 1;
+            // Sequence numbers only need to grow: ones a failed flush took stay unused.
+            self.next_seq = seq;
             let mut refs = self.refs.get(&pidx).cloned().unwrap_or_default();
             for s in &part.seals {
                 for p in &s.pieces {
@@ -204,71 +221,177 @@ impl Writer {
             for s in &dead {
                 refs.remove(s);
             }
+            if !part.seals.is_empty() {
+                let mut stats = self
+                    .shared
+                    .dbs()
+                    .stats
+                    .get(&pidx)
+                    .copied()
+                    .unwrap_or_default();
+                for s in &part.seals {
+                    stats.add(u64::from(s.count), s.min_t, s.max_t);
+                }
+                let mut txn = db.begin_write().map_err(|e| StoreError::db(&path, e))?;
+                durable(&mut txn, &path)?;
+                {
+                    let e = |x: redb::Error| StoreError::db(&path, x);
+                    let mut chunks = txn.open_table(partition::CHUNKS).map_err(|x| e(x.into()))?;
+                    for (s, seq) in part.seals.iter().zip(&seal_seqs) {
+                        chunks
+                            .insert(
+                                (partition::hour_of(s.max_t), s.series, s.max_t, *seq),
+                                s.value.as_slice(),
+                            )
+                            .map_err(|x| e(x.into()))?;
+                    }
+                    // Blocks of files written before the log; log records die with their
+                    // segment (`PartLog::collect`).
+                    let mut blocks = txn.open_table(partition::BLOCKS).map_err(|x| e(x.into()))?;
+                    for s in &dead {
+                        blocks.remove(*s).map_err(|x| e(x.into()))?;
+                    }
+                    let mut meta = txn.open_table(partition::META).map_err(|x| e(x.into()))?;
+                    let old = meta
+                        .get("next_seq")
+                        .map_err(|x| e(x.into()))?
+                        .map_or(0, |g| g.value());
+                    meta.insert("next_seq", block_seq.max(old))
+                        .map_err(|x| e(x.into()))?;
+                    stats.write(&mut meta).map_err(|x| e(x.into()))?;
+                }
+                txn.commit().map_err(|e| StoreError::db(&path, e))?;
+                self.shared.dbs_mut().stats.insert(pidx, stats);
+                let mut head = self.shared.head_mut();
+                for s in &part.seals {
+                    if let Some(series) = head.series.get_mut(&s.series) {
+                        series.chunks.retain(|c| c.id != s.chunk);
+                    }
+                    *flushed += u64::from(s.unflushed);
+                }
+            }
+            self.refs.insert(pidx, refs.clone());
+            // Before appending: a segment whose records all died with these seals goes now,
+            // instead of living on for the sake of the record about to be appended.
+            if let Some(log) = self.logs.get_mut(&pidx) {
+                log.collect(&refs);
+            }
             if !part.pieces.is_empty() {
+                let pieces: Vec<codec::Piece<'_>> = part
+                    .pieces
+                    .iter()
+                    .map(|p| codec::Piece {
+                        series: p.series,
+                        count: p.count - p.flushed,
+                        stream: &p.bytes,
+                    })
+                    .collect();
+                let mut value = Vec::new();
+                codec::encode_block(&pieces, &mut value);
+                self.logs.entry(pidx).or_default().append(
+                    &self.shared.dir,
+                    partition::partition_start(pidx),
+                    block_seq,
+                    &value,
+                )?;
                 refs.insert(block_seq, part.pieces.len() as u32);
+                self.refs.insert(pidx, refs);
+                let mut head = self.shared.head_mut();
+                for p in &part.pieces {
+                    if let Some(c) = head.find_chunk(p.series, p.chunk) {
+                        c.flushed = p.count;
+                        c.flushed_bytes = p.body_len;
+                        c.add_piece(block_seq);
+                    }
+                    *flushed += u64::from(p.count - p.flushed);
+                }
             }
-            let mut txn = db.begin_write().map_err(|e| StoreError::db(&path, e))?;
-            durable(&mut txn, &path)?;
-            {
-                let e = |x: redb::Error| StoreError::db(&path, x);
-                let mut chunks = txn.open_table(partition::CHUNKS).map_err(|x| e(x.into()))?;
-                let mut blocks = txn.open_table(partition::BLOCKS).map_err(|x| e(x.into()))?;
-                for (s, seq) in part.seals.iter().zip(&seal_seqs) {
-                    chunks
-                        .insert(
-                            (partition::hour_of(s.max_t), s.series, s.max_t, *seq),
-                            s.value.as_slice(),
-                        )
-                        .map_err(|x| e(x.into()))?;
-                }
-                for s in &dead {
-                    blocks.remove(*s).map_err(|x| e(x.into()))?;
-                }
-                if !part.pieces.is_empty() {
-                    let pieces: Vec<codec::Piece<'_>> = part
-                        .pieces
-                        .iter()
-                        .map(|p| codec::Piece {
-                            series: p.series,
-                            count: p.count - p.flushed,
-                            stream: &p.bytes,
-                        })
-                        .collect();
-                    let mut value = Vec::new();
-                    codec::encode_block(&pieces, &mut value);
-                    blocks
-                        .insert(block_seq, value.as_slice())
-                        .map_err(|x| e(x.into()))?;
-                }
-                let mut meta = txn.open_table(partition::META).map_err(|x| e(x.into()))?;
-                let old = meta
-                    .get("next_seq")
-                    .map_err(|x| e(x.into()))?
-                    .map_or(0, |g| g.value());
-                meta.insert("next_seq", seq.max(old))
-                    .map_err(|x| e(x.into()))?;
-            }
-            txn.commit().map_err(|e| StoreError::db(&path, e))?;
-            self.next_seq = seq;
-            self.refs.insert(pidx, refs);
-
-            let mut head = self.shared.head_mut();
-            for p in &part.pieces {
-                if let Some(c) = head.find_chunk(p.series, p.chunk) {
-                    c.flushed = p.count;
-                    c.flushed_bytes = p.body_len;
-                    c.add_piece(block_seq);
-                }
-                *flushed += u64::from(p.count - p.flushed);
-            }
-            for s in &part.seals {
-                if let Some(series) = head.series.get_mut(&s.series) {
-                    series.chunks.retain(|c| c.id != s.chunk);
-                }
-                *flushed += u64::from(s.unflushed);
+            if let (Some(log), Some(refs)) = (self.logs.get_mut(&pidx), self.refs.get(&pidx)) {
+                log.collect(refs);
             }
         }
         Ok(())
+    }
+
+    /// The budget keeper: deletes the oldest partition files while the partitions together
+    /// are larger than the budget, or the oldest one holds only samples older than
+    /// `max_age`. The newest partition is never deleted (it is the one being written), so
+    /// the files never exceed the budget by more than that one partition.
+    ///
+    /// Runs on the writer thread between flushes, so no transaction of ours is open on the
+    /// file. Readers may still hold an `Arc` of its `Database` and a read transaction: the
+    /// file leaves the set first (new readers do not see it) and is unlinked after; Linux
+    /// keeps an unlinked file readable until its last descriptor closes.
+    fn keep_limits(&mut self) {
+        let shared = self.shared.clone();
+        let limits = &shared.limits;
+        if limits.budget_bytes.is_none() && limits.max_age.is_none() {
+            return;
+        }
+        loop {
+            let (oldest, bytes) = {
+                let dbs = self.shared.dbs();
+                if dbs.partitions.len() < 2 {
+                    return;
+                }
+                let Some(&oldest) = dbs.partitions.keys().next() else {
+                    return;
+                };
+                let sizes = partition::all_bytes(&self.shared.dir);
+                let bytes: u64 = dbs
+                    .partitions
+                    .keys()
+                    .map(|p| sizes.get(p).copied().unwrap_or(0))
+                    .sum();
+                (oldest, bytes)
+            };
+            let over = limits.budget_bytes.is_some_and(|b| bytes > b);
+            let too_old = limits.max_age.is_some_and(|age| {
+                let cutoff = super::status::now_ms()
+                    .saturating_sub(i64::try_from(age.as_millis()).unwrap_or(i64::MAX));
+                partition::partition_end(oldest) < cutoff
+            });
+            if !over && !too_old {
+                return;
+            }
+            self.evict(oldest, if over { "budget" } else { "max_age" });
+        }
+    }
+
+    fn evict(&mut self, pidx: i64, why: &str) {
+        let path = partition::partition_path(&self.shared.dir, pidx);
+        {
+            let mut dbs = self.shared.dbs_mut();
+            dbs.partitions.remove(&pidx);
+            dbs.stats.remove(&pidx);
+        }
+        // Head chunks of the partition continue pieces that were in the file: without it
+        // they could never be rebuilt after a restart, so they go with it.
+        {
+            let mut head = self.shared.head_mut();
+            for s in head.series.values_mut() {
+                s.chunks.retain(|c| c.partition != pidx);
+            }
+        }
+        self.refs.remove(&pidx);
+        // Logs first: a crash in between leaves a partition file without its open chunks
+        // (being evicted anyway), never a log without its partition.
+        if let Some(mut log) = self.logs.remove(&pidx) {
+            log.remove_all();
+        }
+        match std::fs::remove_file(&path) {
+            Ok(()) => {
+                tracing::info!(path = %path.display(), reason = why, "Deleted the oldest partition to keep the storage limits.");
+            }
+            Err(e) => {
+                tracing::error!(path = %path.display(), error = %e, "Cannot delete a partition evicted by the storage limits; delete it by hand.");
+            }
+        }
+        self.shared
+            .counters
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .evicted_partitions += 1;
     }
 
     fn partition_db(&self, pidx: i64, path: &std::path::Path) -> Result<Arc<Database>, StoreError> {
@@ -356,6 +479,8 @@ fn take_plan(head: &mut Head, seal_all: bool, idle_gens: u64) -> Plan {
                     chunk: c.id,
                     value,
                     max_t: c.enc.max_t(),
+                    min_t: c.enc.min_t(),
+                    count: c.count(),
                     pieces: c.piece_seqs().unwrap_or_default(),
                     unflushed: c.count() - c.flushed,
                 });

@@ -48,7 +48,16 @@ pub struct VectorSelector {
     pub matchers: Vec<Matcher>,
     /// `offset` in milliseconds; negative offsets look into the future.
     pub offset_ms: i64,
+    /// An offset that depends on the query (`offset step()`): resolved into `offset_ms`
+    /// before evaluation (see [`DurationExpr`]).
+    pub offset_expr: Option<DurationExpr>,
     pub at: Option<AtModifier>,
+    /// `anchored` (range selectors; Prometheus 3.x extended range selectors): the window
+    /// starts at the last sample at or before its left edge, and nothing is extrapolated.
+    pub anchored: bool,
+    /// `smoothed`: values at the window edges (or at the instant) are interpolated between
+    /// the neighbouring samples.
+    pub smoothed: bool,
     pub span: Span,
 }
 
@@ -57,6 +66,8 @@ pub struct MatrixSelector {
     pub selector: VectorSelector,
     /// The range `[5m]` in milliseconds.
     pub range_ms: i64,
+    /// A range that depends on the query (`[step()]`), resolved into `range_ms` first.
+    pub range_expr: Option<DurationExpr>,
     pub span: Span,
 }
 
@@ -67,8 +78,106 @@ pub struct Subquery {
     /// `None` means the global evaluation interval (1 m by default), never the query step.
     pub step_ms: Option<i64>,
     pub offset_ms: i64,
+    /// Range, step and offset that depend on the query, resolved into the `_ms` fields.
+    pub range_expr: Option<DurationExpr>,
+    pub step_expr: Option<DurationExpr>,
+    pub offset_expr: Option<DurationExpr>,
     pub at: Option<AtModifier>,
     pub span: Span,
+}
+
+/// A duration expression (Prometheus 3.x, `promql/durations.go`): arithmetic over
+/// duration and number literals (seconds), `step()` (the query step), `range()` (end −
+/// start of the query) and `min_of`/`max_of`. Expressions without `step()`/`range()` are
+/// folded by the parser; the others are kept here and resolved when the query runs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DurationExpr {
+    /// Seconds.
+    Literal(f64),
+    Step,
+    Range,
+    Neg(Box<DurationExpr>),
+    /// One of `+ - * / % ^`.
+    Binary(BinaryOp, Box<DurationExpr>, Box<DurationExpr>),
+    MinOf(Box<DurationExpr>, Box<DurationExpr>),
+    MaxOf(Box<DurationExpr>, Box<DurationExpr>),
+}
+
+impl DurationExpr {
+    /// Whether the value is known without a query (no `step()`/`range()`).
+    pub fn is_constant(&self) -> bool {
+        match self {
+            DurationExpr::Literal(_) => true,
+            DurationExpr::Step | DurationExpr::Range => false,
+            DurationExpr::Neg(e) => e.is_constant(),
+            DurationExpr::Binary(_, a, b)
+            | DurationExpr::MinOf(a, b)
+            | DurationExpr::MaxOf(a, b) => a.is_constant() && b.is_constant(),
+        }
+    }
+
+    /// The value in seconds, as `durationVisitor.evaluateDurationExpr` computes it.
+    pub fn seconds(&self, step_s: f64, range_s: f64) -> Result<f64, String> {
+        Ok(match self {
+            DurationExpr::Literal(v) => *v,
+            DurationExpr::Step => step_s,
+            DurationExpr::Range => range_s,
+            DurationExpr::Neg(e) => -e.seconds(step_s, range_s)?,
+            DurationExpr::MinOf(a, b) => {
+                a.seconds(step_s, range_s)?.min(b.seconds(step_s, range_s)?)
+            }
+            DurationExpr::MaxOf(a, b) => {
+                a.seconds(step_s, range_s)?.max(b.seconds(step_s, range_s)?)
+            }
+            DurationExpr::Binary(op, a, b) => {
+                let (a, b) = (a.seconds(step_s, range_s)?, b.seconds(step_s, range_s)?);
+                match op {
+                    BinaryOp::Add => a + b,
+                    BinaryOp::Sub => a - b,
+                    BinaryOp::Mul => a * b,
+                    BinaryOp::Div if b == 0.0 => return Err("division by zero".into()),
+                    BinaryOp::Div => a / b,
+                    BinaryOp::Mod if b == 0.0 => return Err("modulo by zero".into()),
+                    BinaryOp::Mod => a % b,
+                    BinaryOp::Pow => a.powf(b),
+                    other => {
+                        return Err(format!(
+                            "unexpected operator {} in a duration",
+                            other.symbol()
+                        ));
+                    }
+                }
+            }
+        })
+    }
+
+    /// Milliseconds, checked as `durationVisitor.calculateDuration` does: positive unless
+    /// `allow_negative` (offsets), within `time.Duration`, truncated to the millisecond.
+    pub fn to_ms(&self, step_s: f64, range_s: f64, allow_negative: bool) -> Result<i64, String> {
+        let v = self.seconds(step_s, range_s)?;
+        if v.is_nan() || (v <= 0.0 && !allow_negative) {
+            return Err("duration must be greater than 0".into());
+        }
+        // time.Duration is int64 nanoseconds.
+        if v.abs() > 9_223_372_036.854_776 {
+            return Err("duration out of range".into());
+        }
+        Ok((v * 1000.0).trunc() as i64)
+    }
+}
+
+impl fmt::Display for DurationExpr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DurationExpr::Literal(v) => write!(f, "{v:?}"),
+            DurationExpr::Step => f.write_str("step()"),
+            DurationExpr::Range => f.write_str("range()"),
+            DurationExpr::Neg(e) => write!(f, "-({e})"),
+            DurationExpr::Binary(op, a, b) => write!(f, "({a} {} {b})", op.symbol()),
+            DurationExpr::MinOf(a, b) => write!(f, "min_of({a}, {b})"),
+            DurationExpr::MaxOf(a, b) => write!(f, "max_of({a}, {b})"),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -233,6 +342,11 @@ pub struct Binary {
     pub return_bool: bool,
     /// Present when both sides are instant vectors.
     pub matching: Option<VectorMatching>,
+    /// `fill_left(v)` / `fill_right(v)` (`fill(v)` sets both; Prometheus 3.x,
+    /// `--enable-feature=promql-binop-fill-modifiers`): the value a missing match on that
+    /// side stands in for.
+    pub fill_left: Option<f64>,
+    pub fill_right: Option<f64>,
     pub span: Span,
 }
 
@@ -348,6 +462,7 @@ fn write_modifiers(
     f: &mut fmt::Formatter<'_>,
     at: Option<AtModifier>,
     offset_ms: i64,
+    offset_expr: Option<&DurationExpr>,
 ) -> fmt::Result {
     match at {
         Some(AtModifier::Timestamp(ms)) => write!(f, " @ {:.3}", ms as f64 / 1000.0)?,
@@ -355,13 +470,25 @@ fn write_modifiers(
         Some(AtModifier::End) => f.write_str(" @ end()")?,
         None => {}
     }
-    if offset_ms != 0 {
+    if let Some(e) = offset_expr {
+        write!(f, " offset ({e})")?;
+    } else if offset_ms != 0 {
         write!(f, " offset {}", format_duration(offset_ms))?;
     }
     Ok(())
 }
 
 impl VectorSelector {
+    fn fmt_extended(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.anchored {
+            f.write_str(" anchored")?;
+        }
+        if self.smoothed {
+            f.write_str(" smoothed")?;
+        }
+        Ok(())
+    }
+
     /// The selector without its `@`/`offset` modifiers.
     fn fmt_bare(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut matchers: Vec<&Matcher> = self.matchers.iter().collect();
@@ -408,20 +535,31 @@ impl fmt::Display for Expr {
             Expr::String(s) => f.write_str(&go_quote(s)),
             Expr::VectorSelector(vs) => {
                 vs.fmt_bare(f)?;
-                write_modifiers(f, vs.at, vs.offset_ms)
+                write_modifiers(f, vs.at, vs.offset_ms, vs.offset_expr.as_ref())?;
+                vs.fmt_extended(f)
             }
             Expr::MatrixSelector(ms) => {
                 ms.selector.fmt_bare(f)?;
-                write!(f, "[{}]", format_duration(ms.range_ms))?;
-                write_modifiers(f, ms.selector.at, ms.selector.offset_ms)
+                match &ms.range_expr {
+                    Some(e) => write!(f, "[{e}]")?,
+                    None => write!(f, "[{}]", format_duration(ms.range_ms))?,
+                }
+                let sel = &ms.selector;
+                write_modifiers(f, sel.at, sel.offset_ms, sel.offset_expr.as_ref())?;
+                sel.fmt_extended(f)
             }
             Expr::Subquery(sq) => {
-                write!(f, "{}[{}:", sq.expr, format_duration(sq.range_ms))?;
-                if let Some(step) = sq.step_ms {
+                match &sq.range_expr {
+                    Some(e) => write!(f, "{}[{e}:", sq.expr)?,
+                    None => write!(f, "{}[{}:", sq.expr, format_duration(sq.range_ms))?,
+                }
+                if let Some(e) = &sq.step_expr {
+                    write!(f, "{e}")?;
+                } else if let Some(step) = sq.step_ms {
                     f.write_str(&format_duration(step))?;
                 }
                 f.write_str("]")?;
-                write_modifiers(f, sq.at, sq.offset_ms)
+                write_modifiers(f, sq.at, sq.offset_ms, sq.offset_expr.as_ref())
             }
             Expr::Call(c) => {
                 write!(f, "{}(", c.func)?;
@@ -476,6 +614,28 @@ impl fmt::Display for Expr {
                             write_label_list(f, &m.include)?;
                         }
                         Cardinality::OneToOne | Cardinality::ManyToMany => {}
+                    }
+                }
+                let fill = |v: f64| {
+                    if v.is_nan() {
+                        "NaN".to_string()
+                    } else if v.is_infinite() {
+                        (if v > 0.0 { "Inf" } else { "-Inf" }).to_string()
+                    } else {
+                        format!("{v:?}")
+                    }
+                };
+                match (b.fill_left, b.fill_right) {
+                    (Some(l), Some(r)) if l.to_bits() == r.to_bits() => {
+                        write!(f, " fill({})", fill(l))?
+                    }
+                    (l, r) => {
+                        if let Some(l) = l {
+                            write!(f, " fill_left({})", fill(l))?;
+                        }
+                        if let Some(r) = r {
+                            write!(f, " fill_right({})", fill(r))?;
+                        }
                     }
                 }
                 write!(f, " {}", b.rhs)

@@ -15,8 +15,8 @@
 //! Prometheus started with `--enable-feature=promql-experimental-functions` does.
 
 use super::ast::{
-    Aggregate, AggregateOp, AtModifier, Binary, BinaryOp, Call, Cardinality, Expr, Grouping,
-    MatrixSelector, Span, Subquery, ValueType, VectorMatching, VectorSelector,
+    Aggregate, AggregateOp, AtModifier, Binary, BinaryOp, Call, Cardinality, DurationExpr, Expr,
+    Grouping, MatrixSelector, Span, Subquery, ValueType, VectorMatching, VectorSelector,
 };
 use super::functions;
 use super::lexer::{self, Kind, LexError, Token, go_quote};
@@ -376,11 +376,32 @@ impl Parser<'_> {
                 Kind::Offset => p = self.offset(p)?,
                 Kind::At => p = self.at(p)?,
                 Kind::Anchored | Kind::Smoothed => {
+                    self.bump()?;
                     let what = self.text(t).to_ascii_lowercase();
-                    return Err(ParseError::new(
-                        p.span.start,
-                        format!("{what} modifier is experimental and not enabled"),
-                    ));
+                    let vs = match &mut p.e {
+                        Expr::VectorSelector(vs) => vs,
+                        Expr::MatrixSelector(ms) => &mut ms.selector,
+                        _ => {
+                            return Err(ParseError::new(
+                                p.span.start,
+                                format!(
+                                    "{what} modifier must be preceded by an instant vector selector or range vector selector"
+                                ),
+                            ));
+                        }
+                    };
+                    if t.kind == Kind::Anchored {
+                        vs.anchored = true;
+                    } else {
+                        vs.smoothed = true;
+                    }
+                    if vs.anchored && vs.smoothed {
+                        return Err(ParseError::new(
+                            p.span.start,
+                            "anchored and smoothed modifiers cannot be used together",
+                        ));
+                    }
+                    p.span.end = t.end;
                 }
                 _ => return Ok(p),
             }
@@ -503,7 +524,10 @@ impl Parser<'_> {
                 name,
                 matchers,
                 offset_ms: 0,
+                offset_expr: None,
                 at: None,
+                anchored: false,
+                smoothed: false,
                 span,
             }),
             span,
@@ -832,6 +856,9 @@ impl Parser<'_> {
         let mut m = Modifiers {
             bool_pos: None,
             matching: None,
+            fill_left: None,
+            fill_right: None,
+            fill_pos: None,
         };
         let t = self.peek()?;
         if t.kind == Kind::Bool {
@@ -862,14 +889,52 @@ impl Parser<'_> {
             }
             m.matching = Some(vm);
         }
-        let t = self.peek()?;
-        if matches!(t.kind, Kind::Fill | Kind::FillLeft | Kind::FillRight) {
-            return Err(ParseError::new(
-                t.start,
-                "binop fill modifiers are experimental and not enabled",
-            ));
+        // `fill(v)`, or `fill_left(v)` and/or `fill_right(v)` in either order. A `fill`
+        // keyword not followed by `(` is the right operand: a metric named `fill`.
+        for _ in 0..2 {
+            let t = self.peek()?;
+            let is_fill = matches!(t.kind, Kind::Fill | Kind::FillLeft | Kind::FillRight)
+                && self.peek2().is_some_and(|n| n.kind == Kind::LeftParen);
+            if !is_fill
+                || (t.kind == Kind::FillLeft && m.fill_left.is_some())
+                || (t.kind == Kind::FillRight && m.fill_right.is_some())
+                || (t.kind == Kind::Fill && m.fill_pos.is_some())
+            {
+                break;
+            }
+            self.bump()?;
+            m.fill_pos.get_or_insert(t.start);
+            let v = self.fill_value()?;
+            match t.kind {
+                Kind::Fill => {
+                    m.fill_left = Some(v);
+                    m.fill_right = Some(v);
+                    break;
+                }
+                Kind::FillLeft => m.fill_left = Some(v),
+                _ => m.fill_right = Some(v),
+            }
         }
         Ok(m)
+    }
+
+    /// `( [+-] number_or_duration )`, Prometheus' `fill_value`.
+    fn fill_value(&mut self) -> R<f64> {
+        self.expect(Kind::LeftParen, "fill modifier", "\"(\"")?;
+        let mut negative = false;
+        let t = self.peek()?;
+        if matches!(t.kind, Kind::Add | Kind::Sub) {
+            self.bump()?;
+            negative = t.kind == Kind::Sub;
+        }
+        let lit = self.peek()?;
+        if !matches!(lit.kind, Kind::Number | Kind::Duration) {
+            return Err(self.unexpected(lit, "fill modifier", "number or duration"));
+        }
+        self.bump()?;
+        let v = self.literal_value(lit)?;
+        self.expect(Kind::RightParen, "fill modifier", "\")\"")?;
+        Ok(if negative { -v } else { v })
     }
 
     /// Builds a binary expression and applies Prometheus' type rules to it.
@@ -947,6 +1012,14 @@ impl Parser<'_> {
             }
             Some(vm)
         };
+        if let Some(pos) = m.fill_pos
+            && (!both_vectors || op.is_set())
+        {
+            self.check(
+                pos,
+                "fill modifiers are only allowed in arithmetic and comparison operations between instant vectors",
+            );
+        }
         if (lt == ValueType::Scalar || rt == ValueType::Scalar) && op.is_set() {
             self.check(
                 span.start,
@@ -963,6 +1036,8 @@ impl Parser<'_> {
                 rhs: Box::new(rhs.e),
                 return_bool,
                 matching,
+                fill_left: m.fill_left,
+                fill_right: m.fill_right,
                 span,
             }),
             span,
@@ -985,7 +1060,7 @@ impl Parser<'_> {
                     end: t.end,
                 };
                 let vs = match p.e {
-                    Expr::VectorSelector(vs) if vs.offset_ms != 0 => {
+                    Expr::VectorSelector(vs) if vs.offset_ms != 0 || vs.offset_expr.is_some() => {
                         return Err(ParseError::new(
                             open.start,
                             "no offset modifiers allowed before range",
@@ -1008,7 +1083,8 @@ impl Parser<'_> {
                 Ok(P {
                     e: Expr::MatrixSelector(MatrixSelector {
                         selector: vs,
-                        range_ms: range,
+                        range_ms: range.ms(),
+                        range_expr: range.expr(),
                         span,
                     }),
                     span,
@@ -1049,9 +1125,12 @@ impl Parser<'_> {
                 Ok(P {
                     e: Expr::Subquery(Subquery {
                         expr: Box::new(p.e),
-                        range_ms: range,
-                        step_ms: step,
+                        range_ms: range.ms(),
+                        step_ms: step.as_ref().map(Dur::ms),
                         offset_ms: 0,
+                        range_expr: range.expr(),
+                        step_expr: step.and_then(|s| s.expr()),
+                        offset_expr: None,
                         at: None,
                         span,
                     }),
@@ -1062,111 +1141,156 @@ impl Parser<'_> {
         }
     }
 
-    /// A range or subquery step: a number (seconds) or duration literal, optionally
-    /// signed, that must be positive. Returns milliseconds.
-    fn positive_duration(&mut self, context: &str, expected: &str) -> R<i64> {
+    /// A range or subquery step: a duration expression (Prometheus 3.x) that must be
+    /// positive. Folded to milliseconds unless it uses `step()`/`range()`.
+    fn positive_duration(&mut self, context: &str, expected: &str) -> R<Dur> {
         let first = self.peek()?;
+        let e = self.dur_sum(context, expected)?;
+        fold_duration(e, first.start, false)
+    }
+
+    /// `a + b`, `a - b` over duration products.
+    fn dur_sum(&mut self, context: &str, expected: &str) -> R<DurationExpr> {
+        let mut e = self.dur_product(context, expected)?;
+        loop {
+            let op = match self.peek()?.kind {
+                Kind::Add => BinaryOp::Add,
+                Kind::Sub => BinaryOp::Sub,
+                _ => return Ok(e),
+            };
+            self.bump()?;
+            let rhs = self.dur_product(context, expected)?;
+            e = DurationExpr::Binary(op, Box::new(e), Box::new(rhs));
+        }
+    }
+
+    fn dur_product(&mut self, context: &str, expected: &str) -> R<DurationExpr> {
+        let mut e = self.dur_unary(context, expected)?;
+        loop {
+            let op = match self.peek()?.kind {
+                Kind::Mul => BinaryOp::Mul,
+                Kind::Div => BinaryOp::Div,
+                Kind::Mod => BinaryOp::Mod,
+                _ => return Ok(e),
+            };
+            self.bump()?;
+            let rhs = self.dur_unary(context, expected)?;
+            e = DurationExpr::Binary(op, Box::new(e), Box::new(rhs));
+        }
+    }
+
+    /// Signs bind looser than `^`, as in PromQL: `-2 ^ 2` is −4.
+    fn dur_unary(&mut self, context: &str, expected: &str) -> R<DurationExpr> {
+        match self.peek()?.kind {
+            Kind::Add => {
+                self.bump()?;
+                self.dur_unary(context, expected)
+            }
+            Kind::Sub => {
+                self.bump()?;
+                Ok(DurationExpr::Neg(Box::new(
+                    self.dur_unary(context, expected)?,
+                )))
+            }
+            _ => {
+                let base = self.dur_primary(context, expected)?;
+                if self.peek()?.kind != Kind::Pow {
+                    return Ok(base);
+                }
+                self.bump()?;
+                // Right-associative: `2 ^ 3 ^ 2` is 2 ^ 9.
+                let exp = self.dur_unary(context, expected)?;
+                Ok(DurationExpr::Binary(
+                    BinaryOp::Pow,
+                    Box::new(base),
+                    Box::new(exp),
+                ))
+            }
+        }
+    }
+
+    /// A literal, a parenthesised duration expression, `step()`, `range()`,
+    /// `min_of(a, b)` or `max_of(a, b)`.
+    fn dur_primary(&mut self, context: &str, expected: &str) -> R<DurationExpr> {
+        let t = self.peek()?;
+        match t.kind {
+            Kind::Number | Kind::Duration => {
+                self.bump()?;
+                Ok(DurationExpr::Literal(self.literal_value(t)?))
+            }
+            Kind::LeftParen => {
+                self.bump()?;
+                let e = self.dur_sum(context, expected)?;
+                self.expect(Kind::RightParen, context, "\")\"")?;
+                Ok(e)
+            }
+            Kind::Step | Kind::Range => {
+                self.bump()?;
+                self.expect(Kind::LeftParen, context, "\"(\"")?;
+                self.expect(Kind::RightParen, context, "\")\"")?;
+                Ok(if t.kind == Kind::Step {
+                    DurationExpr::Step
+                } else {
+                    DurationExpr::Range
+                })
+            }
+            Kind::MinOf | Kind::MaxOf => {
+                self.bump()?;
+                self.expect(Kind::LeftParen, context, "\"(\"")?;
+                let a = self.dur_sum(context, expected)?;
+                self.expect(Kind::Comma, context, "\",\"")?;
+                let b = self.dur_sum(context, expected)?;
+                self.expect(Kind::RightParen, context, "\")\"")?;
+                let (a, b) = (Box::new(a), Box::new(b));
+                Ok(if t.kind == Kind::MinOf {
+                    DurationExpr::MinOf(a, b)
+                } else {
+                    DurationExpr::MaxOf(a, b)
+                })
+            }
+            _ => Err(self.unexpected(t, context, expected)),
+        }
+    }
+
+    /// End of the token just consumed.
+    fn prev_end(&self) -> usize {
+        self.next
+            .checked_sub(1)
+            .and_then(|i| self.tokens.get(i))
+            .map_or(0, |t| t.end)
+    }
+
+    fn offset(&mut self, mut p: P) -> R<P> {
+        self.bump()?;
+        let first = self.peek()?;
+        // Only signs and one primary belong to the offset: `offset 100 + 2` adds 2 to the
+        // selected values, `offset (100 + 2)` is an offset of 102 s (duration_expression.test).
+        let context = "offset";
+        let expected = "number, duration, step(), or range()";
         let mut negative = false;
         while matches!(self.peek()?.kind, Kind::Add | Kind::Sub) {
             if self.bump()?.kind == Kind::Sub {
                 negative = !negative;
             }
         }
-        let t = self.peek()?;
-        match t.kind {
-            Kind::Number | Kind::Duration => {}
-            Kind::LeftParen | Kind::Step | Kind::Range | Kind::MaxOf | Kind::MinOf => {
-                return Err(experimental_duration(first.start));
-            }
-            _ => return Err(self.unexpected(t, context, expected)),
-        }
-        self.bump()?;
-        let mut v = self.literal_value(t)?;
+        let mut e = self.dur_primary(context, expected)?;
         if negative {
-            v = -v;
+            e = DurationExpr::Neg(Box::new(e));
         }
-        if !(-MAX_DURATION_SECONDS..=MAX_DURATION_SECONDS).contains(&v) && !v.is_nan() {
-            return Err(ParseError::new(first.start, "duration out of range"));
-        }
-        if self.peek().is_ok_and(|n| {
-            matches!(
-                n.kind,
-                Kind::Add | Kind::Sub | Kind::Mul | Kind::Div | Kind::Mod | Kind::Pow
-            )
-        }) {
-            return Err(experimental_duration(first.start));
-        }
-        if v.is_nan() || v <= 0.0 {
-            return Err(ParseError::new(
-                first.start,
-                "duration must be greater than 0",
-            ));
-        }
-        Ok(seconds_to_ms(v))
-    }
-
-    fn offset(&mut self, mut p: P) -> R<P> {
-        self.bump()?;
-        let first = self.peek()?;
-        let mut negative = false;
-        let mut signed = false;
-        if matches!(first.kind, Kind::Add | Kind::Sub) {
-            self.bump()?;
-            negative = first.kind == Kind::Sub;
-            signed = true;
-        }
-        let t = self.peek()?;
-        let (v, end) = match t.kind {
-            Kind::Number | Kind::Duration => {
-                self.bump()?;
-                (self.literal_value(t)?, t.end)
-            }
-            // `offset -(5m)` is plain syntax in Prometheus; `offset (5m)` is not.
-            Kind::LeftParen if signed => {
-                self.bump()?;
-                let mut inner_negative = false;
-                while matches!(self.peek()?.kind, Kind::Add | Kind::Sub) {
-                    if self.bump()?.kind == Kind::Sub {
-                        inner_negative = !inner_negative;
-                    }
-                }
-                let lit = self.peek()?;
-                if !matches!(lit.kind, Kind::Number | Kind::Duration) {
-                    return Err(experimental_duration(first.start));
-                }
-                self.bump()?;
-                let v = self.literal_value(lit)?;
-                let close = self.peek()?;
-                if close.kind != Kind::RightParen {
-                    return Err(experimental_duration(first.start));
-                }
-                self.bump()?;
-                (if inner_negative { -v } else { v }, close.end)
-            }
-            Kind::LeftParen | Kind::Step | Kind::Range | Kind::MaxOf | Kind::MinOf => {
-                return Err(experimental_duration(first.start));
-            }
-            _ => {
-                return Err(self.unexpected(t, "offset", "number, duration, step(), or range()"));
-            }
-        };
-        let v = if negative { -v } else { v };
-        if !(-MAX_DURATION_SECONDS..=MAX_DURATION_SECONDS).contains(&v) && !v.is_nan() {
-            return Err(ParseError::new(first.start, "duration out of range"));
-        }
-        let ms = seconds_to_ms(v);
-        let target = match &mut p.e {
+        let end = self.prev_end();
+        let dur = fold_duration(e, first.start, true)?;
+        let (target, target_expr) = match &mut p.e {
             Expr::VectorSelector(vs) => {
                 vs.span.end = end;
-                &mut vs.offset_ms
+                (&mut vs.offset_ms, &mut vs.offset_expr)
             }
             Expr::MatrixSelector(ms) => {
                 ms.span.end = end;
-                &mut ms.selector.offset_ms
+                (&mut ms.selector.offset_ms, &mut ms.selector.offset_expr)
             }
             Expr::Subquery(sq) => {
                 sq.span.end = end;
-                &mut sq.offset_ms
+                (&mut sq.offset_ms, &mut sq.offset_expr)
             }
             _ => {
                 return Err(ParseError::new(
@@ -1175,13 +1299,16 @@ impl Parser<'_> {
                 ));
             }
         };
-        if *target != 0 {
+        if *target != 0 || target_expr.is_some() {
             return Err(ParseError::new(
                 p.span.start,
                 "offset may not be set multiple times",
             ));
         }
-        *target = ms;
+        match dur {
+            Dur::Ms(ms) => *target = ms,
+            Dur::Expr(e) => *target_expr = Some(e),
+        }
         p.span.end = end;
         Ok(p)
     }
@@ -1270,6 +1397,10 @@ impl Parser<'_> {
 struct Modifiers {
     bool_pos: Option<usize>,
     matching: Option<VectorMatching>,
+    fill_left: Option<f64>,
+    fill_right: Option<f64>,
+    /// Where the first fill modifier was written, for type errors.
+    fill_pos: Option<usize>,
 }
 
 fn span_of(t: Token) -> Span {
@@ -1279,8 +1410,54 @@ fn span_of(t: Token) -> Span {
     }
 }
 
-fn experimental_duration(pos: usize) -> ParseError {
-    ParseError::new(pos, "experimental duration expression is not enabled")
+/// A parsed range, step or offset: milliseconds, or an expression over `step()` and
+/// `range()` that the evaluator resolves per query.
+enum Dur {
+    Ms(i64),
+    Expr(DurationExpr),
+}
+
+impl Dur {
+    /// The folded value; 0 until a deferred expression is resolved.
+    fn ms(&self) -> i64 {
+        match self {
+            Dur::Ms(ms) => *ms,
+            Dur::Expr(_) => 0,
+        }
+    }
+
+    fn expr(self) -> Option<DurationExpr> {
+        match self {
+            Dur::Ms(_) => None,
+            Dur::Expr(e) => Some(e),
+        }
+    }
+}
+
+/// Folds a duration expression without `step()`/`range()` into milliseconds, with the
+/// checks of Prometheus' `calculateDuration` (durations.go) at position `pos`.
+fn fold_duration(e: DurationExpr, pos: usize, allow_negative: bool) -> R<Dur> {
+    if !e.is_constant() {
+        return Ok(Dur::Expr(e));
+    }
+    let v = e.seconds(0.0, 0.0).map_err(|m| ParseError::new(pos, m))?;
+    if !(-MAX_DURATION_SECONDS..=MAX_DURATION_SECONDS).contains(&v) && !v.is_nan() {
+        return Err(ParseError::new(pos, "duration out of range"));
+    }
+    if !allow_negative && (v.is_nan() || v <= 0.0) {
+        return Err(ParseError::new(pos, "duration must be greater than 0"));
+    }
+    // A plain (signed) literal is a NumberLiteral in Prometheus, rounded to nanoseconds;
+    // computed durations are truncated to the millisecond by calculateDuration.
+    let mut plain = &e;
+    while let DurationExpr::Neg(inner) = plain {
+        plain = inner;
+    }
+    Ok(Dur::Ms(if matches!(plain, DurationExpr::Literal(_)) {
+        seconds_to_ms(v)
+    } else {
+        (v * 1000.0).trunc() as i64
+    }))
 }
 
 /// Seconds to milliseconds the way Prometheus gets there: rounded to whole nanoseconds
@@ -1329,7 +1506,10 @@ mod tests {
             name: Some(name.to_string()),
             matchers: vec![Matcher::equal(METRIC_NAME, name)],
             offset_ms: 0,
+            offset_expr: None,
             at: None,
+            anchored: false,
+            smoothed: false,
             span: Span::default(),
         }
     }
@@ -1355,6 +1535,8 @@ mod tests {
                 labels: vec![],
                 include: vec![],
             }),
+            fill_left: None,
+            fill_right: None,
             span: Span::default(),
         })
     }
@@ -1398,6 +1580,7 @@ mod tests {
         Expr::MatrixSelector(MatrixSelector {
             selector: s,
             range_ms,
+            range_expr: None,
             span: Span::default(),
         })
     }
@@ -1408,6 +1591,9 @@ mod tests {
             range_ms,
             step_ms,
             offset_ms: 0,
+            range_expr: None,
+            step_expr: None,
+            offset_expr: None,
             at: None,
             span: Span::default(),
         }
@@ -1791,7 +1977,10 @@ mod tests {
                 m(MatchOp::Equal, "service.name", "x"),
             ],
             offset_ms: 0,
+            offset_expr: None,
             at: None,
+            anchored: false,
+            smoothed: false,
             span: Span::default(),
         };
         run(vec![
@@ -2266,38 +2455,76 @@ mod tests {
         ]);
     }
 
+    /// duration_expression.test (Prometheus 3.x): arithmetic folds at parse time; an
+    /// offset takes signs and one primary, the rest is a binary operation on the vector.
+    #[test]
+    fn duration_expressions_fold_and_offsets_take_one_primary() {
+        let shown = |q: &str| parse(q).map(|e| e.to_string()).map_err(|e| e.message);
+        assert_eq!(shown("x[2m*(10+5)]").unwrap(), "x[30m]");
+        assert_eq!(shown("x[1h30m % 1h]").unwrap(), "x[30m]");
+        assert_eq!(shown("x[-5m+35m]").unwrap(), "x[30m]");
+        assert_eq!(shown("x[29s+1s:5s+5s]").unwrap(), "x[30s:10s]");
+        assert_eq!(shown("x offset (100 + 2)").unwrap(), "x offset 1m42s");
+        assert_eq!(shown("x offset 100 + 2").unwrap(), "x offset 1m40s + 2.0");
+        assert_eq!(shown("x offset (-2 ^ 2)").unwrap(), "x offset -4s");
+        assert_eq!(shown("x offset -2 ^ 2").unwrap(), "x offset -2s ^ 2.0");
+        assert_eq!(
+            shown("x offset min_of(step(), 1s)+8000").unwrap(),
+            "x offset (min_of(step(), 1.0)) + 8000.0"
+        );
+        assert_eq!(shown("x[STep()]").unwrap(), "x[step()]");
+        assert_eq!(
+            shown("x[5m-5m]").unwrap_err(),
+            "duration must be greater than 0"
+        );
+        assert_eq!(shown("x[1h/0]").unwrap_err(), "division by zero");
+        assert_eq!(shown("x[1h%0]").unwrap_err(), "modulo by zero");
+        assert!(shown("x[min_of(1m)]").is_err());
+    }
+
+    /// fill-modifier.test: `fill`, `fill_left`, `fill_right` after the matching clause; a
+    /// `fill` not followed by `(` is a metric name.
+    #[test]
+    fn fill_modifiers_parse_and_fill_named_metrics_stay_metrics() {
+        let shown = |q: &str| parse(q).map(|e| e.to_string()).map_err(|e| e.message);
+        assert_eq!(shown("a + fill(0) b").unwrap(), "a + fill(0.0) b");
+        assert_eq!(
+            shown("a + fill_right(7) fill_left(-Inf) b").unwrap(),
+            "a + fill_left(-Inf) fill_right(7.0) b"
+        );
+        assert_eq!(
+            shown("a == bool on (x) group_left fill(NaN) b").unwrap(),
+            "a == bool on(x) group_left() fill(NaN) b"
+        );
+        assert_eq!(shown("other + fill").unwrap(), "other + fill");
+        assert_eq!(
+            shown("fill + fill(0) fill_left").unwrap(),
+            "fill + fill(0.0) fill_left"
+        );
+    }
+
     #[test]
     fn experimental_syntax_is_rejected_clearly() {
         run_errors(&[
             ErrCase {
-                input: "foo[5m+1m]",
-                pos: 4,
-                msg: "experimental duration expression is not enabled",
-            },
-            ErrCase {
-                input: "foo[step()]",
-                pos: 4,
-                msg: "experimental duration expression is not enabled",
-            },
-            ErrCase {
-                input: "foo offset (1h*2)",
-                pos: 11,
-                msg: "experimental duration expression is not enabled",
-            },
-            ErrCase {
-                input: "foo[5m] anchored",
+                input: "sum(foo) anchored",
                 pos: 0,
-                msg: "anchored modifier is experimental and not enabled",
+                msg: "anchored modifier must be preceded by an instant vector selector or range vector selector",
             },
             ErrCase {
-                input: "foo[5m] smoothed",
+                input: "foo[1m] anchored smoothed",
                 pos: 0,
-                msg: "smoothed modifier is experimental and not enabled",
+                msg: "anchored and smoothed modifiers cannot be used together",
             },
             ErrCase {
-                input: "a + fill(0) b",
-                pos: 4,
-                msg: "binop fill modifiers are experimental and not enabled",
+                input: "a and fill(0) b",
+                pos: 6,
+                msg: "fill modifiers are only allowed in arithmetic and comparison operations between instant vectors",
+            },
+            ErrCase {
+                input: "a + fill(x) b",
+                pos: 9,
+                msg: "unexpected identifier \"x\" in fill modifier, expected number or duration",
             },
             ErrCase {
                 input: "a </ 1",

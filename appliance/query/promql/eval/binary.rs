@@ -59,7 +59,11 @@ pub(super) fn eval_binary(ev: &mut Evaluator, b: &Binary, t: i64) -> Result<Val,
                 BinaryOp::Or => vector_or(l, r, m),
                 BinaryOp::Unless => vector_unless(l, r, m),
                 _ => {
-                    let out = vector_binop(op, l, r, m, b.return_bool)?;
+                    let fill = Fill {
+                        many: b.fill_left,
+                        one: b.fill_right,
+                    };
+                    let out = vector_binop(op, l, r, m, b.return_bool, fill)?;
                     check_unique(&out)?;
                     out
                 }
@@ -164,14 +168,27 @@ fn signature(l: &Labels, m: &VectorMatching) -> Labels {
     }
 }
 
+/// Fill values of a vector/vector operation, in the frame where the left side is the
+/// "many" side. Upstream swaps the operands of `group_right` but not the fill values
+/// (`VectorBinop`, engine.go v3.x): `many` is always `fill_left(v)` and `one` always
+/// `fill_right(v)`, so under `group_right` `fill_left` fills the right-hand side
+/// (fill-modifier.test pins this).
+#[derive(Debug, Clone, Copy, Default)]
+struct Fill {
+    many: Option<f64>,
+    one: Option<f64>,
+}
+
 fn vector_binop(
     op: BinaryOp,
     lhs: Vector,
     rhs: Vector,
     m: &VectorMatching,
     return_bool: bool,
+    fill: Fill,
 ) -> Result<Vector, EvalError> {
-    if lhs.is_empty() || rhs.is_empty() {
+    let no_fill = fill.many.is_none() && fill.one.is_none();
+    if (lhs.is_empty() && rhs.is_empty()) || ((lhs.is_empty() || rhs.is_empty()) && no_fill) {
         return Ok(Vec::new());
     }
     // group_right: the right side is the "many" side; swap so `rhs` is always the "one".
@@ -196,15 +213,19 @@ fn vector_binop(
     // many-to-one match (which must differ).
     let mut matched: HashMap<Labels, HashSet<Labels>> = HashMap::new();
     let mut out = Vec::new();
+    // A stand-in for a missing "one" side: no labels, so `group_x(...)` labels cannot be
+    // filled and are left out.
+    let empty = Labels::default();
     for ls in &lhs {
         let sig = signature(&ls.labels, m);
-        let Some(&ri) = right.get(&sig) else {
-            continue;
+        let (rv, rlabels) = match (right.get(&sig), fill.one) {
+            (Some(&ri), _) => (rhs[ri].v, &rhs[ri].labels),
+            (None, Some(v)) => (v, &empty),
+            (None, None) => continue,
         };
-        let rs = &rhs[ri];
-        let (fl, fr) = if swapped { (rs.v, ls.v) } else { (ls.v, rs.v) };
+        let (fl, fr) = if swapped { (rv, ls.v) } else { (ls.v, rv) };
         let (mut v, keep) = elem_op(op, fl, fr);
-        let mut metric = result_metric(&ls.labels, &rs.labels, op, m);
+        let mut metric = result_metric(&ls.labels, rlabels, op, m);
         if return_bool {
             metric = metric.without_name();
         }
@@ -237,6 +258,31 @@ fn vector_binop(
             t: ls.t,
             v,
         });
+    }
+    // "One" side series no "many" side series matched: with a fill value for the many
+    // side, they pair with a stand-in that carries just the match group's labels.
+    if let Some(fv) = fill.many {
+        let left_sigs: HashSet<Labels> = lhs.iter().map(|s| signature(&s.labels, m)).collect();
+        for rs in &rhs {
+            let sig = signature(&rs.labels, m);
+            if left_sigs.contains(&sig) {
+                continue;
+            }
+            let (fl, fr) = if swapped { (rs.v, fv) } else { (fv, rs.v) };
+            let (mut v, keep) = elem_op(op, fl, fr);
+            let mut metric = result_metric(&sig, &rs.labels, op, m);
+            if return_bool {
+                metric = metric.without_name();
+                v = if keep { 1.0 } else { 0.0 };
+            } else if !keep {
+                continue;
+            }
+            out.push(InstantSample {
+                labels: metric,
+                t: rs.t,
+                v,
+            });
+        }
     }
     Ok(out)
 }

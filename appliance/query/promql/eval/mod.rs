@@ -17,6 +17,7 @@
 
 mod aggregate;
 mod binary;
+mod durations;
 mod functions;
 mod selectors;
 #[cfg(test)]
@@ -115,6 +116,8 @@ pub fn instant_query_annotated(
     t_ms: i64,
     opts: &EngineOptions,
 ) -> Result<(Value, Annotations), EvalError> {
+    let resolved = durations::resolve(expr, 0, 0)?;
+    let expr = resolved.as_ref().unwrap_or(expr);
     with_stack_for(expr, || instant_query_inner(reader, expr, t_ms, opts))
 }
 
@@ -172,6 +175,9 @@ pub fn range_query_annotated(
     step_ms: i64,
     opts: &EngineOptions,
 ) -> Result<(Value, Annotations), EvalError> {
+    let range_ms = end_ms.saturating_sub(start_ms);
+    let resolved = durations::resolve(expr, step_ms, range_ms)?;
+    let expr = resolved.as_ref().unwrap_or(expr);
     with_stack_for(expr, || {
         range_query_inner(reader, expr, start_ms, end_ms, step_ms, opts)
     })
@@ -395,6 +401,12 @@ pub(crate) struct MatrixVal {
     /// The window is `(mint, maxt]`; rate extrapolation needs its bounds.
     mint: i64,
     maxt: i64,
+    /// From an `anchored` range selector: each window also holds the anchor sample (the
+    /// last one at or before `mint`, within the lookback delta).
+    anchored: bool,
+    /// From a `smoothed` range selector: each window also holds the neighbours just
+    /// outside `(mint, maxt]` (within the lookback delta) to interpolate the edges from.
+    smoothed: bool,
 }
 
 impl MatrixVal {
@@ -581,13 +593,28 @@ impl<'a> Evaluator<'a> {
                 let lo = lo
                     .saturating_sub(self.opts.lookback_delta_ms)
                     .saturating_add(1);
+                // `smoothed` interpolates towards the next sample after the instant.
+                let hi = if vs.smoothed {
+                    hi.saturating_add(self.opts.lookback_delta_ms)
+                } else {
+                    hi
+                };
                 self.add_span(vs, lo, hi, false);
             }
             Expr::MatrixSelector(ms) => {
                 let vs = &ms.selector;
                 let lo = self.ref_time(vs.at, vs.offset_ms, tmin);
                 let hi = self.ref_time(vs.at, vs.offset_ms, tmax);
-                let lo = lo.saturating_sub(ms.range_ms).saturating_add(1);
+                let mut lo = lo.saturating_sub(ms.range_ms).saturating_add(1);
+                let mut hi = hi;
+                // The anchor (or the left neighbour) lies up to a lookback delta before the
+                // window; `smoothed` also needs the right neighbour after it.
+                if vs.anchored || vs.smoothed {
+                    lo = lo.saturating_sub(self.opts.lookback_delta_ms);
+                }
+                if vs.smoothed {
+                    hi = hi.saturating_add(self.opts.lookback_delta_ms);
+                }
                 self.add_span(vs, lo, hi, true);
             }
             Expr::Subquery(sq) => {
@@ -667,7 +694,12 @@ impl<'a> Evaluator<'a> {
                 let data = self.series_of(vs);
                 let maxt = self.ref_time(vs.at, vs.offset_ms, t);
                 let mint = maxt.saturating_sub(ms.range_ms);
-                let windows = selectors::windows(&data, mint, maxt);
+                let windows = if vs.anchored || vs.smoothed {
+                    let lookback = self.opts.lookback_delta_ms;
+                    selectors::extended_windows(&data, mint, maxt, lookback, vs.smoothed)
+                } else {
+                    selectors::windows(&data, mint, maxt)
+                };
                 let n: usize = windows.iter().map(|w| w.end - w.start).sum();
                 self.account(n)?;
                 Ok(Val::Matrix(MatrixVal {
@@ -675,6 +707,8 @@ impl<'a> Evaluator<'a> {
                     windows,
                     mint,
                     maxt,
+                    anchored: vs.anchored,
+                    smoothed: vs.smoothed,
                 }))
             }
             Expr::Subquery(sq) => self.subquery(sq, t),
@@ -688,7 +722,11 @@ impl<'a> Evaluator<'a> {
     fn vector_selector(&mut self, vs: &VectorSelector, t: i64) -> Result<Vector, EvalError> {
         let data = self.series_of(vs);
         let ref_t = self.ref_time(vs.at, vs.offset_ms, t);
-        let vec = selectors::latest(&data, ref_t, self.opts.lookback_delta_ms);
+        let vec = if vs.smoothed {
+            selectors::latest_smoothed(&data, ref_t, self.opts.lookback_delta_ms)
+        } else {
+            selectors::latest(&data, ref_t, self.opts.lookback_delta_ms)
+        };
         self.account(vec.len())?;
         Ok(vec)
     }
@@ -774,6 +812,8 @@ impl<'a> Evaluator<'a> {
             windows,
             mint,
             maxt,
+            anchored: false,
+            smoothed: false,
         }))
     }
 }

@@ -46,3 +46,75 @@ pub(super) fn windows(data: &[SeriesData], mint: i64, maxt: i64) -> Vec<Window> 
     }
     out
 }
+
+/// `smoothed` instant selector: the value at `ref_t` interpolated linearly between the
+/// latest sample in `(ref_t - lookback, ref_t]` and the next one within a lookback delta
+/// after it (no counter-reset correction: the selector does not know the type); the
+/// latest value alone when there is no next sample. Prometheus 3.x extended range
+/// selectors (extended_vectors.test).
+pub(super) fn latest_smoothed(data: &[SeriesData], ref_t: i64, lookback_ms: i64) -> Vector {
+    let mint = ref_t.saturating_sub(lookback_ms);
+    let maxt = ref_t.saturating_add(lookback_ms);
+    let mut out = Vec::new();
+    for s in data {
+        let idx = s.samples.partition_point(|x| x.t <= ref_t);
+        let Some(prev) = idx.checked_sub(1).and_then(|i| s.samples.get(i)) else {
+            continue;
+        };
+        if prev.t <= mint || is_stale_nan(prev.v) {
+            continue;
+        }
+        let v = match s.samples.get(idx) {
+            Some(next) if prev.t < ref_t && next.t <= maxt && !is_stale_nan(next.v) => {
+                let f = (ref_t - prev.t) as f64 / (next.t - prev.t) as f64;
+                prev.v + (next.v - prev.v) * f
+            }
+            _ => prev.v,
+        };
+        out.push(InstantSample {
+            labels: s.labels.clone(),
+            t: ref_t,
+            v,
+        });
+    }
+    out
+}
+
+/// Windows of `anchored` and `smoothed` range selectors: the samples in `(mint, maxt]`
+/// plus the last one at or before `mint` within `(mint - lookback, mint]`, and for
+/// `smoothed` also the first one after `maxt` within a lookback delta. An anchored window
+/// needs a sample inside the range; a smoothed one needs a sample inside or neighbours
+/// on both sides (extended_vectors.test: nothing when data is only before or after).
+pub(super) fn extended_windows(
+    data: &[SeriesData],
+    mint: i64,
+    maxt: i64,
+    lookback_ms: i64,
+    smoothed: bool,
+) -> Vec<Window> {
+    let before = mint.saturating_sub(lookback_ms);
+    let after = maxt.saturating_add(lookback_ms);
+    let mut out = Vec::new();
+    for (i, s) in data.iter().enumerate() {
+        let in_start = s.samples.partition_point(|x| x.t <= mint);
+        let in_end = s.samples.partition_point(|x| x.t <= maxt);
+        let mut start = in_start;
+        let mut end = in_end;
+        if start > 0 && s.samples[start - 1].t > before {
+            start -= 1;
+        }
+        if smoothed && s.samples.get(end).is_some_and(|x| x.t <= after) {
+            end += 1;
+        }
+        let inside = in_start < in_end;
+        let keep = inside || (smoothed && start < in_start && end > in_end);
+        if keep {
+            out.push(Window {
+                series: i,
+                start,
+                end,
+            });
+        }
+    }
+    out
+}

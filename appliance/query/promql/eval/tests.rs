@@ -1612,3 +1612,91 @@ fn label_names_follow_utf8_validation() {
     ));
     assert!(instant(&r, &q(r#"count_values("", m)"#), 0).is_err());
 }
+
+/// fill-modifier.test: missing matches take the fill value; under `group_right` the fill
+/// values keep upstream's post-swap roles (`fill_left` fills the right-hand side).
+#[test]
+fn fill_modifiers_stand_in_for_missing_matches() {
+    let r = load(
+        5 * M,
+        &[
+            (r#"l{k="a"}"#, "10"),
+            (r#"l{k="b"}"#, "20"),
+            (r#"r{k="a"}"#, "100"),
+            (r#"r{k="c"}"#, "300"),
+        ],
+    );
+    assert_vector(
+        instant(&r, &q("l + fill(0) r"), 0),
+        &[
+            (r#"{k="a"}"#, 110.0),
+            (r#"{k="b"}"#, 20.0),
+            (r#"{k="c"}"#, 300.0),
+        ],
+    );
+    assert_vector(
+        instant(&r, &q("l + fill_right(1) r"), 0),
+        &[(r#"{k="a"}"#, 110.0), (r#"{k="b"}"#, 21.0)],
+    );
+    assert_vector(
+        instant(&r, &q("l != bool fill_left(300) r"), 0),
+        &[(r#"{k="a"}"#, 1.0), (r#"{k="c"}"#, 0.0)],
+    );
+    let r = load(
+        5 * M,
+        &[
+            (r#"cpu{instance="a", cpu="0"}"#, "1"),
+            (r#"cpu{instance="b", cpu="0"}"#, "1"),
+            (r#"meta{instance="a"}"#, "100"),
+            (r#"meta{instance="c"}"#, "300"),
+        ],
+    );
+    assert_vector(
+        instant(
+            &r,
+            &q("meta * on(instance) group_right fill_left(2) cpu"),
+            0,
+        ),
+        &[
+            (r#"{cpu="0", instance="a"}"#, 100.0),
+            (r#"{instance="c"}"#, 600.0),
+        ],
+    );
+    assert_vector(
+        instant(
+            &r,
+            &q("meta * on(instance) group_right fill_right(0) cpu"),
+            0,
+        ),
+        &[
+            (r#"{cpu="0", instance="a"}"#, 100.0),
+            (r#"{cpu="0", instance="b"}"#, 0.0),
+        ],
+    );
+}
+
+/// extended_vectors.test ("PROM-52"): `anchored` takes the last sample at or before the
+/// window as its start and never extrapolates; `smoothed` interpolates both edges.
+#[test]
+fn anchored_and_smoothed_range_selectors() {
+    let r = load(15_000, &[("metric", "1+1x4 9+1x4")]);
+    let at = |q_: &str, t: i64| instant(&r, &q(q_), t);
+    assert_vector(at("increase(metric[1m] anchored)", 5_000), &[("{}", 0.0)]);
+    assert_vector(at("increase(metric[1m] anchored)", 80_000), &[("{}", 7.0)]);
+    assert_vector(at("increase(metric[1m] smoothed)", 65_000), &[("{}", 5.0)]);
+    assert_vector(at("increase(metric[1m] smoothed)", 125_000), &[("{}", 6.0)]);
+    assert_vector(at("metric smoothed", 20_000), &[("metric", 7.0 / 3.0)]);
+    // Data only before the window: nothing to interpolate towards.
+    assert_vector(at("rate(metric[5s] smoothed)", 200_000), &[]);
+    let r = load(60_000, &[("metric", "9 8 5 4")]);
+    // Counter resets count as growth from zero when interpolating.
+    assert_vector(
+        instant(&r, &q("increase(metric[2m] smoothed)"), 135_000),
+        &[("{}", 12.0)],
+    );
+    assert!(
+        error_of(instant(&r, &q("deriv(metric[3m] smoothed)"), 0)).contains(
+            "smoothed modifier can only be used with: delta, increase, rate - not with deriv"
+        )
+    );
+}

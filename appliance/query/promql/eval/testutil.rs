@@ -225,7 +225,10 @@ pub fn vsel(s: &str) -> VectorSelector {
         name: (!name.is_empty()).then(|| name.to_string()),
         matchers,
         offset_ms: 0,
+        offset_expr: None,
         at: None,
+        anchored: false,
+        smoothed: false,
         span: Span::default(),
     }
 }
@@ -235,6 +238,7 @@ pub fn msel(s: &str, range_ms: i64) -> Expr {
     Expr::MatrixSelector(MatrixSelector {
         selector: vsel(s),
         range_ms,
+        range_expr: None,
         span: Span::default(),
     })
 }
@@ -265,6 +269,9 @@ pub fn subq(e: Expr, range_ms: i64, step_ms: Option<i64>) -> Expr {
         range_ms,
         step_ms,
         offset_ms: 0,
+        range_expr: None,
+        step_expr: None,
+        offset_expr: None,
         at: None,
         span: Span::default(),
     })
@@ -336,6 +343,8 @@ pub fn bin_m(op: BinaryOp, l: Expr, r: Expr, return_bool: bool, m: Option<Vector
         rhs: Box::new(r),
         return_bool,
         matching,
+        fill_left: None,
+        fill_right: None,
         span: Span::default(),
     })
 }
