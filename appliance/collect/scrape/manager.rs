@@ -14,7 +14,7 @@ use super::parser::Format;
 use super::target::{LoopSettings, ScrapeError, ScrapeLoop, ScrapeOutput, Target, populate};
 use crate::config::scrape::{ScrapeConfig, StaticConfig};
 use crate::ingest::Ingest;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -114,13 +114,13 @@ fn manage(
     let series = Arc::new(AtomicUsize::new(0));
     let mut running: HashMap<(usize, Target), Running> = HashMap::new();
     loop {
-        let mut wanted: HashMap<(usize, Target), ()> = HashMap::new();
+        let mut wanted: HashSet<(usize, Target)> = HashSet::new();
         for (i, job) in jobs.iter().enumerate() {
             for group in groups(&job.config) {
                 for address in &group.targets {
                     match populate(&job.config, address, &group.labels) {
                         Ok(Some(t)) => {
-                            wanted.insert((i, t), ());
+                            wanted.insert((i, t));
                         }
                         Ok(None) => {}
                         Err(e) => tracing::warn!(
@@ -132,7 +132,7 @@ fn manage(
             }
         }
         for (i, job) in jobs.iter().enumerate() {
-            let n = wanted.keys().filter(|(j, _)| *j == i).count();
+            let n = wanted.iter().filter(|(j, _)| *j == i).count();
             let limit = job.config.target_limit as usize;
             let over = if limit > 0 && n > limit { n } else { 0 };
             if over > 0 && job.over_target_limit.load(Ordering::Relaxed) == 0 {
@@ -142,7 +142,7 @@ fn manage(
         }
         let gone: Vec<(usize, Target)> = running
             .keys()
-            .filter(|k| !wanted.contains_key(*k))
+            .filter(|k| !wanted.contains(*k))
             .cloned()
             .collect();
         for key in gone {
@@ -152,7 +152,7 @@ fn manage(
                 let _ = r.handle.join();
             }
         }
-        for key in wanted.into_keys() {
+        for key in wanted {
             if running.contains_key(&key) {
                 continue;
             }
