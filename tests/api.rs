@@ -326,3 +326,56 @@ fn check_config_reports_file_line_and_key() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn query_limits_fail_with_prometheus_error_shapes_and_the_server_keeps_serving() {
+    let p = Picket::start(&format!("{QUIET_CONFIG}[query]\nmax_samples = 50\n"));
+    let t0 = now_ms() - 3_600_000;
+    let samples: Vec<(i64, f64)> = (0..240).map(|i| (t0 + i * 15_000, i as f64)).collect();
+    let req = write_request(vec![
+        series(&[("__name__", "lim"), ("i", "a")], &samples),
+        series(&[("__name__", "lim"), ("i", "b")], &samples),
+    ]);
+    assert_eq!(p.remote_write(&req, None).0, 204);
+    let at = format!("{}", (t0 + 239 * 15_000) as f64 / 1000.0);
+
+    // Too many samples: 422 execution.
+    let (code, v) = p.post_form(
+        "/api/v1/query",
+        &[("query", "count_over_time(lim[1h])"), ("time", &at)],
+    );
+    assert_eq!(code, 422, "{v}");
+    assert_eq!(v["errorType"], "execution");
+    assert!(
+        v["error"].as_str().unwrap().contains("too many samples"),
+        "{v}"
+    );
+    // Within the limit the same data answers.
+    let r = p.query("count_over_time(lim{i=\"a\"}[5m])", &at);
+    assert_eq!(r[0]["value"][1], "20", "{r}");
+
+    // A query that cannot finish within its `timeout`: 503 timeout.
+    let start = format!("{}", t0 as f64 / 1000.0);
+    let (code, v) = p.post_form(
+        "/api/v1/query_range",
+        &[
+            (
+                "query",
+                "sum(rate(lim{i=\"a\"}[5m])) + count(lim{i=\"a\"} offset 1m)",
+            ),
+            ("start", &start),
+            ("end", &at),
+            ("step", "0.4"),
+            ("timeout", "1ms"),
+        ],
+    );
+    assert_eq!(code, 503, "{v}");
+    assert_eq!(v["errorType"], "timeout");
+    assert!(v["error"].as_str().unwrap().contains("timed out"), "{v}");
+
+    assert_eq!(
+        p.get("/-/healthy").0,
+        200,
+        "the process survived its failed queries"
+    );
+}

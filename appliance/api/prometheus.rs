@@ -103,19 +103,32 @@ fn engine_options(s: &ApiState, params: &Params) -> Result<eval::EngineOptions, 
 }
 
 /// Runs `f` on the blocking pool once a query slot is free.
-async fn run_query<F>(s: &Arc<ApiState>, f: F) -> Result<(Value, eval::Annotations), ApiError>
+///
+/// As in Prometheus, the query's timeout covers the wait for a slot too: a query still
+/// queued when it runs out fails with `timeout` ("query timed out in query queue"), and
+/// what is left of it bounds the evaluation.
+async fn run_query<F>(
+    s: &Arc<ApiState>,
+    mut opts: eval::EngineOptions,
+    f: F,
+) -> Result<(Value, eval::Annotations), ApiError>
 where
-    F: FnOnce(&dyn SeriesReader) -> Result<(Value, eval::Annotations), eval::EvalError>
+    F: FnOnce(
+            &dyn SeriesReader,
+            &eval::EngineOptions,
+        ) -> Result<(Value, eval::Annotations), eval::EvalError>
         + Send
         + 'static,
 {
-    let _permit = s
-        .query_slots
-        .acquire()
-        .await
-        .map_err(|_| ApiError::new(ErrorType::Unavailable, "shutting down"))?;
+    let queued = std::time::Instant::now();
+    let _permit = match tokio::time::timeout(opts.timeout, s.query_slots.acquire()).await {
+        Ok(Ok(permit)) => permit,
+        Ok(Err(_)) => return Err(ApiError::new(ErrorType::Unavailable, "shutting down")),
+        Err(_) => return Err(eval::EvalError::Timeout("query queue").into()),
+    };
+    opts.timeout = opts.timeout.saturating_sub(queued.elapsed());
     let store = s.store.clone();
-    tokio::task::spawn_blocking(move || f(&store))
+    tokio::task::spawn_blocking(move || f(&store, &opts))
         .await
         .map_err(|e| ApiError::internal(format!("query task failed: {e}")))?
         .map_err(ApiError::from)
@@ -184,8 +197,8 @@ pub async fn query(
     let expr = parse_query(&p)?;
     let t = p.time_or("time", now_ms())?;
     let opts = engine_options(&s, &p)?;
-    let (value, notes) = run_query(&s, move |r| {
-        eval::instant_query_annotated(r, &expr, t, &opts)
+    let (value, notes) = run_query(&s, opts, move |r, opts| {
+        eval::instant_query_annotated(r, &expr, t, opts)
     })
     .await?;
     Ok(success_annotated(
@@ -232,8 +245,8 @@ pub async fn query_range(
         )));
     }
     let opts = engine_options(&s, &p)?;
-    let (value, notes) = run_query(&s, move |r| {
-        eval::range_query_annotated(r, &expr, start, end, step, &opts)
+    let (value, notes) = run_query(&s, opts, move |r, opts| {
+        eval::range_query_annotated(r, &expr, start, end, step, opts)
     })
     .await?;
     Ok(success_annotated(
