@@ -1187,10 +1187,31 @@ fn label_join(ev: &mut Evaluator, c: &Call, t: i64) -> Result<Vector, EvalError>
 /// each with its (upper bound, cumulative count) buckets. Series without a readable `le`
 /// are skipped, as Prometheus does with a warning (`funcHistogramQuantile`,
 /// promql/functions.go v3.x).
+///
+/// Beyond Prometheus, VictoriaMetrics histograms are accepted too: series with a
+/// `vmrange="<start>...<end>"` label (and no `le`) hold the count of observations in that
+/// range, not a cumulative count. They are grouped by their labels without `vmrange` and
+/// turned into cumulative `le` buckets as VictoriaMetrics' `vmrangeBucketsToLE` does, so
+/// `histogram_quantile` and `histogram_fraction` answer as on VictoriaMetrics.
 fn classic_histograms(ev: &mut Evaluator, vec: Vector) -> Vec<ClassicHistogram> {
     let mut index: HashMap<Labels, usize> = HashMap::new();
     let mut groups: Vec<(Labels, Vec<(f64, f64)>)> = Vec::new();
+    let mut vm_index: HashMap<Labels, usize> = HashMap::new();
+    let mut vm_groups: Vec<(Labels, Vec<(f64, f64, f64)>)> = Vec::new();
     for s in vec {
+        if s.labels.get("le").is_none()
+            && let Some((lo, hi)) = s.labels.get("vmrange").and_then(parse_vmrange)
+        {
+            let mut b = s.labels.into_builder();
+            b.remove("vmrange");
+            let key = b.build();
+            let gi = *vm_index.entry(key.clone()).or_insert_with(|| {
+                vm_groups.push((key, Vec::new()));
+                vm_groups.len() - 1
+            });
+            vm_groups[gi].1.push((lo, hi, s.v));
+            continue;
+        }
         let le = s.labels.get("le");
         let Some(upper) = le.and_then(parse_go_float) else {
             ev.warn(format!(
@@ -1212,6 +1233,14 @@ fn classic_histograms(ev: &mut Evaluator, vec: Vector) -> Vec<ClassicHistogram> 
             }
         };
         groups[gi].1.push((upper, s.v));
+    }
+    for (key, ranges) in vm_groups {
+        match index.get(&key) {
+            // A group with both kinds of buckets: the `le` ones win, as they are what a
+            // Prometheus client exported.
+            Some(_) => continue,
+            None => groups.push((key, vmrange_to_le(ranges))),
+        }
     }
     groups
         .into_iter()
@@ -1316,6 +1345,43 @@ fn coalesce(buckets: &[(f64, f64)]) -> Vec<(f64, f64)> {
         }
     }
     merged
+}
+
+/// Parses VictoriaMetrics' `vmrange` label, `1.000e+00...1.500e+00`, into (start, end).
+fn parse_vmrange(s: &str) -> Option<(f64, f64)> {
+    let (lo, hi) = s.split_once("...")?;
+    let (lo, hi) = (parse_go_float(lo)?, parse_go_float(hi)?);
+    (lo <= hi).then_some((lo, hi))
+}
+
+/// Per-range counts `(start, end, count)` to cumulative `(le, count)` buckets, as
+/// VictoriaMetrics' `vmrangeBucketsToLE` (app/vmselect/promql/transform.go): an empty
+/// bucket at the start of every range that does not continue the previous one (so the
+/// quantile interpolates inside the range, not from 0), and a `+Inf` bucket at the end.
+fn vmrange_to_le(mut ranges: Vec<(f64, f64, f64)>) -> Vec<(f64, f64)> {
+    ranges.sort_by(|a, b| {
+        (a.0, a.1)
+            .partial_cmp(&(b.0, b.1))
+            .unwrap_or(std::cmp::Ordering::Equal)
+    });
+    let mut out: Vec<(f64, f64)> = Vec::with_capacity(ranges.len() * 2 + 1);
+    let mut cumulative = 0.0;
+    let mut prev_end: Option<f64> = None;
+    for (start, end, count) in ranges {
+        if !count.is_finite() || count < 0.0 {
+            continue;
+        }
+        if prev_end != Some(start) {
+            out.push((start, cumulative));
+        }
+        cumulative += count;
+        out.push((end, cumulative));
+        prev_end = Some(end);
+    }
+    if out.last().is_none_or(|b| b.0 != f64::INFINITY) {
+        out.push((f64::INFINITY, cumulative));
+    }
+    out
 }
 
 /// Parses a bucket bound the way Go's `strconv.ParseFloat` reads Prometheus' `le` values.

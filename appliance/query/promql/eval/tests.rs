@@ -1700,3 +1700,39 @@ fn anchored_and_smoothed_range_selectors() {
         )
     );
 }
+
+#[test]
+fn victoriametrics_vmrange_buckets_answer_like_the_equivalent_le_buckets() {
+    // The same observations as VictoriaMetrics per-range counts and as Prometheus
+    // cumulative `le` buckets: 10 in (1, 2], 10 in (2, 4].
+    let r = load(
+        5 * M,
+        &[
+            (r#"vm_bucket{job="a", vmrange="1.000e+00...2.000e+00"}"#, "10+0x10"),
+            (r#"vm_bucket{job="a", vmrange="2.000e+00...4.000e+00"}"#, "10+0x10"),
+            (r#"le_bucket{job="a", le="1"}"#, "0+0x10"),
+            (r#"le_bucket{job="a", le="2"}"#, "10+0x10"),
+            (r#"le_bucket{job="a", le="4"}"#, "20+0x10"),
+            (r#"le_bucket{job="a", le="+Inf"}"#, "20+0x10"),
+        ],
+    );
+    for (phi, want) in [(0.25, 1.5), (0.5, 2.0), (0.75, 3.0), (1.0, 4.0)] {
+        for metric in ["vm_bucket", "le_bucket"] {
+            let e = format!("histogram_quantile({phi}, {metric})");
+            assert_vector(instant(&r, &q(&e), 50 * M), &[(r#"{job="a"}"#, want)]);
+        }
+    }
+    assert_vector(
+        instant(&r, &q("histogram_fraction(0, 2, vm_bucket)"), 50 * M),
+        &[(r#"{job="a"}"#, 0.5)],
+    );
+    // Aggregating while keeping `vmrange`, as dashboards over VictoriaMetrics do.
+    assert_vector(
+        instant(
+            &r,
+            &q("histogram_quantile(0.5, sum by (vmrange) (vm_bucket))"),
+            50 * M,
+        ),
+        &[("{}", 2.0)],
+    );
+}
