@@ -9,10 +9,13 @@
 //! input is syntactically valid, so `rate(foo) +` reports the missing operand, not the
 //! type of `foo`.
 //!
-//! Experimental syntax (duration arithmetic in ranges and offsets, `anchored`/`smoothed`,
-//! `fill()` modifiers, native-histogram trim operators) is rejected with an explicit error.
-//! Experimental functions and the `limitk`/`limit_ratio` aggregations are accepted, as a
-//! Prometheus started with `--enable-feature=promql-experimental-functions` does.
+//! The experimental syntax of Prometheus 3.x is accepted as a server started with
+//! `--enable-feature=promql-experimental-functions,promql-extended-range-selectors,promql-binop-fill-modifiers`
+//! accepts it: duration expressions in ranges, subquery steps and offsets (folded here
+//! unless they use `step()`/`range()`, which the evaluator resolves per query),
+//! `anchored`/`smoothed` selectors, `fill()`/`fill_left()`/`fill_right()` modifiers, the
+//! experimental functions and `limitk`/`limit_ratio`. Only the native-histogram trim
+//! operators (`</`, `>/`) are refused, with an explicit error.
 
 use super::ast::{
     Aggregate, AggregateOp, AtModifier, Binary, BinaryOp, Call, Cardinality, DurationExpr, Expr,

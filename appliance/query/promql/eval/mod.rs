@@ -10,9 +10,11 @@
 //! longer than six hours load per six-hour batch of steps to bound memory). Subquery inner
 //! steps are shared between outer steps.
 //!
-//! The other files own one concern each: `selectors` (lookback/window kernels), `functions`
-//! (function dispatch and the `*_over_time`/rate kernels), `aggregate` (`sum by` and
-//! friends), `binary` (operators and vector matching); `testutil` and `tests` are test-only.
+//! The other files own one concern each: `selectors` (lookback/window kernels, including
+//! the `anchored`/`smoothed` windows), `functions` (function dispatch and the
+//! `*_over_time`/rate kernels), `aggregate` (`sum by` and friends), `binary` (operators,
+//! vector matching and `fill()`), `durations` (`step()`/`range()` in durations, resolved
+//! before the first step); `testutil` and `tests` are test-only.
 //! Prometheus' own test scripts run against the live server from `.ci/conformance`.
 
 mod aggregate;
