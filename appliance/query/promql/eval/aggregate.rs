@@ -54,14 +54,30 @@ pub(super) fn eval_aggregate(ev: &mut Evaluator, a: &Aggregate, t: i64) -> Resul
             count_values(&name, input, &a.grouping)
         }
         AggregateOp::LimitRatio => {
-            if let Some(Val::Scalar(r)) = param
-                && r.is_nan()
-            {
+            let r = match param {
+                Some(Val::Scalar(r)) => r,
+                _ => return Err(param_error(a.op)),
+            };
+            if r.is_nan() {
                 return Err(EvalError::Execution("Ratio value is NaN".into()));
             }
-            return Err(EvalError::Execution(
-                "limit_ratio is not supported".to_string(),
-            ));
+            let ratio = r.clamp(-1.0, 1.0);
+            if ratio != r {
+                ev.warn(format!(
+                    "ratio value should be between -1 and 1, got {}, capping to {}",
+                    super::functions::format_go_float(r),
+                    super::functions::format_go_float(ratio)
+                ));
+            }
+            if ratio == 0.0 {
+                return Ok(Val::Vector(Vec::new()));
+            }
+            // Which samples a ratio keeps depends only on each sample's labels, so the
+            // grouping does not change the result (engine.go `LIMIT_RATIO`).
+            input
+                .into_iter()
+                .filter(|s| ratio_keeps(ratio, &s.labels))
+                .collect()
         }
         _ => {
             let q = match (a.op, param) {
@@ -81,6 +97,23 @@ pub(super) fn eval_aggregate(ev: &mut Evaluator, a: &Aggregate, t: i64) -> Resul
     }
     ev.account(out.len())?;
     Ok(Val::Vector(out))
+}
+
+/// `HashRatioSampler.AddRatioSample` (promql/engine.go v3.x): a sample's place in [0, 1]
+/// is its label hash over `u64::MAX`; a positive ratio keeps the samples below it, a
+/// negative one the complement (`-0.25` keeps the top quarter). The hash is xxHash64 of
+/// `name 0xff value 0xff ...` over the sorted labels, Prometheus' `StableHash`, so the
+/// same series are kept across restarts and by Prometheus builds that hash this way.
+fn ratio_keeps(ratio: f64, labels: &Labels) -> bool {
+    let mut buf = Vec::with_capacity(128);
+    for l in labels {
+        buf.extend_from_slice(l.name.as_bytes());
+        buf.push(0xff);
+        buf.extend_from_slice(l.value.as_bytes());
+        buf.push(0xff);
+    }
+    let offset = twox_hash::XxHash64::oneshot(0, &buf) as f64 / u64::MAX as f64;
+    (ratio >= 0.0 && offset < ratio) || (ratio < 0.0 && offset >= 1.0 + ratio)
 }
 
 fn param_error(op: AggregateOp) -> EvalError {

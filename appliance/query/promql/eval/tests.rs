@@ -1708,8 +1708,14 @@ fn victoriametrics_vmrange_buckets_answer_like_the_equivalent_le_buckets() {
     let r = load(
         5 * M,
         &[
-            (r#"vm_bucket{job="a", vmrange="1.000e+00...2.000e+00"}"#, "10+0x10"),
-            (r#"vm_bucket{job="a", vmrange="2.000e+00...4.000e+00"}"#, "10+0x10"),
+            (
+                r#"vm_bucket{job="a", vmrange="1.000e+00...2.000e+00"}"#,
+                "10+0x10",
+            ),
+            (
+                r#"vm_bucket{job="a", vmrange="2.000e+00...4.000e+00"}"#,
+                "10+0x10",
+            ),
             (r#"le_bucket{job="a", le="1"}"#, "0+0x10"),
             (r#"le_bucket{job="a", le="2"}"#, "10+0x10"),
             (r#"le_bucket{job="a", le="4"}"#, "20+0x10"),
@@ -1735,4 +1741,49 @@ fn victoriametrics_vmrange_buckets_answer_like_the_equivalent_le_buckets() {
         ),
         &[("{}", 2.0)],
     );
+}
+
+#[test]
+fn limit_ratio_keeps_a_stable_hash_chosen_share_and_its_complement() {
+    let lines: Vec<(String, String)> = (0..200)
+        .map(|i| (format!(r#"x{{i="{i}"}}"#), "1+0x10".to_string()))
+        .collect();
+    let pairs: Vec<(&str, &str)> = lines
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    let r = load(5 * M, &pairs);
+    let labels_of = |e: &str| -> Vec<String> {
+        match instant(&r, &q(e), 50 * M).expect(e) {
+            Value::Vector(v) => {
+                let mut l: Vec<String> = v.iter().map(|s| s.labels.to_string()).collect();
+                l.sort();
+                l
+            }
+            other => panic!("{e}: {other:?}"),
+        }
+    };
+    let half = labels_of("limit_ratio(0.5, x)");
+    let other_half = labels_of("limit_ratio(-0.5, x)");
+    assert!(
+        (60..=140).contains(&half.len()),
+        "about half: {}",
+        half.len()
+    );
+    assert_eq!(half.len() + other_half.len(), 200);
+    assert!(
+        half.iter().all(|l| !other_half.contains(l)),
+        "the two halves are disjoint"
+    );
+    assert_eq!(
+        half,
+        labels_of("limit_ratio(0.5, x)"),
+        "the choice is stable"
+    );
+    assert_eq!(labels_of("limit_ratio(1, x)").len(), 200);
+    assert_eq!(labels_of("limit_ratio(2, x)").len(), 200, "capped to 1");
+    assert!(labels_of("limit_ratio(0, x)").is_empty());
+    // Grouping does not change which series a ratio keeps.
+    assert_eq!(half, labels_of("limit_ratio by (i) (0.5, x)"));
+    assert!(instant(&r, &q("limit_ratio(NaN, x)"), 50 * M).is_err());
 }
