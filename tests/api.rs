@@ -379,3 +379,42 @@ fn query_limits_fail_with_prometheus_error_shapes_and_the_server_keeps_serving()
         "the process survived its failed queries"
     );
 }
+
+#[test]
+fn a_query_waiting_for_a_busy_slot_times_out_in_the_query_queue() {
+    let p = Picket::start(&format!(
+        "{QUIET_CONFIG}[query]\nmax_concurrent = 1\nmax_samples = 1000000000\n"
+    ));
+    let t0 = now_ms() - 3_600_000;
+    let samples: Vec<(i64, f64)> = (0..240).map(|i| (t0 + i * 15_000, i as f64)).collect();
+    let req = write_request(vec![series(&[("__name__", "busy")], &samples)]);
+    assert_eq!(p.remote_write(&req, None).0, 204);
+    let (start, end) = (
+        format!("{}", t0 as f64 / 1000.0),
+        format!("{}", (t0 + 3_600_000) as f64 / 1000.0),
+    );
+    // Holds the only slot for up to 3 s: 11,000 steps of a 1 h subquery at 1 s resolution.
+    let url = p.url("/api/v1/query_range");
+    let slow = std::thread::spawn(move || {
+        common::client()
+            .post(url)
+            .form(&[
+                ("query", "max_over_time(busy[1h:1s])"),
+                ("start", start.as_str()),
+                ("end", end.as_str()),
+                ("step", "0.33"),
+                ("timeout", "3s"),
+            ])
+            .send()
+            .map(|r| r.status().as_u16())
+    });
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let (code, v) = p.post_form("/api/v1/query", &[("query", "1"), ("timeout", "100ms")]);
+    assert_eq!(code, 503, "{v}");
+    assert_eq!(v["errorType"], "timeout");
+    assert_eq!(v["error"], "query timed out in query queue");
+    let slow_status = slow.join().unwrap().unwrap();
+    assert_eq!(slow_status, 503, "the slow query itself ran out of time");
+    // With the slot free again, queries answer.
+    assert_eq!(p.query("1", "0")[1], "1");
+}

@@ -1197,7 +1197,7 @@ fn classic_histograms(ev: &mut Evaluator, vec: Vector) -> Vec<ClassicHistogram> 
     let mut index: HashMap<Labels, usize> = HashMap::new();
     let mut groups: Vec<(Labels, Vec<(f64, f64)>)> = Vec::new();
     let mut vm_index: HashMap<Labels, usize> = HashMap::new();
-    let mut vm_groups: Vec<(Labels, Vec<(f64, f64, f64)>)> = Vec::new();
+    let mut vm_groups: Vec<(Labels, Vec<VmRange>)> = Vec::new();
     for s in vec {
         if s.labels.get("le").is_none()
             && let Some((lo, hi)) = s.labels.get("vmrange").and_then(parse_vmrange)
@@ -1347,6 +1347,9 @@ fn coalesce(buckets: &[(f64, f64)]) -> Vec<(f64, f64)> {
     merged
 }
 
+/// One VictoriaMetrics bucket: (range start, range end, observations in the range).
+type VmRange = (f64, f64, f64);
+
 /// Parses VictoriaMetrics' `vmrange` label, `1.000e+00...1.500e+00`, into (start, end).
 fn parse_vmrange(s: &str) -> Option<(f64, f64)> {
     let (lo, hi) = s.split_once("...")?;
@@ -1358,7 +1361,7 @@ fn parse_vmrange(s: &str) -> Option<(f64, f64)> {
 /// VictoriaMetrics' `vmrangeBucketsToLE` (app/vmselect/promql/transform.go): an empty
 /// bucket at the start of every range that does not continue the previous one (so the
 /// quantile interpolates inside the range, not from 0), and a `+Inf` bucket at the end.
-fn vmrange_to_le(mut ranges: Vec<(f64, f64, f64)>) -> Vec<(f64, f64)> {
+fn vmrange_to_le(mut ranges: Vec<VmRange>) -> Vec<(f64, f64)> {
     ranges.sort_by(|a, b| {
         (a.0, a.1)
             .partial_cmp(&(b.0, b.1))
