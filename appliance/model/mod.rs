@@ -30,6 +30,21 @@ pub fn is_stale_nan(v: f64) -> bool {
     v.to_bits() == STALE_NAN_BITS
 }
 
+/// Go's `strconv.FormatFloat(f, 'f', -1, 64)`, as Prometheus prints floats in messages and
+/// promtool in its output: Rust's `Display` for f64 is also the shortest round-trip digits
+/// without an exponent; only the special values are spelled differently.
+pub fn format_go_float(f: f64) -> String {
+    if f.is_nan() {
+        "NaN".into()
+    } else if f == f64::INFINITY {
+        "+Inf".into()
+    } else if f == f64::NEG_INFINITY {
+        "-Inf".into()
+    } else {
+        format!("{f}")
+    }
+}
+
 /// The metric types of the Prometheus exposition format, as `/api/v1/metadata` names them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]

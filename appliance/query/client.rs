@@ -10,6 +10,7 @@
 //! are Go-quoted (`%q`), and the metric name is written before the braces.
 //! See `model/value.go` and `model/metric.go` in github.com/prometheus/common.
 
+use crate::model::format_go_float;
 use serde_json::Value;
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -141,21 +142,7 @@ fn pair(p: &Value) -> Option<(String, String)> {
         "-Inf" => f64::NEG_INFINITY,
         s => s.parse().ok()?,
     };
-    Some((go_float(ms / 1000.0), go_float(v)))
-}
-
-/// Go's `strconv.FormatFloat(f, 'f', -1, 64)`: Rust's `Display` for f64 is also the
-/// shortest round-trip digits without an exponent; only the special values differ.
-fn go_float(f: f64) -> String {
-    if f.is_nan() {
-        "NaN".into()
-    } else if f == f64::INFINITY {
-        "+Inf".into()
-    } else if f == f64::NEG_INFINITY {
-        "-Inf".into()
-    } else {
-        format!("{f}")
-    }
+    Some((format_go_float(ms / 1000.0), format_go_float(v)))
 }
 
 /// model.Metric's String(): `name{a="1", b="2"}` with the other labels sorted, `name`

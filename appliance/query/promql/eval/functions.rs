@@ -643,18 +643,7 @@ pub(super) fn quantile(q: f64, values: &mut [f64]) -> f64 {
     values[lower as usize] * (1.0 - weight) + values[upper as usize] * weight
 }
 
-/// Go's `strconv.FormatFloat(f, 'f', -1, 64)`: shortest form without exponent.
-pub(super) fn format_go_float(f: f64) -> String {
-    if f.is_nan() {
-        "NaN".into()
-    } else if f == f64::INFINITY {
-        "+Inf".into()
-    } else if f == f64::NEG_INFINITY {
-        "-Inf".into()
-    } else {
-        format!("{f}")
-    }
-}
+pub(super) use crate::model::format_go_float;
 
 /// `rate`, `increase` and `delta` over one window `(mint, maxt]`: mirrors
 /// `extrapolatedRate` in promql/functions.go v3.x. The change is corrected for counter
