@@ -2542,6 +2542,10 @@ mod tests {
                 .to_string(),
             "sum by (job) (rate(x{a=\"b\"}[5m] offset 1m))"
         );
+        assert_eq!(
+            parse("1 + 2.5 * 1e300 - 1e-7").unwrap().to_string(),
+            "1 + 2.5 * 1e300 - 1e-7"
+        );
     }
 
     #[test]
