@@ -527,8 +527,11 @@ impl fmt::Display for Expr {
                     f.write_str("NaN")
                 } else if v.is_infinite() {
                     f.write_str(if *v > 0.0 { "Inf" } else { "-Inf" })
+                } else if *v == 0.0 || (1e-4..1e15).contains(&v.abs()) {
+                    // Shortest round-tripping decimal, without a `.0` on integers.
+                    write!(f, "{v}")
                 } else {
-                    // `{:?}` is the shortest form that round-trips (`0.1`, `1e300`).
+                    // Exponent form for very large or small values (`1e300`).
                     write!(f, "{v:?}")
                 }
             }

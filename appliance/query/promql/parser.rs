@@ -603,7 +603,7 @@ impl Parser<'_> {
         let name = self.text(name_tok).to_string();
         // Prometheus checks the name once the whole call is parsed, so syntax errors in
         // the arguments come first.
-        let (args, end) = self.call_body()?;
+        let body = self.call_body()?;
         let Some(func) = functions::lookup(&name) else {
             return Err(ParseError::new(
                 name_tok.start,
@@ -612,46 +612,50 @@ impl Parser<'_> {
         };
         let span = Span {
             start: name_tok.start,
-            end,
+            end: body.end,
         };
+        let mut segments = self.take_arg_checks(&body);
+        let args = body.args;
+        // Rebuilt in Prometheus' checkAST order: the call's own errors, then each
+        // argument's inner errors followed by its type error.
+        let mut ordered = Vec::new();
         let n = args.len();
-        if func.variadic == 0 {
-            if n != func.arg_types.len() {
-                self.check(
-                    span.start,
-                    format!(
-                        "expected {} argument(s) in call to {}, got {n}",
-                        func.arg_types.len(),
-                        go_quote(func.name)
-                    ),
-                );
-            }
-        } else if n < func.min_args() {
-            self.check(
-                span.start,
+        let count_error = if func.variadic == 0 {
+            (n != func.arg_types.len()).then(|| {
                 format!(
-                    "expected at least {} argument(s) in call to {}, got {n}",
-                    func.min_args(),
+                    "expected {} argument(s) in call to {}, got {n}",
+                    func.arg_types.len(),
                     go_quote(func.name)
-                ),
-            );
-        } else if let Some(max) = func.max_args().filter(|&m| n > m) {
-            self.check(
-                span.start,
+                )
+            })
+        } else if n < func.min_args() {
+            Some(format!(
+                "expected at least {} argument(s) in call to {}, got {n}",
+                func.min_args(),
+                go_quote(func.name)
+            ))
+        } else {
+            func.max_args().filter(|&m| n > m).map(|max| {
                 format!(
                     "expected at most {max} argument(s) in call to {}, got {n}",
                     go_quote(func.name)
-                ),
-            );
+                )
+            })
+        };
+        if let Some(msg) = count_error {
+            ordered.push(ParseError::new(span.start, msg));
         }
         if func.name == "info" && n > 1 {
-            self.check_info_selector(&args[1]);
+            info_selector_checks(&args[1], &mut segments[1], &mut ordered);
         }
-        for (i, arg) in args.iter().enumerate() {
-            let Some(want) = func.arg_type(i) else { break };
+        for (i, (arg, seg)) in args.iter().zip(segments).enumerate() {
+            ordered.extend(seg);
+            let Some(want) = func.arg_type(i) else {
+                continue;
+            };
             let got = arg.ty();
             if got != want {
-                self.check(
+                ordered.push(ParseError::new(
                     arg.span.start,
                     format!(
                         "expected type {} in call to function {}, got {}",
@@ -659,9 +663,10 @@ impl Parser<'_> {
                         go_quote(func.name),
                         got.name()
                     ),
-                );
+                ));
             }
         }
+        self.checks.extend(ordered);
         Ok(P {
             e: Expr::Call(Call {
                 func: func.name,
@@ -672,48 +677,47 @@ impl Parser<'_> {
         })
     }
 
-    /// `info`'s second argument must be a bare label selector, which is exempt from the
-    /// non-empty-matcher rule.
-    fn check_info_selector(&mut self, arg: &P) {
-        if arg.ty() != ValueType::Vector {
-            self.check(
-                arg.span.start,
-                format!(
-                    "expected type instant vector in call to function \"info\", got {}",
-                    arg.ty().name()
-                ),
-            );
+    /// Removes the type errors found inside each argument of a call body, one list per
+    /// argument, so the caller can put them back in Prometheus' order.
+    fn take_arg_checks(&mut self, body: &Body) -> Vec<Vec<ParseError>> {
+        let mut all = self
+            .checks
+            .split_off(body.start_mark.min(self.checks.len()));
+        let mut segments = Vec::with_capacity(body.marks.len());
+        let mut taken = body.start_mark;
+        for &mark in &body.marks {
+            let rest = all.split_off(mark.saturating_sub(taken).min(all.len()));
+            segments.push(all);
+            all = rest;
+            taken = mark;
         }
-        match &arg.e {
-            Expr::VectorSelector(vs) if vs.name.is_some() => self.check(
-                arg.span.start,
-                "expected label selectors only, got vector selector instead",
-            ),
-            Expr::VectorSelector(vs) => {
-                let pos = vs.span.start;
-                self.checks
-                    .retain(|e| !(e.pos == pos && e.message == EMPTY_MATCHER_MSG));
-            }
-            _ => self.check(arg.span.start, "expected label selectors only"),
-        }
+        segments
     }
 
-    /// `(` args `)`; returns the arguments and the end of the closing parenthesis.
-    fn call_body(&mut self) -> R<(Vec<P>, usize)> {
+    /// `(` args `)`.
+    fn call_body(&mut self) -> R<Body> {
         self.expect(Kind::LeftParen, "", "")?;
-        let mut args = Vec::new();
+        let mut body = Body {
+            args: Vec::new(),
+            end: 0,
+            start_mark: self.checks.len(),
+            marks: Vec::new(),
+        };
         let t = self.peek()?;
         if t.kind == Kind::RightParen {
             self.bump()?;
-            return Ok((args, t.end));
+            body.end = t.end;
+            return Ok(body);
         }
         loop {
-            args.push(self.expr(0)?);
+            body.args.push(self.expr(0)?);
+            body.marks.push(self.checks.len());
             let t = self.peek()?;
             match t.kind {
                 Kind::RightParen => {
                     self.bump()?;
-                    return Ok((args, t.end));
+                    body.end = t.end;
+                    return Ok(body);
                 }
                 Kind::Comma => {
                     self.bump()?;
@@ -739,7 +743,8 @@ impl Parser<'_> {
         if t.kind != Kind::LeftParen {
             return Err(self.unexpected(t, "aggregation", ""));
         }
-        let (mut args, mut end) = self.call_body()?;
+        let body = self.call_body()?;
+        let mut end = body.end;
         if grouping.is_none() && matches!(self.peek()?.kind, Kind::By | Kind::Without) {
             grouping = Some(self.grouping()?);
             end = self.tokens[self.next - 1].end;
@@ -748,6 +753,8 @@ impl Parser<'_> {
             start: op_tok.start,
             end,
         };
+        let mut segments = self.take_arg_checks(&body);
+        let mut args = body.args;
         if args.is_empty() {
             return Err(ParseError::new(
                 span.start,
@@ -766,6 +773,10 @@ impl Parser<'_> {
         }
         let expr = args.pop().expect("checked length");
         let param = args.pop();
+        // Prometheus' checkAST order: the aggregated expression, then the parameter.
+        let expr_checks = segments.pop().unwrap_or_default();
+        let param_checks = segments.pop().unwrap_or_default();
+        self.checks.extend(expr_checks);
         if expr.ty() != ValueType::Vector {
             self.check(
                 expr.span.start,
@@ -775,6 +786,7 @@ impl Parser<'_> {
                 ),
             );
         }
+        self.checks.extend(param_checks);
         if let Some(p) = &param {
             let want = if op == AggregateOp::CountValues {
                 ValueType::String
@@ -1394,6 +1406,44 @@ impl Parser<'_> {
         *slot = Some(at);
         p.span.end = end;
         Ok(p)
+    }
+}
+
+/// A parsed `(args)` list with the bookkeeping needed to reorder type errors.
+struct Body {
+    args: Vec<P>,
+    /// End of the closing parenthesis.
+    end: usize,
+    /// `checks.len()` before the first argument, and after each argument.
+    start_mark: usize,
+    marks: Vec<usize>,
+}
+
+/// `info`'s second argument must be a bare label selector, which is exempt from the
+/// non-empty-matcher rule (so that error is dropped from the argument's own checks).
+fn info_selector_checks(arg: &P, arg_checks: &mut Vec<ParseError>, out: &mut Vec<ParseError>) {
+    if arg.ty() != ValueType::Vector {
+        out.push(ParseError::new(
+            arg.span.start,
+            format!(
+                "expected type instant vector in call to function \"info\", got {}",
+                arg.ty().name()
+            ),
+        ));
+    }
+    match &arg.e {
+        Expr::VectorSelector(vs) if vs.name.is_some() => out.push(ParseError::new(
+            arg.span.start,
+            "expected label selectors only, got vector selector instead",
+        )),
+        Expr::VectorSelector(vs) => {
+            let pos = vs.span.start;
+            arg_checks.retain(|e| !(e.pos == pos && e.message == EMPTY_MATCHER_MSG));
+        }
+        _ => out.push(ParseError::new(
+            arg.span.start,
+            "expected label selectors only",
+        )),
     }
 }
 
@@ -2655,6 +2705,22 @@ mod tests {
                 pos: 8,
                 msg: "expected label selectors only, got vector selector instead",
             },
+            // Several type errors: the first in Prometheus' checkAST order is reported.
+            ErrCase {
+                input: "topk(x, rate(y))",
+                pos: 13,
+                msg: "expected type range vector in call to function \"rate\"",
+            },
+            ErrCase {
+                input: "floor(rate(x), 1)",
+                pos: 0,
+                msg: "expected 1 argument(s) in call to \"floor\", got 2",
+            },
+            ErrCase {
+                input: "abs({}) + abs(rate(x))",
+                pos: 4,
+                msg: "vector selector must contain at least one non-empty matcher",
+            },
             // A syntax error anywhere wins over type errors found before it.
             ErrCase {
                 input: "rate(x) +",
@@ -2771,6 +2837,10 @@ mod tests {
                 .unwrap()
                 .to_string(),
             "sum by (job) (rate(x{a=\"b\"}[5m] offset 1m))"
+        );
+        assert_eq!(
+            parse("1 + 2.5 * 1e300 - 1e-7").unwrap().to_string(),
+            "1 + 2.5 * 1e300 - 1e-7"
         );
     }
 
