@@ -2518,12 +2518,12 @@ mod tests {
         assert_eq!(shown("x[-5m+35m]").unwrap(), "x[30m]");
         assert_eq!(shown("x[29s+1s:5s+5s]").unwrap(), "x[30s:10s]");
         assert_eq!(shown("x offset (100 + 2)").unwrap(), "x offset 1m42s");
-        assert_eq!(shown("x offset 100 + 2").unwrap(), "x offset 1m40s + 2.0");
+        assert_eq!(shown("x offset 100 + 2").unwrap(), "x offset 1m40s + 2");
         assert_eq!(shown("x offset (-2 ^ 2)").unwrap(), "x offset -4s");
-        assert_eq!(shown("x offset -2 ^ 2").unwrap(), "x offset -2s ^ 2.0");
+        assert_eq!(shown("x offset -2 ^ 2").unwrap(), "x offset -2s ^ 2");
         assert_eq!(
             shown("x offset min_of(step(), 1s)+8000").unwrap(),
-            "x offset (min_of(step(), 1.0)) + 8000.0"
+            "x offset (min_of(step(), 1.0)) + 8000"
         );
         assert_eq!(shown("x[STep()]").unwrap(), "x[step()]");
         assert_eq!(
