@@ -91,8 +91,14 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
     .with_context(|| format!("cannot open the store at {}", config.storage.path.display()))?;
     tracing::info!(path = %config.storage.path.display(), elapsed_ms = t0.elapsed().as_millis() as u64, "Store opened.");
     let ingest = Ingest::new(store.clone());
+    let engine = EngineOptions {
+        lookback_delta_ms: config.query.lookback_delta.0.as_millis() as i64,
+        max_samples: config.query.max_samples.0 as usize,
+        timeout: config.query.timeout.0,
+        ..EngineOptions::default()
+    };
 
-    // ---- Rules: load the rule files, restore saved alert state, evaluate each group on its
+    // Rules: load the rule files, restore saved alert state, evaluate each group on its
     // own thread. After the store and ingest (they read and write through them), before the
     // collectors and the API (DESIGN.md order); stopped after the collectors and before the
     // store closes, so their last output is flushed.
@@ -108,11 +114,11 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
             crate::rules::RuleContext {
                 store: store.clone(),
                 ingest: ingest.clone(),
+                // A rule's subquery without a step uses the evaluation interval, as in
+                // Prometheus.
                 engine: EngineOptions {
-                    lookback_delta_ms: config.query.lookback_delta.0.as_millis() as i64,
-                    max_samples: config.query.max_samples.0 as usize,
-                    timeout: config.query.timeout.0,
                     default_subquery_step_ms: config.rules.evaluation_interval.0.as_millis() as i64,
+                    ..engine.clone()
                 },
                 external_labels: config.rules.external_labels.clone(),
                 external_url: String::new(),
@@ -128,7 +134,6 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
         );
         manager
     };
-    // ---- end of rules start-up.
 
     let write_token = read_token(&config.api.write_token_file)?;
     let self_collector = Arc::new(Mutex::new(SelfCollector::new(
@@ -183,7 +188,7 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
         )?);
     }
 
-    // --- Scraper: `[[scrape]]` jobs, started after the collectors, stopped before the
+    // Scraper: `[[scrape]]` jobs, started after the collectors, stopped before the
     // store closes so the staleness markers of every target reach the final flush.
     let scraper = crate::collect::scrape::ScrapeManager::start(
         config.scrape.clone(),
@@ -195,17 +200,11 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
     if !config.scrape.is_empty() {
         tracing::info!(jobs = config.scrape.len(), "Scraper started.");
     }
-    // --- end scraper
 
     let state = Arc::new(ApiState {
         store: store.clone(),
         ingest: ingest.clone(),
-        engine: EngineOptions {
-            lookback_delta_ms: config.query.lookback_delta.0.as_millis() as i64,
-            max_samples: config.query.max_samples.0 as usize,
-            timeout: config.query.timeout.0,
-            ..EngineOptions::default()
-        },
+        engine,
         query_slots: Semaphore::new(config.query.max_concurrent.0 as usize),
         write_token,
         max_request_bytes: config.api.max_request_bytes.0 as usize,
@@ -219,7 +218,7 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
             out
         }),
         ready: false.into(),
-        rules: Some(rules.clone()),
+        rules: rules.clone(),
     });
 
     let listener = tokio::net::TcpListener::bind(config.api.listen)
@@ -261,7 +260,7 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
         elapsed_ms = t.elapsed().as_millis() as u64,
         "Collectors stopped."
     );
-    // --- Scraper stop: writes staleness markers for every target.
+    // The scraper writes staleness markers for every target as it stops.
     if let Some(scraper) = scraper {
         let t = Instant::now();
         tokio::task::spawn_blocking(move || scraper.stop()).await?;
@@ -270,7 +269,6 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
             "Scraper stopped."
         );
     }
-    // --- end scraper stop
     let t = Instant::now();
     tokio::task::spawn_blocking(move || rules.stop()).await?;
     tracing::info!(

@@ -88,6 +88,18 @@ pub fn push_str(out: &mut String, s: &str) {
     out.push('"');
 }
 
+/// Appends a JSON array of strings.
+pub fn push_str_array(out: &mut String, items: &[String]) {
+    out.push('[');
+    for (i, v) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        push_str(out, v);
+    }
+    out.push(']');
+}
+
 /// Appends a label set as a JSON object.
 pub fn push_labels(out: &mut String, labels: &Labels) {
     out.push('{');

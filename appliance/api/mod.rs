@@ -15,7 +15,8 @@ use crate::query::promql::eval::EngineOptions;
 use crate::store::Store;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -36,8 +37,8 @@ pub struct ApiState {
     pub self_metrics: Box<dyn Fn() -> String + Send + Sync>,
     /// False until start-up is complete and after shutdown begins.
     pub ready: AtomicBool,
-    /// The rule engine, for `/api/v1/rules` and `/api/v1/alerts` (None: no rules, empty lists).
-    pub rules: Option<Arc<crate::rules::RuleManager>>,
+    /// The rule engine, for `/api/v1/rules` and `/api/v1/alerts` (no rule files: no groups).
+    pub rules: Arc<crate::rules::RuleManager>,
 }
 
 /// Builds the router with every endpoint.
@@ -77,6 +78,26 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/v1/admin/snapshot", post(status::snapshot))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
+}
+
+/// Prometheus' success envelope, `{"status":"success","data":...}`, with the `warnings`
+/// and `infos` arrays when they are not empty. `data` writes the data value straight into
+/// the response body, so a large query result is not built in one buffer and copied into
+/// another.
+pub fn success(data: impl FnOnce(&mut String), warnings: &[String], infos: &[String]) -> Response {
+    let mut body = String::with_capacity(256);
+    body.push_str(r#"{"status":"success","data":"#);
+    data(&mut body);
+    for (key, list) in [("warnings", warnings), ("infos", infos)] {
+        if !list.is_empty() {
+            body.push_str(",\"");
+            body.push_str(key);
+            body.push_str("\":");
+            json::push_str_array(&mut body, list);
+        }
+    }
+    body.push('}');
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 async fn metrics(

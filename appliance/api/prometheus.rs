@@ -5,7 +5,7 @@
 
 use super::ApiState;
 use super::error::{ApiError, ErrorType};
-use super::json::{push_labels, push_point, push_str, push_timestamp};
+use super::json::{push_labels, push_point, push_str, push_str_array, push_timestamp};
 use super::params::{MAX_TIME_MS, MIN_TIME_MS, Params, parse_time};
 use crate::model::{Labels, Matcher};
 use crate::query::SeriesReader;
@@ -15,7 +15,7 @@ use crate::query::promql::{self, ParseError};
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -39,36 +39,6 @@ fn params(query: Option<String>, headers: &HeaderMap, body: &Bytes) -> Params {
         query.as_deref(),
         (is_form && !body.is_empty()).then_some(&body[..]),
     )
-}
-
-/// A successful response: `{"status":"success","data":<data>}` plus warnings.
-fn success(data: &str, warnings: &[String]) -> Response {
-    success_annotated(data, warnings, &[])
-}
-
-/// A successful response with Prometheus' `warnings` and `infos` arrays (each left out
-/// when empty, as Prometheus does).
-fn success_annotated(data: &str, warnings: &[String], infos: &[String]) -> Response {
-    let mut body = String::with_capacity(data.len() + 64);
-    body.push_str(r#"{"status":"success","data":"#);
-    body.push_str(data);
-    for (key, list) in [("warnings", warnings), ("infos", infos)] {
-        if list.is_empty() {
-            continue;
-        }
-        body.push_str(",\"");
-        body.push_str(key);
-        body.push_str("\":[");
-        for (i, w) in list.iter().enumerate() {
-            if i > 0 {
-                body.push(',');
-            }
-            push_str(&mut body, w);
-        }
-        body.push(']');
-    }
-    body.push('}');
-    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 /// A parse error as Prometheus' API reports it (`invalidParamError` in api.go):
@@ -134,18 +104,18 @@ where
         .map_err(ApiError::from)
 }
 
-fn render_value(v: &Value) -> String {
-    let mut out = String::with_capacity(256);
+/// Appends a query result as `data`: `{"resultType":...,"result":...}`.
+fn push_value(out: &mut String, v: &Value) {
     match v {
         Value::Scalar { t, v } => {
             out.push_str(r#"{"resultType":"scalar","result":"#);
-            push_point(&mut out, *t, *v);
+            push_point(out, *t, *v);
         }
         Value::String { t, v } => {
             out.push_str(r#"{"resultType":"string","result":["#);
-            push_timestamp(&mut out, *t);
+            push_timestamp(out, *t);
             out.push(',');
-            push_str(&mut out, v);
+            push_str(out, v);
             out.push(']');
         }
         Value::Vector(samples) => {
@@ -155,9 +125,9 @@ fn render_value(v: &Value) -> String {
                     out.push(',');
                 }
                 out.push_str(r#"{"metric":"#);
-                push_labels(&mut out, &s.labels);
+                push_labels(out, &s.labels);
                 out.push_str(r#","value":"#);
-                push_point(&mut out, s.t, s.v);
+                push_point(out, s.t, s.v);
                 out.push('}');
             }
             out.push(']');
@@ -169,13 +139,13 @@ fn render_value(v: &Value) -> String {
                     out.push(',');
                 }
                 out.push_str(r#"{"metric":"#);
-                push_labels(&mut out, &s.labels);
+                push_labels(out, &s.labels);
                 out.push_str(r#","values":["#);
                 for (j, p) in s.samples.iter().enumerate() {
                     if j > 0 {
                         out.push(',');
                     }
-                    push_point(&mut out, p.t, p.v);
+                    push_point(out, p.t, p.v);
                 }
                 out.push_str("]}");
             }
@@ -183,7 +153,6 @@ fn render_value(v: &Value) -> String {
         }
     }
     out.push('}');
-    out
 }
 
 /// `/api/v1/query`
@@ -201,8 +170,8 @@ pub async fn query(
         eval::instant_query_annotated(r, &expr, t, opts)
     })
     .await?;
-    Ok(success_annotated(
-        &render_value(&value),
+    Ok(super::success(
+        |out| push_value(out, &value),
         &notes.warnings,
         &notes.infos,
     ))
@@ -249,8 +218,8 @@ pub async fn query_range(
         eval::range_query_annotated(r, &expr, start, end, step, opts)
     })
     .await?;
-    Ok(success_annotated(
-        &render_value(&value),
+    Ok(super::success(
+        |out| push_value(out, &value),
         &notes.warnings,
         &notes.infos,
     ))
@@ -326,19 +295,7 @@ pub async fn series(
         push_labels(&mut out, l);
     }
     out.push(']');
-    Ok(success(&out, &warnings))
-}
-
-fn string_array(items: &[String]) -> String {
-    let mut out = String::from("[");
-    for (i, v) in items.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        push_str(&mut out, v);
-    }
-    out.push(']');
-    out
+    Ok(super::success(|b| b.push_str(&out), &warnings, &[]))
 }
 
 /// `/api/v1/labels`
@@ -366,7 +323,11 @@ pub async fn labels(
     .await
     .map_err(|e| ApiError::internal(e.to_string()))??;
     let warnings = apply_limit(&mut names, limit);
-    Ok(success(&string_array(&names), &warnings))
+    Ok(super::success(
+        |out| push_str_array(out, &names),
+        &warnings,
+        &[],
+    ))
 }
 
 /// `/api/v1/label/<name>/values`
@@ -397,7 +358,11 @@ pub async fn label_values(
     .await
     .map_err(|e| ApiError::internal(e.to_string()))??;
     let warnings = apply_limit(&mut values, limit);
-    Ok(success(&string_array(&values), &warnings))
+    Ok(super::success(
+        |out| push_str_array(out, &values),
+        &warnings,
+        &[],
+    ))
 }
 
 /// Label names in the values path may be `U__`-escaped (Prometheus 3.x UTF-8 names):
@@ -460,7 +425,7 @@ pub async fn metadata(
         out.push_str("}]");
     }
     out.push('}');
-    Ok(success(&out, &[]))
+    Ok(super::success(|b| b.push_str(&out), &[], &[]))
 }
 
 /// `/api/v1/status/buildinfo`, without `features` so that Grafana treats Picket as a
@@ -490,13 +455,13 @@ pub async fn buildinfo() -> Response {
         push_str(&mut out, v);
     }
     out.push('}');
-    success(&out, &[])
+    super::success(|b| b.push_str(&out), &[], &[])
 }
 
 /// `/api/v1/query_exemplars`: Picket keeps no exemplars; an empty success keeps Grafana's
 /// exemplar toggle working instead of showing an error.
 pub async fn exemplars() -> Response {
-    success("[]", &[])
+    super::success(|b| b.push_str("[]"), &[], &[])
 }
 
 #[cfg(test)]

@@ -12,8 +12,7 @@ use super::params::{Params, format_rfc3339_ms};
 use crate::rules::alerting::{Alert, AlertState};
 use crate::rules::group::RuleView;
 use axum::extract::{RawQuery, State};
-use axum::http::header;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use std::fmt::Write;
 use std::sync::Arc;
 
@@ -153,11 +152,7 @@ fn push_rule(out: &mut String, r: &RuleView, with_alerts: bool) {
 }
 
 fn success(data: String) -> Response {
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        format!(r#"{{"status":"success","data":{data}}}"#),
-    )
-        .into_response()
+    super::success(|b| b.push_str(&data), &[], &[])
 }
 
 /// `GET /api/v1/rules`: `type=alert|record`, `rule_name[]`, `rule_group[]`, `file[]`,
@@ -204,7 +199,7 @@ pub async fn rules(
         },
     };
     let next_token = p.get("group_next_token");
-    let all: Vec<&Arc<crate::rules::Group>> = s.rules.iter().flat_map(|m| m.groups()).collect();
+    let all: Vec<&Arc<crate::rules::Group>> = s.rules.groups().iter().collect();
     let start = match next_token {
         None => 0,
         Some(t) => all
@@ -291,7 +286,7 @@ fn group_token(g: &crate::rules::Group) -> String {
 pub async fn alerts(State(s): State<Arc<ApiState>>) -> Response {
     let mut out = String::from(r#"{"alerts":["#);
     let mut first = true;
-    for g in s.rules.iter().flat_map(|m| m.groups()) {
+    for g in s.rules.groups() {
         for r in g.view() {
             let Some(a) = &r.alerting else { continue };
             for al in active(&a.alerts) {

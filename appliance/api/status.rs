@@ -12,7 +12,7 @@ use super::json::push_str;
 use super::params::Params;
 use crate::store::status::Stat;
 use axum::extract::{RawQuery, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use std::fmt::Write;
 use std::sync::Arc;
@@ -21,8 +21,7 @@ use std::sync::Arc;
 const DEFAULT_LIMIT: usize = 10;
 
 fn ok(data: &str) -> Response {
-    let body = format!(r#"{{"status":"success","data":{data}}}"#);
-    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+    super::success(|b| b.push_str(data), &[], &[])
 }
 
 fn push_stats(out: &mut String, key: &str, stats: &[Stat]) {
