@@ -190,12 +190,14 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
 
     // Scraper: `[[scrape]]` jobs, started after the collectors, stopped before the
     // store closes so the staleness markers of every target reach the final flush.
+    let targets = Arc::new(crate::collect::scrape::status::TargetsStatus::default());
     let scraper = crate::collect::scrape::ScrapeManager::start(
         config.scrape.clone(),
         crate::collect::scrape::manager::ManagerOptions {
             series_limit: config.collect.scrape.series_limit as usize,
         },
         ingest.clone(),
+        targets.clone(),
     )?;
     if !config.scrape.is_empty() {
         tracing::info!(jobs = config.scrape.len(), "Scraper started.");
@@ -219,6 +221,7 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
         }),
         ready: false.into(),
         rules: rules.clone(),
+        targets,
     });
 
     let listener = tokio::net::TcpListener::bind(config.api.listen)

@@ -9,6 +9,7 @@ pub mod prometheus;
 pub mod remote_write;
 pub mod rules;
 pub mod status;
+pub mod targets;
 
 use crate::ingest::Ingest;
 use crate::query::promql::eval::EngineOptions;
@@ -39,6 +40,8 @@ pub struct ApiState {
     pub ready: AtomicBool,
     /// The rule engine, for `/api/v1/rules` and `/api/v1/alerts` (no rule files: no groups).
     pub rules: Arc<crate::rules::RuleManager>,
+    /// The scraper's targets, for `/api/v1/targets`.
+    pub targets: Arc<crate::collect::scrape::status::TargetsStatus>,
 }
 
 /// Builds the router with every endpoint.
@@ -74,6 +77,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/-/ready", get(ready))
         .route("/api/v1/rules", get(rules::rules))
         .route("/api/v1/alerts", get(rules::alerts))
+        .route("/api/v1/targets", get(targets::targets))
         .route("/api/v1/status/tsdb", get(status::tsdb))
         .route("/api/v1/admin/snapshot", post(status::snapshot))
         .layer(DefaultBodyLimit::max(limit))

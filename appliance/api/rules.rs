@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 /// Go's `time.Time` JSON form (RFC 3339 with the fraction trimmed); 0 is Go's zero time,
 /// which Prometheus sends for a rule never evaluated.
-fn push_time(out: &mut String, t_ms: i64) {
+pub(super) fn push_time(out: &mut String, t_ms: i64) {
     out.push('"');
     if t_ms == 0 {
         out.push_str("0001-01-01T00:00:00Z");

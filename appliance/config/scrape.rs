@@ -71,6 +71,15 @@ pub struct ScrapeConfig {
     pub static_configs: Vec<StaticConfig>,
     #[serde(default)]
     pub file_sd_configs: Vec<FileSdConfig>,
+    /// Prometheus `kubernetes_sd_configs` (role `pod` only).
+    #[serde(default)]
+    pub kubernetes_sd_configs: Vec<KubernetesSdConfig>,
+    /// Picket: turn Kubernetes pods into targets by their annotations
+    /// (`prometheus.io/scrape`, `/port`, `/path`, `/scheme` and the `k8s.grafana.com/`
+    /// equivalents) and attach `namespace`, `pod`, `container` and `node` labels, without
+    /// writing relabel rules. False: the targets are Prometheus' role=pod targets.
+    #[serde(default)]
+    pub kubernetes_annotations: bool,
     #[serde(default)]
     pub relabel_configs: Vec<RelabelConfig>,
     #[serde(default)]
@@ -122,7 +131,8 @@ pub struct ScrapeConfig {
     /// Prometheus `enable_http2`: Picket's client speaks HTTP/1.1 (as most exporters).
     #[serde(default)]
     pub enable_http2: Option<bool>,
-    /// Prometheus `keep_dropped_targets`: Picket has no targets page yet.
+    /// Prometheus `keep_dropped_targets`: most targets dropped by relabelling that
+    /// `/api/v1/targets` lists for this job; unset or 0 = all.
     #[serde(default)]
     pub keep_dropped_targets: Option<u64>,
     /// Prometheus `scrape_classic_histograms` / `always_scrape_classic_histograms`:
@@ -304,6 +314,76 @@ pub struct FileSdConfig {
     /// inotify, Picket only polls, so the default here is shorter).
     #[serde(default)]
     pub refresh_interval: Option<ConfigDuration>,
+}
+
+/// `kubernetes_sd_configs` entry: Prometheus' fields for role `pod`, plus Picket's
+/// `this_node_only` and `node_name`. Credentials: `kubeconfig_file`, or `api_server` with
+/// the HTTP options below, or neither (in-cluster service account).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KubernetesSdConfig {
+    pub role: KubernetesRole,
+    #[serde(default)]
+    pub api_server: Option<String>,
+    #[serde(default)]
+    pub kubeconfig_file: Option<PathBuf>,
+    #[serde(default)]
+    pub namespaces: Option<KubernetesNamespaces>,
+    #[serde(default)]
+    pub selectors: Vec<KubernetesSelector>,
+    /// Picket: only pods scheduled on this node (field selector `spec.nodeName=<node>`).
+    #[serde(default)]
+    pub this_node_only: bool,
+    /// Picket: this node's name for `this_node_only`; unset: `$NODE_NAME`, else the host
+    /// name.
+    #[serde(default)]
+    pub node_name: Option<String>,
+    #[serde(default)]
+    pub basic_auth: Option<BasicAuth>,
+    #[serde(default)]
+    pub authorization: Option<Authorization>,
+    #[serde(default)]
+    pub bearer_token: Option<String>,
+    #[serde(default)]
+    pub bearer_token_file: Option<PathBuf>,
+    #[serde(default)]
+    pub tls_config: Option<TlsConfig>,
+    /// Accepted so a pasted config loads: Picket attaches no node metadata.
+    #[serde(default)]
+    pub attach_metadata: Option<toml::Table>,
+    /// Accepted so a pasted config loads: Picket's client speaks HTTP/1.1.
+    #[serde(default)]
+    pub enable_http2: Option<bool>,
+    #[serde(default)]
+    pub follow_redirects: Option<bool>,
+}
+
+/// Kubernetes discovery roles: Picket discovers pods only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KubernetesRole {
+    Pod,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KubernetesNamespaces {
+    #[serde(default)]
+    pub names: Vec<String>,
+    /// The namespace Picket runs in (from the service account), in addition to `names`.
+    #[serde(default)]
+    pub own_namespace: bool,
+}
+
+/// A server-side filter, as Prometheus' `selectors` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KubernetesSelector {
+    pub role: KubernetesRole,
+    #[serde(default)]
+    pub label: Option<String>,
+    #[serde(default)]
+    pub field: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -565,6 +645,44 @@ pub fn validate(jobs: &[ScrapeConfig]) -> Result<(), ScrapeProblem> {
             return Err(problem(
                 "scrape_protocols",
                 "scrape_protocols must name at least one protocol".into(),
+            ));
+        }
+        for sd in &job.kubernetes_sd_configs {
+            if sd.api_server.is_some() && sd.kubeconfig_file.is_some() {
+                return Err(problem(
+                    "kubernetes_sd_configs.kubeconfig_file",
+                    "at most one of api_server and kubeconfig_file may be set".into(),
+                ));
+            }
+            let auth = usize::from(sd.bearer_token.is_some())
+                + usize::from(sd.bearer_token_file.is_some())
+                + usize::from(sd.authorization.is_some())
+                + usize::from(sd.basic_auth.is_some());
+            if auth > 1 {
+                return Err(problem(
+                    "kubernetes_sd_configs.authorization",
+                    "at most one of basic_auth, authorization, bearer_token and bearer_token_file may be set".into(),
+                ));
+            }
+            if sd.kubeconfig_file.is_some() && (auth > 0 || sd.tls_config.is_some()) {
+                return Err(problem(
+                    "kubernetes_sd_configs.kubeconfig_file",
+                    "with kubeconfig_file, credentials and TLS come from the kubeconfig: remove the HTTP client options".into(),
+                ));
+            }
+            if let Some(api) = &sd.api_server
+                && !(api.starts_with("http://") || api.starts_with("https://"))
+            {
+                return Err(problem(
+                    "kubernetes_sd_configs.api_server",
+                    format!("api_server {api:?} must be an http:// or https:// URL"),
+                ));
+            }
+        }
+        if job.kubernetes_annotations && job.kubernetes_sd_configs.is_empty() {
+            return Err(problem(
+                "kubernetes_annotations",
+                "kubernetes_annotations needs at least one kubernetes_sd_configs entry".into(),
             ));
         }
         for (list, configs) in [

@@ -1,5 +1,7 @@
-//! Runs the scrape jobs: one manager thread keeps the set of targets (static_configs and
-//! file_sd_configs, through `relabel_configs`) and one thread per target scrapes it.
+//! Runs the scrape jobs: one manager thread keeps the set of targets (static_configs,
+//! file_sd_configs and kubernetes_sd_configs, through `relabel_configs`) and one thread
+//! per target scrapes it. Kubernetes discovery runs as async tasks on the app's runtime
+//! (long-lived watch streams) and wakes the manager when pods change.
 //!
 //! Why threads and the blocking HTTP client rather than tasks: a Pi scrapes a handful of
 //! targets, each scrape ends in a CPU-bound parse and a store append that would block an
@@ -10,15 +12,20 @@
 //! markers for all its series, as Prometheus does on target removal, so queries stop
 //! returning them at once instead of after the 5 m lookback.
 
+use super::kubernetes;
 use super::parser::Format;
-use super::target::{LoopSettings, ScrapeError, ScrapeLoop, ScrapeOutput, Target, populate};
+use super::status::{ActiveTarget, DroppedTarget, Health, TargetHealth, TargetsStatus};
+use super::target::{
+    LoopSettings, ScrapeError, ScrapeLoop, ScrapeOutput, Target, discovered, populate_discovered,
+};
 use crate::config::scrape::{ScrapeConfig, StaticConfig};
 use crate::ingest::Ingest;
-use std::collections::{HashMap, HashSet};
+use crate::model::Labels;
+use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread::JoinHandle;
@@ -34,33 +41,56 @@ pub struct ManagerOptions {
     pub series_limit: usize,
 }
 
+/// What wakes the manager thread.
+enum Wake {
+    Stop,
+    /// Discovery found a change: recompute the targets.
+    Discovered,
+}
+
 /// Handle on the running scraper.
 pub struct ScrapeManager {
-    stop: mpsc::Sender<()>,
+    stop: mpsc::Sender<Wake>,
     handle: JoinHandle<()>,
 }
 
 impl ScrapeManager {
-    /// Starts scraping `jobs` (already validated by the config loader). Returns `None`
-    /// when there are no jobs, so an idle Picket has no scraper thread.
+    /// Starts scraping `jobs` (already validated by the config loader), publishing the
+    /// targets' state in `status`. Returns `None` when there are no jobs, so an idle
+    /// Picket has no scraper thread. Kubernetes discovery needs to be called from within
+    /// a Tokio runtime.
     pub fn start(
         jobs: Vec<ScrapeConfig>,
         options: ManagerOptions,
         ingest: Ingest,
+        status: Arc<TargetsStatus>,
     ) -> std::io::Result<Option<ScrapeManager>> {
         if jobs.is_empty() {
             return Ok(None);
         }
-        let (stop, stopped) = mpsc::channel::<()>();
+        let (stop, wake) = mpsc::channel::<Wake>();
+        let runtime = tokio::runtime::Handle::try_current().ok();
+        let notify = Mutex::new(stop.clone());
+        let discovered: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
+            if let Ok(n) = notify.lock() {
+                let _ = n.send(Wake::Discovered);
+            }
+        });
         let handle = std::thread::Builder::new()
             .name("scrape-manager".into())
-            .spawn(move || manage(jobs, options, ingest, stopped))?;
+            .spawn(move || {
+                let k8s = start_kubernetes(&jobs, runtime.as_ref(), discovered);
+                manage(jobs, options, ingest, wake, &k8s, &status);
+                for (_, d) in k8s {
+                    d.stop();
+                }
+            })?;
         Ok(Some(ScrapeManager { stop, handle }))
     }
 
     /// Stops every target (writing their staleness markers) and waits for them.
     pub fn stop(self) {
-        let _ = self.stop.send(());
+        let _ = self.stop.send(Wake::Stop);
         let _ = self.handle.join();
     }
 }
@@ -80,13 +110,44 @@ struct Job {
 struct Running {
     stop: mpsc::Sender<()>,
     handle: JoinHandle<()>,
+    discovered: Labels,
+    health: Arc<Mutex<TargetHealth>>,
+}
+
+/// Starts the Kubernetes discoveries of every job: (job index, discovery). A discovery
+/// that cannot start (no credentials, bad kubeconfig) is logged and skipped: the rest of
+/// the scraper keeps working.
+fn start_kubernetes(
+    jobs: &[ScrapeConfig],
+    runtime: Option<&tokio::runtime::Handle>,
+    changed: Arc<dyn Fn() + Send + Sync>,
+) -> Vec<(usize, kubernetes::Discovery)> {
+    let mut out = Vec::new();
+    for (i, job) in jobs.iter().enumerate() {
+        for sd in &job.kubernetes_sd_configs {
+            let Some(rt) = runtime else {
+                tracing::error!(job = %job.job_name, "Kubernetes discovery needs the async runtime; it is off.");
+                continue;
+            };
+            match kubernetes::Discovery::start(sd, job.kubernetes_annotations, rt, changed.clone())
+            {
+                Ok(d) => out.push((i, d)),
+                Err(e) => {
+                    tracing::error!(job = %job.job_name, error = %e, "Kubernetes discovery cannot start.")
+                }
+            }
+        }
+    }
+    out
 }
 
 fn manage(
     jobs: Vec<ScrapeConfig>,
     options: ManagerOptions,
     ingest: Ingest,
-    stopped: mpsc::Receiver<()>,
+    wake: mpsc::Receiver<Wake>,
+    k8s: &[(usize, kubernetes::Discovery)],
+    status: &TargetsStatus,
 ) {
     // Clients are built here, on a plain thread: reqwest's blocking client must not be
     // created or dropped inside the async runtime.
@@ -114,15 +175,31 @@ fn manage(
     let series = Arc::new(AtomicUsize::new(0));
     let mut running: HashMap<(usize, Target), Running> = HashMap::new();
     loop {
-        let mut wanted: HashSet<(usize, Target)> = HashSet::new();
+        let mut wanted: HashMap<(usize, Target), Labels> = HashMap::new();
+        let mut dropped: Vec<DroppedTarget> = Vec::new();
         for (i, job) in jobs.iter().enumerate() {
-            for group in groups(&job.config) {
+            let mut all = groups(&job.config);
+            for (_, d) in k8s.iter().filter(|(j, _)| *j == i) {
+                all.extend(d.snapshot());
+            }
+            let keep = job.config.keep_dropped_targets.unwrap_or(0) as usize;
+            let mut job_dropped = 0usize;
+            for group in all {
                 for address in &group.targets {
-                    match populate(&job.config, address, &group.labels) {
+                    let labels = discovered(&job.config, address, &group.labels);
+                    match populate_discovered(&job.config, labels.clone()) {
                         Ok(Some(t)) => {
-                            wanted.insert((i, t));
+                            wanted.entry((i, t)).or_insert(labels);
                         }
-                        Ok(None) => {}
+                        Ok(None) => {
+                            job_dropped += 1;
+                            if keep == 0 || job_dropped <= keep {
+                                dropped.push(DroppedTarget {
+                                    pool: job.config.job_name.clone(),
+                                    discovered: labels,
+                                });
+                            }
+                        }
                         Err(e) => tracing::warn!(
                             job = %job.config.job_name, target = %address, error = %e,
                             "Scrape target dropped."
@@ -132,7 +209,7 @@ fn manage(
             }
         }
         for (i, job) in jobs.iter().enumerate() {
-            let n = wanted.iter().filter(|(j, _)| *j == i).count();
+            let n = wanted.keys().filter(|(j, _)| *j == i).count();
             let limit = job.config.target_limit as usize;
             let over = if limit > 0 && n > limit { n } else { 0 };
             if over > 0 && job.over_target_limit.load(Ordering::Relaxed) == 0 {
@@ -142,7 +219,7 @@ fn manage(
         }
         let gone: Vec<(usize, Target)> = running
             .keys()
-            .filter(|k| !wanted.contains(*k))
+            .filter(|k| !wanted.contains_key(*k))
             .cloned()
             .collect();
         for key in gone {
@@ -152,7 +229,7 @@ fn manage(
                 let _ = r.handle.join();
             }
         }
-        for key in wanted {
+        for (key, discovered) in wanted {
             if running.contains_key(&key) {
                 continue;
             }
@@ -160,6 +237,8 @@ fn manage(
             let target = key.1.clone();
             let ingest = ingest.clone();
             let series = series.clone();
+            let health = Arc::new(Mutex::new(TargetHealth::default()));
+            let h = health.clone();
             let (stop, stop_rx) = mpsc::channel();
             let name = format!("scrape-{}", job.config.job_name);
             let spawned = std::thread::Builder::new().name(name).spawn(move || {
@@ -170,23 +249,53 @@ fn manage(
                     stop_rx,
                     &series,
                     options.series_limit,
+                    &h,
                 )
             });
             match spawned {
                 Ok(handle) => {
                     tracing::info!(job = %jobs[key.0].config.job_name, url = %key.1.url, "Scrape target added.");
-                    running.insert(key, Running { stop, handle });
+                    running.insert(
+                        key,
+                        Running {
+                            stop,
+                            handle,
+                            discovered,
+                            health,
+                        },
+                    );
                 }
                 Err(e) => tracing::error!(error = %e, "Cannot start a scrape thread."),
             }
         }
         ingest.stats().scrape.set_targets(running.len());
-        let wait = match refresh {
-            Some(r) => stopped.recv_timeout(r),
-            None => stopped.recv().map_err(|_| RecvTimeoutError::Disconnected),
+        let active = running
+            .iter()
+            .map(|((i, t), r)| ActiveTarget {
+                pool: jobs[*i].config.job_name.clone(),
+                discovered: r.discovered.clone(),
+                target: t.clone(),
+                health: r.health.clone(),
+            })
+            .collect();
+        status.replace(active, dropped);
+        let woke = match refresh {
+            Some(r) => wake.recv_timeout(r),
+            None => wake.recv().map_err(|_| RecvTimeoutError::Disconnected),
         };
-        if !matches!(wait, Err(RecvTimeoutError::Timeout)) {
-            break;
+        match woke {
+            Err(RecvTimeoutError::Timeout) => {}
+            Ok(Wake::Discovered) => {
+                // A burst of pod events makes one pass, not one per event.
+                let mut stop = false;
+                while let Ok(w) = wake.try_recv() {
+                    stop |= matches!(w, Wake::Stop);
+                }
+                if stop {
+                    break;
+                }
+            }
+            Ok(Wake::Stop) | Err(RecvTimeoutError::Disconnected) => break,
         }
     }
     // Stop all targets at once, then wait: each writes its staleness markers.
@@ -198,6 +307,7 @@ fn manage(
         let _ = r.handle.join();
     }
     ingest.stats().scrape.set_targets(0);
+    status.replace(Vec::new(), Vec::new());
 }
 
 /// The target groups of a job: static ones, then those read from file_sd files now.
@@ -427,7 +537,7 @@ fn fetch(job: &Job, target: &Target, body: &mut Vec<u8>) -> Result<Option<String
 
 /// An error with its causes, since reqwest's top-level message is often just
 /// "error sending request".
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
     while let Some(c) = cur {
@@ -468,6 +578,7 @@ fn run_target(
     stop: mpsc::Receiver<()>,
     series: &AtomicUsize,
     series_limit: usize,
+    health: &Mutex<TargetHealth>,
 ) {
     if !matches!(
         stop.recv_timeout(offset(&target)),
@@ -516,6 +627,18 @@ fn run_target(
             Some(n.saturating_sub(before).saturating_add(after))
         });
         ingest.stats().scrape.record(&out);
+        if let Ok(mut h) = health.lock() {
+            *h = TargetHealth {
+                health: if out.error.is_some() {
+                    Health::Down
+                } else {
+                    Health::Up
+                },
+                last_scrape_ms: t_ms,
+                last_duration: duration,
+                last_error: out.error.as_ref().map(|e| e.to_string()).unwrap_or_default(),
+            };
+        }
         let now_error = out.error.as_ref().map(|e| e.to_string());
         // Log changes only: a target that stays down must not flood the journal.
         if last_error != now_error {

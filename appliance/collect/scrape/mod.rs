@@ -4,7 +4,8 @@
 //! ```text
 //!  config [[scrape]] ──► manager (one thread)                 per target (one thread each)
 //!    static_configs  ─┐   targets = discovery + relabel_configs   sleep(offset by hash)
-//!    file_sd_configs ─┴►  diff against running targets ──start──► loop every interval:
+//!    file_sd_configs ─┤
+//!    kubernetes_sd ───┴►  diff against running targets ──start──► loop every interval:
 //!                         (re-read every refresh_interval)  stop    GET (Accept, gzip, auth, TLS)
 //!                                                            │      parser ─► ScrapeLoop:
 //!                                                            │       honor_labels, metric relabel,
@@ -18,13 +19,17 @@
 //! - [`target`]: target labels and URL (`PopulateLabels`), and [`target::ScrapeLoop`], the
 //!   I/O-free per-scrape logic: synthetic series, staleness markers, limits.
 //! - [`manager`]: threads, HTTP, discovery (static and file_sd), start and stop.
+//! - [`kubernetes`]: pod discovery through the API server (list and watch).
+//! - [`status`]: the active and dropped targets for `/api/v1/targets`.
 //!
 //! Semantics follow Prometheus 3.x `scrape/scrape.go` and `scrape/target.go`; where Picket
 //! differs it says so at the spot (default interval 15 s, lenient Content-Type).
 
+pub mod kubernetes;
 pub mod manager;
 pub mod parser;
 pub mod relabel;
+pub mod status;
 pub mod target;
 
 pub use manager::ScrapeManager;

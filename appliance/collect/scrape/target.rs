@@ -39,6 +39,16 @@ pub fn populate(
     address: &str,
     group_labels: &BTreeMap<String, String>,
 ) -> Result<Option<Target>, String> {
+    populate_discovered(job, discovered(job, address, group_labels))
+}
+
+/// The labels of a target before `relabel_configs` (what `/api/v1/targets` calls
+/// `discoveredLabels`): the group's labels, `__address__`, and the job's defaults.
+pub fn discovered(
+    job: &ScrapeConfig,
+    address: &str,
+    group_labels: &BTreeMap<String, String>,
+) -> Labels {
     let mut lb = LabelsBuilder::default();
     for (k, v) in group_labels {
         lb.set(k, v);
@@ -65,6 +75,12 @@ pub fn populate(
             lb.set(&name, first);
         }
     }
+    lb.build()
+}
+
+/// [`populate`] from labels made by [`discovered`].
+pub fn populate_discovered(job: &ScrapeConfig, discovered: Labels) -> Result<Option<Target>, String> {
+    let mut lb = discovered.into_builder();
     if !relabel::process(&mut lb, &job.relabel_configs) {
         return Ok(None);
     }
