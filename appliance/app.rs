@@ -203,6 +203,12 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
         tracing::info!(jobs = config.scrape.len(), "Scraper started.");
     }
 
+    // Health probes: `[[probe]]` tables, async tasks stopped with the scraper.
+    let probes = crate::collect::probe::ProbeManager::start(config.probe.clone(), ingest.clone());
+    if !config.probe.is_empty() {
+        tracing::info!(probes = config.probe.len(), "Probes started.");
+    }
+
     let state = Arc::new(ApiState {
         store: store.clone(),
         ingest: ingest.clone(),
@@ -271,6 +277,9 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
             elapsed_ms = t.elapsed().as_millis() as u64,
             "Scraper stopped."
         );
+    }
+    if let Some(probes) = probes {
+        probes.stop().await;
     }
     let t = Instant::now();
     tokio::task::spawn_blocking(move || rules.stop()).await?;

@@ -2,10 +2,11 @@
 //! once per tick. `host` is the node_exporter-compatible host collector; `exposition`
 //! renders a batch in the Prometheus text format (Picket's own `/metrics`); `scrape`
 //! scrapes Prometheus exporters (`[[scrape]]` jobs) and hands samples with their own
-//! timestamps to ingest.
+//! timestamps to ingest; `probe` runs blackbox-style health probes (`[[probe]]`).
 
 pub mod exposition;
 pub mod host;
+pub mod probe;
 pub mod scrape;
 pub mod self_metrics;
 

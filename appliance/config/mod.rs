@@ -8,6 +8,7 @@
 mod rules;
 
 pub use rules::RulesConfig;
+pub mod probe;
 pub mod scrape;
 mod storage;
 
@@ -32,6 +33,9 @@ pub struct Config {
     /// `[[scrape]]` jobs (Prometheus `scrape_configs`); none by default.
     #[serde(default)]
     pub scrape: Vec<scrape::ScrapeConfig>,
+    /// `[[probe]]` blackbox-style health probes; none by default.
+    #[serde(default)]
+    pub probe: Vec<probe::ProbeConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -215,6 +219,13 @@ impl Config {
             column: 1,
             key: format!("scrape[{}].{}", p.job, p.key),
             message: p.message,
+        })?;
+        probe::validate(&config.probe).map_err(|(i, key, message)| ConfigError::Invalid {
+            file: file.to_string(),
+            line: scrape::locate_in(text, "[[probe]]", i, key),
+            column: 1,
+            key: format!("probe[{i}].{key}"),
+            message,
         })?;
         Ok(config)
     }

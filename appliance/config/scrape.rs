@@ -763,12 +763,17 @@ pub fn validate_relabel(rc: &RelabelConfig) -> Result<(), (&'static str, String)
 /// 1-based line of `key` inside the `job`-th `[[scrape]]` table of `text` (the first line
 /// of that table if the key is not written there; line 1 if the table is not found).
 pub fn locate(text: &str, job: usize, key: &str) -> usize {
+    locate_in(text, "[[scrape]]", job, key)
+}
+
+/// [`locate`] for any array of tables (`header` such as `"[[probe]]"`).
+pub fn locate_in(text: &str, header: &str, job: usize, key: &str) -> usize {
     let last = key.rsplit('.').next().unwrap_or(key);
     let mut seen = None::<usize>;
     let mut header_line = None;
     for (n, line) in text.lines().enumerate() {
         let t = line.trim();
-        if t == "[[scrape]]" {
+        if t == header {
             seen = Some(seen.map_or(0, |s| s + 1));
             if seen == Some(job) {
                 header_line = Some(n + 1);

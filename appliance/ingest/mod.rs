@@ -20,15 +20,18 @@ pub enum Source {
     /// Recording rules and the `ALERTS`/`ALERTS_FOR_STATE` series of alerting rules.
     Rules,
     Scrape,
+    /// `[[probe]]` health probes.
+    Probe,
 }
 
 impl Source {
-    pub const ALL: [Source; 5] = [
+    pub const ALL: [Source; 6] = [
         Source::Host,
         Source::SelfMetrics,
         Source::RemoteWrite,
         Source::Rules,
         Source::Scrape,
+        Source::Probe,
     ];
 
     pub fn name(self) -> &'static str {
@@ -38,6 +41,7 @@ impl Source {
             Source::RemoteWrite => "remote_write",
             Source::Rules => "rules",
             Source::Scrape => "scrape",
+            Source::Probe => "probe",
         }
     }
 }
@@ -141,6 +145,24 @@ impl Ingest {
         samples: Vec<(Labels, Sample)>,
         metadata: Vec<(String, Metadata)>,
     ) -> Result<(), IngestError> {
+        self.timestamped(Source::Scrape, samples, metadata)
+    }
+
+    /// Stores what one health probe produced (staleness markers included).
+    pub fn probed(
+        &self,
+        samples: Vec<(Labels, Sample)>,
+        metadata: Vec<(String, Metadata)>,
+    ) -> Result<(), IngestError> {
+        self.timestamped(Source::Probe, samples, metadata)
+    }
+
+    fn timestamped(
+        &self,
+        source: Source,
+        samples: Vec<(Labels, Sample)>,
+        metadata: Vec<(String, Metadata)>,
+    ) -> Result<(), IngestError> {
         if samples.is_empty() && metadata.is_empty() {
             return Ok(());
         }
@@ -150,7 +172,7 @@ impl Ingest {
             metadata,
         };
         self.store.append(write)?;
-        self.stats.accepted[Source::Scrape as usize].fetch_add(count, Ordering::Relaxed);
+        self.stats.accepted[source as usize].fetch_add(count, Ordering::Relaxed);
         Ok(())
     }
 

@@ -1,0 +1,84 @@
+//! Name resolution as blackbox_exporter does it (the preferred address family first, the
+//! other as fallback; `probe_dns_lookup_time_seconds`, `probe_ip_protocol`) and the TCP
+//! prober: connect, optionally a TLS handshake.
+
+use super::{Measured, Prepared};
+use crate::config::probe::{IpProtocol, ProbeConfig};
+use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
+use tokio::net::TcpStream;
+
+/// Splits `host:port` (`[v6]:port` too); `None` when there is no valid port.
+pub fn split_host_port(s: &str) -> Option<(&str, u16)> {
+    let (host, port) = s.rsplit_once(':')?;
+    let port = port.parse().ok()?;
+    let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+    (!host.is_empty()).then_some((host, port))
+}
+
+/// Resolves `host` (an IP literal needs no lookup) and records the lookup time and the
+/// address family used.
+pub async fn resolve(
+    config: &ProbeConfig,
+    host: &str,
+    port: u16,
+    m: &mut Measured,
+) -> Result<SocketAddr, String> {
+    let started = Instant::now();
+    let result = match host.parse::<IpAddr>() {
+        Ok(ip) => Ok(SocketAddr::new(ip, port)),
+        Err(_) => match tokio::net::lookup_host((host, port)).await {
+            Err(e) => Err(format!("resolving {host}: {e}")),
+            Ok(addrs) => {
+            let addrs: Vec<SocketAddr> = addrs.collect();
+            let want_v6 = config.preferred_ip_protocol == IpProtocol::Ip6;
+            addrs
+                .iter()
+                .find(|a| a.is_ipv6() == want_v6)
+                .or_else(|| addrs.first().filter(|_| config.ip_protocol_fallback))
+                .copied()
+                .ok_or_else(|| format!("no address of the wanted family for {host}"))
+            }
+        },
+    };
+    m.set("probe_dns_lookup_time_seconds", started.elapsed().as_secs_f64());
+    let addr = result?;
+    m.set("probe_ip_protocol", if addr.is_ipv6() { 6.0 } else { 4.0 });
+    Ok(addr)
+}
+
+/// The TCP prober: `target` is `host:port`; success is a completed connect (and TLS
+/// handshake when `tcp.tls` is set).
+pub async fn probe_tcp(p: &Prepared, target: &str, m: &mut Measured) -> Result<(), String> {
+    let (host, port) =
+        split_host_port(target).ok_or_else(|| format!("target {target:?} is not host:port"))?;
+    let addr = resolve(&p.config, host, port, m).await?;
+    let stream = TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("connecting to {addr}: {e}"))?;
+    if let Some(tls) = &p.tls {
+        let name = p
+            .config
+            .tcp
+            .tls_config
+            .as_ref()
+            .and_then(|t| t.server_name.as_deref())
+            .unwrap_or(host);
+        super::tls::handshake(tls.clone(), name, stream, m).await?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_port_pairs_split_like_go() {
+        assert_eq!(split_host_port("a.b:80"), Some(("a.b", 80)));
+        assert_eq!(split_host_port("[::1]:53"), Some(("::1", 53)));
+        assert_eq!(split_host_port("a.b"), None);
+        assert_eq!(split_host_port(":80"), None);
+        assert_eq!(split_host_port("a:99999"), None);
+    }
+}
