@@ -50,6 +50,8 @@ pub async fn resolve(
 /// The TCP prober: `target` is `host:port`; success is a completed connect (and TLS
 /// handshake when `tcp.tls` is set).
 pub async fn probe_tcp(p: &Prepared, target: &str, m: &mut Measured) -> Result<(), String> {
+    // blackbox_exporter registers it for every TCP probe (its query_response checks).
+    m.set("probe_failed_due_to_regex", 0.0);
     let (host, port) =
         split_host_port(target).ok_or_else(|| format!("target {target:?} is not host:port"))?;
     let addr = resolve(&p.config, host, port, m).await?;
