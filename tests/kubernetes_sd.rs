@@ -89,7 +89,8 @@ fn serve_api(mut conn: TcpStream, cluster: &Mutex<Cluster>) {
         return;
     }
     if !path.starts_with("/api/v1/pods") {
-        let _ = conn.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        let _ = conn
+            .write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
         return;
     }
     if query_param(&path, "watch").as_deref() != Some("1") {
@@ -126,7 +127,10 @@ fn serve_api(mut conn: TcpStream, cluster: &Mutex<Cluster>) {
     while Instant::now() < deadline {
         let new: Vec<String> = {
             let c = cluster.lock().unwrap();
-            c.events.get(next..).map(<[String]>::to_vec).unwrap_or_default()
+            c.events
+                .get(next..)
+                .map(<[String]>::to_vec)
+                .unwrap_or_default()
         };
         for e in new {
             next += 1;
@@ -264,7 +268,12 @@ fn active(p: &Picket, pool: &str) -> Vec<Value> {
 fn pod_names(targets: &[Value]) -> Vec<String> {
     let mut n: Vec<String> = targets
         .iter()
-        .map(|t| t["discoveredLabels"]["__meta_kubernetes_pod_name"].as_str().unwrap().to_string())
+        .map(|t| {
+            t["discoveredLabels"]["__meta_kubernetes_pod_name"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
         .collect();
     n.sort();
     n
@@ -280,9 +289,19 @@ fn pods_are_discovered_scraped_dropped_and_relisted() {
         let mut c = cluster.lock().unwrap();
         c.pods = vec![
             // Annotated with Prometheus' annotations, metrics on a non-default path.
-            pod("a", "pi-1", port_a, json!({"prometheus.io/scrape": "true", "prometheus.io/port": port_a.to_string(), "prometheus.io/path": "/stats"})),
+            pod(
+                "a",
+                "pi-1",
+                port_a,
+                json!({"prometheus.io/scrape": "true", "prometheus.io/port": port_a.to_string(), "prometheus.io/path": "/stats"}),
+            ),
             // Annotated with Grafana's annotations.
-            pod("b", "pi-1", port_b, json!({"k8s.grafana.com/scrape": "true", "k8s.grafana.com/metrics.portNumber": port_b.to_string()})),
+            pod(
+                "b",
+                "pi-1",
+                port_b,
+                json!({"k8s.grafana.com/scrape": "true", "k8s.grafana.com/metrics.portNumber": port_b.to_string()}),
+            ),
             // Not annotated: only the raw job sees it.
             pod("plain", "pi-1", port_c, json!({})),
         ];
@@ -319,17 +338,17 @@ fn pods_are_discovered_scraped_dropped_and_relisted() {
         (t.len() == 2 && t.iter().all(|t| t["health"] == "up")).then_some(t)
     });
     assert_eq!(pod_names(&targets), ["a", "b"]);
-    let a = targets
-        .iter()
-        .find(|t| t["labels"]["pod"] == "a")
-        .unwrap();
+    let a = targets.iter().find(|t| t["labels"]["pod"] == "a").unwrap();
     assert_eq!(a["scrapeUrl"], format!("http://127.0.0.1:{port_a}/stats"));
     assert_eq!(a["labels"]["namespace"], "ai");
     assert_eq!(a["labels"]["container"], "srv");
     assert_eq!(a["labels"]["node"], "pi-1");
     assert_eq!(a["labels"]["job"], "pods");
     assert_eq!(a["labels"]["instance"], format!("127.0.0.1:{port_a}"));
-    assert_eq!(a["discoveredLabels"]["__meta_kubernetes_pod_controller_kind"], "ReplicaSet");
+    assert_eq!(
+        a["discoveredLabels"]["__meta_kubernetes_pod_controller_kind"],
+        "ReplicaSet"
+    );
     assert_eq!(a["discoveredLabels"]["__meta_kubernetes_pod_ready"], "true");
     assert_eq!(a["scrapeInterval"], "1s");
     assert_eq!(a["lastError"], "");
@@ -352,32 +371,55 @@ fn pods_are_discovered_scraped_dropped_and_relisted() {
     assert_eq!(pod_names(&raw), ["b", "plain"]);
     let plain = raw.iter().find(|t| t["labels"]["kpod"] == "plain").unwrap();
     assert_eq!(plain["labels"]["app_kubernetes_io_name"], "plain");
-    assert_eq!(plain["scrapeUrl"], format!("http://127.0.0.1:{port_c}/metrics"));
+    assert_eq!(
+        plain["scrapeUrl"],
+        format!("http://127.0.0.1:{port_c}/metrics")
+    );
     let (_, all) = p.get_json("/api/v1/targets?state=dropped&scrapePool=raw");
     let dropped = all["data"]["droppedTargets"].as_array().unwrap();
-    assert_eq!(dropped.len(), 1, "pod a is dropped by the raw job's rule: {all}");
-    assert_eq!(dropped[0]["discoveredLabels"]["__meta_kubernetes_pod_name"], "a");
+    assert_eq!(
+        dropped.len(),
+        1,
+        "pod a is dropped by the raw job's rule: {all}"
+    );
+    assert_eq!(
+        dropped[0]["discoveredLabels"]["__meta_kubernetes_pod_name"],
+        "a"
+    );
     assert!(all["data"]["activeTargets"].as_array().unwrap().is_empty());
 
     // The requests: token from the kubeconfig, node field selector on "pods" only,
     // watches from a version with bookmarks.
     {
         let c = cluster.lock().unwrap();
-        assert!(c.requests.iter().all(|(_, auth)| auth.as_deref() == Some(&*format!("Bearer {TOKEN}"))));
+        assert!(
+            c.requests
+                .iter()
+                .all(|(_, auth)| auth.as_deref() == Some(&*format!("Bearer {TOKEN}")))
+        );
         let selectors: Vec<Option<String>> = c
             .requests
             .iter()
             .map(|(path, _)| query_param(path, "fieldSelector"))
             .collect();
-        assert!(selectors.contains(&Some("spec.nodeName=pi-1".into())), "{selectors:?}");
+        assert!(
+            selectors.contains(&Some("spec.nodeName=pi-1".into())),
+            "{selectors:?}"
+        );
         assert!(selectors.contains(&None), "the raw job has no selector");
         let watch = c
             .requests
             .iter()
             .find(|(path, _)| query_param(path, "watch").is_some())
             .expect("a watch request");
-        assert_eq!(query_param(&watch.0, "resourceVersion").as_deref(), Some("100"));
-        assert_eq!(query_param(&watch.0, "allowWatchBookmarks").as_deref(), Some("true"));
+        assert_eq!(
+            query_param(&watch.0, "resourceVersion").as_deref(),
+            Some("100")
+        );
+        assert_eq!(
+            query_param(&watch.0, "allowWatchBookmarks").as_deref(),
+            Some("true")
+        );
     }
 
     // 3. Pod a is deleted through the watch stream: its target goes, and its series end
@@ -410,7 +452,12 @@ fn pods_are_discovered_scraped_dropped_and_relisted() {
     let lists_before = count_lists(&cluster);
     {
         let mut c = cluster.lock().unwrap();
-        c.pods.push(pod("c", "pi-1", port_c, json!({"prometheus.io/scrape": "true"})));
+        c.pods.push(pod(
+            "c",
+            "pi-1",
+            port_c,
+            json!({"prometheus.io/scrape": "true"}),
+        ));
         c.events.push(
             json!({"type": "ERROR", "object": {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": "too old resource version: 100 (205)", "reason": "Expired", "code": 410}}).to_string(),
         );
@@ -419,7 +466,10 @@ fn pods_are_discovered_scraped_dropped_and_relisted() {
         let t = active(&p, "pods");
         (pod_names(&t) == ["b", "c"] && t.iter().all(|t| t["health"] == "up")).then_some(())
     });
-    assert!(count_lists(&cluster) > lists_before, "a 410 leads to a new list");
+    assert!(
+        count_lists(&cluster) > lists_before,
+        "a 410 leads to a new list"
+    );
     wait_for("pod c's sample", || {
         let r = p.query("demo_metric{job=\"pods\",pod=\"c\"}", &now_s().to_string());
         (r.as_array().unwrap().len() == 1).then_some(())

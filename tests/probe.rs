@@ -89,15 +89,73 @@ fn openssl(dir: &Path, args: &[&str]) {
         .current_dir(dir)
         .output()
         .expect("openssl is installed by .ci/test");
-    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// A CA and a `localhost` server certificate signed by it, valid for 30 days.
 fn certificates(dir: &Path) {
-    openssl(dir, &["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "60", "-subj", "/CN=Picket Test CA"]);
-    openssl(dir, &["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost"]);
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "60",
+            "-subj",
+            "/CN=Picket Test CA",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=localhost",
+        ],
+    );
     std::fs::write(dir.join("ext.cnf"), "basicConstraints=CA:FALSE\nsubjectAltName=DNS:localhost,IP:127.0.0.1\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n").unwrap();
-    openssl(dir, &["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "server.pem", "-days", "30", "-extfile", "ext.cnf"]);
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "30",
+            "-extfile",
+            "ext.cnf",
+        ],
+    );
 }
 
 /// Metric samples keyed `name` or `name{label="value"}` for the one label a probe
@@ -114,7 +172,10 @@ fn key(name: &str, labels: &[(String, String)]) -> String {
 /// Parses blackbox_exporter's text output.
 fn parse_text(text: &str) -> Metrics {
     let mut out = Metrics::new();
-    for line in text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
         let (series, value) = line.rsplit_once(' ').unwrap();
         let (name, labels) = match series.split_once('{') {
             Some((n, rest)) => {
@@ -134,7 +195,10 @@ fn parse_text(text: &str) -> Metrics {
 }
 
 fn picket_metrics(p: &Picket, job: &str) -> Metrics {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs_f64();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
     let r = p.query(&format!("{{job=\"{job}\"}}"), &now.to_string());
     let mut out = Metrics::new();
     for s in r.as_array().unwrap() {
@@ -145,7 +209,10 @@ fn picket_metrics(p: &Picket, job: &str) -> Metrics {
             .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
             .collect();
         let name = m["__name__"].as_str().unwrap();
-        out.insert(key(name, &labels), s["value"][1].as_str().unwrap().parse().unwrap());
+        out.insert(
+            key(name, &labels),
+            s["value"][1].as_str().unwrap().parse().unwrap(),
+        );
     }
     out
 }
@@ -202,7 +269,17 @@ fn probes_match_blackbox_exporter() {
     let dns_port = free_udp_port();
     let _dnsmasq = Proc(
         Command::new(DNSMASQ)
-            .args(["--no-daemon", "--listen-address=127.0.0.1", "--bind-interfaces", "--no-resolv", "--no-hosts", "--conf-file=/dev/null", "--pid-file=", "--user=root", "--address=/example.test/10.0.0.1"])
+            .args([
+                "--no-daemon",
+                "--listen-address=127.0.0.1",
+                "--bind-interfaces",
+                "--no-resolv",
+                "--no-hosts",
+                "--conf-file=/dev/null",
+                "--pid-file=",
+                "--user=root",
+                "--address=/example.test/10.0.0.1",
+            ])
             .arg(format!("--port={dns_port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -215,15 +292,31 @@ fn probes_match_blackbox_exporter() {
     // (picket probe name, blackbox module, target)
     let probes = [
         ("http_ok", "http_ok", format!("http://127.0.0.1:{web}/ok")),
-        ("http_404", "http_plain", format!("http://127.0.0.1:{web}/missing")),
-        ("http_redirect", "http_plain", format!("http://127.0.0.1:{web}/redirect")),
-        ("http_regex", "http_regex", format!("http://127.0.0.1:{web}/ok")),
+        (
+            "http_404",
+            "http_plain",
+            format!("http://127.0.0.1:{web}/missing"),
+        ),
+        (
+            "http_redirect",
+            "http_plain",
+            format!("http://127.0.0.1:{web}/redirect"),
+        ),
+        (
+            "http_regex",
+            "http_regex",
+            format!("http://127.0.0.1:{web}/ok"),
+        ),
         ("https", "https", format!("https://localhost:{tls_port}/")),
         ("tcp_open", "tcp", format!("127.0.0.1:{tcp_port}")),
         ("tcp_closed", "tcp", format!("127.0.0.1:{closed_port}")),
         ("tcp_tls", "tcp_tls", format!("localhost:{tls_port}")),
         ("dns_ok", "dns_ok", format!("127.0.0.1:{dns_port}")),
-        ("dns_refused", "dns_refused", format!("127.0.0.1:{dns_port}")),
+        (
+            "dns_refused",
+            "dns_refused",
+            format!("127.0.0.1:{dns_port}"),
+        ),
     ];
     let blackbox_yml = format!(
         "modules:\n\
@@ -240,7 +333,10 @@ fn probes_match_blackbox_exporter() {
     let bb_port = free_port();
     let _blackbox = Proc(
         Command::new(BLACKBOX)
-            .arg(format!("--config.file={}", dir.path().join("blackbox.yml").display()))
+            .arg(format!(
+                "--config.file={}",
+                dir.path().join("blackbox.yml").display()
+            ))
             .arg(format!("--web.listen-address=127.0.0.1:{bb_port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -253,12 +349,27 @@ fn probes_match_blackbox_exporter() {
     let mut config = QUIET_CONFIG.to_string();
     let options = |name: &str| -> String {
         match name {
-            "http_ok" => "prober = \"http\"\nhttp = { fail_if_body_not_matches_regexp = [\"hello\"] }\n".into(),
-            "http_regex" => "prober = \"http\"\nhttp = { fail_if_body_matches_regexp = [\"world\"] }\n".into(),
-            "https" => format!("prober = \"http\"\nhttp = {{ tls_config = {{ ca_file = \"{ca}\" }} }}\n"),
-            "tcp_tls" => format!("prober = \"tcp\"\ntcp = {{ tls = true, tls_config = {{ ca_file = \"{ca}\" }} }}\n"),
-            "dns_ok" => "prober = \"dns\"\ndns = { query_name = \"example.test\", query_type = \"A\" }\n".into(),
-            "dns_refused" => "prober = \"dns\"\ndns = { query_name = \"nothing.invalid\", query_type = \"A\" }\n".into(),
+            "http_ok" => {
+                "prober = \"http\"\nhttp = { fail_if_body_not_matches_regexp = [\"hello\"] }\n"
+                    .into()
+            }
+            "http_regex" => {
+                "prober = \"http\"\nhttp = { fail_if_body_matches_regexp = [\"world\"] }\n".into()
+            }
+            "https" => {
+                format!("prober = \"http\"\nhttp = {{ tls_config = {{ ca_file = \"{ca}\" }} }}\n")
+            }
+            "tcp_tls" => format!(
+                "prober = \"tcp\"\ntcp = {{ tls = true, tls_config = {{ ca_file = \"{ca}\" }} }}\n"
+            ),
+            "dns_ok" => {
+                "prober = \"dns\"\ndns = { query_name = \"example.test\", query_type = \"A\" }\n"
+                    .into()
+            }
+            "dns_refused" => {
+                "prober = \"dns\"\ndns = { query_name = \"nothing.invalid\", query_type = \"A\" }\n"
+                    .into()
+            }
             n if n.starts_with("tcp") => "prober = \"tcp\"\n".into(),
             _ => "prober = \"http\"\n".into(),
         }
@@ -295,18 +406,31 @@ fn probes_match_blackbox_exporter() {
 
     for (name, (ours, theirs)) in &results {
         let our_names: BTreeSet<&str> = ours.keys().map(|k| k.split('{').next().unwrap()).collect();
-        let their_names: BTreeSet<&str> = theirs.keys().map(|k| k.split('{').next().unwrap()).collect();
+        let their_names: BTreeSet<&str> = theirs
+            .keys()
+            .map(|k| k.split('{').next().unwrap())
+            .collect();
         let extra: Vec<_> = our_names.difference(&their_names).collect();
-        assert!(extra.is_empty(), "{name}: Picket exports {extra:?}, blackbox_exporter does not\nours {ours:?}\ntheirs {theirs:?}");
+        assert!(
+            extra.is_empty(),
+            "{name}: Picket exports {extra:?}, blackbox_exporter does not\nours {ours:?}\ntheirs {theirs:?}"
+        );
         let missing: Vec<_> = their_names
             .difference(&our_names)
             .filter(|n| !NOT_EXPORTED.contains(n))
             .collect();
-        assert!(missing.is_empty(), "{name}: Picket lacks {missing:?}\nours {ours:?}\ntheirs {theirs:?}");
+        assert!(
+            missing.is_empty(),
+            "{name}: Picket lacks {missing:?}\nours {ours:?}\ntheirs {theirs:?}"
+        );
         for (k, v) in theirs {
             let base = k.split('{').next().unwrap();
             if COMPARED.contains(&base) || base == "probe_tls_version_info" {
-                assert_eq!(ours.get(k), Some(v), "{name}: {k}\nours {ours:?}\ntheirs {theirs:?}");
+                assert_eq!(
+                    ours.get(k),
+                    Some(v),
+                    "{name}: {k}\nours {ours:?}\ntheirs {theirs:?}"
+                );
             }
             if base.ends_with("_duration_seconds") {
                 assert!(ours.contains_key(k), "{name}: phase {k} missing");
@@ -339,10 +463,21 @@ fn probes_match_blackbox_exporter() {
         assert_eq!(get(name, k), Some(v), "{name} {k}: {:?}", results[name].0);
     }
     // The server certificate expires in 30 days (its CA in 60): the earliest is ~30 d.
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs_f64();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
     let expiry = get("https", "probe_ssl_earliest_cert_expiry").unwrap();
-    assert!((expiry - now - 30.0 * 86_400.0).abs() < 3_600.0, "expiry {expiry}");
-    assert!(results["tcp_tls"].0.keys().any(|k| k.starts_with("probe_tls_version_info{version=\"TLS 1.")));
+    assert!(
+        (expiry - now - 30.0 * 86_400.0).abs() < 3_600.0,
+        "expiry {expiry}"
+    );
+    assert!(
+        results["tcp_tls"]
+            .0
+            .keys()
+            .any(|k| k.starts_with("probe_tls_version_info{version=\"TLS 1."))
+    );
     p.stop();
 }
 
@@ -356,12 +491,21 @@ fn a_stopped_probe_leaves_staleness_markers() {
     let data = tmp.path().join("data");
     let p = Picket::start_in(tmp.path(), &data, &config);
     let deadline = Instant::now() + Duration::from_secs(30);
-    let now = || SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs_f64().to_string();
+    let now = || {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64()
+            .to_string()
+    };
     loop {
         let q = format!("probe_success{{job=\"web\",instance=\"127.0.0.1:{web}/ok\"}}");
         let r = p.query(&q, &now());
         if r.as_array().unwrap().len() == 1 {
-            assert_eq!(r[0]["value"][1], "1", "a target without scheme is http: {r}");
+            assert_eq!(
+                r[0]["value"][1], "1",
+                "a target without scheme is http: {r}"
+            );
             break;
         }
         assert!(Instant::now() < deadline, "the probe never succeeded");
@@ -373,6 +517,10 @@ fn a_stopped_probe_leaves_staleness_markers() {
     let r = p.query("probe_success", &now());
     assert!(r.as_array().unwrap().is_empty(), "stale after stop: {r}");
     let r = p.query("count_over_time(probe_success[5m])", &now());
-    assert_eq!(r.as_array().unwrap().len(), 1, "the samples were stored: {r}");
+    assert_eq!(
+        r.as_array().unwrap().len(),
+        1,
+        "the samples were stored: {r}"
+    );
     p.stop();
 }

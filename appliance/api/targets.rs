@@ -36,7 +36,10 @@ pub async fn targets(
     let mut out = String::with_capacity(1024);
     out.push_str(r#"{"activeTargets":["#);
     let mut first = true;
-    for t in active.iter().filter(|t| show_active && pool.is_none_or(|p| p == t.pool)) {
+    for t in active
+        .iter()
+        .filter(|t| show_active && pool.is_none_or(|p| p == t.pool))
+    {
         if !first {
             out.push(',');
         }

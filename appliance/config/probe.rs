@@ -205,32 +205,57 @@ pub fn validate(probes: &[ProbeConfig]) -> Result<(), (usize, &'static str, Stri
         match p.prober {
             Prober::Dns => {
                 let Some(dns) = &p.dns else {
-                    return fail("dns", "prober \"dns\" needs a [probe.dns] table with query_name".into());
+                    return fail(
+                        "dns",
+                        "prober \"dns\" needs a [probe.dns] table with query_name".into(),
+                    );
                 };
                 if dns.transport_protocol != "udp" {
                     return fail("dns.transport_protocol", "only \"udp\" is supported".into());
                 }
-                if dns.query_type.parse::<hickory_proto::rr::RecordType>().is_err() {
-                    return fail("dns.query_type", format!("unknown record type {:?}", dns.query_type));
+                if dns
+                    .query_type
+                    .parse::<hickory_proto::rr::RecordType>()
+                    .is_err()
+                {
+                    return fail(
+                        "dns.query_type",
+                        format!("unknown record type {:?}", dns.query_type),
+                    );
                 }
-                if let Some(r) = dns.valid_rcodes.iter().find(|r| !RCODES.contains(&r.as_str())) {
+                if let Some(r) = dns
+                    .valid_rcodes
+                    .iter()
+                    .find(|r| !RCODES.contains(&r.as_str()))
+                {
                     return fail("dns.valid_rcodes", format!("unknown response code {r:?}"));
                 }
             }
             Prober::Http => {
-                if p.http.method.is_empty() || !p.http.method.bytes().all(|b| b.is_ascii_uppercase()) {
+                if p.http.method.is_empty()
+                    || !p.http.method.bytes().all(|b| b.is_ascii_uppercase())
+                {
                     return fail("http.method", format!("invalid method {:?}", p.http.method));
                 }
             }
             Prober::Tcp => {
-                if let Some(t) = p.targets.iter().find(|t| t.rsplit_once(':').is_none_or(|(_, port)| port.parse::<u16>().is_err())) {
+                if let Some(t) = p.targets.iter().find(|t| {
+                    t.rsplit_once(':')
+                        .is_none_or(|(_, port)| port.parse::<u16>().is_err())
+                }) {
                     return fail("targets", format!("tcp target {t:?} must be host:port"));
                 }
             }
         }
-        for tls in [&p.http.tls_config, &p.tcp.tls_config].into_iter().flatten() {
+        for tls in [&p.http.tls_config, &p.tcp.tls_config]
+            .into_iter()
+            .flatten()
+        {
             if tls.cert_file.is_some() != tls.key_file.is_some() {
-                return fail("tls_config", "tls_config needs both cert_file and key_file for a client certificate".into());
+                return fail(
+                    "tls_config",
+                    "tls_config needs both cert_file and key_file for a client certificate".into(),
+                );
             }
         }
     }
@@ -254,20 +279,37 @@ mod tests {
         assert!(p.http.valid_status_codes.is_empty());
         assert_eq!(p.preferred_ip_protocol, IpProtocol::Ip6);
         assert!(p.ip_protocol_fallback);
-        let d = probe("name = \"d\"\nprober = \"dns\"\ntargets = [\"127.0.0.1\"]\ndns = { query_name = \"x\" }\n");
+        let d = probe(
+            "name = \"d\"\nprober = \"dns\"\ntargets = [\"127.0.0.1\"]\ndns = { query_name = \"x\" }\n",
+        );
         let dns = d.dns.unwrap();
-        assert_eq!((dns.query_type.as_str(), dns.valid_rcodes[0].as_str()), ("ANY", "NOERROR"));
+        assert_eq!(
+            (dns.query_type.as_str(), dns.valid_rcodes[0].as_str()),
+            ("ANY", "NOERROR")
+        );
     }
 
     #[test]
     fn bad_probes_name_the_key() {
         let cases = [
             ("name = \"a\"\nprober = \"dns\"\ntargets = [\"x\"]\n", "dns"),
-            ("name = \"a\"\nprober = \"tcp\"\ntargets = [\"x\"]\n", "targets"),
+            (
+                "name = \"a\"\nprober = \"tcp\"\ntargets = [\"x\"]\n",
+                "targets",
+            ),
             ("name = \"a\"\nprober = \"http\"\ntargets = []\n", "targets"),
-            ("name = \"a\"\nprober = \"http\"\ntargets = [\"x\"]\ninterval = \"5s\"\ntimeout = \"6s\"\n", "timeout"),
-            ("name = \"a\"\nprober = \"dns\"\ntargets = [\"x\"]\ndns = { query_name = \"x\", query_type = \"BOGUS\" }\n", "dns.query_type"),
-            ("name = \"a\"\nprober = \"dns\"\ntargets = [\"x\"]\ndns = { query_name = \"x\", valid_rcodes = [\"OK\"] }\n", "dns.valid_rcodes"),
+            (
+                "name = \"a\"\nprober = \"http\"\ntargets = [\"x\"]\ninterval = \"5s\"\ntimeout = \"6s\"\n",
+                "timeout",
+            ),
+            (
+                "name = \"a\"\nprober = \"dns\"\ntargets = [\"x\"]\ndns = { query_name = \"x\", query_type = \"BOGUS\" }\n",
+                "dns.query_type",
+            ),
+            (
+                "name = \"a\"\nprober = \"dns\"\ntargets = [\"x\"]\ndns = { query_name = \"x\", valid_rcodes = [\"OK\"] }\n",
+                "dns.valid_rcodes",
+            ),
         ];
         for (text, key) in cases {
             let err = validate(&[probe(text)]).expect_err(text);
@@ -275,7 +317,10 @@ mod tests {
         }
         let p = probe("name = \"a\"\nprober = \"http\"\ntargets = [\"x\"]\n");
         assert_eq!(validate(&[p.clone(), p]).unwrap_err().0, 1);
-        assert!(toml::from_str::<ProbeConfig>("name = \"a\"\nprober = \"icmp\"\ntargets = [\"x\"]\n").is_err());
+        assert!(
+            toml::from_str::<ProbeConfig>("name = \"a\"\nprober = \"icmp\"\ntargets = [\"x\"]\n")
+                .is_err()
+        );
         assert!(toml::from_str::<ProbeConfig>("name = \"a\"\nprober = \"http\"\ntargets = [\"x\"]\nhttp = { fail_if_body_matches_regexp = [\"(\"] }\n").is_err());
     }
 }

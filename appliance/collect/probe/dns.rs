@@ -21,14 +21,28 @@ fn phase(m: &mut Measured, name: &'static str, since: Instant) {
 
 /// The target is the server: `host` or `host:port` (port 53 by default).
 pub async fn probe(p: &Prepared, target: &str, m: &mut Measured) -> Result<(), String> {
-    let dns = p.config.dns.as_ref().ok_or("BUG: dns probe without [probe.dns]")?;
-    for name in ["probe_dns_answer_rrs", "probe_dns_authority_rrs", "probe_dns_additional_rrs", "probe_dns_query_succeeded"] {
+    let dns = p
+        .config
+        .dns
+        .as_ref()
+        .ok_or("BUG: dns probe without [probe.dns]")?;
+    for name in [
+        "probe_dns_answer_rrs",
+        "probe_dns_authority_rrs",
+        "probe_dns_additional_rrs",
+        "probe_dns_query_succeeded",
+    ] {
         m.set(name, 0.0);
     }
     for ph in ["resolve", "connect", "request"] {
-        m.set_labeled("probe_dns_duration_seconds", Some(("phase", ph.into())), 0.0);
+        m.set_labeled(
+            "probe_dns_duration_seconds",
+            Some(("phase", ph.into())),
+            0.0,
+        );
     }
-    let (host, port) = net::split_host_port(target).unwrap_or((target.trim_matches(['[', ']']), 53));
+    let (host, port) =
+        net::split_host_port(target).unwrap_or((target.trim_matches(['[', ']']), 53));
     let t = Instant::now();
     let server = net::resolve(&p.config, host, port, m).await?;
     phase(m, "resolve", t);
@@ -39,7 +53,9 @@ pub async fn probe(p: &Prepared, target: &str, m: &mut Measured) -> Result<(), S
     } else {
         "0.0.0.0:0".parse().expect("BUG: literal address")
     };
-    let socket = UdpSocket::bind(local).await.map_err(|e| format!("binding a UDP socket: {e}"))?;
+    let socket = UdpSocket::bind(local)
+        .await
+        .map_err(|e| format!("binding a UDP socket: {e}"))?;
     socket
         .connect(server)
         .await

@@ -34,7 +34,11 @@ pub async fn probe(p: &Prepared, target: &str, m: &mut Measured) -> Result<(), S
     // What blackbox_exporter registers for every HTTP probe, so a failed probe still has
     // its series (at 0).
     for phase in PHASES {
-        m.set_labeled("probe_http_duration_seconds", Some(("phase", phase.into())), 0.0);
+        m.set_labeled(
+            "probe_http_duration_seconds",
+            Some(("phase", phase.into())),
+            0.0,
+        );
     }
     for name in [
         "probe_http_content_length",
@@ -54,7 +58,8 @@ pub async fn probe(p: &Prepared, target: &str, m: &mut Measured) -> Result<(), S
         with_scheme = format!("http://{target}");
         &with_scheme
     };
-    let mut url = reqwest::Url::parse(target).map_err(|e| format!("invalid URL {target:?}: {e}"))?;
+    let mut url =
+        reqwest::Url::parse(target).map_err(|e| format!("invalid URL {target:?}: {e}"))?;
     let mut method = h.method.clone();
     let mut redirects = 0u32;
     let hop = loop {
@@ -96,7 +101,11 @@ pub async fn probe(p: &Prepared, target: &str, m: &mut Measured) -> Result<(), S
     if !valid_status {
         return Err(format!("invalid HTTP response status code {}", hop.status));
     }
-    let version = if hop.version == 1.0 { "HTTP/1.0" } else { "HTTP/1.1" };
+    let version = if hop.version == 1.0 {
+        "HTTP/1.0"
+    } else {
+        "HTTP/1.1"
+    };
     if !h.valid_http_versions.is_empty() && !h.valid_http_versions.iter().any(|v| v == version) {
         return Err(format!("invalid HTTP version {version}"));
     }
@@ -106,7 +115,10 @@ pub async fn probe(p: &Prepared, target: &str, m: &mut Measured) -> Result<(), S
     if h.fail_if_not_ssl && !ssl {
         return Err("final request was not over SSL".into());
     }
-    let matched = h.fail_if_body_matches_regexp.iter().any(|r| r.0.is_match(&hop.body));
+    let matched = h
+        .fail_if_body_matches_regexp
+        .iter()
+        .any(|r| r.0.is_match(&hop.body));
     let missing = h
         .fail_if_body_not_matches_regexp
         .iter()
@@ -127,8 +139,15 @@ fn phase(m: &mut Measured, name: &'static str, since: Instant) {
 }
 
 /// One request on a new connection.
-async fn request(p: &Prepared, url: &reqwest::Url, method: &str, m: &mut Measured) -> Result<Hop, String> {
-    let host = url.host_str().ok_or_else(|| format!("URL {url} has no host"))?;
+async fn request(
+    p: &Prepared,
+    url: &reqwest::Url,
+    method: &str,
+    m: &mut Measured,
+) -> Result<Hop, String> {
+    let host = url
+        .host_str()
+        .ok_or_else(|| format!("URL {url} has no host"))?;
     let port = url
         .port_or_known_default()
         .ok_or_else(|| format!("URL {url} has no port"))?;
@@ -143,7 +162,10 @@ async fn request(p: &Prepared, url: &reqwest::Url, method: &str, m: &mut Measure
     match url.scheme() {
         "http" => exchange(p, url, method, stream, m).await,
         "https" => {
-            let config = p.tls.clone().ok_or("BUG: no TLS config for an HTTP probe")?;
+            let config = p
+                .tls
+                .clone()
+                .ok_or("BUG: no TLS config for an HTTP probe")?;
             let name = p
                 .config
                 .http
@@ -205,21 +227,28 @@ where
                 .map_err(|e| format!("basic_auth.password_file {}: {e}", f.display()))?,
             (None, None) => String::new(),
         };
-        let token = base64::engine::general_purpose::STANDARD.encode(format!("{}:{password}", b.username));
+        let token =
+            base64::engine::general_purpose::STANDARD.encode(format!("{}:{password}", b.username));
         headers.insert(
             hyper::header::AUTHORIZATION,
-            format!("Basic {token}").parse().map_err(|_| "invalid basic_auth")?,
+            format!("Basic {token}")
+                .parse()
+                .map_err(|_| "invalid basic_auth")?,
         );
     } else if let Some(t) = &h.bearer_token {
         headers.insert(
             hyper::header::AUTHORIZATION,
-            format!("Bearer {t}").parse().map_err(|_| "invalid bearer_token")?,
+            format!("Bearer {t}")
+                .parse()
+                .map_err(|_| "invalid bearer_token")?,
         );
     }
     for (k, v) in &h.headers {
         let name = hyper::header::HeaderName::from_bytes(k.as_bytes())
             .map_err(|_| format!("invalid header name {k:?}"))?;
-        let value = v.parse().map_err(|_| format!("invalid value of header {k:?}"))?;
+        let value = v
+            .parse()
+            .map_err(|_| format!("invalid value of header {k:?}"))?;
         headers.insert(name, value);
     }
     let resp = sender.send_request(req).await;
@@ -233,7 +262,11 @@ where
     };
     let t = Instant::now();
     let status = resp.status().as_u16();
-    let version = if resp.version() == hyper::Version::HTTP_10 { 1.0 } else { 1.1 };
+    let version = if resp.version() == hyper::Version::HTTP_10 {
+        1.0
+    } else {
+        1.1
+    };
     let content_length = resp
         .headers()
         .get(hyper::header::CONTENT_LENGTH)

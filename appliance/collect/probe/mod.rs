@@ -71,9 +71,7 @@ impl Measured {
 
     /// Adds `value` to a gauge (phases summed over redirects).
     pub fn add_labeled(&mut self, name: &'static str, label: (&'static str, String), value: f64) {
-        let current = self
-            .get_labeled(name, Some(&label))
-            .unwrap_or(0.0);
+        let current = self.get_labeled(name, Some(&label)).unwrap_or(0.0);
         self.set_labeled(name, Some(label), current + value);
     }
 
@@ -96,7 +94,9 @@ pub fn help(name: &str) -> &'static str {
         "probe_duration_seconds" => "Returns how long the probe took to complete in seconds",
         "probe_dns_lookup_time_seconds" => "Returns the time taken for probe dns lookup in seconds",
         "probe_ip_protocol" => "Specifies whether probe ip protocol is IP4 or IP6",
-        "probe_http_duration_seconds" => "Duration of http request by phase, summed over all redirects",
+        "probe_http_duration_seconds" => {
+            "Duration of http request by phase, summed over all redirects"
+        }
         "probe_http_content_length" => "Length of http content response",
         "probe_http_uncompressed_body_length" => "Length of uncompressed response body",
         "probe_http_redirects" => "The number of redirects",
@@ -111,9 +111,15 @@ pub fn help(name: &str) -> &'static str {
         "probe_tls_version_info" => "Returns the TLS version used or NaN when unknown",
         "probe_dns_duration_seconds" => "Duration of DNS request by phase",
         "probe_dns_answer_rrs" => "Returns number of entries in the answer resource record list",
-        "probe_dns_authority_rrs" => "Returns number of entries in the authority resource record list",
-        "probe_dns_additional_rrs" => "Returns number of entries in the additional resource record list",
-        "probe_dns_query_succeeded" => "Displays whether or not the query was executed successfully",
+        "probe_dns_authority_rrs" => {
+            "Returns number of entries in the authority resource record list"
+        }
+        "probe_dns_additional_rrs" => {
+            "Returns number of entries in the additional resource record list"
+        }
+        "probe_dns_query_succeeded" => {
+            "Displays whether or not the query was executed successfully"
+        }
         _ => "",
     }
 }
@@ -328,12 +334,23 @@ mod tests {
         let mut m = Measured::default();
         m.set("probe_http_status_code", 301.0);
         m.set("probe_http_status_code", 200.0);
-        m.add_labeled("probe_http_duration_seconds", ("phase", "connect".into()), 0.5);
-        m.add_labeled("probe_http_duration_seconds", ("phase", "connect".into()), 0.25);
+        m.add_labeled(
+            "probe_http_duration_seconds",
+            ("phase", "connect".into()),
+            0.5,
+        );
+        m.add_labeled(
+            "probe_http_duration_seconds",
+            ("phase", "connect".into()),
+            0.25,
+        );
         assert_eq!(m.gauges.len(), 2);
         assert_eq!(m.get("probe_http_status_code"), Some(200.0));
         assert_eq!(
-            m.get_labeled("probe_http_duration_seconds", Some(&("phase", "connect".into()))),
+            m.get_labeled(
+                "probe_http_duration_seconds",
+                Some(&("phase", "connect".into()))
+            ),
             Some(0.75)
         );
         assert!(help("probe_success").starts_with("Displays"));

@@ -12,7 +12,10 @@ use tokio::net::TcpStream;
 pub fn split_host_port(s: &str) -> Option<(&str, u16)> {
     let (host, port) = s.rsplit_once(':')?;
     let port = port.parse().ok()?;
-    let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
     (!host.is_empty()).then_some((host, port))
 }
 
@@ -30,18 +33,21 @@ pub async fn resolve(
         Err(_) => match tokio::net::lookup_host((host, port)).await {
             Err(e) => Err(format!("resolving {host}: {e}")),
             Ok(addrs) => {
-            let addrs: Vec<SocketAddr> = addrs.collect();
-            let want_v6 = config.preferred_ip_protocol == IpProtocol::Ip6;
-            addrs
-                .iter()
-                .find(|a| a.is_ipv6() == want_v6)
-                .or_else(|| addrs.first().filter(|_| config.ip_protocol_fallback))
-                .copied()
-                .ok_or_else(|| format!("no address of the wanted family for {host}"))
+                let addrs: Vec<SocketAddr> = addrs.collect();
+                let want_v6 = config.preferred_ip_protocol == IpProtocol::Ip6;
+                addrs
+                    .iter()
+                    .find(|a| a.is_ipv6() == want_v6)
+                    .or_else(|| addrs.first().filter(|_| config.ip_protocol_fallback))
+                    .copied()
+                    .ok_or_else(|| format!("no address of the wanted family for {host}"))
             }
         },
     };
-    m.set("probe_dns_lookup_time_seconds", started.elapsed().as_secs_f64());
+    m.set(
+        "probe_dns_lookup_time_seconds",
+        started.elapsed().as_secs_f64(),
+    );
     let addr = result?;
     m.set("probe_ip_protocol", if addr.is_ipv6() { 6.0 } else { 4.0 });
     Ok(addr)

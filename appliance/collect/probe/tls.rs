@@ -18,7 +18,10 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 }
 
 /// Builds the client config; `http` offers ALPN `http/1.1` (the HTTP prober speaks it).
-pub fn client_config(tls: Option<&TlsConfig>, http: bool) -> Result<Arc<rustls::ClientConfig>, String> {
+pub fn client_config(
+    tls: Option<&TlsConfig>,
+    http: bool,
+) -> Result<Arc<rustls::ClientConfig>, String> {
     let provider = provider();
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -137,7 +140,11 @@ fn record(conn: &rustls::ClientConnection, m: &mut Measured) {
             rustls::ProtocolVersion::TLSv1_3 => "TLS 1.3",
             _ => "unknown",
         };
-        m.set_labeled("probe_tls_version_info", Some(("version", name.into())), 1.0);
+        m.set_labeled(
+            "probe_tls_version_info",
+            Some(("version", name.into())),
+            1.0,
+        );
     }
     let expiries: Vec<i64> = conn
         .peer_certificates()
@@ -147,7 +154,10 @@ fn record(conn: &rustls::ClientConnection, m: &mut Measured) {
         .collect();
     if let Some(earliest) = expiries.iter().min() {
         m.set("probe_ssl_earliest_cert_expiry", *earliest as f64);
-        m.set("probe_ssl_last_chain_expiry_timestamp_seconds", *earliest as f64);
+        m.set(
+            "probe_ssl_last_chain_expiry_timestamp_seconds",
+            *earliest as f64,
+        );
     }
 }
 
@@ -223,7 +233,9 @@ mod tests {
             out.push(body.len() as u8);
         } else {
             out.push(0x82);
-            out.extend((body.len() as u16).to_be_bytes());
+            // DER lengths are big-endian: high byte first.
+            out.push((body.len() >> 8) as u8);
+            out.push(body.len() as u8);
         }
         out.extend(body);
         out
@@ -245,9 +257,18 @@ mod tests {
             el(0x30, &el(0x30, &tbs))
         };
         // 2030-01-02 03:04:05 UTC = 1893553445.
-        assert_eq!(not_after(&build(el(0x17, b"300102030405Z"), true)), Some(1_893_553_445));
-        assert_eq!(not_after(&build(el(0x18, b"20300102030405Z"), false)), Some(1_893_553_445));
-        assert_eq!(not_after(&build(el(0x17, b"990101000000Z"), true)), Some(915_148_800));
+        assert_eq!(
+            not_after(&build(el(0x17, b"300102030405Z"), true)),
+            Some(1_893_553_445)
+        );
+        assert_eq!(
+            not_after(&build(el(0x18, b"20300102030405Z"), false)),
+            Some(1_893_553_445)
+        );
+        assert_eq!(
+            not_after(&build(el(0x17, b"990101000000Z"), true)),
+            Some(915_148_800)
+        );
         assert_eq!(not_after(b"\x30\x05garbage"), None);
     }
 }

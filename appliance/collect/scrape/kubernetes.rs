@@ -69,7 +69,12 @@ pub fn connect(sd: &KubernetesSdConfig) -> Result<Connection, String> {
         return from_kubeconfig(path);
     }
     let (base, own_namespace, default_tls, default_auth) = match &sd.api_server {
-        Some(api) => (api.trim_end_matches('/').to_string(), None, None, Auth::None),
+        Some(api) => (
+            api.trim_end_matches('/').to_string(),
+            None,
+            None,
+            Auth::None,
+        ),
         None => in_cluster()?,
     };
     let auth = if let Some(b) = &sd.basic_auth {
@@ -80,8 +85,8 @@ pub fn connect(sd: &KubernetesSdConfig) -> Result<Connection, String> {
                 .map_err(|e| format!("basic_auth.password_file {}: {e}", f.display()))?,
             (None, None) => String::new(),
         };
-        let token = base64::engine::general_purpose::STANDARD
-            .encode(format!("{}:{password}", b.username));
+        let token =
+            base64::engine::general_purpose::STANDARD.encode(format!("{}:{password}", b.username));
         Auth::Header(format!("Basic {token}"))
     } else if let Some(a) = &sd.authorization {
         match (&a.credentials, &a.credentials_file) {
@@ -289,14 +294,18 @@ pub fn from_kubeconfig(path: &Path) -> Result<Connection, String> {
         .user;
     // Relative file paths in a kubeconfig are relative to the file.
     let dir = path.parent().unwrap_or(Path::new("."));
-    let read = |p: &Path| std::fs::read(dir.join(p)).map_err(|e| err(format!("{}: {e}", p.display())));
+    let read =
+        |p: &Path| std::fs::read(dir.join(p)).map_err(|e| err(format!("{}: {e}", p.display())));
     let decode = |key: &str, data: &str| {
         base64::engine::general_purpose::STANDARD
             .decode(data.trim())
             .map_err(|e| err(format!("{key}: invalid base64: {e}")))
     };
     let mut b = builder();
-    let ca = match (&cluster.certificate_authority_data, &cluster.certificate_authority) {
+    let ca = match (
+        &cluster.certificate_authority_data,
+        &cluster.certificate_authority,
+    ) {
         (Some(data), _) => Some(decode("certificate-authority-data", data)?),
         (None, Some(p)) => Some(read(p)?),
         (None, None) => None,
@@ -336,10 +345,8 @@ pub fn from_kubeconfig(path: &Path) -> Result<Connection, String> {
     } else if let Some(f) = &user.token_file {
         Auth::BearerFile(dir.join(f))
     } else if let Some(u) = &user.username {
-        let token = base64::engine::general_purpose::STANDARD.encode(format!(
-            "{u}:{}",
-            user.password.as_deref().unwrap_or("")
-        ));
+        let token = base64::engine::general_purpose::STANDARD
+            .encode(format!("{u}:{}", user.password.as_deref().unwrap_or("")));
         Auth::Header(format!("Basic {token}"))
     } else if user.exec.is_some() || user.auth_provider.is_some() {
         return Err(err(
@@ -490,7 +497,13 @@ struct WatchEvent {
 /// becomes `_`.
 fn sanitize(name: &str) -> String {
     name.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 
@@ -529,7 +542,11 @@ fn pod_labels(pod: &Pod) -> BTreeMap<String, String> {
             _ => "unknown",
         });
     set("pod_ready", ready);
-    if let Some(owner) = m.owner_references.iter().find(|o| o.controller == Some(true)) {
+    if let Some(owner) = m
+        .owner_references
+        .iter()
+        .find(|o| o.controller == Some(true))
+    {
         set("pod_controller_kind", &owner.kind);
         set("pod_controller_name", &owner.name);
     }
@@ -546,12 +563,7 @@ fn pod_labels(pod: &Pod) -> BTreeMap<String, String> {
     l
 }
 
-fn container_labels(
-    pod: &Pod,
-    c: &Container,
-    init: bool,
-    into: &mut BTreeMap<String, String>,
-) {
+fn container_labels(pod: &Pod, c: &Container, init: bool, into: &mut BTreeMap<String, String>) {
     let statuses = if init {
         &pod.status.init_container_statuses
     } else {
@@ -737,9 +749,11 @@ impl Discovery {
             .map(|n| n.names.clone())
             .unwrap_or_default();
         if sd.namespaces.as_ref().is_some_and(|n| n.own_namespace) {
-            namespaces.push(conn.own_namespace.clone().ok_or(
-                "namespaces.own_namespace: the service account's namespace is unknown",
-            )?);
+            namespaces.push(
+                conn.own_namespace.clone().ok_or(
+                    "namespaces.own_namespace: the service account's namespace is unknown",
+                )?,
+            );
         }
         let paths: Vec<String> = if namespaces.is_empty() {
             vec!["/api/v1/pods".into()]
@@ -1070,7 +1084,10 @@ mod tests {
     fn prometheus_targets_are_one_per_port_and_per_portless_container() {
         let g = prometheus_groups(&pod());
         let addrs: Vec<&str> = g.iter().map(|g| g.targets[0].as_str()).collect();
-        assert_eq!(addrs, ["10.42.0.7:8000", "10.42.0.7:9000", "10.42.0.7", "10.42.0.7"]);
+        assert_eq!(
+            addrs,
+            ["10.42.0.7:8000", "10.42.0.7:9000", "10.42.0.7", "10.42.0.7"]
+        );
         let l = &g[0].labels;
         let get = |k: &str| l.get(&format!("{META}{k}")).map(String::as_str);
         assert_eq!(get("namespace"), Some("ai"));
@@ -1085,16 +1102,27 @@ mod tests {
         assert_eq!(get("pod_label_app_kubernetes_io_name"), Some("vllm"));
         assert_eq!(get("pod_labelpresent_app_kubernetes_io_name"), Some("true"));
         assert_eq!(get("pod_annotation_prometheus_io_port"), Some("8000"));
-        assert_eq!(get("pod_annotationpresent_prometheus_io_port"), Some("true"));
+        assert_eq!(
+            get("pod_annotationpresent_prometheus_io_port"),
+            Some("true")
+        );
         assert_eq!(get("pod_container_name"), Some("server"));
         assert_eq!(get("pod_container_id"), Some("containerd://abc"));
         assert_eq!(get("pod_container_port_name"), Some("http"));
         assert_eq!(get("pod_container_port_number"), Some("8000"));
         assert_eq!(get("pod_container_port_protocol"), Some("TCP"));
         assert_eq!(get("pod_container_init"), Some("false"));
-        assert_eq!(g[1].labels[&format!("{META}pod_container_port_protocol")], "TCP", "default protocol");
+        assert_eq!(
+            g[1].labels[&format!("{META}pod_container_port_protocol")],
+            "TCP",
+            "default protocol"
+        );
         assert_eq!(g[3].labels[&format!("{META}pod_container_init")], "true");
-        assert!(!g[2].labels.contains_key(&format!("{META}pod_container_port_number")));
+        assert!(
+            !g[2]
+                .labels
+                .contains_key(&format!("{META}pod_container_port_number"))
+        );
         let mut no_ip = pod();
         no_ip.status.pod_ip.clear();
         assert!(prometheus_groups(&no_ip).is_empty());
@@ -1131,8 +1159,13 @@ mod tests {
         assert_eq!(g[0].labels["container"], "server");
 
         // No port annotation: every declared TCP port.
-        p.metadata.annotations.remove("k8s.grafana.com/metrics.portNumber");
-        let addrs: Vec<String> = annotated_groups(&p).into_iter().map(|g| g.targets[0].clone()).collect();
+        p.metadata
+            .annotations
+            .remove("k8s.grafana.com/metrics.portNumber");
+        let addrs: Vec<String> = annotated_groups(&p)
+            .into_iter()
+            .map(|g| g.targets[0].clone())
+            .collect();
         assert_eq!(addrs, ["10.42.0.7:8000", "10.42.0.7:9000"]);
 
         // Not annotated, annotated false, or finished: nothing.

@@ -25,9 +25,9 @@ use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -636,7 +636,11 @@ fn run_target(
                 },
                 last_scrape_ms: t_ms,
                 last_duration: duration,
-                last_error: out.error.as_ref().map(|e| e.to_string()).unwrap_or_default(),
+                last_error: out
+                    .error
+                    .as_ref()
+                    .map(|e| e.to_string())
+                    .unwrap_or_default(),
             };
         }
         let now_error = out.error.as_ref().map(|e| e.to_string());

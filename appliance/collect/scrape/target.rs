@@ -79,7 +79,10 @@ pub fn discovered(
 }
 
 /// [`populate`] from labels made by [`discovered`].
-pub fn populate_discovered(job: &ScrapeConfig, discovered: Labels) -> Result<Option<Target>, String> {
+pub fn populate_discovered(
+    job: &ScrapeConfig,
+    discovered: Labels,
+) -> Result<Option<Target>, String> {
     let mut lb = discovered.into_builder();
     if !relabel::process(&mut lb, &job.relabel_configs) {
         return Ok(None);
