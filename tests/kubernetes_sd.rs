@@ -363,6 +363,19 @@ fn pods_are_discovered_scraped_dropped_and_relisted() {
     });
     assert_eq!(got[0]["value"][1], "1");
 
+    // The target's metadata, as /api/v1/targets/metadata shows it.
+    let (code, md) = p.get_json(
+        "/api/v1/targets/metadata?match_target=%7Bjob%3D%22pods%22%2Cpod%3D%22a%22%7D&metric=demo_metric",
+    );
+    assert_eq!(code, 200, "{md}");
+    let md = md["data"].as_array().unwrap();
+    assert_eq!(md.len(), 1, "{md:?}");
+    assert_eq!(md[0]["target"]["pod"], "a");
+    assert_eq!(md[0]["metric"], "demo_metric");
+    assert_eq!(md[0]["type"], "gauge");
+    let (code, bad) = p.get_json("/api/v1/targets/metadata?match_target=%7Bjob%3D");
+    assert_eq!((code, bad["errorType"].as_str()), (400, Some("bad_data")));
+
     // 2. The raw job gets Prometheus' role=pod targets; its own relabel rules apply.
     let raw = wait_for("raw targets", || {
         let t = active(&p, "raw");

@@ -78,6 +78,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/v1/rules", get(rules::rules))
         .route("/api/v1/alerts", get(rules::alerts))
         .route("/api/v1/targets", get(targets::targets))
+        .route("/api/v1/targets/metadata", get(targets::metadata))
         .route("/api/v1/status/tsdb", get(status::tsdb))
         .route("/api/v1/admin/snapshot", post(status::snapshot))
         .layer(DefaultBodyLimit::max(limit))

@@ -2,13 +2,19 @@
 //! active scrape targets with their discovered and final labels and the health of their
 //! last scrape, and the targets relabelling dropped. `state=active|dropped|any` and
 //! `scrapePool=<job>` filter as in Prometheus.
+//!
+//! `GET /api/v1/targets/metadata`: the metadata (type, help, unit) each active target
+//! exposes, filtered by `match_target` (a label selector over target labels), `metric`
+//! and `limit`, as Prometheus' `targetMetadata`.
 
 use super::ApiState;
 use super::error::ApiError;
 use super::json::{push_float, push_labels, push_str};
 use super::params::Params;
 use super::rules::push_time;
+use crate::model::Matcher;
 use crate::model::duration::format_duration_ms;
+use crate::query::promql::{self, ast::Expr};
 use axum::extract::{RawQuery, State};
 use axum::response::Response;
 use std::collections::BTreeMap;
@@ -96,5 +102,70 @@ pub async fn targets(
         let _ = write!(out, ":{n}");
     }
     out.push_str("}}");
+    Ok(super::success(|b| b.push_str(&out), &[], &[]))
+}
+
+pub async fn metadata(
+    State(s): State<Arc<ApiState>>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let params = Params::from_request(query.as_deref(), None);
+    let matchers: Vec<Matcher> = match params.get("match_target").filter(|m| !m.is_empty()) {
+        None => Vec::new(),
+        Some(sel) => match promql::parse(sel) {
+            Ok(Expr::VectorSelector(vs)) => vs.matchers,
+            Ok(_) => {
+                return Err(ApiError::bad_data(format!(
+                    "invalid parameter \"match_target\": {sel:?} is not a label selector"
+                )));
+            }
+            Err(e) => {
+                return Err(ApiError::bad_data(format!(
+                    "invalid parameter \"match_target\": {}",
+                    e.display_with_position(sel)
+                )));
+            }
+        },
+    };
+    let metric = params.get("metric").filter(|m| !m.is_empty());
+    let limit = match params.get("limit").filter(|l| !l.is_empty()) {
+        None => usize::MAX,
+        Some(l) => match l.parse::<i64>() {
+            Ok(n) if n < 0 => usize::MAX,
+            Ok(n) => n as usize,
+            Err(_) => return Err(ApiError::bad_data("limit must be a number")),
+        },
+    };
+    let (active, _) = s.targets.snapshot();
+    let mut out = String::from("[");
+    let mut n = 0usize;
+    'targets: for t in &active {
+        if !matchers.iter().all(|m| m.matches_labels(&t.target.labels)) {
+            continue;
+        }
+        let md = t.metadata.lock().map(|m| m.clone()).unwrap_or_default();
+        for (name, m) in md
+            .iter()
+            .filter(|(name, _)| metric.is_none_or(|w| w == name.as_str()))
+        {
+            if n >= limit {
+                break 'targets;
+            }
+            if n > 0 {
+                out.push(',');
+            }
+            n += 1;
+            out.push_str(r#"{"target":"#);
+            push_labels(&mut out, &t.target.labels);
+            out.push_str(r#","metric":"#);
+            push_str(&mut out, name);
+            let _ = write!(out, r#","type":"{}","help":"#, m.kind.as_str());
+            push_str(&mut out, &m.help);
+            out.push_str(r#","unit":"#);
+            push_str(&mut out, &m.unit);
+            out.push('}');
+        }
+    }
+    out.push(']');
     Ok(super::success(|b| b.push_str(&out), &[], &[]))
 }

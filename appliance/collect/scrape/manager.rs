@@ -20,8 +20,8 @@ use super::target::{
 };
 use crate::config::scrape::{ScrapeConfig, StaticConfig};
 use crate::ingest::Ingest;
-use crate::model::Labels;
-use std::collections::HashMap;
+use crate::model::{Labels, Metadata};
+use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -112,6 +112,7 @@ struct Running {
     handle: JoinHandle<()>,
     discovered: Labels,
     health: Arc<Mutex<TargetHealth>>,
+    metadata: Arc<Mutex<BTreeMap<String, Metadata>>>,
 }
 
 /// Starts the Kubernetes discoveries of every job: (job index, discovery). A discovery
@@ -239,6 +240,8 @@ fn manage(
             let series = series.clone();
             let health = Arc::new(Mutex::new(TargetHealth::default()));
             let h = health.clone();
+            let metadata = Arc::new(Mutex::new(BTreeMap::new()));
+            let md = metadata.clone();
             let (stop, stop_rx) = mpsc::channel();
             let name = format!("scrape-{}", job.config.job_name);
             let spawned = std::thread::Builder::new().name(name).spawn(move || {
@@ -250,6 +253,7 @@ fn manage(
                     &series,
                     options.series_limit,
                     &h,
+                    &md,
                 )
             });
             match spawned {
@@ -262,6 +266,7 @@ fn manage(
                             handle,
                             discovered,
                             health,
+                            metadata,
                         },
                     );
                 }
@@ -276,6 +281,7 @@ fn manage(
                 discovered: r.discovered.clone(),
                 target: t.clone(),
                 health: r.health.clone(),
+                metadata: r.metadata.clone(),
             })
             .collect();
         status.replace(active, dropped);
@@ -579,6 +585,7 @@ fn run_target(
     series: &AtomicUsize,
     series_limit: usize,
     health: &Mutex<TargetHealth>,
+    metadata: &Mutex<BTreeMap<String, Metadata>>,
 ) {
     if !matches!(
         stop.recv_timeout(offset(&target)),
@@ -642,6 +649,12 @@ fn run_target(
                     .map(|e| e.to_string())
                     .unwrap_or_default(),
             };
+        }
+        // Only changed metadata arrives here, so a steady target copies nothing.
+        if !out.metadata.is_empty()
+            && let Ok(mut md) = metadata.lock()
+        {
+            md.extend(out.metadata.iter().cloned());
         }
         let now_error = out.error.as_ref().map(|e| e.to_string());
         // Log changes only: a target that stays down must not flood the journal.

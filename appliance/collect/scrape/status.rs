@@ -1,10 +1,12 @@
 //! The scraper's view for `/api/v1/targets`: which targets are active (with the health of
 //! their last scrape) and which discovery found but relabelling dropped. The manager
 //! replaces the lists after each discovery round; each target thread updates its own
-//! [`TargetHealth`] after each scrape.
+//! [`TargetHealth`] after each scrape, and its metadata when the target's TYPE/HELP/UNIT
+//! lines change (for `/api/v1/targets/metadata`).
 
 use super::target::Target;
-use crate::model::Labels;
+use crate::model::{Labels, Metadata};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -46,6 +48,8 @@ pub struct ActiveTarget {
     pub discovered: Labels,
     pub target: Target,
     pub health: Arc<Mutex<TargetHealth>>,
+    /// The metadata (TYPE, HELP, UNIT) the target exposed, by metric family.
+    pub metadata: Arc<Mutex<BTreeMap<String, Metadata>>>,
 }
 
 /// A target that relabelling dropped.
