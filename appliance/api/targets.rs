@@ -50,7 +50,7 @@ pub async fn targets(
             out.push(',');
         }
         first = false;
-        let h = t.health.lock().map(|h| h.clone()).unwrap_or_default();
+        let h = t.state.health.lock().map(|h| h.clone()).unwrap_or_default();
         out.push_str(r#"{"discoveredLabels":"#);
         push_labels(&mut out, &t.discovered);
         out.push_str(r#","labels":"#);
@@ -143,7 +143,12 @@ pub async fn metadata(
         if !matchers.iter().all(|m| m.matches_labels(&t.target.labels)) {
             continue;
         }
-        let md = t.metadata.lock().map(|m| m.clone()).unwrap_or_default();
+        let md = t
+            .state
+            .metadata
+            .lock()
+            .map(|m| m.clone())
+            .unwrap_or_default();
         for (name, m) in md
             .iter()
             .filter(|(name, _)| metric.is_none_or(|w| w == name.as_str()))

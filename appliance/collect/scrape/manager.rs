@@ -14,14 +14,16 @@
 
 use super::kubernetes;
 use super::parser::Format;
-use super::status::{ActiveTarget, DroppedTarget, Health, TargetHealth, TargetsStatus};
+use super::status::{
+    ActiveTarget, DroppedTarget, Health, TargetHealth, TargetState, TargetsStatus,
+};
 use super::target::{
     LoopSettings, ScrapeError, ScrapeLoop, ScrapeOutput, Target, discovered, populate_discovered,
 };
 use crate::config::scrape::{ScrapeConfig, StaticConfig};
 use crate::ingest::Ingest;
-use crate::model::{Labels, Metadata};
-use std::collections::{BTreeMap, HashMap};
+use crate::model::Labels;
+use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -111,8 +113,7 @@ struct Running {
     stop: mpsc::Sender<()>,
     handle: JoinHandle<()>,
     discovered: Labels,
-    health: Arc<Mutex<TargetHealth>>,
-    metadata: Arc<Mutex<BTreeMap<String, Metadata>>>,
+    state: Arc<TargetState>,
 }
 
 /// Starts the Kubernetes discoveries of every job: (job index, discovery). A discovery
@@ -238,10 +239,8 @@ fn manage(
             let target = key.1.clone();
             let ingest = ingest.clone();
             let series = series.clone();
-            let health = Arc::new(Mutex::new(TargetHealth::default()));
-            let h = health.clone();
-            let metadata = Arc::new(Mutex::new(BTreeMap::new()));
-            let md = metadata.clone();
+            let state = Arc::new(TargetState::default());
+            let st = state.clone();
             let (stop, stop_rx) = mpsc::channel();
             let name = format!("scrape-{}", job.config.job_name);
             let spawned = std::thread::Builder::new().name(name).spawn(move || {
@@ -252,8 +251,7 @@ fn manage(
                     stop_rx,
                     &series,
                     options.series_limit,
-                    &h,
-                    &md,
+                    &st,
                 )
             });
             match spawned {
@@ -265,8 +263,7 @@ fn manage(
                             stop,
                             handle,
                             discovered,
-                            health,
-                            metadata,
+                            state,
                         },
                     );
                 }
@@ -280,8 +277,7 @@ fn manage(
                 pool: jobs[*i].config.job_name.clone(),
                 discovered: r.discovered.clone(),
                 target: t.clone(),
-                health: r.health.clone(),
-                metadata: r.metadata.clone(),
+                state: r.state.clone(),
             })
             .collect();
         status.replace(active, dropped);
@@ -584,8 +580,7 @@ fn run_target(
     stop: mpsc::Receiver<()>,
     series: &AtomicUsize,
     series_limit: usize,
-    health: &Mutex<TargetHealth>,
-    metadata: &Mutex<BTreeMap<String, Metadata>>,
+    state: &TargetState,
 ) {
     if !matches!(
         stop.recv_timeout(offset(&target)),
@@ -634,7 +629,7 @@ fn run_target(
             Some(n.saturating_sub(before).saturating_add(after))
         });
         ingest.stats().scrape.record(&out);
-        if let Ok(mut h) = health.lock() {
+        if let Ok(mut h) = state.health.lock() {
             *h = TargetHealth {
                 health: if out.error.is_some() {
                     Health::Down
@@ -652,7 +647,7 @@ fn run_target(
         }
         // Only changed metadata arrives here, so a steady target copies nothing.
         if !out.metadata.is_empty()
-            && let Ok(mut md) = metadata.lock()
+            && let Ok(mut md) = state.metadata.lock()
         {
             md.extend(out.metadata.iter().cloned());
         }

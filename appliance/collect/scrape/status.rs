@@ -47,9 +47,15 @@ pub struct ActiveTarget {
     pub pool: String,
     pub discovered: Labels,
     pub target: Target,
-    pub health: Arc<Mutex<TargetHealth>>,
+    pub state: Arc<TargetState>,
+}
+
+/// What a target's scrape thread reports.
+#[derive(Debug, Default)]
+pub struct TargetState {
+    pub health: Mutex<TargetHealth>,
     /// The metadata (TYPE, HELP, UNIT) the target exposed, by metric family.
-    pub metadata: Arc<Mutex<BTreeMap<String, Metadata>>>,
+    pub metadata: Mutex<BTreeMap<String, Metadata>>,
 }
 
 /// A target that relabelling dropped.
