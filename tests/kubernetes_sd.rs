@@ -3,14 +3,16 @@
 //! pods it lists point at small exporters on 127.0.0.1 (distinct ports). Picket finds them
 //! through a kubeconfig (token auth, `this_node_only`), scrapes them with the right
 //! labels, drops a pod deleted through the watch (with staleness markers), and lists
-//! again after a `410 Gone`.
+//! again after a `410 Gone`. A second fake server speaks HTTPS and requires a client
+//! certificate, as k3s does with the credentials of `/etc/rancher/k3s/k3s.yaml`.
 
 mod common;
 
 use common::{Picket, QUIET_CONFIG};
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -24,6 +26,9 @@ struct Cluster {
     pods: Vec<Value>,
     events: Vec<String>,
     requests: Vec<(String, Option<String>)>,
+    /// Clients authenticate by TLS client certificate (checked by the TLS layer), not
+    /// by token.
+    client_certificates: bool,
 }
 
 fn now_s() -> f64 {
@@ -45,21 +50,24 @@ fn start_api(cluster: Arc<Mutex<Cluster>>) -> String {
     addr
 }
 
-fn read_request(conn: &TcpStream) -> Option<(String, std::collections::HashMap<String, String>)> {
-    let mut r = BufReader::new(conn.try_clone().ok()?);
-    let mut first = String::new();
-    r.read_line(&mut first).ok()?;
-    let path = first.split_whitespace().nth(1)?.to_string();
-    let mut headers = std::collections::HashMap::new();
-    loop {
-        let mut line = String::new();
-        if r.read_line(&mut line).ok()? == 0 || line.trim().is_empty() {
-            break;
+/// Reads a request head byte by byte (so it works on TLS streams too, which cannot be
+/// cloned for a buffered reader): the path and the headers.
+fn read_request(conn: &mut impl Read) -> Option<(String, HashMap<String, String>)> {
+    let mut head = Vec::new();
+    let mut byte = [0u8];
+    while !head.ends_with(b"\r\n\r\n") {
+        if conn.read(&mut byte).ok()? == 0 {
+            return None;
         }
-        if let Some((k, v)) = line.split_once(':') {
-            headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
-        }
+        head.push(byte[0]);
     }
+    let head = String::from_utf8(head).ok()?;
+    let mut lines = head.lines();
+    let path = lines.next()?.split_whitespace().nth(1)?.to_string();
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
     Some((path, headers))
 }
 
@@ -70,8 +78,8 @@ fn query_param(path: &str, name: &str) -> Option<String> {
         .map(|(_, v)| v.into_owned())
 }
 
-fn serve_api(mut conn: TcpStream, cluster: &Mutex<Cluster>) {
-    let Some((path, headers)) = read_request(&conn) else {
+fn serve_api(mut conn: impl Read + Write, cluster: &Mutex<Cluster>) {
+    let Some((path, headers)) = read_request(&mut conn) else {
         return;
     };
     cluster
@@ -79,7 +87,9 @@ fn serve_api(mut conn: TcpStream, cluster: &Mutex<Cluster>) {
         .unwrap()
         .requests
         .push((path.clone(), headers.get("authorization").cloned()));
-    if headers.get("authorization").map(String::as_str) != Some(&format!("Bearer {TOKEN}")) {
+    let token_ok =
+        headers.get("authorization").map(String::as_str) == Some(&format!("Bearer {TOKEN}"));
+    if !token_ok && !cluster.lock().unwrap().client_certificates {
         let body = r#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"Unauthorized","reason":"Unauthorized","code":401}"#;
         let _ = write!(
             conn,
@@ -230,7 +240,7 @@ fn exporter(path: &'static str, value: u32) -> u16 {
     let port = listener.local_addr().unwrap().port();
     std::thread::spawn(move || {
         for mut conn in listener.incoming().flatten() {
-            let Some((p, _)) = read_request(&conn) else {
+            let Some((p, _)) = read_request(&mut conn) else {
                 continue;
             };
             let resp = if p.split('?').next() == Some(path) {
@@ -521,5 +531,259 @@ fn an_unreachable_api_server_leaves_the_other_jobs_running() {
     let (code, v) = p.get_json("/api/v1/targets?state=bogus");
     assert_eq!(code, 400);
     assert_eq!(v["errorType"], "bad_data");
+    p.stop();
+}
+
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let out = std::process::Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl is installed by .ci/test");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// k3s' kubeconfig: an HTTPS API server with the cluster CA inline
+/// (`certificate-authority-data`) and a client certificate with an EC key in SEC1 form
+/// (`client-certificate-data`, `client-key-data`), no token. The fake API server
+/// requires the client certificate in the TLS handshake.
+#[test]
+fn a_k3s_kubeconfig_with_a_client_certificate_works() {
+    use base64::Engine;
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    openssl(
+        d,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "30",
+            "-subj",
+            "/CN=k3s-server-ca",
+        ],
+    );
+    openssl(
+        d,
+        &[
+            "ecparam",
+            "-genkey",
+            "-name",
+            "prime256v1",
+            "-noout",
+            "-out",
+            "server.key",
+        ],
+    );
+    openssl(
+        d,
+        &[
+            "req",
+            "-new",
+            "-key",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=k3s",
+        ],
+    );
+    std::fs::write(d.join("server.cnf"), "basicConstraints=CA:FALSE\nsubjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n").unwrap();
+    openssl(
+        d,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "30",
+            "-extfile",
+            "server.cnf",
+        ],
+    );
+    openssl(
+        d,
+        &[
+            "ecparam",
+            "-genkey",
+            "-name",
+            "prime256v1",
+            "-noout",
+            "-out",
+            "client.key",
+        ],
+    );
+    openssl(
+        d,
+        &[
+            "req",
+            "-new",
+            "-key",
+            "client.key",
+            "-out",
+            "client.csr",
+            "-subj",
+            "/O=system:masters/CN=system:admin",
+        ],
+    );
+    std::fs::write(
+        d.join("client.cnf"),
+        "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n",
+    )
+    .unwrap();
+    openssl(
+        d,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "client.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "client.pem",
+            "-days",
+            "30",
+            "-extfile",
+            "client.cnf",
+        ],
+    );
+    let client_key = std::fs::read_to_string(d.join("client.key")).unwrap();
+    assert!(
+        client_key.contains("BEGIN EC PRIVATE KEY"),
+        "k3s writes SEC1 keys"
+    );
+
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_file(d.join("ca.pem")).unwrap())
+        .unwrap();
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()
+    .unwrap();
+    let server_config = Arc::new(
+        rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(
+                vec![CertificateDer::from_pem_file(d.join("server.pem")).unwrap()],
+                PrivateKeyDer::from_pem_file(d.join("server.key")).unwrap(),
+            )
+            .unwrap(),
+    );
+
+    let port = exporter("/metrics", 5);
+    let cluster = Arc::new(Mutex::new(Cluster {
+        client_certificates: true,
+        pods: vec![pod(
+            "tls",
+            "pi-1",
+            port,
+            json!({"prometheus.io/scrape": "true"}),
+        )],
+        ..Cluster::default()
+    }));
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let api = listener.local_addr().unwrap();
+    let handshakes = Arc::new(Mutex::new(0usize));
+    {
+        let cluster = cluster.clone();
+        let handshakes = handshakes.clone();
+        std::thread::spawn(move || {
+            for tcp in listener.incoming().flatten() {
+                let (cluster, config, handshakes) =
+                    (cluster.clone(), server_config.clone(), handshakes.clone());
+                std::thread::spawn(move || {
+                    let conn = rustls::ServerConnection::new(config).unwrap();
+                    let mut tls = rustls::StreamOwned::new(conn, tcp);
+                    // Finish the handshake first: a client without a certificate fails here.
+                    while tls.conn.is_handshaking() {
+                        if tls.conn.complete_io(&mut tls.sock).is_err() {
+                            return;
+                        }
+                    }
+                    if tls.conn.peer_certificates().is_some_and(|c| !c.is_empty()) {
+                        *handshakes.lock().unwrap() += 1;
+                    }
+                    serve_api(tls, &cluster);
+                });
+            }
+        });
+    }
+    let b64 = |f: &str| {
+        base64::engine::general_purpose::STANDARD.encode(std::fs::read(d.join(f)).unwrap())
+    };
+    let kubeconfig = d.join("k3s.yaml");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nclusters:\n- cluster:\n    certificate-authority-data: {}\n    server: https://{api}\n  name: default\n\
+             contexts:\n- context:\n    cluster: default\n    user: default\n  name: default\ncurrent-context: default\nkind: Config\npreferences: {{}}\n\
+             users:\n- name: default\n  user:\n    client-certificate-data: {}\n    client-key-data: {}\n",
+            b64("ca.pem"),
+            b64("client.pem"),
+            b64("client.key"),
+        ),
+    )
+    .unwrap();
+    let config = format!(
+        "{QUIET_CONFIG}\n[[scrape]]\njob_name = \"pods\"\nscrape_interval = \"1s\"\nkubernetes_annotations = true\n\
+         [[scrape.kubernetes_sd_configs]]\nrole = \"pod\"\nkubeconfig_file = \"{}\"\n",
+        kubeconfig.display()
+    );
+    let p = Picket::start(&config);
+    let t = wait_for("the pod found over TLS", || {
+        let t = active(&p, "pods");
+        (t.len() == 1 && t[0]["health"] == "up").then_some(t)
+    });
+    assert_eq!(t[0]["labels"]["pod"], "tls");
+    assert_eq!(
+        t[0]["scrapeUrl"],
+        format!("http://127.0.0.1:{port}/metrics")
+    );
+    assert!(
+        *handshakes.lock().unwrap() >= 1,
+        "the client certificate was presented"
+    );
+    assert!(
+        cluster
+            .lock()
+            .unwrap()
+            .requests
+            .iter()
+            .all(|(_, auth)| auth.is_none()),
+        "no token was sent"
+    );
     p.stop();
 }
