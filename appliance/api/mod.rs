@@ -8,6 +8,7 @@ pub mod params;
 pub mod prometheus;
 pub mod remote_write;
 pub mod rules;
+pub mod silences;
 pub mod status;
 
 use crate::ingest::Ingest;
@@ -39,6 +40,8 @@ pub struct ApiState {
     pub ready: AtomicBool,
     /// The rule engine, for `/api/v1/rules` and `/api/v1/alerts` (no rule files: no groups).
     pub rules: Arc<crate::rules::RuleManager>,
+    /// Silences, for `/api/v2/silences` (`silences.rs`).
+    pub silences: Arc<crate::notify::silence::Silences>,
 }
 
 /// Builds the router with every endpoint.
@@ -74,6 +77,14 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/-/ready", get(ready))
         .route("/api/v1/rules", get(rules::rules))
         .route("/api/v1/alerts", get(rules::alerts))
+        .route(
+            "/api/v2/silences",
+            get(silences::list).post(silences::create),
+        )
+        .route(
+            "/api/v2/silence/{id}",
+            get(silences::get).delete(silences::expire),
+        )
         .route("/api/v1/status/tsdb", get(status::tsdb))
         .route("/api/v1/admin/snapshot", post(status::snapshot))
         .layer(DefaultBodyLimit::max(limit))

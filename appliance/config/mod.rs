@@ -5,6 +5,7 @@
 //! Values are validated while they are deserialized (durations, addresses, positive
 //! numbers), so that every error carries the span of the offending value.
 
+pub mod notify;
 mod rules;
 
 pub use rules::RulesConfig;
@@ -32,6 +33,9 @@ pub struct Config {
     /// `[[scrape]]` jobs (Prometheus `scrape_configs`); none by default.
     #[serde(default)]
     pub scrape: Vec<scrape::ScrapeConfig>,
+    /// Alert delivery: receivers, routes, inhibition (`notify.rs`).
+    #[serde(default)]
+    pub notify: notify::NotifyConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -215,6 +219,22 @@ impl Config {
             column: 1,
             key: format!("scrape[{}].{}", p.job, p.key),
             message: p.message,
+        })?;
+        config.notify.validate().map_err(|(key, message)| {
+            let last = key.rsplit('.').next().unwrap_or(&key);
+            let last = last.split('[').next().unwrap_or(last);
+            let offset = text
+                .find(&format!("{last} ="))
+                .or_else(|| text.find("notify"))
+                .unwrap_or(0);
+            let (line, column) = line_col(text, offset);
+            ConfigError::Invalid {
+                file: file.to_string(),
+                line,
+                column,
+                key,
+                message,
+            }
         })?;
         Ok(config)
     }

@@ -9,7 +9,9 @@
 //! index database so that a restart keeps pending alerts' progress and firing alerts firing.
 //!
 //! [`RuleManager`] is what the app starts and stops and what `/api/v1/rules` and
-//! `/api/v1/alerts` read. Delivering alerts (MQTT, webhooks, Alertmanager) is `notify`'s job.
+//! `/api/v1/alerts` read. After each evaluation a group hands the alerts due for sending
+//! (Prometheus' `sendAlerts`: firing and resolved, resent every `resend_delay`) to the
+//! [`AlertSink`]; delivering them (MQTT, webhooks, Alertmanager, GPIO) is `notify`'s job.
 
 pub mod alerting;
 pub mod file;
@@ -17,7 +19,7 @@ pub mod group;
 pub mod template;
 
 pub use file::{RuleFileError, RuleGroup};
-pub use group::{Group, RuleContext};
+pub use group::{AlertSink, Group, RuleContext};
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
@@ -196,6 +198,58 @@ impl RuleManager {
             threads.push((tx, handle));
         }
         Ok(())
+    }
+
+    /// `picket_rule_*`: Prometheus' `prometheus_rule_*` rule-manager metrics, per group
+    /// (`rule_group` = `FILE;GROUP`, as Prometheus labels them).
+    pub fn collect(&self, out: &mut crate::collect::Batch) {
+        use crate::model::{Labels, MetricType};
+        let label =
+            |g: &Group| Labels::from_pairs([("rule_group", format!("{};{}", g.file, g.name))]);
+        let per_group: [(&str, &str, MetricType, fn(&Group) -> f64); 6] = [
+            (
+                "picket_rule_evaluations_total",
+                "Evaluations of the rule group.",
+                MetricType::Counter,
+                |g| g.counts().0 as f64,
+            ),
+            (
+                "picket_rule_evaluation_failures_total",
+                "Rule evaluations that failed.",
+                MetricType::Counter,
+                |g| g.counts().1 as f64,
+            ),
+            (
+                "picket_rule_group_last_duration_seconds",
+                "Duration of the group's last evaluation.",
+                MetricType::Gauge,
+                |g| g.last_evaluation().1,
+            ),
+            (
+                "picket_rule_group_last_evaluation_timestamp_seconds",
+                "When the group was last evaluated (Unix seconds).",
+                MetricType::Gauge,
+                |g| g.last_evaluation().0 as f64 / 1000.0,
+            ),
+            (
+                "picket_rule_group_interval_seconds",
+                "The group's evaluation interval.",
+                MetricType::Gauge,
+                |g| g.interval_ms as f64 / 1000.0,
+            ),
+            (
+                "picket_rule_group_rules",
+                "Rules in the group.",
+                MetricType::Gauge,
+                |g| g.rules.len() as f64,
+            ),
+        ];
+        for (name, help, kind, value) in per_group {
+            let fam = out.family(name, help, kind);
+            for g in &self.groups {
+                fam.push(label(g), value(g));
+            }
+        }
     }
 
     /// Stops every group after its current evaluation.
