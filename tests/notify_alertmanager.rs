@@ -11,7 +11,10 @@ use serde_json::Value;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
 }
 
 fn am_alerts(port: u16, name: &str) -> Vec<Value> {
@@ -63,7 +66,12 @@ fn alerts_appear_in_alertmanager_with_their_labels_then_resolve() {
     assert_eq!(a["labels"]["node"], "pi1");
     assert_eq!(a["annotations"]["summary"], "disk full on pi1");
     assert_eq!(a["status"]["state"], "active");
-    assert!(a["generatorURL"].as_str().unwrap().starts_with("http://pi1:9464/graph?g0.expr=absent"));
+    assert!(
+        a["generatorURL"]
+            .as_str()
+            .unwrap()
+            .starts_with("http://pi1:9464/graph?g0.expr=absent")
+    );
     // endsAt is ValidUntil: 4 × max(evaluation interval, resend delay) = 4 min ahead.
     let ends = picket::notify::alert::parse_rfc3339(a["endsAt"].as_str().unwrap()).unwrap();
     assert!(ends > now_ms() + 3 * 60_000, "{a}");
@@ -86,7 +94,12 @@ fn alerts_appear_in_alertmanager_with_their_labels_then_resolve() {
     });
     let (_, text) = p.get("/metrics");
     assert!(
-        metric(&text, "picket_notifications_sent_total{receiver=\"alertmanager-0\"}").unwrap() >= 2.0,
+        metric(
+            &text,
+            "picket_notifications_sent_total{receiver=\"alertmanager-0\"}"
+        )
+        .unwrap()
+            >= 2.0,
         "{text}"
     );
     p.stop();

@@ -12,7 +12,10 @@ use serde_json::Value;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
 }
 
 const RULES: &str = r#"groups:
@@ -52,7 +55,9 @@ fn firing_resolved_retained_state_and_last_will_reach_a_subscriber() {
     std::fs::write(&rules, RULES).unwrap();
     let cfg = config(
         &rules,
-        &format!("[[notify.mqtt]]\nurl = \"mqtt://127.0.0.1:{port}\"\ntopic = \"picket/{{node}}/alerts/{{alertname}}\"\n"),
+        &format!(
+            "[[notify.mqtt]]\nurl = \"mqtt://127.0.0.1:{port}\"\ntopic = \"picket/{{node}}/alerts/{{alertname}}\"\n"
+        ),
     );
     let mut p = Picket::start_in(tmp.path(), &tmp.path().join("data"), &cfg);
 
@@ -67,7 +72,12 @@ fn firing_resolved_retained_state_and_last_will_reach_a_subscriber() {
     assert_eq!(v["labels"]["node"], "pi1", "external labels are added");
     assert_eq!(v["annotations"]["summary"], "fire on pi1");
     assert_eq!(v["fingerprint"].as_str().unwrap().len(), 16);
-    assert!(v["generatorURL"].as_str().unwrap().starts_with("http://pi1:9464/graph?g0.expr="));
+    assert!(
+        v["generatorURL"]
+            .as_str()
+            .unwrap()
+            .starts_with("http://pi1:9464/graph?g0.expr=")
+    );
 
     // A subscriber connecting now gets the current state at once, as retained messages.
     let late = Subscriber::connect(port, "late", "picket/pi1/#");
@@ -115,7 +125,10 @@ fn an_alert_firing_while_the_broker_is_down_arrives_once_when_it_is_back() {
     push(&p, "go");
     wait_for(20, "the notification to be queued", || {
         let (_, text) = p.get("/metrics");
-        (metric(&text, "picket_notifications_queue_length{receiver=\"mqtt-0\"}")? >= 1.0)
+        (metric(
+            &text,
+            "picket_notifications_queue_length{receiver=\"mqtt-0\"}",
+        )? >= 1.0)
             .then_some(())
     });
     // Keep pushing so the alert stays firing across the outage.
@@ -138,7 +151,10 @@ fn an_alert_firing_while_the_broker_is_down_arrives_once_when_it_is_back() {
     assert_eq!(got.len(), 1, "exactly once: {got:?}");
     let (_, text) = p.get("/metrics");
     assert_eq!(
-        metric(&text, "picket_notifications_queue_length{receiver=\"mqtt-0\"}"),
+        metric(
+            &text,
+            "picket_notifications_queue_length{receiver=\"mqtt-0\"}"
+        ),
         Some(0.0)
     );
     p.stop();

@@ -14,7 +14,10 @@ use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
 }
 
 const RULES: &str = r#"groups:
@@ -91,13 +94,25 @@ fn webhook_payload_outbox_across_restart_silences_and_inhibition() {
     let p = Picket::start_in(tmp.path(), &data, &cfg);
     wait_for(20, "the Fire notification to be queued", || {
         let (_, text) = p.get("/metrics");
-        (metric(&text, "picket_notifications_queue_length{receiver=\"webhook-0\"}")? >= 1.0)
+        (metric(
+            &text,
+            "picket_notifications_queue_length{receiver=\"webhook-0\"}",
+        )? >= 1.0)
             .then_some(())
     });
     let server = p.url("");
     let (ok, id, err) = picket_cli(&[
-        "silence", "add", "Muted", "--duration", "1h", "--comment", "maintenance", "--author",
-        "ops", "--server", &server,
+        "silence",
+        "add",
+        "Muted",
+        "--duration",
+        "1h",
+        "--comment",
+        "maintenance",
+        "--author",
+        "ops",
+        "--server",
+        &server,
     ]);
     assert!(ok, "{err}");
     let id = id.trim().to_string();
@@ -116,7 +131,12 @@ fn webhook_payload_outbox_across_restart_silences_and_inhibition() {
     assert_eq!(fire["receiver"], "webhook-0");
     assert_eq!(fire["truncatedAlerts"], 0);
     assert_eq!(fire["externalURL"], "http://pi1:9464");
-    assert!(fire["groupKey"].as_str().unwrap().contains("alertname=\"Fire\""));
+    assert!(
+        fire["groupKey"]
+            .as_str()
+            .unwrap()
+            .contains("alertname=\"Fire\"")
+    );
     assert_eq!(fire["commonLabels"]["severity"], "critical");
     assert_eq!(fire["commonLabels"]["node"], "pi1");
     assert_eq!(fire["commonAnnotations"]["summary"], "fire");
@@ -125,22 +145,41 @@ fn webhook_payload_outbox_across_restart_silences_and_inhibition() {
     assert_eq!(a["labels"]["alertname"], "Fire");
     assert!(is_time(&a["startsAt"]) && is_time(&a["endsAt"]), "{a}");
     assert_eq!(a["fingerprint"].as_str().unwrap().len(), 16);
-    assert!(a["generatorURL"].as_str().unwrap().contains("g0.expr=absent"));
+    assert!(
+        a["generatorURL"]
+            .as_str()
+            .unwrap()
+            .contains("g0.expr=absent")
+    );
     let req = receiver.requests.lock().unwrap()[0].clone();
     assert_eq!(req.path, "/hook");
     assert!(req.headers.contains(&("x-test".into(), "yes".into())));
-    assert!(req.headers.contains(&("authorization".into(), "Bearer s3cret".into())));
+    assert!(
+        req.headers
+            .contains(&("authorization".into(), "Bearer s3cret".into()))
+    );
 
     // Silenced and inhibited alerts stay quiet; the restart did not notify Fire again.
     std::thread::sleep(Duration::from_secs(3));
-    assert_eq!(notes(&receiver, "Fire", "firing").len(), 1, "{:?}", receiver.bodies());
+    assert_eq!(
+        notes(&receiver, "Fire", "firing").len(),
+        1,
+        "{:?}",
+        receiver.bodies()
+    );
     assert!(notes(&receiver, "Muted", "firing").is_empty());
-    assert!(notes(&receiver, "Smoke", "firing").is_empty(), "inhibited by Fire");
+    assert!(
+        notes(&receiver, "Smoke", "firing").is_empty(),
+        "inhibited by Fire"
+    );
 
     // The silence is listed, then expired: Muted is notified.
     let (ok, list, err) = picket_cli(&["silence", "list", "--server", &server]);
     assert!(ok, "{err}");
-    assert!(list.contains(&id) && list.contains("active") && list.contains("alertname=\"Muted\""), "{list}");
+    assert!(
+        list.contains(&id) && list.contains("active") && list.contains("alertname=\"Muted\""),
+        "{list}"
+    );
     let (ok, _, err) = picket_cli(&["silence", "expire", &id, "--server", &server]);
     assert!(ok, "{err}");
     wait_for(20, "Muted after its silence expired", || {
@@ -162,11 +201,16 @@ fn webhook_payload_outbox_across_restart_silences_and_inhibition() {
     // A bad silence is refused in Prometheus' error shape.
     let r = common::client()
         .post(p.url("/api/v2/silences"))
-        .body(r#"{"matchers":[],"startsAt":"2026-01-01T00:00:00Z","endsAt":"2027-01-01T00:00:00Z"}"#)
+        .body(
+            r#"{"matchers":[],"startsAt":"2026-01-01T00:00:00Z","endsAt":"2027-01-01T00:00:00Z"}"#,
+        )
         .send()
         .unwrap();
     assert_eq!(r.status().as_u16(), 400);
     let v: Value = r.json().unwrap();
-    assert_eq!((v["status"].as_str(), v["errorType"].as_str()), (Some("error"), Some("bad_data")));
+    assert_eq!(
+        (v["status"].as_str(), v["errorType"].as_str()),
+        (Some("error"), Some("bad_data"))
+    );
     p.stop();
 }

@@ -53,10 +53,16 @@ fn answer(r: reqwest::Result<reqwest::blocking::Response>, url: &str) -> Result<
     let r = r.map_err(|e| format!("cannot reach {url}: {e}"))?;
     let status = r.status();
     let text = r.text().unwrap_or_default();
-    let v: Value = serde_json::from_str(&text)
-        .map_err(|_| format!("{url} answered {status}: {}", text.chars().take(200).collect::<String>()))?;
+    let v: Value = serde_json::from_str(&text).map_err(|_| {
+        format!(
+            "{url} answered {status}: {}",
+            text.chars().take(200).collect::<String>()
+        )
+    })?;
     if !status.is_success() {
-        return Err(v["error"].as_str().map_or_else(|| v.to_string(), str::to_string));
+        return Err(v["error"]
+            .as_str()
+            .map_or_else(|| v.to_string(), str::to_string));
     }
     Ok(v)
 }
@@ -98,8 +104,8 @@ fn add(
         };
         parsed.push(SilenceMatcher::from_matcher(&parse_matcher(&m)?));
     }
-    let d = crate::model::duration::parse_duration(duration)
-        .map_err(|e| format!("--duration: {e}"))?;
+    let d =
+        crate::model::duration::parse_duration(duration).map_err(|e| format!("--duration: {e}"))?;
     let now = crate::notify::now_ms();
     let body = json!({
         "matchers": parsed,
@@ -117,20 +123,29 @@ fn add(
 fn list(server: &str) -> Result<(), String> {
     let url = format!("{}/api/v2/silences", server.trim_end_matches('/'));
     let v = answer(client()?.get(&url).send(), &url)?;
-    println!("ID                                    STATE    MATCHERS  ENDS AT  CREATED BY  COMMENT");
+    println!(
+        "ID                                    STATE    MATCHERS  ENDS AT  CREATED BY  COMMENT"
+    );
     for s in v.as_array().into_iter().flatten() {
         let matchers: Vec<String> = s["matchers"]
             .as_array()
             .into_iter()
             .flatten()
             .map(|m| {
-                let op = match (m["isRegex"].as_bool() == Some(true), m["isEqual"].as_bool() != Some(false)) {
+                let op = match (
+                    m["isRegex"].as_bool() == Some(true),
+                    m["isEqual"].as_bool() != Some(false),
+                ) {
                     (false, true) => "=",
                     (false, false) => "!=",
                     (true, true) => "=~",
                     (true, false) => "!~",
                 };
-                format!("{}{op}{:?}", m["name"].as_str().unwrap_or(""), m["value"].as_str().unwrap_or(""))
+                format!(
+                    "{}{op}{:?}",
+                    m["name"].as_str().unwrap_or(""),
+                    m["value"].as_str().unwrap_or("")
+                )
             })
             .collect();
         let ends = s["endsAt"].as_str().unwrap_or("");

@@ -339,11 +339,13 @@ impl Dispatcher {
     fn flush(&mut self, k: &(usize, BTreeMap<String, String>), now_ms: i64) {
         let route = self.routes[k.0].clone();
         let Some(g) = self.groups.get(k) else { return };
-        let all: Vec<(Alert, bool)> = g
+        let mut all: Vec<(Alert, bool)> = g
             .alerts
             .values()
             .map(|a| (a.clone(), a.resolved_at(now_ms)))
             .collect();
+        // Alertmanager lists a group's alerts in label order.
+        all.sort_by(|a, b| a.0.labels.cmp(&b.0.labels));
         let resolved_now: Vec<u64> = all
             .iter()
             .filter(|(_, r)| *r)
@@ -516,4 +518,315 @@ fn needs_update(
         return true;
     }
     e.at_ms + repeat_ms < now_ms
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::store::{Store, StoreOptions};
+    use std::time::Duration;
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        store: Store,
+        outbox: Arc<Outbox>,
+        silences: Arc<Silences>,
+        d: Dispatcher,
+    }
+
+    fn fixture(toml: &str) -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(StoreOptions {
+            path: dir.path().to_path_buf(),
+            flush_interval: Duration::from_secs(60),
+        })
+        .unwrap();
+        let cfg = Config::parse(toml, "t.toml").unwrap().notify;
+        let receivers: Vec<ReceiverInfo> = cfg
+            .receiver_names()
+            .into_iter()
+            .map(|name| ReceiverInfo {
+                kind: if name.starts_with("am") {
+                    ReceiverKind::Alertmanager
+                } else if name.starts_with("gpio") {
+                    ReceiverKind::Gpio
+                } else {
+                    ReceiverKind::Grouped {
+                        send_resolved: true,
+                        max_alerts: 0,
+                    }
+                },
+                name,
+            })
+            .collect();
+        let names: Vec<String> = receivers.iter().map(|r| r.name.clone()).collect();
+        let outbox = Arc::new(Outbox::open(store.clone(), &names));
+        let silences = Arc::new(Silences::open(store.clone()));
+        let d = Dispatcher::new(&cfg, receivers, outbox.clone(), silences.clone(), &store);
+        Fixture {
+            _dir: dir,
+            store,
+            outbox,
+            silences,
+            d,
+        }
+    }
+
+    const TWO_HOOKS: &str = "[notify]\ngroup_wait = \"10s\"\ngroup_interval = \"1m\"\nrepeat_interval = \"1h\"\n\
+        [[notify.webhook]]\nname = \"all\"\nurl = \"http://x\"\n\
+        [[notify.webhook]]\nname = \"pager\"\nurl = \"http://y\"\n";
+
+    fn alert(name: &str, sev: &str, inst: &str, ends_at: i64) -> Alert {
+        Alert {
+            labels: [
+                ("alertname".to_string(), name.to_string()),
+                ("severity".to_string(), sev.to_string()),
+                ("instance".to_string(), inst.to_string()),
+            ]
+            .into(),
+            annotations: BTreeMap::new(),
+            // Fired just now: a group waits group_wait for it.
+            starts_at: 99_000,
+            ends_at,
+            generator_url: String::new(),
+        }
+    }
+
+    /// (alertname, instances firing, instances resolved) of each queued notification.
+    fn queued(f: &Fixture, receiver: &str) -> Vec<(String, Vec<String>, Vec<String>)> {
+        f.outbox
+            .pending(receiver, 100)
+            .into_iter()
+            .filter_map(|e| match e.payload {
+                Payload::Group(n) => Some((
+                    n.group_labels.get("alertname").cloned().unwrap_or_default(),
+                    n.alerts
+                        .iter()
+                        .filter(|(_, r)| !r)
+                        .map(|(a, _)| a.label("instance").to_string())
+                        .collect(),
+                    n.alerts
+                        .iter()
+                        .filter(|(_, r)| *r)
+                        .map(|(a, _)| a.label("instance").to_string())
+                        .collect(),
+                )),
+                Payload::Alerts(_) => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn groups_wait_then_notify_changes_resolved_and_repeats_like_alertmanager() {
+        let mut f = fixture(TWO_HOOKS);
+        let firing = 10_000_000;
+        f.d.receive(vec![alert("Hot", "warning", "a", firing)], 100_000);
+        f.d.flush_due(105_000);
+        assert!(queued(&f, "all").is_empty(), "group_wait not over");
+        // The second alert joins the group before the first flush.
+        f.d.receive(vec![alert("Hot", "warning", "b", firing)], 106_000);
+        f.d.flush_due(110_000);
+        assert_eq!(
+            queued(&f, "all"),
+            [("Hot".into(), vec!["a".into(), "b".into()], vec![])]
+        );
+        assert_eq!(queued(&f, "pager").len(), 1, "no route: every receiver");
+        // Nothing new within group_interval, or at it: no notification.
+        f.d.receive(vec![alert("Hot", "warning", "a", firing)], 120_000);
+        f.d.flush_due(170_000);
+        assert_eq!(queued(&f, "all").len(), 1);
+        // b resolves: notified at the next flush, then it leaves the group.
+        f.d.receive(vec![alert("Hot", "warning", "b", 175_000)], 175_000);
+        f.d.flush_due(230_000);
+        let q = queued(&f, "all");
+        assert_eq!(q[1], ("Hot".into(), vec!["a".into()], vec!["b".into()]));
+        // Unchanged: repeated after repeat_interval only.
+        f.d.flush_due(290_000);
+        assert_eq!(queued(&f, "all").len(), 2);
+        f.d.flush_due(230_000 + 3_600_000 + 60_000);
+        assert_eq!(
+            queued(&f, "all")[2],
+            ("Hot".into(), vec!["a".into()], vec![])
+        );
+        f.store.close().unwrap();
+    }
+
+    #[test]
+    fn routes_pick_receivers_and_the_notification_log_survives_a_restart() {
+        let cfg = format!(
+            "{TWO_HOOKS}[[notify.route]]\nmatchers = ['severity=\"critical\"']\nreceivers = [\"pager\"]\ngroup_wait = \"0s\"\n"
+        );
+        let mut f = fixture(&cfg);
+        f.d.receive(
+            vec![
+                alert("Down", "critical", "a", 10_000_000),
+                alert("Hot", "warning", "a", 10_000_000),
+            ],
+            100_000,
+        );
+        f.d.flush_due(100_000);
+        assert_eq!(
+            queued(&f, "pager")
+                .iter()
+                .map(|q| q.0.as_str())
+                .collect::<Vec<_>>(),
+            ["Down"]
+        );
+        assert!(
+            queued(&f, "all").is_empty(),
+            "Hot waits for group_wait, Down is routed away"
+        );
+        f.d.flush_due(110_000);
+        assert_eq!(
+            queued(&f, "all")
+                .iter()
+                .map(|q| q.0.as_str())
+                .collect::<Vec<_>>(),
+            ["Hot"]
+        );
+        assert_eq!(
+            queued(&f, "pager").len(),
+            2,
+            "Hot also reaches pager through the default route"
+        );
+
+        // A new dispatcher on the same store (a restart) does not notify again.
+        let cfgp = Config::parse(&cfg, "t.toml").unwrap().notify;
+        let receivers = vec![
+            ReceiverInfo {
+                name: "all".into(),
+                kind: ReceiverKind::Grouped {
+                    send_resolved: true,
+                    max_alerts: 0,
+                },
+            },
+            ReceiverInfo {
+                name: "pager".into(),
+                kind: ReceiverKind::Grouped {
+                    send_resolved: true,
+                    max_alerts: 0,
+                },
+            },
+        ];
+        let mut d2 = Dispatcher::new(
+            &cfgp,
+            receivers,
+            f.outbox.clone(),
+            f.silences.clone(),
+            &f.store,
+        );
+        d2.receive(vec![alert("Down", "critical", "a", 10_000_000)], 200_000);
+        d2.flush_due(200_000);
+        assert_eq!(queued(&f, "pager").len(), 2);
+        f.store.close().unwrap();
+    }
+
+    #[test]
+    fn inhibition_and_silences_mute_alerts_like_alertmanager() {
+        let cfg = format!(
+            "{TWO_HOOKS}[[notify.inhibit_rules]]\nsource_matchers = ['severity=\"critical\"']\n\
+             target_matchers = ['severity=\"warning\"']\nequal = [\"instance\"]\n"
+        );
+        let mut f = fixture(&cfg);
+        let t = 10_000_000;
+        f.d.receive(
+            vec![
+                alert("Down", "critical", "a", t),
+                alert("Hot", "warning", "a", t),
+                alert("Hot", "warning", "b", t),
+            ],
+            100_000,
+        );
+        f.d.flush_due(110_000);
+        let q = queued(&f, "all");
+        assert!(
+            q.contains(&("Hot".into(), vec!["b".into()], vec![])),
+            "a is inhibited, b differs in instance: {q:?}"
+        );
+        // A silence on Down: it is not notified; the inhibition still holds (Alertmanager
+        // inhibits with silenced sources too).
+        let mut f = fixture(&cfg);
+        let m = crate::notify::silence::SilenceMatcher::from_matcher(
+            &super::super::matcher::parse_matcher("alertname=Down").unwrap(),
+        );
+        f.silences
+            .upsert(
+                crate::notify::silence::Silence {
+                    id: String::new(),
+                    matchers: vec![m],
+                    starts_at: 0,
+                    ends_at: t,
+                    updated_at: 0,
+                    created_by: String::new(),
+                    comment: String::new(),
+                },
+                100_000,
+            )
+            .unwrap();
+        f.d.receive(
+            vec![
+                alert("Down", "critical", "a", t),
+                alert("Hot", "warning", "a", t),
+            ],
+            100_000,
+        );
+        f.d.flush_due(110_000);
+        assert!(queued(&f, "all").is_empty(), "{:?}", queued(&f, "all"));
+        // An alert matching both sides is not inhibited by another that also does.
+        assert!(!f.d.inhibited(&alert("X", "critical", "z", t).labels, 110_000));
+    }
+
+    #[test]
+    fn alertmanager_batches_are_durable_only_when_an_alert_changes_state() {
+        let mut f = fixture("[[notify.alertmanager]]\nname = \"am\"\nurl = \"http://x\"\n");
+        let a = alert("Hot", "warning", "a", 10_000_000);
+        f.d.receive(vec![a.clone()], 100_000);
+        f.d.receive(vec![a.clone()], 160_000);
+        f.d.receive(vec![alert("Hot", "warning", "a", 170_000)], 170_000);
+        let durable: Vec<bool> = f
+            .outbox
+            .pending("am", 10)
+            .iter()
+            .map(|e| e.durable)
+            .collect();
+        assert_eq!(durable, [true, false, true]);
+        f.store.close().unwrap();
+    }
+
+    #[test]
+    fn needs_update_follows_alertmanagers_dedup_stage() {
+        let s = |v: &[u64]| v.iter().copied().collect::<BTreeSet<u64>>();
+        let e = NflogEntry {
+            firing: s(&[1, 2]),
+            resolved: s(&[]),
+            at_ms: 0,
+        };
+        assert!(
+            !needs_update(None, &s(&[]), &s(&[1]), true, 10, 1),
+            "only resolved, never told"
+        );
+        assert!(needs_update(None, &s(&[1]), &s(&[]), true, 10, 1));
+        assert!(
+            !needs_update(Some(&e), &s(&[1]), &s(&[]), true, 10, 5),
+            "a subset"
+        );
+        assert!(
+            needs_update(Some(&e), &s(&[3]), &s(&[]), true, 10, 5),
+            "a new one"
+        );
+        assert!(
+            needs_update(Some(&e), &s(&[1]), &s(&[2]), true, 10, 5),
+            "newly resolved"
+        );
+        assert!(!needs_update(Some(&e), &s(&[1]), &s(&[2]), false, 10, 5));
+        assert!(
+            needs_update(Some(&e), &s(&[]), &s(&[1, 2]), false, 10, 5),
+            "all resolved"
+        );
+        assert!(
+            needs_update(Some(&e), &s(&[1]), &s(&[]), true, 10, 11),
+            "repeat"
+        );
+    }
 }

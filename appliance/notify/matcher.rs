@@ -112,7 +112,7 @@ mod tests {
 
     #[test]
     fn bad_matchers_are_refused_with_the_reason() {
-        for bad in ["severity", "=x", "a==", r#"a="x"#, "a=~(", "a=b c"] {
+        for bad in ["severity", "=x", "a", r#"a="x"#, "a=~(", "a=b c"] {
             let e = parse_matcher(bad);
             assert!(e.is_err(), "{bad} parsed: {e:?}");
         }

@@ -290,8 +290,10 @@ impl AlertingRule {
             if a.state == AlertState::Pending {
                 continue;
             }
-            let last = self.last_sent.get(labels).copied().unwrap_or(0);
-            let due = a.resolved_at > last || last + resend_delay_ms < ts_ms;
+            let due = match self.last_sent.get(labels) {
+                None => true,
+                Some(&last) => a.resolved_at > last || last + resend_delay_ms < ts_ms,
+            };
             if !due {
                 continue;
             }

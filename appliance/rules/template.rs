@@ -849,7 +849,21 @@ fn fields_of(mut v: Val, fields: &[String], data: &TemplateData<'_>) -> Result<V
             },
             // missingkey=zero: a label that is not there is the empty string.
             Val::Map(m) => Val::Str(m.get(f).cloned().unwrap_or_default()),
-            Val::Json(serde_json::Value::Object(mut m)) => m.remove(f).map_or(Val::Nil, from_json),
+            // Alertmanager's template data has Go field names (`.CommonLabels`) where the
+            // webhook JSON has camelCase keys (`commonLabels`): both are found.
+            Val::Json(serde_json::Value::Object(mut m)) => {
+                let v = m.remove(f.as_str()).or_else(|| {
+                    let mut c = f.chars();
+                    let lower: String = c
+                        .next()
+                        .map(|h| h.to_ascii_lowercase())
+                        .into_iter()
+                        .chain(c)
+                        .collect();
+                    m.remove(&lower)
+                });
+                v.map_or(Val::Nil, from_json)
+            }
             Val::Nil => Val::Nil,
             other => {
                 return err(format!(
