@@ -18,8 +18,11 @@ pub struct SelfCollector {
     ticks_per_second: f64,
     boot_time_seconds: f64,
     /// Other stages' metrics (rules, notifier), added by the app.
-    extra: Vec<Box<dyn FnMut(&mut Batch) + Send>>,
+    extra: Vec<MetricsSource>,
 }
+
+/// A stage's own metrics, appended to each collection.
+pub type MetricsSource = Box<dyn FnMut(&mut Batch) + Send>;
 
 impl SelfCollector {
     pub fn new(store: Store, ingest: Ingest) -> SelfCollector {
@@ -66,7 +69,7 @@ impl SelfCollector {
     }
 
     /// Adds a stage's own metrics to every collection.
-    pub fn add_source(&mut self, f: Box<dyn FnMut(&mut Batch) + Send>) {
+    pub fn add_source(&mut self, f: MetricsSource) {
         self.extra.push(f);
     }
 

@@ -226,7 +226,7 @@ impl Silences {
             list.retain(|(s, _)| s.ends_at + RETENTION_MS >= now_ms);
         }
         let mut out: Vec<Silence> = list.iter().map(|(s, _)| s.clone()).collect();
-        out.sort_by(|a, b| b.updated_at.cmp(&a.updated_at));
+        out.sort_by_key(|s| std::cmp::Reverse(s.updated_at));
         out
     }
 

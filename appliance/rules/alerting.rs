@@ -659,7 +659,7 @@ mod tests {
     fn alerts_are_sent_when_firing_resent_after_the_delay_and_sent_when_resolved() {
         let mut r = rule(1_000, 0);
         let ext: BTreeMap<String, String> = [("node".to_string(), "pi1".to_string())].into();
-        let mut send = |r: &mut AlertingRule, ts| {
+        let send = |r: &mut AlertingRule, ts| {
             let mut out = Vec::new();
             r.alerts_to_send(
                 ts,

@@ -206,7 +206,8 @@ impl RuleManager {
         use crate::model::{Labels, MetricType};
         let label =
             |g: &Group| Labels::from_pairs([("rule_group", format!("{};{}", g.file, g.name))]);
-        let per_group: [(&str, &str, MetricType, fn(&Group) -> f64); 6] = [
+        type GroupMetric = (&'static str, &'static str, MetricType, fn(&Group) -> f64);
+        let per_group: [GroupMetric; 6] = [
             (
                 "picket_rule_evaluations_total",
                 "Evaluations of the rule group.",
