@@ -154,6 +154,36 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
         manager
     };
 
+    // SIGHUP reloads the rule files (the config file itself is read at start only); files
+    // with problems are reported and the running rules stay, as in Prometheus.
+    let reloader = {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut hup = signal(SignalKind::hangup()).context("cannot install the SIGHUP handler")?;
+        let rules = rules.clone();
+        let patterns = config.rules.rule_files.clone();
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                let (rules, patterns) = (rules.clone(), patterns.clone());
+                let _ = tokio::task::spawn_blocking(move || {
+                    match crate::rules::load_rule_files(&patterns) {
+                        Ok(groups) => {
+                            let n: usize = groups.iter().map(|g| g.rules.len()).sum();
+                            match rules.reload(groups) {
+                                Ok(()) => tracing::info!(rules = n, "SIGHUP: rules reloaded."),
+                                Err(e) => tracing::error!(error = %e, "SIGHUP: cannot restart the rule groups."),
+                            }
+                        }
+                        Err(errs) => {
+                            let list: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+                            tracing::error!(problems = %list.join("; "), "SIGHUP: rule files not reloaded; the previous rules keep running.");
+                        }
+                    }
+                })
+                .await;
+            }
+        })
+    };
+
     let write_token = read_token(&config.api.write_token_file)?;
     let self_collector = {
         let mut c = SelfCollector::new(store.clone(), ingest.clone());
@@ -277,6 +307,7 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
     if let Some(w) = watchdog {
         w.abort();
     }
+    reloader.abort();
     let t = Instant::now();
     tokio::task::spawn_blocking(move || collectors.into_iter().for_each(CollectorThread::stop))
         .await?;

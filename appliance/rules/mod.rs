@@ -23,7 +23,7 @@ pub use group::{AlertSink, Group, RuleContext};
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -111,9 +111,27 @@ pub fn load_rule_files(patterns: &[String]) -> Result<Vec<RuleGroup>, Vec<RuleFi
     }
 }
 
+fn build_groups(
+    groups: Vec<RuleGroup>,
+    default_interval_ms: i64,
+    store: &crate::store::Store,
+    now_ms: i64,
+) -> Vec<Arc<Group>> {
+    groups
+        .into_iter()
+        .map(|g| {
+            let g = Group::new(g, default_interval_ms);
+            g.restore(store, now_ms);
+            Arc::new(g)
+        })
+        .collect()
+}
+
 /// The running rule groups.
 pub struct RuleManager {
-    groups: Vec<Arc<Group>>,
+    /// Replaced as a whole by [`RuleManager::reload`].
+    groups: RwLock<Vec<Arc<Group>>>,
+    default_interval_ms: i64,
     ctx: Arc<RuleContext>,
     threads: Mutex<Vec<(Sender<()>, JoinHandle<()>)>>,
 }
@@ -132,29 +150,37 @@ impl RuleManager {
         ctx: RuleContext,
         now_ms: i64,
     ) -> RuleManager {
-        let groups: Vec<Arc<Group>> = groups
-            .into_iter()
-            .map(|g| {
-                let g = Group::new(g, default_interval_ms);
-                g.restore(&ctx.store, now_ms);
-                Arc::new(g)
-            })
-            .collect();
+        let groups = build_groups(groups, default_interval_ms, &ctx.store, now_ms);
         RuleManager {
-            groups,
+            groups: RwLock::new(groups),
+            default_interval_ms,
             ctx: Arc::new(ctx),
             threads: Mutex::new(Vec::new()),
         }
     }
 
-    pub fn groups(&self) -> &[Arc<Group>] {
-        &self.groups
+    /// The groups now (a snapshot: a reload replaces them).
+    pub fn groups(&self) -> Vec<Arc<Group>> {
+        self.groups
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Replaces the rules (SIGHUP): stops the groups after their current evaluation,
+    /// builds the new ones, restoring the alert state saved in the store (so alerts of
+    /// rules that stay keep their state, as in Prometheus), and starts them.
+    pub fn reload(&self, groups: Vec<RuleGroup>) -> std::io::Result<()> {
+        self.stop();
+        let new = build_groups(groups, self.default_interval_ms, &self.ctx.store, now_ms());
+        *self.groups.write().unwrap_or_else(|e| e.into_inner()) = new;
+        self.start()
     }
 
     /// Starts one evaluation thread per group.
     pub fn start(&self) -> std::io::Result<()> {
         let mut threads = self.threads.lock().unwrap_or_else(|e| e.into_inner());
-        for g in &self.groups {
+        for g in self.groups() {
             let (tx, rx) = mpsc::channel::<()>();
             let group = g.clone();
             let ctx = self.ctx.clone();
@@ -247,8 +273,8 @@ impl RuleManager {
         ];
         for (name, help, kind, value) in per_group {
             let fam = out.family(name, help, kind);
-            for g in &self.groups {
-                fam.push(label(g), value(g));
+            for g in self.groups() {
+                fam.push(label(&g), value(&g));
             }
         }
     }
