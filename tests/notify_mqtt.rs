@@ -161,3 +161,156 @@ fn an_alert_firing_while_the_broker_is_down_arrives_once_when_it_is_back() {
     // A clean stop says offline itself.
     sub.wait(10, "picket/pi1/status", |m| m == "offline");
 }
+
+/// Runs a command in `dir`; panics with its stderr on failure.
+fn run(dir: &std::path::Path, cmd: &str, args: &[&str]) {
+    let out = std::process::Command::new(cmd)
+        .args(args)
+        .current_dir(dir)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("run {cmd}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn mqtts_with_credentials_verifies_the_broker_against_ca_file() {
+    // A throwaway CA and a leaf for 127.0.0.1; mosquitto serves TLS with a password file
+    // on one listener and plain anonymous MQTT (for the test's subscriber) on another.
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let mut ca = vec!["req", "-x509"];
+    ca.extend(ec);
+    ca.extend([
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=picket-test-ca",
+    ]);
+    run(d, "openssl", &ca);
+    let mut csr = vec!["req"];
+    csr.extend(ec);
+    csr.extend([
+        "-keyout",
+        "leaf.key",
+        "-out",
+        "leaf.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    run(d, "openssl", &csr);
+    std::fs::write(
+        d.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    run(
+        d,
+        "openssl",
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "leaf.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "leaf.pem",
+            "-days",
+            "1",
+            "-extfile",
+            "ext.cnf",
+        ],
+    );
+    run(
+        d,
+        "mosquitto_passwd",
+        &["-b", "-c", "pw", "picket", "s3cret"],
+    );
+    // mosquitto started as root drops to its own user before reading some files.
+    use std::os::unix::fs::PermissionsExt;
+    for f in [".", "leaf.pem", "leaf.key", "pw"] {
+        std::fs::set_permissions(d.join(f), std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let (tls_port, plain_port) = (free_port(), free_port());
+    let conf = d.join("tls.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "per_listener_settings true\npersistence false\n\
+             listener {tls_port} 127.0.0.1\ncertfile {0}/leaf.pem\nkeyfile {0}/leaf.key\npassword_file {0}/pw\nallow_anonymous false\n\
+             listener {plain_port} 127.0.0.1\nallow_anonymous true\n",
+            d.display()
+        ),
+    )
+    .unwrap();
+    let mut child = std::process::Command::new("mosquitto")
+        .arg("-c")
+        .arg(&conf)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start mosquitto");
+    wait_for(20, "mosquitto with TLS", || {
+        if let Ok(Some(st)) = child.try_wait() {
+            panic!("mosquitto exited: {st}");
+        }
+        std::net::TcpStream::connect(("127.0.0.1", plain_port)).ok()
+    });
+    let _broker = Proc(child);
+    let sub = Subscriber::connect(plain_port, "plain", "picket/#");
+    let rules = d.join("rules.yml");
+    std::fs::write(&rules, RULES).unwrap();
+    // Without the CA (Mozilla's roots) the broker is not trusted: nothing is delivered.
+    let untrusted = config(
+        &rules,
+        &format!(
+            "[[notify.mqtt]]\nurl = \"mqtts://127.0.0.1:{tls_port}\"\nusername = \"picket\"\npassword = \"s3cret\"\n"
+        ),
+    );
+    let p = Picket::start_in(d, &d.join("data"), &untrusted);
+    wait_for(20, "a failed TLS connection", || {
+        let (_, text) = p.get("/metrics");
+        (metric(
+            &text,
+            "picket_notifications_failed_total{receiver=\"mqtt-0\"}",
+        )? >= 1.0)
+            .then_some(())
+    });
+    p.stop();
+    assert!(
+        sub.on("picket/pi1/status").is_empty(),
+        "{:?}",
+        sub.on("picket/pi1/status")
+    );
+
+    let cfg = config(
+        &rules,
+        &format!(
+            "[[notify.mqtt]]\nurl = \"mqtts://127.0.0.1:{tls_port}\"\nca_file = \"{}/ca.pem\"\nusername = \"picket\"\npassword = \"s3cret\"\n",
+            d.display()
+        ),
+    );
+    let p = Picket::start_in(d, &d.join("data"), &cfg);
+    sub.wait(20, "picket/pi1/status", |m| m == "online");
+    sub.wait(20, "picket/pi1/alerts/Fire", |m| m.contains("\"firing\""));
+    p.stop();
+}

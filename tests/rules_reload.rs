@@ -37,18 +37,27 @@ fn sighup_reloads_rule_files_and_keeps_the_old_rules_when_the_new_ones_are_broke
     let p = Picket::start_in(tmp.path(), &tmp.path().join("data"), &cfg);
     assert_eq!(rule_names(&p), ["One"]);
 
-    write("groups:\n  - name: g\n    rules:\n      - alert: Two\n        expr: vector(2)\n      - record: r:three\n        expr: vector(3)\n");
+    write(
+        "groups:\n  - name: g\n    rules:\n      - alert: Two\n        expr: vector(2)\n      - record: r:three\n        expr: vector(3)\n",
+    );
     hup(&p);
     let deadline = Instant::now() + Duration::from_secs(20);
     while rule_names(&p) != ["Two", "r:three"] {
-        assert!(Instant::now() < deadline, "rules not reloaded: {:?}", rule_names(&p));
+        assert!(
+            Instant::now() < deadline,
+            "rules not reloaded: {:?}",
+            rule_names(&p)
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     // The reloaded alert evaluates.
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let (_, v) = p.get_json("/api/v1/alerts");
-        if v["data"]["alerts"].as_array().is_some_and(|a| a.iter().any(|a| a["labels"]["alertname"] == "Two")) {
+        if v["data"]["alerts"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|a| a["labels"]["alertname"] == "Two"))
+        {
             break;
         }
         assert!(Instant::now() < deadline, "Two never became active: {v}");
@@ -61,7 +70,10 @@ fn sighup_reloads_rule_files_and_keeps_the_old_rules_when_the_new_ones_are_broke
     loop {
         match p.log.recv_timeout(Duration::from_millis(200)) {
             Ok(line) if line.contains("rule files not reloaded") => break,
-            _ => assert!(Instant::now() < deadline, "no log line about the broken file"),
+            _ => assert!(
+                Instant::now() < deadline,
+                "no log line about the broken file"
+            ),
         }
     }
     assert_eq!(rule_names(&p), ["Two", "r:three"]);
