@@ -102,6 +102,23 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
     // own thread. After the store and ingest (they read and write through them), before the
     // collectors and the API (DESIGN.md order); stopped after the collectors and before the
     // store closes, so their last output is flushed.
+    // Notifier: outbox, silences, dispatcher and senders; before the rules, which hand
+    // it their alerts, and stopped after them so the last resolved alerts are queued.
+    let node = config
+        .rules
+        .external_labels
+        .get("node")
+        .cloned()
+        .unwrap_or_else(hostname);
+    let notifier = crate::notify::Notifier::start(
+        &config.notify,
+        store.clone(),
+        node,
+        config.rules.external_url.clone(),
+        &tokio::runtime::Handle::current(),
+    )
+    .context("cannot start the notifier")?;
+
     let rules = {
         let groups = crate::rules::load_rule_files(&config.rules.rule_files).map_err(|errs| {
             let list: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
@@ -121,7 +138,9 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
                     ..engine.clone()
                 },
                 external_labels: config.rules.external_labels.clone(),
-                external_url: String::new(),
+                external_url: config.rules.external_url.clone(),
+                notify: Some(notifier.sink()),
+                resend_delay_ms: config.notify.resend_delay.0.as_millis() as i64,
             },
         ));
         manager
@@ -135,11 +154,45 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
         manager
     };
 
+    // SIGHUP reloads the rule files (the config file itself is read at start only); files
+    // with problems are reported and the running rules stay, as in Prometheus.
+    let reloader = {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut hup = signal(SignalKind::hangup()).context("cannot install the SIGHUP handler")?;
+        let rules = rules.clone();
+        let patterns = config.rules.rule_files.clone();
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                let (rules, patterns) = (rules.clone(), patterns.clone());
+                let _ = tokio::task::spawn_blocking(move || {
+                    match crate::rules::load_rule_files(&patterns) {
+                        Ok(groups) => {
+                            let n: usize = groups.iter().map(|g| g.rules.len()).sum();
+                            match rules.reload(groups) {
+                                Ok(()) => tracing::info!(rules = n, "SIGHUP: rules reloaded."),
+                                Err(e) => tracing::error!(error = %e, "SIGHUP: cannot restart the rule groups."),
+                            }
+                        }
+                        Err(errs) => {
+                            let list: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+                            tracing::error!(problems = %list.join("; "), "SIGHUP: rule files not reloaded; the previous rules keep running.");
+                        }
+                    }
+                })
+                .await;
+            }
+        })
+    };
+
     let write_token = read_token(&config.api.write_token_file)?;
-    let self_collector = Arc::new(Mutex::new(SelfCollector::new(
-        store.clone(),
-        ingest.clone(),
-    )));
+    let self_collector = {
+        let mut c = SelfCollector::new(store.clone(), ingest.clone());
+        let r = rules.clone();
+        c.add_source(Box::new(move |out| r.collect(out)));
+        let n = notifier.clone();
+        c.add_source(Box::new(move |out| n.collect(out)));
+        Arc::new(Mutex::new(c))
+    };
 
     let mut collectors = Vec::new();
     if config.collect.host.enabled {
@@ -228,6 +281,7 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
         ready: false.into(),
         rules: rules.clone(),
         targets,
+        silences: notifier.silences.clone(),
     });
 
     let listener = tokio::net::TcpListener::bind(config.api.listen)
@@ -262,6 +316,7 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
     if let Some(w) = watchdog {
         w.abort();
     }
+    reloader.abort();
     let t = Instant::now();
     tokio::task::spawn_blocking(move || collectors.into_iter().for_each(CollectorThread::stop))
         .await?;
@@ -288,6 +343,12 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
         "Rules stopped."
     );
     let t = Instant::now();
+    notifier.stop().await;
+    tracing::info!(
+        elapsed_ms = t.elapsed().as_millis() as u64,
+        "Notifier stopped."
+    );
+    let t = Instant::now();
     tokio::task::spawn_blocking(move || store.close())
         .await?
         .context("the store's final flush failed")?;
@@ -309,7 +370,7 @@ fn target_labels(job: &str, instance: &str) -> Labels {
     Labels::from_pairs([("job", job), ("instance", instance.as_str())])
 }
 
-fn hostname() -> String {
+pub fn hostname() -> String {
     let mut buf = [0u8; 256];
     // SAFETY: gethostname writes at most buf.len() bytes into our buffer.
     let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };

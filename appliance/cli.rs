@@ -1,6 +1,8 @@
 //! The command line: `picket run`, `picket check-config`, `picket check rules`,
-//! `picket query`, `picket store check|stats|snapshot` (cli/store.rs), `picket version`.
+//! `picket query`, `picket store check|stats|snapshot` (cli/store.rs), `picket silence
+//! add|list|expire` (cli/silence.rs), `picket version`.
 
+mod silence;
 mod store;
 
 use crate::config::{Config, ConfigError};
@@ -53,6 +55,11 @@ pub enum Command {
         #[command(subcommand)]
         command: store::StoreCommand,
     },
+    /// Silence alerts on a running Picket: add, list, expire.
+    Silence {
+        #[command(subcommand)]
+        command: silence::SilenceCommand,
+    },
 }
 
 /// `picket query EXPR [--time T | --start S --end E --step D] [--server URL]`.
@@ -93,6 +100,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Store { command } => store::run(command),
+        Command::Silence { command } => silence::run(command),
         Command::Version => {
             println!("picket {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS

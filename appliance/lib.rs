@@ -9,6 +9,7 @@ pub mod collect;
 pub mod config;
 pub mod ingest;
 pub mod model;
+pub mod notify;
 pub mod query;
 pub mod rules;
 pub mod store;

@@ -8,6 +8,7 @@ pub mod params;
 pub mod prometheus;
 pub mod remote_write;
 pub mod rules;
+pub mod silences;
 pub mod status;
 pub mod targets;
 
@@ -42,6 +43,8 @@ pub struct ApiState {
     pub rules: Arc<crate::rules::RuleManager>,
     /// The scraper's targets, for `/api/v1/targets`.
     pub targets: Arc<crate::collect::scrape::status::TargetsStatus>,
+    /// Silences, for `/api/v2/silences` (`silences.rs`).
+    pub silences: Arc<crate::notify::silence::Silences>,
 }
 
 /// Builds the router with every endpoint.
@@ -79,6 +82,14 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/v1/alerts", get(rules::alerts))
         .route("/api/v1/targets", get(targets::targets))
         .route("/api/v1/targets/metadata", get(targets::metadata))
+        .route(
+            "/api/v2/silences",
+            get(silences::list).post(silences::create),
+        )
+        .route(
+            "/api/v2/silence/{id}",
+            get(silences::get).delete(silences::expire),
+        )
         .route("/api/v1/status/tsdb", get(status::tsdb))
         .route("/api/v1/admin/snapshot", post(status::snapshot))
         .layer(DefaultBodyLimit::max(limit))

@@ -199,7 +199,8 @@ pub async fn rules(
         },
     };
     let next_token = p.get("group_next_token");
-    let all: Vec<&Arc<crate::rules::Group>> = s.rules.groups().iter().collect();
+    let groups = s.rules.groups();
+    let all: Vec<&Arc<crate::rules::Group>> = groups.iter().collect();
     let start = match next_token {
         None => 0,
         Some(t) => all

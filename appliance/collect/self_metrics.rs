@@ -17,7 +17,12 @@ pub struct SelfCollector {
     page_size: f64,
     ticks_per_second: f64,
     boot_time_seconds: f64,
+    /// Other stages' metrics (rules, notifier), added by the app.
+    extra: Vec<MetricsSource>,
 }
+
+/// A stage's own metrics, appended to each collection.
+pub type MetricsSource = Box<dyn FnMut(&mut Batch) + Send>;
 
 impl SelfCollector {
     pub fn new(store: Store, ingest: Ingest) -> SelfCollector {
@@ -40,6 +45,7 @@ impl SelfCollector {
             },
             ticks_per_second: if ticks > 0 { ticks as f64 } else { 100.0 },
             boot_time_seconds: 0.0,
+            extra: Vec::new(),
         };
         c.boot_time_seconds = c.read_boot_time().unwrap_or(0.0);
         c
@@ -57,6 +63,14 @@ impl SelfCollector {
     pub fn collect(&mut self, out: &mut Batch) {
         self.collect_process(out);
         self.collect_picket(out);
+        for f in &mut self.extra {
+            f(out);
+        }
+    }
+
+    /// Adds a stage's own metrics to every collection.
+    pub fn add_source(&mut self, f: MetricsSource) {
+        self.extra.push(f);
     }
 
     fn collect_process(&mut self, out: &mut Batch) {

@@ -5,6 +5,7 @@
 //! Values are validated while they are deserialized (durations, addresses, positive
 //! numbers), so that every error carries the span of the offending value.
 
+pub mod notify;
 mod rules;
 
 pub use rules::RulesConfig;
@@ -36,6 +37,9 @@ pub struct Config {
     /// `[[probe]]` blackbox-style health probes; none by default.
     #[serde(default)]
     pub probe: Vec<probe::ProbeConfig>,
+    /// Alert delivery: receivers, routes, inhibition (`notify.rs`).
+    #[serde(default)]
+    pub notify: notify::NotifyConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -226,6 +230,22 @@ impl Config {
             column: 1,
             key: format!("probe[{i}].{key}"),
             message,
+        })?;
+        config.notify.validate().map_err(|(key, message)| {
+            let last = key.rsplit('.').next().unwrap_or(&key);
+            let last = last.split('[').next().unwrap_or(last);
+            let offset = text
+                .find(&format!("{last} ="))
+                .or_else(|| text.find("notify"))
+                .unwrap_or(0);
+            let (line, column) = line_col(text, offset);
+            ConfigError::Invalid {
+                file: file.to_string(),
+                line,
+                column,
+                key,
+                message,
+            }
         })?;
         Ok(config)
     }
@@ -478,6 +498,44 @@ mod tests {
         let (line, key, msg) = invalid("[storage]\n\nbudget = \"2 parsecs\"\n");
         assert_eq!((line, key.as_str()), (3, "storage.budget"));
         assert!(msg.contains("unit"), "{msg}");
+    }
+
+    #[test]
+    fn notify_contract_keys_are_read_and_bad_ones_named() {
+        let c = Config::parse(
+            "[[notify.mqtt]]\nurl = \"mqtt://b:1883\"\ntopic = \"p/{node}/alerts/{alertname}\"\n\
+             [[notify.webhook]]\nurl = \"http://h/x\"\n[[notify.alertmanager]]\nurl = \"http://am:9093\"\n\
+             [[notify.route]]\nmatchers = ['severity=\"critical\"']\nreceivers = [\"webhook-0\"]\ncontinue = true\n",
+            "t.toml",
+        )
+        .unwrap();
+        assert_eq!(c.notify.mqtt[0].url, "mqtt://b:1883");
+        assert_eq!(c.notify.mqtt[0].topic, "p/{node}/alerts/{alertname}");
+        assert_eq!(c.notify.webhook[0].url, "http://h/x");
+        assert_eq!(c.notify.alertmanager[0].url, "http://am:9093");
+        assert!(c.notify.route[0].continue_matching);
+        assert_eq!(
+            c.notify.receiver_names(),
+            ["mqtt-0", "webhook-0", "alertmanager-0"]
+        );
+        let d = Config::default_config().notify;
+        assert!(d.mqtt.is_empty() && d.route.is_empty());
+        assert_eq!(d.group_wait.0, Duration::from_secs(30));
+        assert_eq!(d.resend_delay.0, Duration::from_secs(60));
+
+        let (line, key, msg) = invalid("[[notify.route]]\nreceivers = [\"nope\"]\n");
+        assert_eq!(
+            (line, key.as_str()),
+            (2, "notify.route[0].receivers"),
+            "{msg}"
+        );
+        let (line, key, msg) = invalid("[[notify.mqtt]]\n\nurl = \"http://b\"\n");
+        assert_eq!((line, key.as_str()), (3, "notify.mqtt[0].url"), "{msg}");
+        let (_, key, msg) = invalid("[[notify.inhibit_rules]]\nsource_matchers = [\"a=~(\"]\n");
+        assert!(
+            key.contains("source_matchers") && msg.contains("regular expression"),
+            "{key} {msg}"
+        );
     }
 
     #[test]

@@ -18,6 +18,10 @@ pub struct RulesConfig {
     /// Labels of this node (Prometheus' `global.external_labels`).
     #[serde(default)]
     pub external_labels: BTreeMap<String, String>,
+    /// The URL users reach this Picket at (Prometheus' `--web.external-url`): the base of
+    /// alerts' `generatorURL`, `$externalURL` in templates, `externalURL` in webhooks.
+    #[serde(default)]
+    pub external_url: String,
 }
 
 fn default_interval() -> ConfigDuration {
@@ -30,6 +34,7 @@ impl Default for RulesConfig {
             rule_files: Vec::new(),
             evaluation_interval: default_interval(),
             external_labels: BTreeMap::new(),
+            external_url: String::new(),
         }
     }
 }

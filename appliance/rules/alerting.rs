@@ -81,6 +81,9 @@ pub struct AlertingRule {
     pub annotations: Vec<(String, String, Template)>,
     /// Alerts by label set.
     active: BTreeMap<Labels, Alert>,
+    /// When each alert was last sent to the notifier (Prometheus' `LastSentAt`; not
+    /// persisted: after a restart firing alerts are sent again at once, as in Prometheus).
+    last_sent: HashMap<Labels, i64>,
 }
 
 /// What one evaluation produced.
@@ -108,6 +111,7 @@ impl AlertingRule {
             labels,
             annotations,
             active: BTreeMap::new(),
+            last_sent: HashMap::new(),
         }
     }
 
@@ -258,8 +262,62 @@ impl AlertingRule {
         }
         for l in remove {
             self.active.remove(&l);
+            self.last_sent.remove(&l);
         }
         out
+    }
+
+    /// The alerts to hand to the notifier after an evaluation at `ts_ms`, mirroring
+    /// Prometheus' `AlertingRule.sendAlerts` and `main.go`'s `sendAlerts`: firing and
+    /// resolved (not pending) alerts that resolved since last sent or were last sent
+    /// more than `resend_delay_ms` ago. `endsAt` is the resolve time, or for firing alerts
+    /// `ValidUntil` = `ts + 4 × max(interval, resend delay)`, so that a receiver resolves
+    /// them itself if Picket stops sending. External labels are added where the alert
+    /// lacks them; `generatorURL` links the expression in the graph page.
+    #[allow(clippy::too_many_arguments)]
+    pub fn alerts_to_send(
+        &mut self,
+        ts_ms: i64,
+        resend_delay_ms: i64,
+        interval_ms: i64,
+        external_labels: &BTreeMap<String, String>,
+        external_url: &str,
+        expr: &str,
+        out: &mut Vec<crate::notify::Alert>,
+    ) {
+        let valid_for = 4 * resend_delay_ms.max(interval_ms);
+        for (labels, a) in &self.active {
+            if a.state == AlertState::Pending {
+                continue;
+            }
+            let due = match self.last_sent.get(labels) {
+                None => true,
+                Some(&last) => a.resolved_at > last || last + resend_delay_ms < ts_ms,
+            };
+            if !due {
+                continue;
+            }
+            self.last_sent.insert(labels.clone(), ts_ms);
+            let mut l: BTreeMap<String, String> = a.labels.iter().cloned().collect();
+            for (k, v) in external_labels {
+                l.entry(k.clone()).or_insert_with(|| v.clone());
+            }
+            out.push(crate::notify::Alert {
+                labels: l,
+                annotations: a.annotations.iter().cloned().collect(),
+                starts_at: a.fired_at,
+                ends_at: if a.resolved_at != 0 {
+                    a.resolved_at
+                } else {
+                    ts_ms + valid_for
+                },
+                generator_url: format!(
+                    "{}/graph?g0.expr={}&g0.tab=1",
+                    external_url.trim_end_matches('/'),
+                    form_urlencoded::byte_serialize(expr.as_bytes()).collect::<String>()
+                ),
+            });
+        }
     }
 
     /// The alerts to persist (all of them: resolved ones too, so a restart keeps
@@ -326,6 +384,7 @@ impl AlertingRule {
     /// Forgets every alert (what Prometheus does when a rule exceeds its group's limit).
     pub fn clear(&mut self) {
         self.active.clear();
+        self.last_sent.clear();
     }
 
     /// What must be saved again when it changes: everything but the value and annotations,
@@ -594,6 +653,48 @@ mod tests {
         eval(&mut r, &[sample("cpu", 1.0)], 5);
         r.shift_pending_after_outage(1_000_000, |_| None);
         assert_eq!(states(&r), [(AlertState::Firing, 5)]);
+    }
+
+    #[test]
+    fn alerts_are_sent_when_firing_resent_after_the_delay_and_sent_when_resolved() {
+        let mut r = rule(1_000, 0);
+        let ext: BTreeMap<String, String> = [("node".to_string(), "pi1".to_string())].into();
+        let send = |r: &mut AlertingRule, ts| {
+            let mut out = Vec::new();
+            r.alerts_to_send(
+                ts,
+                60_000,
+                15_000,
+                &ext,
+                "http://pi:9464/",
+                "temp > 1",
+                &mut out,
+            );
+            out
+        };
+        eval(&mut r, &[sample("cpu", 1.0)], 0);
+        assert!(send(&mut r, 0).is_empty(), "pending alerts are not sent");
+        eval(&mut r, &[sample("cpu", 1.0)], 15_000);
+        let sent = send(&mut r, 15_000);
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].starts_at, 15_000);
+        assert_eq!(sent[0].ends_at, 15_000 + 4 * 60_000, "ValidUntil");
+        assert_eq!(sent[0].labels["node"], "pi1");
+        assert_eq!(
+            sent[0].generator_url,
+            "http://pi:9464/graph?g0.expr=temp+%3E+1&g0.tab=1"
+        );
+        eval(&mut r, &[sample("cpu", 1.0)], 30_000);
+        assert!(send(&mut r, 30_000).is_empty(), "within the resend delay");
+        eval(&mut r, &[sample("cpu", 1.0)], 90_000);
+        assert_eq!(send(&mut r, 90_000).len(), 1, "resent after the delay");
+        eval(&mut r, &[], 105_000);
+        let sent = send(&mut r, 105_000);
+        assert_eq!(
+            sent[0].ends_at, 105_000,
+            "resolved: endsAt is the resolve time"
+        );
+        assert!(send(&mut r, 120_000).is_empty());
     }
 
     #[test]

@@ -28,7 +28,14 @@ pub struct RuleContext {
     pub engine: EngineOptions,
     pub external_labels: BTreeMap<String, String>,
     pub external_url: String,
+    /// Where alerts go after each evaluation (the notifier); None: nowhere.
+    pub notify: Option<AlertSink>,
+    /// Prometheus' `--rules.alert.resend-delay`.
+    pub resend_delay_ms: i64,
 }
+
+/// Takes the alerts one group evaluation has to send.
+pub type AlertSink = std::sync::Arc<dyn Fn(Vec<crate::notify::Alert>) + Send + Sync>;
 
 /// Prometheus' rule health values (`rules/rule.go`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,6 +149,9 @@ pub struct Group {
     pub rules: Vec<RuleEntry>,
     /// (last evaluation ms, its duration in seconds).
     last: Mutex<(i64, f64)>,
+    /// Evaluations of the group, and rule evaluations that failed (self-metrics).
+    evaluations: std::sync::atomic::AtomicU64,
+    failures: std::sync::atomic::AtomicU64,
 }
 
 impl Group {
@@ -204,6 +214,8 @@ impl Group {
             limit: def.limit,
             rules,
             last: Mutex::new((0, 0.0)),
+            evaluations: Default::default(),
+            failures: Default::default(),
         }
     }
 
@@ -259,9 +271,10 @@ impl Group {
     pub fn eval(&self, ctx: &RuleContext, ts_ms: i64) {
         let started = Instant::now();
         let qts = ts_ms - self.query_offset_ms;
+        let mut to_send = Vec::new();
         for rule in &self.rules {
             let t0 = Instant::now();
-            let result = self.eval_rule(ctx, rule, qts, ts_ms);
+            let result = self.eval_rule(ctx, rule, qts, ts_ms, &mut to_send);
             let mut st = lock(&rule.status);
             st.last_evaluation_ms = ts_ms;
             st.evaluation_seconds = t0.elapsed().as_secs_f64();
@@ -274,8 +287,17 @@ impl Group {
                     tracing::warn!(group = %self.name, rule = %rule.name, error = %e, "Rule evaluation failed.");
                     st.health = Health::Err;
                     st.last_error = e;
+                    self.failures
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
             }
+        }
+        self.evaluations
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if let Some(sink) = &ctx.notify
+            && !to_send.is_empty()
+        {
+            sink(to_send);
         }
         *lock(&self.last) = (ts_ms, started.elapsed().as_secs_f64());
     }
@@ -286,6 +308,7 @@ impl Group {
         rule: &RuleEntry,
         qts: i64,
         ts_ms: i64,
+        to_send: &mut Vec<crate::notify::Alert>,
     ) -> Result<(), String> {
         let vector = match eval::instant_query(&ctx.store, &rule.expr, qts, &ctx.engine) {
             Ok(Value::Vector(v)) => v,
@@ -393,6 +416,17 @@ impl Group {
                     }
                 }
                 result?;
+                if ctx.notify.is_some() {
+                    a.alerts_to_send(
+                        ts_ms,
+                        ctx.resend_delay_ms,
+                        self.interval_ms,
+                        &ctx.external_labels,
+                        &ctx.external_url,
+                        &rule.query,
+                        to_send,
+                    );
+                }
                 // ALERTS samples carry the query time, like Prometheus' sample(a, ts-offset).
                 out.samples
                     .into_iter()
@@ -422,6 +456,12 @@ impl Group {
                 .map_err(|e| format!("cannot store the rule's output: {e}"))?;
         }
         Ok(())
+    }
+
+    /// (group evaluations, failed rule evaluations) since start.
+    pub fn counts(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (self.evaluations.load(Relaxed), self.failures.load(Relaxed))
     }
 
     /// (last evaluation ms, seconds it took).

@@ -9,7 +9,9 @@
 //! index database so that a restart keeps pending alerts' progress and firing alerts firing.
 //!
 //! [`RuleManager`] is what the app starts and stops and what `/api/v1/rules` and
-//! `/api/v1/alerts` read. Delivering alerts (MQTT, webhooks, Alertmanager) is `notify`'s job.
+//! `/api/v1/alerts` read. After each evaluation a group hands the alerts due for sending
+//! (Prometheus' `sendAlerts`: firing and resolved, resent every `resend_delay`) to the
+//! [`AlertSink`]; delivering them (MQTT, webhooks, Alertmanager, GPIO) is `notify`'s job.
 
 pub mod alerting;
 pub mod file;
@@ -17,11 +19,11 @@ pub mod group;
 pub mod template;
 
 pub use file::{RuleFileError, RuleGroup};
-pub use group::{Group, RuleContext};
+pub use group::{AlertSink, Group, RuleContext};
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -109,9 +111,27 @@ pub fn load_rule_files(patterns: &[String]) -> Result<Vec<RuleGroup>, Vec<RuleFi
     }
 }
 
+fn build_groups(
+    groups: Vec<RuleGroup>,
+    default_interval_ms: i64,
+    store: &crate::store::Store,
+    now_ms: i64,
+) -> Vec<Arc<Group>> {
+    groups
+        .into_iter()
+        .map(|g| {
+            let g = Group::new(g, default_interval_ms);
+            g.restore(store, now_ms);
+            Arc::new(g)
+        })
+        .collect()
+}
+
 /// The running rule groups.
 pub struct RuleManager {
-    groups: Vec<Arc<Group>>,
+    /// Replaced as a whole by [`RuleManager::reload`].
+    groups: RwLock<Vec<Arc<Group>>>,
+    default_interval_ms: i64,
     ctx: Arc<RuleContext>,
     threads: Mutex<Vec<(Sender<()>, JoinHandle<()>)>>,
 }
@@ -130,29 +150,37 @@ impl RuleManager {
         ctx: RuleContext,
         now_ms: i64,
     ) -> RuleManager {
-        let groups: Vec<Arc<Group>> = groups
-            .into_iter()
-            .map(|g| {
-                let g = Group::new(g, default_interval_ms);
-                g.restore(&ctx.store, now_ms);
-                Arc::new(g)
-            })
-            .collect();
+        let groups = build_groups(groups, default_interval_ms, &ctx.store, now_ms);
         RuleManager {
-            groups,
+            groups: RwLock::new(groups),
+            default_interval_ms,
             ctx: Arc::new(ctx),
             threads: Mutex::new(Vec::new()),
         }
     }
 
-    pub fn groups(&self) -> &[Arc<Group>] {
-        &self.groups
+    /// The groups now (a snapshot: a reload replaces them).
+    pub fn groups(&self) -> Vec<Arc<Group>> {
+        self.groups
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Replaces the rules (SIGHUP): stops the groups after their current evaluation,
+    /// builds the new ones, restoring the alert state saved in the store (so alerts of
+    /// rules that stay keep their state, as in Prometheus), and starts them.
+    pub fn reload(&self, groups: Vec<RuleGroup>) -> std::io::Result<()> {
+        self.stop();
+        let new = build_groups(groups, self.default_interval_ms, &self.ctx.store, now_ms());
+        *self.groups.write().unwrap_or_else(|e| e.into_inner()) = new;
+        self.start()
     }
 
     /// Starts one evaluation thread per group.
     pub fn start(&self) -> std::io::Result<()> {
         let mut threads = self.threads.lock().unwrap_or_else(|e| e.into_inner());
-        for g in &self.groups {
+        for g in self.groups() {
             let (tx, rx) = mpsc::channel::<()>();
             let group = g.clone();
             let ctx = self.ctx.clone();
@@ -196,6 +224,59 @@ impl RuleManager {
             threads.push((tx, handle));
         }
         Ok(())
+    }
+
+    /// `picket_rule_*`: Prometheus' `prometheus_rule_*` rule-manager metrics, per group
+    /// (`rule_group` = `FILE;GROUP`, as Prometheus labels them).
+    pub fn collect(&self, out: &mut crate::collect::Batch) {
+        use crate::model::{Labels, MetricType};
+        let label =
+            |g: &Group| Labels::from_pairs([("rule_group", format!("{};{}", g.file, g.name))]);
+        type GroupMetric = (&'static str, &'static str, MetricType, fn(&Group) -> f64);
+        let per_group: [GroupMetric; 6] = [
+            (
+                "picket_rule_evaluations_total",
+                "Evaluations of the rule group.",
+                MetricType::Counter,
+                |g| g.counts().0 as f64,
+            ),
+            (
+                "picket_rule_evaluation_failures_total",
+                "Rule evaluations that failed.",
+                MetricType::Counter,
+                |g| g.counts().1 as f64,
+            ),
+            (
+                "picket_rule_group_last_duration_seconds",
+                "Duration of the group's last evaluation.",
+                MetricType::Gauge,
+                |g| g.last_evaluation().1,
+            ),
+            (
+                "picket_rule_group_last_evaluation_timestamp_seconds",
+                "When the group was last evaluated (Unix seconds).",
+                MetricType::Gauge,
+                |g| g.last_evaluation().0 as f64 / 1000.0,
+            ),
+            (
+                "picket_rule_group_interval_seconds",
+                "The group's evaluation interval.",
+                MetricType::Gauge,
+                |g| g.interval_ms as f64 / 1000.0,
+            ),
+            (
+                "picket_rule_group_rules",
+                "Rules in the group.",
+                MetricType::Gauge,
+                |g| g.rules.len() as f64,
+            ),
+        ];
+        for (name, help, kind, value) in per_group {
+            let fam = out.family(name, help, kind);
+            for g in self.groups() {
+                fam.push(label(&g), value(&g));
+            }
+        }
     }
 
     /// Stops every group after its current evaluation.

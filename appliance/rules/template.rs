@@ -104,7 +104,23 @@ enum Val {
     /// A `query` result and one of its elements.
     Vector(Vec<QuerySample>),
     Sample(QuerySample),
+    /// A part of the JSON document a notification template is expanded over.
+    Json(serde_json::Value),
     Nil,
+}
+
+/// A JSON value as a template value: scalars become strings, numbers and booleans.
+fn from_json(v: serde_json::Value) -> Val {
+    use serde_json::Value as J;
+    match v {
+        J::Null => Val::Nil,
+        J::Bool(b) => Val::Bool(b),
+        J::Number(n) => n
+            .as_i64()
+            .map_or_else(|| Val::Float(n.as_f64().unwrap_or(f64::NAN)), Val::Int),
+        J::String(s) => Val::Str(s),
+        other => Val::Json(other),
+    }
 }
 
 const FUNCS: &[&str] = &[
@@ -180,6 +196,26 @@ impl Template {
         ];
         let mut out = String::new();
         exec_list(&self.nodes, data, &mut vars, &mut out)?;
+        Ok(out)
+    }
+
+    /// Expands the template with a JSON document as `.` (notification body templates:
+    /// `{{ .CommonAnnotations.summary }}`, `{{ range .Alerts }}{{ .Labels.x }}{{ end }}`).
+    pub fn expand_json(&self, root: &serde_json::Value) -> Result<String, TemplateError> {
+        let no_labels = BTreeMap::new();
+        let data = TemplateData {
+            labels: BTreeMap::new(),
+            external_labels: &no_labels,
+            external_url: "",
+            value: 0.0,
+            query: None,
+        };
+        let mut vars: Vec<(String, Val)> = vec![
+            (".".into(), Val::Json(root.clone())),
+            ("$".into(), Val::Json(root.clone())),
+        ];
+        let mut out = String::new();
+        exec_list(&self.nodes, &data, &mut vars, &mut out)?;
         Ok(out)
     }
 }
@@ -690,6 +726,15 @@ fn exec_list(
                         .into_iter()
                         .map(|(k, v)| (Val::Str(k), Val::Str(v)))
                         .collect(),
+                    Val::Json(serde_json::Value::Array(a)) => a
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, e)| (Val::Int(i as i64), from_json(e)))
+                        .collect(),
+                    Val::Json(serde_json::Value::Object(m)) => m
+                        .into_iter()
+                        .map(|(k, e)| (Val::Str(k), from_json(e)))
+                        .collect(),
                     Val::Nil => Vec::new(),
                     other => {
                         return err(format!("range can't iterate over {}", type_name(&other)));
@@ -804,6 +849,21 @@ fn fields_of(mut v: Val, fields: &[String], data: &TemplateData<'_>) -> Result<V
             },
             // missingkey=zero: a label that is not there is the empty string.
             Val::Map(m) => Val::Str(m.get(f).cloned().unwrap_or_default()),
+            // Alertmanager's template data has Go field names (`.CommonLabels`) where the
+            // webhook JSON has camelCase keys (`commonLabels`): both are found.
+            Val::Json(serde_json::Value::Object(mut m)) => {
+                let v = m.remove(f.as_str()).or_else(|| {
+                    let mut c = f.chars();
+                    let lower: String = c
+                        .next()
+                        .map(|h| h.to_ascii_lowercase())
+                        .into_iter()
+                        .chain(c)
+                        .collect();
+                    m.remove(&lower)
+                });
+                v.map_or(Val::Nil, from_json)
+            }
             Val::Nil => Val::Nil,
             other => {
                 return err(format!(
@@ -826,6 +886,8 @@ fn type_name(v: &Val) -> &'static str {
         Val::Data => "template.Data",
         Val::Vector(_) => "template.queryResult",
         Val::Sample(_) => "*template.sample",
+        Val::Json(serde_json::Value::Array(_)) => "[]interface {}",
+        Val::Json(_) => "map[string]interface {}",
         Val::Nil => "<nil>",
     }
 }
@@ -839,6 +901,9 @@ fn truth(v: &Val) -> bool {
         Val::Map(m) => !m.is_empty(),
         Val::Data | Val::Sample(_) => true,
         Val::Vector(v) => !v.is_empty(),
+        Val::Json(serde_json::Value::Array(a)) => !a.is_empty(),
+        Val::Json(serde_json::Value::Object(m)) => !m.is_empty(),
+        Val::Json(_) => true,
         Val::Nil => false,
     }
 }
@@ -882,6 +947,7 @@ fn print_val(out: &mut String, v: &Val) {
             }
             out.push(']');
         }
+        Val::Json(j) => out.push_str(&j.to_string()),
         Val::Nil => out.push_str("<no value>"),
     }
 }
@@ -1020,6 +1086,8 @@ fn call(name: &str, args: Vec<Val>, data: &TemplateData<'_>) -> Result<Val, Temp
             match &args[0] {
                 Val::Str(s) => Val::Int(s.len() as i64),
                 Val::Map(m) => Val::Int(m.len() as i64),
+                Val::Json(serde_json::Value::Array(a)) => Val::Int(a.len() as i64),
+                Val::Json(serde_json::Value::Object(m)) => Val::Int(m.len() as i64),
                 other => return err(format!("len of type {}", type_name(other))),
             }
         }

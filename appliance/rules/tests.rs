@@ -49,6 +49,8 @@ fn manager_at(store: &Store, now: i64) -> RuleManager {
             engine: EngineOptions::default(),
             external_labels: BTreeMap::from([("node".to_string(), "pi1".to_string())]),
             external_url: String::new(),
+            notify: None,
+            resend_delay_ms: 60_000,
         },
         now,
     )
@@ -173,6 +175,8 @@ groups:
             engine: EngineOptions::default(),
             external_labels: BTreeMap::new(),
             external_url: String::new(),
+            notify: None,
+            resend_delay_ms: 60_000,
         },
     );
     m.groups()[0].eval(&m.ctx, 5_000);
@@ -353,6 +357,8 @@ groups:
             engine: EngineOptions::default(),
             external_labels: BTreeMap::new(),
             external_url: String::new(),
+            notify: None,
+            resend_delay_ms: 60_000,
         },
     );
     write_temp(&store, 9_000, 60.0);
@@ -389,6 +395,8 @@ fn manager_for(store: &Store, text: &str) -> RuleManager {
             engine: EngineOptions::default(),
             external_labels: BTreeMap::new(),
             external_url: String::new(),
+            notify: None,
+            resend_delay_ms: 60_000,
         },
         0,
     )
