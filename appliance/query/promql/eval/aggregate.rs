@@ -101,19 +101,35 @@ pub(super) fn eval_aggregate(ev: &mut Evaluator, a: &Aggregate, t: i64) -> Resul
 
 /// `HashRatioSampler.AddRatioSample` (promql/engine.go v3.x): a sample's place in [0, 1]
 /// is its label hash over `u64::MAX`; a positive ratio keeps the samples below it, a
-/// negative one the complement (`-0.25` keeps the top quarter). The hash is xxHash64 of
-/// `name 0xff value 0xff ...` over the sorted labels, Prometheus' `StableHash`, so the
-/// same series are kept across restarts and by Prometheus builds that hash this way.
+/// negative one the complement (`-0.25` keeps the top quarter).
 fn ratio_keeps(ratio: f64, labels: &Labels) -> bool {
+    let offset = prometheus_labels_hash(labels) as f64 / u64::MAX as f64;
+    (ratio >= 0.0 && offset < ratio) || (ratio < 0.0 && offset >= 1.0 + ratio)
+}
+
+/// `labels.Labels.Hash()` as Prometheus 3.x release builds compute it, so that
+/// `limit_ratio` keeps the same series as Prometheus. Those builds use the `stringlabels`
+/// representation (a build tag in every 3.x release, the default since 3.5), whose `Hash`
+/// is xxHash64 (seed 0) of the encoded label string: for each label in name order, the
+/// name's length, the name, the value's length, the value; a length below 255 is one byte,
+/// a longer one is 0xff and three little-endian bytes (model/labels/labels_stringlabels.go).
+/// This is not `labels.StableHash` (names and values joined by 0xff), which only
+/// `slicelabels` builds use for `Hash`.
+fn prometheus_labels_hash(labels: &Labels) -> u64 {
+    fn push_len(buf: &mut Vec<u8>, n: usize) {
+        match u8::try_from(n) {
+            Ok(b) if b < 255 => buf.push(b),
+            _ => buf.extend_from_slice(&[255, n as u8, (n >> 8) as u8, (n >> 16) as u8]),
+        }
+    }
     let mut buf = Vec::with_capacity(128);
     for l in labels {
+        push_len(&mut buf, l.name.len());
         buf.extend_from_slice(l.name.as_bytes());
-        buf.push(0xff);
+        push_len(&mut buf, l.value.len());
         buf.extend_from_slice(l.value.as_bytes());
-        buf.push(0xff);
     }
-    let offset = twox_hash::XxHash64::oneshot(0, &buf) as f64 / u64::MAX as f64;
-    (ratio >= 0.0 && offset < ratio) || (ratio < 0.0 && offset >= 1.0 + ratio)
+    twox_hash::XxHash64::oneshot(0, &buf)
 }
 
 fn param_error(op: AggregateOp) -> EvalError {
@@ -319,4 +335,60 @@ fn count_values(name: &str, input: Vector, g: &Grouping) -> Vector {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Expected hashes computed independently, with Python's `xxhash` package (4.1.0) over
+    /// the stringlabels encoding, not with this code.
+    #[test]
+    fn labels_hash_is_prometheus_stringlabels_hash() {
+        let cases: [(&[(&str, &str)], u64); 4] = [
+            (&[], 0xef46db3751d8e999),
+            (&[("__name__", "up")], 0xecd75f13400abdf5),
+            (
+                &[
+                    ("__name__", "http_requests_total"),
+                    ("job", "api"),
+                    ("instance", "a:9100"),
+                    ("code", "200"),
+                ],
+                0xe4133f9581a31d93,
+            ),
+            (
+                &[("__name__", "température"), ("ville", "Zürich")],
+                0x81aaaca6f6a24cb9,
+            ),
+        ];
+        for (pairs, want) in cases {
+            let labels = Labels::from_pairs(pairs.iter().copied());
+            assert_eq!(prometheus_labels_hash(&labels), want, "{labels}");
+        }
+        // A value of 255 bytes or more takes the four-byte length.
+        let long = "v".repeat(300);
+        let labels = Labels::from_pairs([("__name__", "x"), ("long", long.as_str())]);
+        assert_eq!(prometheus_labels_hash(&labels), 0x85e8fc73b1980575);
+    }
+
+    #[test]
+    fn ratio_keeps_samples_by_their_place_in_the_hash_range() {
+        // `up` hashes to 0.9252 of the range, the four-label series to 0.8909.
+        let up = Labels::from_pairs([("__name__", "up")]);
+        let req = Labels::from_pairs([
+            ("__name__", "http_requests_total"),
+            ("code", "200"),
+            ("instance", "a:9100"),
+            ("job", "api"),
+        ]);
+        assert!(!ratio_keeps(0.9, &up));
+        assert!(ratio_keeps(0.93, &up));
+        assert!(ratio_keeps(0.9, &req));
+        assert!(!ratio_keeps(0.89, &req));
+        // The complement: -0.1 keeps offsets at or above 0.9.
+        assert!(ratio_keeps(-0.1, &up));
+        assert!(!ratio_keeps(-0.1, &req));
+        assert!(ratio_keeps(1.0, &up) && ratio_keeps(-1.0, &up));
+    }
 }

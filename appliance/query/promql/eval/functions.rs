@@ -61,6 +61,7 @@ pub(super) fn eval_call(ev: &mut Evaluator, c: &Call, t: i64) -> Result<Val, Eva
             return Ok(Val::Scalar(v));
         }
         "timestamp" => timestamp(ev, c, t)?,
+        "info" => return super::info::eval_info(ev, c, t),
         "absent" => {
             let vec = vector_arg(ev, c, 0, t)?;
             if vec.is_empty() {

@@ -13,21 +13,22 @@
 //! The other files own one concern each: `selectors` (lookback/window kernels, including
 //! the `anchored`/`smoothed` windows), `functions` (function dispatch and the
 //! `*_over_time`/rate kernels), `aggregate` (`sum by` and friends), `binary` (operators,
-//! vector matching and `fill()`), `durations` (`step()`/`range()` in durations, resolved
-//! before the first step); `testutil` and `tests` are test-only.
+//! vector matching and `fill()`), `info` (the `info()` join and its info-series load),
+//! `durations` (`step()`/`range()` in durations, resolved before the first step); `testutil` and `tests` are test-only.
 //! Prometheus' own test scripts run against the live server from `.ci/conformance`.
 
 mod aggregate;
 mod binary;
 mod durations;
 mod functions;
+mod info;
 mod selectors;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod testutil;
 
-use super::ast::{AtModifier, Expr, ValueType, VectorSelector};
+use super::ast::{AtModifier, Call, Expr, ValueType, VectorSelector};
 use crate::model::{Labels, Sample};
 use crate::query::{SeriesData, SeriesReader};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -227,6 +228,7 @@ fn range_query_inner(
                 .min(end_ms);
             ev.loaded.clear();
             ev.spans.clear();
+            ev.info_loads.clear();
             ev.preload(expr, t, b)?;
             batch_end = Some(b);
         }
@@ -464,6 +466,8 @@ pub(crate) struct Evaluator<'a> {
     /// share most inner steps; without this a range query would evaluate each inner step
     /// once per outer step instead of once.
     subquery_steps: HashMap<*const super::ast::Subquery, BTreeMap<i64, Rc<Val>>>,
+    /// Span and candidate info series of each `info()` call, like `spans` and `loaded`.
+    info_loads: HashMap<*const Call, info::InfoLoad>,
     warnings: BTreeSet<String>,
     infos: BTreeSet<String>,
 }
@@ -487,6 +491,7 @@ impl<'a> Evaluator<'a> {
             step_samples: 0,
             regexes: HashMap::new(),
             subquery_steps: HashMap::new(),
+            info_loads: HashMap::new(),
             warnings: BTreeSet::new(),
             infos: BTreeSet::new(),
         }
@@ -582,7 +587,7 @@ impl<'a> Evaluator<'a> {
             }
             self.loaded.insert(key, Rc::new(series));
         }
-        Ok(())
+        self.load_infos()
     }
 
     fn collect_spans(&mut self, expr: &Expr, tmin: i64, tmax: i64) {
@@ -623,6 +628,13 @@ impl<'a> Evaluator<'a> {
                 let lo = self.ref_time(sq.at, sq.offset_ms, tmin);
                 let hi = self.ref_time(sq.at, sq.offset_ms, tmax);
                 self.collect_spans(&sq.expr, lo.saturating_sub(sq.range_ms), hi);
+            }
+            // `info`'s second argument is a label selector for its own load, not a selector.
+            Expr::Call(c) if c.func == "info" => {
+                if let Some(a) = c.args.first() {
+                    self.collect_spans(a, tmin, tmax);
+                }
+                self.add_info_span(c, tmin, tmax);
             }
             Expr::Call(c) => {
                 for a in &c.args {
