@@ -218,16 +218,16 @@ fn picket_metrics(p: &Picket, job: &str) -> Metrics {
 }
 
 /// Metrics blackbox_exporter has that Picket does not export (yet).
-const NOT_EXPORTED: [&str; 4] = [
-    "probe_ip_addr_hash",
+const NOT_EXPORTED: [&str; 3] = [
     "probe_ssl_last_chain_info",
     "probe_http_last_modified_timestamp_seconds",
     "probe_dns_serial",
 ];
 
 /// Values that do not depend on timing.
-const COMPARED: [&str; 14] = [
+const COMPARED: [&str; 15] = [
     "probe_success",
+    "probe_ip_addr_hash",
     "probe_http_status_code",
     "probe_http_redirects",
     "probe_http_ssl",

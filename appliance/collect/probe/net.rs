@@ -50,7 +50,20 @@ pub async fn resolve(
     );
     let addr = result?;
     m.set("probe_ip_protocol", if addr.is_ipv6() { 6.0 } else { 4.0 });
+    m.set("probe_ip_addr_hash", f64::from(ip_hash(addr.ip())));
     Ok(addr)
+}
+
+/// blackbox_exporter's `probe_ip_addr_hash`: FNV-1a (32 bit) of the address bytes (4 for
+/// IPv4, 16 for IPv6), so a changed address shows as a changed value.
+fn ip_hash(ip: IpAddr) -> u32 {
+    let octets: Vec<u8> = match ip {
+        IpAddr::V4(v4) => v4.octets().to_vec(),
+        IpAddr::V6(v6) => v6.octets().to_vec(),
+    };
+    octets.iter().fold(0x811c_9dc5u32, |h, b| {
+        (h ^ u32::from(*b)).wrapping_mul(0x0100_0193)
+    })
 }
 
 /// The TCP prober: `target` is `host:port`; success is a completed connect (and TLS
@@ -88,5 +101,11 @@ mod tests {
         assert_eq!(split_host_port("a.b"), None);
         assert_eq!(split_host_port(":80"), None);
         assert_eq!(split_host_port("a:99999"), None);
+    }
+
+    #[test]
+    fn the_ip_hash_is_blackbox_exporters() {
+        // What blackbox_exporter 0.23 reports for 127.0.0.1.
+        assert_eq!(ip_hash("127.0.0.1".parse().unwrap()), 3_668_918_509);
     }
 }
