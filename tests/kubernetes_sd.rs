@@ -493,6 +493,19 @@ fn pods_are_discovered_scraped_dropped_and_relisted() {
         count_lists(&cluster) > lists_before,
         "a 410 leads to a new list"
     );
+    let (_, metrics) = p.get("/metrics");
+    let value = |key: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(key)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{key} missing from /metrics"))
+    };
+    assert!(value("picket_sd_kubernetes_expired_total ") >= 1.0);
+    assert!(
+        value("picket_sd_kubernetes_lists_total ") >= 3.0,
+        "two jobs, then a re-list"
+    );
+    assert!(value("picket_sd_kubernetes_events_total{event=\"deleted\"} ") >= 1.0);
     wait_for("pod c's sample", || {
         let r = p.query("demo_metric{job=\"pods\",pod=\"c\"}", &now_s().to_string());
         (r.as_array().unwrap().len() == 1).then_some(())

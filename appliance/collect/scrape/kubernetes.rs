@@ -14,7 +14,9 @@
 //! every change the task publishes the namespace's groups and wakes the scrape manager,
 //! which runs on its own thread.
 
+use super::KubernetesCount;
 use crate::config::scrape::{KubernetesSdConfig, StaticConfig, TlsConfig};
+use crate::ingest::Ingest;
 use base64::Engine;
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
@@ -741,6 +743,7 @@ impl Discovery {
         annotations: bool,
         runtime: &tokio::runtime::Handle,
         changed: Arc<dyn Fn() + Send + Sync>,
+        ingest: &Ingest,
     ) -> Result<Discovery, String> {
         let conn = Arc::new(connect(sd)?);
         let mut namespaces: Vec<String> = sd
@@ -791,6 +794,7 @@ impl Discovery {
                     groups: groups.clone(),
                     changed: changed.clone(),
                     pods: HashMap::new(),
+                    ingest: ingest.clone(),
                 };
                 runtime.spawn(w.run())
             })
@@ -847,6 +851,8 @@ struct Watcher {
     changed: Arc<dyn Fn() + Send + Sync>,
     /// `namespace/name` → the pod's groups.
     pods: HashMap<String, Vec<StaticConfig>>,
+    /// For the discovery counters.
+    ingest: Ingest,
 }
 
 impl Watcher {
@@ -865,6 +871,10 @@ impl Watcher {
                 }
                 Err(e) => WatchEnd::Failed(e),
             };
+            self.ingest.stats().scrape.kubernetes(match end {
+                WatchEnd::Gone => KubernetesCount::Expired,
+                WatchEnd::Failed(_) => KubernetesCount::Failure,
+            });
             match end {
                 WatchEnd::Gone => {
                     tracing::debug!(path = %self.path, "Watch expired (410 Gone); listing again.");
@@ -930,6 +940,7 @@ impl Watcher {
             .json()
             .await
             .map_err(|e| format!("listing pods: {}", super::manager::error_chain(&e)))?;
+        self.ingest.stats().scrape.kubernetes(KubernetesCount::List);
         self.pods = list
             .items
             .iter()
@@ -990,6 +1001,15 @@ impl Watcher {
     fn event(&mut self, line: &[u8], version: &mut String) -> Result<(), WatchEnd> {
         let ev: WatchEvent = serde_json::from_slice(line)
             .map_err(|e| WatchEnd::Failed(format!("bad watch event: {e}")))?;
+        if let Some(i) = super::KUBERNETES_EVENTS
+            .iter()
+            .position(|e| e.eq_ignore_ascii_case(&ev.kind))
+        {
+            self.ingest
+                .stats()
+                .scrape
+                .kubernetes(KubernetesCount::Event(i));
+        }
         match ev.kind.as_str() {
             "ADDED" | "MODIFIED" | "DELETED" => {
                 let pod: Pod = serde_json::from_value(ev.object)
@@ -1199,6 +1219,12 @@ mod tests {
 
     #[test]
     fn watch_events_update_bookmark_and_expire() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::Store::open(crate::store::StoreOptions {
+            path: dir.path().to_path_buf(),
+            flush_interval: Duration::from_secs(60),
+        })
+        .unwrap();
         let mut w = Watcher {
             conn: Arc::new(Connection {
                 base: "http://127.0.0.1:1".into(),
@@ -1212,6 +1238,7 @@ mod tests {
             groups: Arc::default(),
             changed: Arc::new(|| {}),
             pods: HashMap::new(),
+            ingest: Ingest::new(store.clone()),
         };
         let mut v = String::new();
         let added = format!(r#"{{"type":"ADDED","object":{}}}"#, POD.replace('\n', " "));
@@ -1225,5 +1252,16 @@ mod tests {
         assert_eq!(w.groups.lock().unwrap().values().flatten().count(), 0);
         let gone = w.event(br#"{"type":"ERROR","object":{"kind":"Status","apiVersion":"v1","status":"Failure","message":"too old resource version: 1 (5)","reason":"Expired","code":410}}"#, &mut v);
         assert!(matches!(gone, Err(WatchEnd::Gone)));
+        let (_, events, _, _) = w.ingest.stats().scrape.kubernetes_counts();
+        assert_eq!(
+            events,
+            [
+                ("added", 1),
+                ("modified", 0),
+                ("deleted", 1),
+                ("bookmark", 1)
+            ]
+        );
+        store.close().unwrap();
     }
 }

@@ -81,7 +81,7 @@ impl ScrapeManager {
         let handle = std::thread::Builder::new()
             .name("scrape-manager".into())
             .spawn(move || {
-                let k8s = start_kubernetes(&jobs, runtime.as_ref(), discovered);
+                let k8s = start_kubernetes(&jobs, runtime.as_ref(), discovered, &ingest);
                 manage(jobs, options, ingest, wake, &k8s, &status);
                 for (_, d) in k8s {
                     d.stop();
@@ -123,6 +123,7 @@ fn start_kubernetes(
     jobs: &[ScrapeConfig],
     runtime: Option<&tokio::runtime::Handle>,
     changed: Arc<dyn Fn() + Send + Sync>,
+    ingest: &Ingest,
 ) -> Vec<(usize, kubernetes::Discovery)> {
     let mut out = Vec::new();
     for (i, job) in jobs.iter().enumerate() {
@@ -131,8 +132,13 @@ fn start_kubernetes(
                 tracing::error!(job = %job.job_name, "Kubernetes discovery needs the async runtime; it is off.");
                 continue;
             };
-            match kubernetes::Discovery::start(sd, job.kubernetes_annotations, rt, changed.clone())
-            {
+            match kubernetes::Discovery::start(
+                sd,
+                job.kubernetes_annotations,
+                rt,
+                changed.clone(),
+                ingest,
+            ) {
                 Ok(d) => out.push((i, d)),
                 Err(e) => {
                     tracing::error!(job = %job.job_name, error = %e, "Kubernetes discovery cannot start.")
