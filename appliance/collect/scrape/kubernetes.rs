@@ -9,8 +9,9 @@
 //!
 //! One async task per namespace (or one for all): LIST, then WATCH from the list's
 //! `resourceVersion` with bookmarks and a server-side timeout, re-watching from the last
-//! version seen; a `410 Gone` (the version is too old) leads to a new LIST. Errors back off
-//! from 1 s to 60 s, so an unreachable API server sees at most one request a minute. After
+//! version seen; a `410 Gone` (the version is too old) leads to a new LIST. Errors, and
+//! watches that expire within 30 s of their list, back off from 1 s to 60 s, so a failing
+//! API server sees at most one request a minute. After
 //! every change the task publishes the namespace's groups and wakes the scrape manager,
 //! which runs on its own thread.
 
@@ -27,6 +28,8 @@ use std::time::Duration;
 const SERVICE_ACCOUNT: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
 const MIN_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// A list and watch that lasted this long count as healthy: the backoff starts over.
+const HEALTHY_WATCH: Duration = Duration::from_secs(30);
 /// Server-side watch timeout; the watch is then renewed from the last resourceVersion.
 const WATCH_TIMEOUT_SECONDS: u64 = 300;
 /// A watch that sends nothing (not even a bookmark) for this long past its timeout is
@@ -860,13 +863,13 @@ impl Watcher {
         let mut backoff = MIN_BACKOFF;
         let mut failing = false;
         loop {
+            let started = tokio::time::Instant::now();
             let end = match self.list().await {
                 Ok(version) => {
                     if failing {
                         tracing::info!(path = %self.path, "Kubernetes discovery recovered.");
                         failing = false;
                     }
-                    backoff = MIN_BACKOFF;
                     self.watch(version).await
                 }
                 Err(e) => WatchEnd::Failed(e),
@@ -875,19 +878,28 @@ impl Watcher {
                 WatchEnd::Gone => KubernetesCount::Expired,
                 WatchEnd::Failed(_) => KubernetesCount::Failure,
             });
+            // Only a watch that held for a while resets the backoff: a server whose lists
+            // work but whose watches fail (or expire at once) must not be hit every second.
+            let healthy = started.elapsed() >= HEALTHY_WATCH;
+            if healthy {
+                backoff = MIN_BACKOFF;
+            }
             match end {
                 WatchEnd::Gone => {
                     tracing::debug!(path = %self.path, "Watch expired (410 Gone); listing again.");
+                    if healthy {
+                        continue;
+                    }
                 }
                 WatchEnd::Failed(e) => {
                     if !failing {
                         tracing::warn!(path = %self.path, error = %e, "Kubernetes discovery failed; retrying with backoff.");
                         failing = true;
                     }
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
             }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(MAX_BACKOFF);
         }
     }
 
