@@ -800,3 +800,50 @@ fn a_k3s_kubeconfig_with_a_client_certificate_works() {
     );
     p.stop();
 }
+
+/// On a Pi, Picket may start before k3s has written its kubeconfig: discovery keeps
+/// retrying and finds the pods once the file exists.
+#[test]
+fn a_kubeconfig_written_after_start_is_picked_up() {
+    let port = exporter("/metrics", 9);
+    let cluster = Arc::new(Mutex::new(Cluster {
+        pods: vec![pod(
+            "late",
+            "pi-1",
+            port,
+            json!({"prometheus.io/scrape": "true"}),
+        )],
+        ..Cluster::default()
+    }));
+    let api = start_api(cluster.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("k3s.yaml");
+    let config = format!(
+        "{QUIET_CONFIG}\n[[scrape]]\njob_name = \"pods\"\nscrape_interval = \"1s\"\nkubernetes_annotations = true\n\
+         [[scrape.kubernetes_sd_configs]]\nrole = \"pod\"\nkubeconfig_file = \"{}\"\n",
+        kubeconfig.display()
+    );
+    let p = Picket::start(&config);
+    wait_for("a failed connection attempt", || {
+        let (_, metrics) = p.get("/metrics");
+        metrics
+            .lines()
+            .any(|l| l.starts_with("picket_sd_kubernetes_failures_total ") && !l.ends_with(" 0"))
+            .then_some(())
+    });
+    assert!(active(&p, "pods").is_empty());
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- cluster:\n    server: http://{api}\n  name: default\n\
+             contexts:\n- context:\n    cluster: default\n    user: default\n  name: default\n\
+             current-context: default\nusers:\n- name: default\n  user:\n    token: {TOKEN}\n"
+        ),
+    )
+    .unwrap();
+    wait_for("the pod after the kubeconfig appeared", || {
+        let t = active(&p, "pods");
+        (t.len() == 1 && t[0]["health"] == "up").then_some(())
+    });
+    p.stop();
+}

@@ -735,74 +735,30 @@ pub type Published = Arc<Mutex<BTreeMap<String, Vec<StaticConfig>>>>;
 /// A running discovery: its tasks and what they found.
 pub struct Discovery {
     pub groups: Published,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+    task: tokio::task::JoinHandle<()>,
 }
 
 impl Discovery {
-    /// Starts watching for one `kubernetes_sd_configs` entry; `changed` is called after
-    /// every change of the published groups.
+    /// Starts discovery for one `kubernetes_sd_configs` entry; `changed` is called after
+    /// every change of the published groups. Credentials that cannot be loaded yet (a
+    /// Pi often starts Picket before k3s has written its kubeconfig) are retried with
+    /// the same backoff as API errors.
     pub fn start(
         sd: &KubernetesSdConfig,
         annotations: bool,
         runtime: &tokio::runtime::Handle,
         changed: Arc<dyn Fn() + Send + Sync>,
         ingest: &Ingest,
-    ) -> Result<Discovery, String> {
-        let conn = Arc::new(connect(sd)?);
-        let mut namespaces: Vec<String> = sd
-            .namespaces
-            .as_ref()
-            .map(|n| n.names.clone())
-            .unwrap_or_default();
-        if sd.namespaces.as_ref().is_some_and(|n| n.own_namespace) {
-            namespaces.push(
-                conn.own_namespace.clone().ok_or(
-                    "namespaces.own_namespace: the service account's namespace is unknown",
-                )?,
-            );
-        }
-        let paths: Vec<String> = if namespaces.is_empty() {
-            vec!["/api/v1/pods".into()]
-        } else {
-            namespaces
-                .iter()
-                .map(|n| format!("/api/v1/namespaces/{n}/pods"))
-                .collect()
-        };
-        let mut fields: Vec<String> = Vec::new();
-        let mut labels: Vec<String> = Vec::new();
-        for s in &sd.selectors {
-            fields.extend(s.field.clone());
-            labels.extend(s.label.clone());
-        }
-        if sd.this_node_only {
-            fields.push(format!("spec.nodeName={}", node_name(sd)));
-        }
-        let mut query: Vec<(&str, String)> = Vec::new();
-        if !fields.is_empty() {
-            query.push(("fieldSelector", fields.join(",")));
-        }
-        if !labels.is_empty() {
-            query.push(("labelSelector", labels.join(",")));
-        }
+    ) -> Discovery {
         let groups: Published = Arc::default();
-        let tasks = paths
-            .into_iter()
-            .map(|path| {
-                let w = Watcher {
-                    conn: conn.clone(),
-                    path,
-                    query: query.clone(),
-                    annotations,
-                    groups: groups.clone(),
-                    changed: changed.clone(),
-                    pods: HashMap::new(),
-                    ingest: ingest.clone(),
-                };
-                runtime.spawn(w.run())
-            })
-            .collect();
-        Ok(Discovery { groups, tasks })
+        let task = runtime.spawn(discover(
+            sd.clone(),
+            annotations,
+            groups.clone(),
+            changed,
+            ingest.clone(),
+        ));
+        Discovery { groups, task }
     }
 
     /// Every group found now.
@@ -814,10 +770,95 @@ impl Discovery {
     }
 
     pub fn stop(self) {
-        for t in self.tasks {
-            t.abort();
+        // Aborting the task drops its JoinSet, which aborts every watcher.
+        self.task.abort();
+    }
+}
+
+/// Connects (retrying), then runs one watcher per namespace until aborted.
+async fn discover(
+    sd: KubernetesSdConfig,
+    annotations: bool,
+    groups: Published,
+    changed: Arc<dyn Fn() + Send + Sync>,
+    ingest: Ingest,
+) {
+    let mut backoff = MIN_BACKOFF;
+    let mut logged = false;
+    let conn = loop {
+        match connect(&sd) {
+            Ok(c) => break Arc::new(c),
+            Err(e) => {
+                if !logged {
+                    tracing::warn!(error = %e, "Kubernetes discovery cannot connect yet; retrying with backoff.");
+                    logged = true;
+                }
+                ingest.stats().scrape.kubernetes(KubernetesCount::Failure);
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    };
+    if logged {
+        tracing::info!("Kubernetes discovery connected.");
+    }
+    let mut namespaces: Vec<String> = sd
+        .namespaces
+        .as_ref()
+        .map(|n| n.names.clone())
+        .unwrap_or_default();
+    if sd.namespaces.as_ref().is_some_and(|n| n.own_namespace) {
+        match conn.own_namespace.clone() {
+            Some(n) => namespaces.push(n),
+            None => {
+                tracing::error!(
+                    "namespaces.own_namespace: the service account's namespace is unknown; Kubernetes discovery stops."
+                );
+                return;
+            }
         }
     }
+    let paths: Vec<String> = if namespaces.is_empty() {
+        vec!["/api/v1/pods".into()]
+    } else {
+        namespaces
+            .iter()
+            .map(|n| format!("/api/v1/namespaces/{n}/pods"))
+            .collect()
+    };
+    let mut fields: Vec<String> = Vec::new();
+    let mut labels: Vec<String> = Vec::new();
+    for s in &sd.selectors {
+        fields.extend(s.field.clone());
+        labels.extend(s.label.clone());
+    }
+    if sd.this_node_only {
+        fields.push(format!("spec.nodeName={}", node_name(&sd)));
+    }
+    let mut query: Vec<(&str, String)> = Vec::new();
+    if !fields.is_empty() {
+        query.push(("fieldSelector", fields.join(",")));
+    }
+    if !labels.is_empty() {
+        query.push(("labelSelector", labels.join(",")));
+    }
+    let mut watchers = tokio::task::JoinSet::new();
+    for path in paths {
+        watchers.spawn(
+            Watcher {
+                conn: conn.clone(),
+                path,
+                query: query.clone(),
+                annotations,
+                groups: groups.clone(),
+                changed: changed.clone(),
+                pods: HashMap::new(),
+                ingest: ingest.clone(),
+            }
+            .run(),
+        );
+    }
+    while watchers.join_next().await.is_some() {}
 }
 
 /// This node's name: `node_name`, else `$NODE_NAME` (the downward API usually sets it),

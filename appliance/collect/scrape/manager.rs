@@ -117,8 +117,8 @@ struct Running {
 }
 
 /// Starts the Kubernetes discoveries of every job: (job index, discovery). A discovery
-/// that cannot start (no credentials, bad kubeconfig) is logged and skipped: the rest of
-/// the scraper keeps working.
+/// without credentials yet keeps retrying on its own; the rest of the scraper works
+/// meanwhile.
 fn start_kubernetes(
     jobs: &[ScrapeConfig],
     runtime: Option<&tokio::runtime::Handle>,
@@ -132,18 +132,14 @@ fn start_kubernetes(
                 tracing::error!(job = %job.job_name, "Kubernetes discovery needs the async runtime; it is off.");
                 continue;
             };
-            match kubernetes::Discovery::start(
+            let d = kubernetes::Discovery::start(
                 sd,
                 job.kubernetes_annotations,
                 rt,
                 changed.clone(),
                 ingest,
-            ) {
-                Ok(d) => out.push((i, d)),
-                Err(e) => {
-                    tracing::error!(job = %job.job_name, error = %e, "Kubernetes discovery cannot start.")
-                }
-            }
+            );
+            out.push((i, d));
         }
     }
     out
