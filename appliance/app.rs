@@ -334,7 +334,12 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
         );
     }
     if let Some(probes) = probes {
+        let t = Instant::now();
         probes.stop().await;
+        tracing::info!(
+            elapsed_ms = t.elapsed().as_millis() as u64,
+            "Probes stopped."
+        );
     }
     let t = Instant::now();
     tokio::task::spawn_blocking(move || rules.stop()).await?;

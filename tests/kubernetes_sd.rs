@@ -493,6 +493,19 @@ fn pods_are_discovered_scraped_dropped_and_relisted() {
         count_lists(&cluster) > lists_before,
         "a 410 leads to a new list"
     );
+    let (_, metrics) = p.get("/metrics");
+    let value = |key: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(key)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{key} missing from /metrics"))
+    };
+    assert!(value("picket_sd_kubernetes_expired_total ") >= 1.0);
+    assert!(
+        value("picket_sd_kubernetes_lists_total ") >= 3.0,
+        "two jobs, then a re-list"
+    );
+    assert!(value("picket_sd_kubernetes_events_total{event=\"deleted\"} ") >= 1.0);
     wait_for("pod c's sample", || {
         let r = p.query("demo_metric{job=\"pods\",pod=\"c\"}", &now_s().to_string());
         (r.as_array().unwrap().len() == 1).then_some(())
@@ -785,5 +798,52 @@ fn a_k3s_kubeconfig_with_a_client_certificate_works() {
             .all(|(_, auth)| auth.is_none()),
         "no token was sent"
     );
+    p.stop();
+}
+
+/// On a Pi, Picket may start before k3s has written its kubeconfig: discovery keeps
+/// retrying and finds the pods once the file exists.
+#[test]
+fn a_kubeconfig_written_after_start_is_picked_up() {
+    let port = exporter("/metrics", 9);
+    let cluster = Arc::new(Mutex::new(Cluster {
+        pods: vec![pod(
+            "late",
+            "pi-1",
+            port,
+            json!({"prometheus.io/scrape": "true"}),
+        )],
+        ..Cluster::default()
+    }));
+    let api = start_api(cluster.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("k3s.yaml");
+    let config = format!(
+        "{QUIET_CONFIG}\n[[scrape]]\njob_name = \"pods\"\nscrape_interval = \"1s\"\nkubernetes_annotations = true\n\
+         [[scrape.kubernetes_sd_configs]]\nrole = \"pod\"\nkubeconfig_file = \"{}\"\n",
+        kubeconfig.display()
+    );
+    let p = Picket::start(&config);
+    wait_for("a failed connection attempt", || {
+        let (_, metrics) = p.get("/metrics");
+        metrics
+            .lines()
+            .any(|l| l.starts_with("picket_sd_kubernetes_failures_total ") && !l.ends_with(" 0"))
+            .then_some(())
+    });
+    assert!(active(&p, "pods").is_empty());
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- cluster:\n    server: http://{api}\n  name: default\n\
+             contexts:\n- context:\n    cluster: default\n    user: default\n  name: default\n\
+             current-context: default\nusers:\n- name: default\n  user:\n    token: {TOKEN}\n"
+        ),
+    )
+    .unwrap();
+    wait_for("the pod after the kubeconfig appeared", || {
+        let t = active(&p, "pods");
+        (t.len() == 1 && t[0]["health"] == "up").then_some(())
+    });
     p.stop();
 }

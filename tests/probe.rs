@@ -1,7 +1,8 @@
 //! Health probes end to end, and against Debian's real `prometheus-blackbox-exporter` on
 //! the same targets: a small HTTP server in this process, `openssl s_server` with a
 //! certificate made by the test (its own CA), a TCP listener, a closed port, and
-//! Debian's `dnsmasq` answering `example.test`. For every probe the set of metric names
+//! Debian's `dnsmasq` answering `example.test`, and an SSH-like banner for TCP
+//! `query_response` dialogues. For every probe the set of metric names
 //! and the deterministic values (success, status code, redirects, SSL, HTTP version,
 //! regex failure, IP protocol, content length, certificate expiry, TLS version, DNS
 //! record counts) must match blackbox_exporter's.
@@ -78,6 +79,23 @@ fn web_server() -> u16 {
                 _ => "HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: 9\r\nConnection: close\r\n\r\nnot found".to_string(),
             };
             let _ = conn.write_all(resp.as_bytes());
+        }
+    });
+    port
+}
+
+/// An SSH-like server: sends a banner line, waits up to 1 s for a line, then closes.
+fn banner_server() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut conn in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let _ = conn.write_all(b"SSH-2.0-PicketTest_1.0\r\n");
+                let _ = conn.set_read_timeout(Some(Duration::from_secs(1)));
+                let mut line = String::new();
+                let _ = BufReader::new(&conn).read_line(&mut line);
+            });
         }
     });
     port
@@ -218,16 +236,16 @@ fn picket_metrics(p: &Picket, job: &str) -> Metrics {
 }
 
 /// Metrics blackbox_exporter has that Picket does not export (yet).
-const NOT_EXPORTED: [&str; 4] = [
-    "probe_ip_addr_hash",
+const NOT_EXPORTED: [&str; 3] = [
     "probe_ssl_last_chain_info",
     "probe_http_last_modified_timestamp_seconds",
     "probe_dns_serial",
 ];
 
 /// Values that do not depend on timing.
-const COMPARED: [&str; 14] = [
+const COMPARED: [&str; 15] = [
     "probe_success",
+    "probe_ip_addr_hash",
     "probe_http_status_code",
     "probe_http_redirects",
     "probe_http_ssl",
@@ -265,6 +283,7 @@ fn probes_match_blackbox_exporter() {
     let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
     let tcp_port = tcp.local_addr().unwrap().port();
     std::thread::spawn(move || for _conn in tcp.incoming() {});
+    let banner_port = banner_server();
     let closed_port = free_port();
     let dns_port = free_udp_port();
     let _dnsmasq = Proc(
@@ -310,6 +329,16 @@ fn probes_match_blackbox_exporter() {
         ("https", "https", format!("https://localhost:{tls_port}/")),
         ("tcp_open", "tcp", format!("127.0.0.1:{tcp_port}")),
         ("tcp_closed", "tcp", format!("127.0.0.1:{closed_port}")),
+        (
+            "tcp_banner",
+            "tcp_banner",
+            format!("127.0.0.1:{banner_port}"),
+        ),
+        (
+            "tcp_banner_bad",
+            "tcp_banner_bad",
+            format!("127.0.0.1:{banner_port}"),
+        ),
         ("tcp_tls", "tcp_tls", format!("localhost:{tls_port}")),
         ("dns_ok", "dns_ok", format!("127.0.0.1:{dns_port}")),
         (
@@ -325,6 +354,8 @@ fn probes_match_blackbox_exporter() {
          \x20 http_regex: {{prober: http, timeout: 5s, http: {{preferred_ip_protocol: ip4, fail_if_body_matches_regexp: [world]}}}}\n\
          \x20 https: {{prober: http, timeout: 5s, http: {{preferred_ip_protocol: ip4, tls_config: {{ca_file: \"{ca}\"}}}}}}\n\
          \x20 tcp: {{prober: tcp, timeout: 5s, tcp: {{preferred_ip_protocol: ip4}}}}\n\
+         \x20 tcp_banner: {{prober: tcp, timeout: 5s, tcp: {{preferred_ip_protocol: ip4, query_response: [{{expect: \"^SSH-2.0-\"}}, {{send: QUIT}}]}}}}\n\
+         \x20 tcp_banner_bad: {{prober: tcp, timeout: 5s, tcp: {{preferred_ip_protocol: ip4, query_response: [{{expect: \"^220 \"}}]}}}}\n\
          \x20 tcp_tls: {{prober: tcp, timeout: 5s, tcp: {{preferred_ip_protocol: ip4, tls: true, tls_config: {{ca_file: \"{ca}\"}}}}}}\n\
          \x20 dns_ok: {{prober: dns, timeout: 5s, dns: {{preferred_ip_protocol: ip4, query_name: example.test, query_type: A}}}}\n\
          \x20 dns_refused: {{prober: dns, timeout: 5s, dns: {{preferred_ip_protocol: ip4, query_name: nothing.invalid, query_type: A}}}}\n"
@@ -362,6 +393,8 @@ fn probes_match_blackbox_exporter() {
             "tcp_tls" => format!(
                 "prober = \"tcp\"\ntcp = {{ tls = true, tls_config = {{ ca_file = \"{ca}\" }} }}\n"
             ),
+            "tcp_banner" => "prober = \"tcp\"\ntcp = { query_response = [{ expect = \"^SSH-2.0-\" }, { send = \"QUIT\" }] }\n".into(),
+            "tcp_banner_bad" => "prober = \"tcp\"\ntcp = { query_response = [{ expect = \"^220 \" }] }\n".into(),
             "dns_ok" => {
                 "prober = \"dns\"\ndns = { query_name = \"example.test\", query_type = \"A\" }\n"
                     .into()
@@ -455,6 +488,9 @@ fn probes_match_blackbox_exporter() {
         ("tcp_open", "probe_success", 1.0),
         ("tcp_closed", "probe_success", 0.0),
         ("tcp_tls", "probe_success", 1.0),
+        ("tcp_banner", "probe_success", 1.0),
+        ("tcp_banner_bad", "probe_success", 0.0),
+        ("tcp_banner_bad", "probe_failed_due_to_regex", 1.0),
         ("dns_ok", "probe_success", 1.0),
         ("dns_ok", "probe_dns_answer_rrs", 1.0),
         ("dns_refused", "probe_success", 0.0),

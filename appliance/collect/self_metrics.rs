@@ -292,4 +292,31 @@ fn collect_scrape(st: &crate::collect::scrape::ScrapeStats, out: &mut Batch) {
         MetricType::Counter,
         st.duplicates() as f64,
     );
+    let (lists, events, expired, failures) = st.kubernetes_counts();
+    out.scalar(
+        "picket_sd_kubernetes_lists_total",
+        "Pod lists fetched from the Kubernetes API server.",
+        MetricType::Counter,
+        lists as f64,
+    );
+    let fam = out.family(
+        "picket_sd_kubernetes_events_total",
+        "Pod watch events received, by type.",
+        MetricType::Counter,
+    );
+    for (event, n) in events {
+        fam.push(Labels::from_pairs([("event", event)]), n as f64);
+    }
+    out.scalar(
+        "picket_sd_kubernetes_expired_total",
+        "Pod watches that expired (410 Gone) and were followed by a new list.",
+        MetricType::Counter,
+        expired as f64,
+    );
+    out.scalar(
+        "picket_sd_kubernetes_failures_total",
+        "Failed pod lists and watches (each followed by a backoff).",
+        MetricType::Counter,
+        failures as f64,
+    );
 }

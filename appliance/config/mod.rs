@@ -480,6 +480,51 @@ mod tests {
     }
 
     #[test]
+    fn probes_and_kubernetes_discovery_are_read_and_checked() {
+        let c = Config::parse(
+            "[[scrape]]\njob_name = \"pods\"\nkubernetes_annotations = true\n\
+             [[scrape.kubernetes_sd_configs]]\nrole = \"pod\"\nkubeconfig_file = \"/etc/rancher/k3s/k3s.yaml\"\n\
+             this_node_only = true\nnamespaces = { names = [\"ai\"] }\n\
+             [[probe]]\nname = \"web\"\nprober = \"http\"\ntargets = [\"https://example.org\"]\n\
+             [probe.http]\nvalid_status_codes = [200]\n",
+            "t.toml",
+        )
+        .unwrap();
+        assert!(c.scrape[0].kubernetes_sd_configs[0].this_node_only);
+        assert_eq!(c.probe[0].http.valid_status_codes, [200]);
+        let (line, key, msg) =
+            invalid("[[scrape]]\njob_name = \"a\"\nkubernetes_annotations = true\n");
+        assert_eq!(
+            (line, key.as_str()),
+            (3, "scrape[0].kubernetes_annotations"),
+            "{msg}"
+        );
+        let (line, key, msg) = invalid(
+            "[[scrape]]\njob_name = \"a\"\n[[scrape.kubernetes_sd_configs]]\nrole = \"node\"\n",
+        );
+        assert_eq!(
+            (line, key.as_str()),
+            (4, "scrape.kubernetes_sd_configs.role"),
+            "{msg}"
+        );
+        let (line, key, msg) = invalid(
+            "[[scrape]]\njob_name = \"a\"\n[[scrape.kubernetes_sd_configs]]\nrole = \"pod\"\n\
+             api_server = \"https://x\"\nkubeconfig_file = \"/k\"\n",
+        );
+        assert_eq!(
+            (line, key.as_str()),
+            (6, "scrape[0].kubernetes_sd_configs.kubeconfig_file"),
+            "{msg}"
+        );
+        let (line, key, msg) = invalid(
+            "[[probe]]\nname = \"a\"\nprober = \"http\"\ntargets = [\"x\"]\n\n\
+             [[probe]]\nname = \"d\"\nprober = \"dns\"\ntargets = [\"x\"]\n",
+        );
+        assert_eq!((line, key.as_str()), (6, "probe[1].dns"), "{msg}");
+        assert!(msg.contains("query_name"), "{msg}");
+    }
+
+    #[test]
     fn storage_limits_are_read_and_a_bad_budget_names_its_key() {
         assert_eq!(Config::default_config().storage.budget, BudgetConfig::Auto);
         let c = Config::parse(

@@ -124,7 +124,8 @@ fn get() -> String {
     "GET".into()
 }
 
-/// blackbox_exporter's `tcp` module options (connect, optionally TLS).
+/// blackbox_exporter's `tcp` module options (connect, optionally TLS, then an optional
+/// dialogue).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TcpProbe {
@@ -132,6 +133,19 @@ pub struct TcpProbe {
     pub tls: bool,
     #[serde(default)]
     pub tls_config: Option<TlsConfig>,
+    #[serde(default)]
+    pub query_response: Vec<QueryResponse>,
+}
+
+/// One step of a TCP dialogue: wait for a line matching `expect`, then write `send`
+/// (plus a newline; `${1}` and `$name` take the groups of the `expect` match).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueryResponse {
+    #[serde(default)]
+    pub expect: Option<ProbeRegex>,
+    #[serde(default)]
+    pub send: Option<String>,
 }
 
 /// blackbox_exporter's `dns` module options (over UDP).

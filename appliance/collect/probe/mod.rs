@@ -94,6 +94,9 @@ pub fn help(name: &str) -> &'static str {
         "probe_duration_seconds" => "Returns how long the probe took to complete in seconds",
         "probe_dns_lookup_time_seconds" => "Returns the time taken for probe dns lookup in seconds",
         "probe_ip_protocol" => "Specifies whether probe ip protocol is IP4 or IP6",
+        "probe_ip_addr_hash" => {
+            "Specifies the hash of IP address. It's useful to detect if the IP address changes."
+        }
         "probe_http_duration_seconds" => {
             "Duration of http request by phase, summed over all redirects"
         }

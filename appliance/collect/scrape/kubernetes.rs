@@ -9,12 +9,15 @@
 //!
 //! One async task per namespace (or one for all): LIST, then WATCH from the list's
 //! `resourceVersion` with bookmarks and a server-side timeout, re-watching from the last
-//! version seen; a `410 Gone` (the version is too old) leads to a new LIST. Errors back off
-//! from 1 s to 60 s, so an unreachable API server sees at most one request a minute. After
+//! version seen; a `410 Gone` (the version is too old) leads to a new LIST. Errors, and
+//! watches that expire within 30 s of their list, back off from 1 s to 60 s, so a failing
+//! API server sees at most one request a minute. After
 //! every change the task publishes the namespace's groups and wakes the scrape manager,
 //! which runs on its own thread.
 
+use super::KubernetesCount;
 use crate::config::scrape::{KubernetesSdConfig, StaticConfig, TlsConfig};
+use crate::ingest::Ingest;
 use base64::Engine;
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
@@ -25,6 +28,8 @@ use std::time::Duration;
 const SERVICE_ACCOUNT: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
 const MIN_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// A list and watch that lasted this long count as healthy: the backoff starts over.
+const HEALTHY_WATCH: Duration = Duration::from_secs(30);
 /// Server-side watch timeout; the watch is then renewed from the last resourceVersion.
 const WATCH_TIMEOUT_SECONDS: u64 = 300;
 /// A watch that sends nothing (not even a bookmark) for this long past its timeout is
@@ -730,72 +735,30 @@ pub type Published = Arc<Mutex<BTreeMap<String, Vec<StaticConfig>>>>;
 /// A running discovery: its tasks and what they found.
 pub struct Discovery {
     pub groups: Published,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+    task: tokio::task::JoinHandle<()>,
 }
 
 impl Discovery {
-    /// Starts watching for one `kubernetes_sd_configs` entry; `changed` is called after
-    /// every change of the published groups.
+    /// Starts discovery for one `kubernetes_sd_configs` entry; `changed` is called after
+    /// every change of the published groups. Credentials that cannot be loaded yet (a
+    /// Pi often starts Picket before k3s has written its kubeconfig) are retried with
+    /// the same backoff as API errors.
     pub fn start(
         sd: &KubernetesSdConfig,
         annotations: bool,
         runtime: &tokio::runtime::Handle,
         changed: Arc<dyn Fn() + Send + Sync>,
-    ) -> Result<Discovery, String> {
-        let conn = Arc::new(connect(sd)?);
-        let mut namespaces: Vec<String> = sd
-            .namespaces
-            .as_ref()
-            .map(|n| n.names.clone())
-            .unwrap_or_default();
-        if sd.namespaces.as_ref().is_some_and(|n| n.own_namespace) {
-            namespaces.push(
-                conn.own_namespace.clone().ok_or(
-                    "namespaces.own_namespace: the service account's namespace is unknown",
-                )?,
-            );
-        }
-        let paths: Vec<String> = if namespaces.is_empty() {
-            vec!["/api/v1/pods".into()]
-        } else {
-            namespaces
-                .iter()
-                .map(|n| format!("/api/v1/namespaces/{n}/pods"))
-                .collect()
-        };
-        let mut fields: Vec<String> = Vec::new();
-        let mut labels: Vec<String> = Vec::new();
-        for s in &sd.selectors {
-            fields.extend(s.field.clone());
-            labels.extend(s.label.clone());
-        }
-        if sd.this_node_only {
-            fields.push(format!("spec.nodeName={}", node_name(sd)));
-        }
-        let mut query: Vec<(&str, String)> = Vec::new();
-        if !fields.is_empty() {
-            query.push(("fieldSelector", fields.join(",")));
-        }
-        if !labels.is_empty() {
-            query.push(("labelSelector", labels.join(",")));
-        }
+        ingest: &Ingest,
+    ) -> Discovery {
         let groups: Published = Arc::default();
-        let tasks = paths
-            .into_iter()
-            .map(|path| {
-                let w = Watcher {
-                    conn: conn.clone(),
-                    path,
-                    query: query.clone(),
-                    annotations,
-                    groups: groups.clone(),
-                    changed: changed.clone(),
-                    pods: HashMap::new(),
-                };
-                runtime.spawn(w.run())
-            })
-            .collect();
-        Ok(Discovery { groups, tasks })
+        let task = runtime.spawn(discover(
+            sd.clone(),
+            annotations,
+            groups.clone(),
+            changed,
+            ingest.clone(),
+        ));
+        Discovery { groups, task }
     }
 
     /// Every group found now.
@@ -807,10 +770,95 @@ impl Discovery {
     }
 
     pub fn stop(self) {
-        for t in self.tasks {
-            t.abort();
+        // Aborting the task drops its JoinSet, which aborts every watcher.
+        self.task.abort();
+    }
+}
+
+/// Connects (retrying), then runs one watcher per namespace until aborted.
+async fn discover(
+    sd: KubernetesSdConfig,
+    annotations: bool,
+    groups: Published,
+    changed: Arc<dyn Fn() + Send + Sync>,
+    ingest: Ingest,
+) {
+    let mut backoff = MIN_BACKOFF;
+    let mut logged = false;
+    let conn = loop {
+        match connect(&sd) {
+            Ok(c) => break Arc::new(c),
+            Err(e) => {
+                if !logged {
+                    tracing::warn!(error = %e, "Kubernetes discovery cannot connect yet; retrying with backoff.");
+                    logged = true;
+                }
+                ingest.stats().scrape.kubernetes(KubernetesCount::Failure);
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    };
+    if logged {
+        tracing::info!("Kubernetes discovery connected.");
+    }
+    let mut namespaces: Vec<String> = sd
+        .namespaces
+        .as_ref()
+        .map(|n| n.names.clone())
+        .unwrap_or_default();
+    if sd.namespaces.as_ref().is_some_and(|n| n.own_namespace) {
+        match conn.own_namespace.clone() {
+            Some(n) => namespaces.push(n),
+            None => {
+                tracing::error!(
+                    "namespaces.own_namespace: the service account's namespace is unknown; Kubernetes discovery stops."
+                );
+                return;
+            }
         }
     }
+    let paths: Vec<String> = if namespaces.is_empty() {
+        vec!["/api/v1/pods".into()]
+    } else {
+        namespaces
+            .iter()
+            .map(|n| format!("/api/v1/namespaces/{n}/pods"))
+            .collect()
+    };
+    let mut fields: Vec<String> = Vec::new();
+    let mut labels: Vec<String> = Vec::new();
+    for s in &sd.selectors {
+        fields.extend(s.field.clone());
+        labels.extend(s.label.clone());
+    }
+    if sd.this_node_only {
+        fields.push(format!("spec.nodeName={}", node_name(&sd)));
+    }
+    let mut query: Vec<(&str, String)> = Vec::new();
+    if !fields.is_empty() {
+        query.push(("fieldSelector", fields.join(",")));
+    }
+    if !labels.is_empty() {
+        query.push(("labelSelector", labels.join(",")));
+    }
+    let mut watchers = tokio::task::JoinSet::new();
+    for path in paths {
+        watchers.spawn(
+            Watcher {
+                conn: conn.clone(),
+                path,
+                query: query.clone(),
+                annotations,
+                groups: groups.clone(),
+                changed: changed.clone(),
+                pods: HashMap::new(),
+                ingest: ingest.clone(),
+            }
+            .run(),
+        );
+    }
+    while watchers.join_next().await.is_some() {}
 }
 
 /// This node's name: `node_name`, else `$NODE_NAME` (the downward API usually sets it),
@@ -847,6 +895,8 @@ struct Watcher {
     changed: Arc<dyn Fn() + Send + Sync>,
     /// `namespace/name` → the pod's groups.
     pods: HashMap<String, Vec<StaticConfig>>,
+    /// For the discovery counters.
+    ingest: Ingest,
 }
 
 impl Watcher {
@@ -854,30 +904,43 @@ impl Watcher {
         let mut backoff = MIN_BACKOFF;
         let mut failing = false;
         loop {
+            let started = tokio::time::Instant::now();
             let end = match self.list().await {
                 Ok(version) => {
                     if failing {
                         tracing::info!(path = %self.path, "Kubernetes discovery recovered.");
                         failing = false;
                     }
-                    backoff = MIN_BACKOFF;
                     self.watch(version).await
                 }
                 Err(e) => WatchEnd::Failed(e),
             };
+            self.ingest.stats().scrape.kubernetes(match end {
+                WatchEnd::Gone => KubernetesCount::Expired,
+                WatchEnd::Failed(_) => KubernetesCount::Failure,
+            });
+            // Only a watch that held for a while resets the backoff: a server whose lists
+            // work but whose watches fail (or expire at once) must not be hit every second.
+            let healthy = started.elapsed() >= HEALTHY_WATCH;
+            if healthy {
+                backoff = MIN_BACKOFF;
+            }
             match end {
                 WatchEnd::Gone => {
                     tracing::debug!(path = %self.path, "Watch expired (410 Gone); listing again.");
+                    if healthy {
+                        continue;
+                    }
                 }
                 WatchEnd::Failed(e) => {
                     if !failing {
                         tracing::warn!(path = %self.path, error = %e, "Kubernetes discovery failed; retrying with backoff.");
                         failing = true;
                     }
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
             }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(MAX_BACKOFF);
         }
     }
 
@@ -930,6 +993,7 @@ impl Watcher {
             .json()
             .await
             .map_err(|e| format!("listing pods: {}", super::manager::error_chain(&e)))?;
+        self.ingest.stats().scrape.kubernetes(KubernetesCount::List);
         self.pods = list
             .items
             .iter()
@@ -990,6 +1054,15 @@ impl Watcher {
     fn event(&mut self, line: &[u8], version: &mut String) -> Result<(), WatchEnd> {
         let ev: WatchEvent = serde_json::from_slice(line)
             .map_err(|e| WatchEnd::Failed(format!("bad watch event: {e}")))?;
+        if let Some(i) = super::KUBERNETES_EVENTS
+            .iter()
+            .position(|e| e.eq_ignore_ascii_case(&ev.kind))
+        {
+            self.ingest
+                .stats()
+                .scrape
+                .kubernetes(KubernetesCount::Event(i));
+        }
         match ev.kind.as_str() {
             "ADDED" | "MODIFIED" | "DELETED" => {
                 let pod: Pod = serde_json::from_value(ev.object)
@@ -1199,6 +1272,12 @@ mod tests {
 
     #[test]
     fn watch_events_update_bookmark_and_expire() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::Store::open(crate::store::StoreOptions {
+            path: dir.path().to_path_buf(),
+            flush_interval: Duration::from_secs(60),
+        })
+        .unwrap();
         let mut w = Watcher {
             conn: Arc::new(Connection {
                 base: "http://127.0.0.1:1".into(),
@@ -1212,6 +1291,7 @@ mod tests {
             groups: Arc::default(),
             changed: Arc::new(|| {}),
             pods: HashMap::new(),
+            ingest: Ingest::new(store.clone()),
         };
         let mut v = String::new();
         let added = format!(r#"{{"type":"ADDED","object":{}}}"#, POD.replace('\n', " "));
@@ -1225,5 +1305,16 @@ mod tests {
         assert_eq!(w.groups.lock().unwrap().values().flatten().count(), 0);
         let gone = w.event(br#"{"type":"ERROR","object":{"kind":"Status","apiVersion":"v1","status":"Failure","message":"too old resource version: 1 (5)","reason":"Expired","code":410}}"#, &mut v);
         assert!(matches!(gone, Err(WatchEnd::Gone)));
+        let (_, events, _, _) = w.ingest.stats().scrape.kubernetes_counts();
+        assert_eq!(
+            events,
+            [
+                ("added", 1),
+                ("modified", 0),
+                ("deleted", 1),
+                ("bookmark", 1)
+            ]
+        );
+        store.close().unwrap();
     }
 }

@@ -81,7 +81,7 @@ impl ScrapeManager {
         let handle = std::thread::Builder::new()
             .name("scrape-manager".into())
             .spawn(move || {
-                let k8s = start_kubernetes(&jobs, runtime.as_ref(), discovered);
+                let k8s = start_kubernetes(&jobs, runtime.as_ref(), discovered, &ingest);
                 manage(jobs, options, ingest, wake, &k8s, &status);
                 for (_, d) in k8s {
                     d.stop();
@@ -117,12 +117,13 @@ struct Running {
 }
 
 /// Starts the Kubernetes discoveries of every job: (job index, discovery). A discovery
-/// that cannot start (no credentials, bad kubeconfig) is logged and skipped: the rest of
-/// the scraper keeps working.
+/// without credentials yet keeps retrying on its own; the rest of the scraper works
+/// meanwhile.
 fn start_kubernetes(
     jobs: &[ScrapeConfig],
     runtime: Option<&tokio::runtime::Handle>,
     changed: Arc<dyn Fn() + Send + Sync>,
+    ingest: &Ingest,
 ) -> Vec<(usize, kubernetes::Discovery)> {
     let mut out = Vec::new();
     for (i, job) in jobs.iter().enumerate() {
@@ -131,13 +132,14 @@ fn start_kubernetes(
                 tracing::error!(job = %job.job_name, "Kubernetes discovery needs the async runtime; it is off.");
                 continue;
             };
-            match kubernetes::Discovery::start(sd, job.kubernetes_annotations, rt, changed.clone())
-            {
-                Ok(d) => out.push((i, d)),
-                Err(e) => {
-                    tracing::error!(job = %job.job_name, error = %e, "Kubernetes discovery cannot start.")
-                }
-            }
+            let d = kubernetes::Discovery::start(
+                sd,
+                job.kubernetes_annotations,
+                rt,
+                changed.clone(),
+                ingest,
+            );
+            out.push((i, d));
         }
     }
     out

@@ -44,6 +44,22 @@ pub struct ScrapeStats {
     samples: AtomicU64,
     duplicates: AtomicU64,
     targets: AtomicU64,
+    /// Kubernetes discovery: lists, then watch events by [`KUBERNETES_EVENTS`], then
+    /// expired watches (410 Gone), then failures.
+    kubernetes: [AtomicU64; 7],
+}
+
+/// The watch event types counted in `picket_sd_kubernetes_events_total`.
+pub const KUBERNETES_EVENTS: [&str; 4] = ["added", "modified", "deleted", "bookmark"];
+
+/// What Kubernetes discovery counts.
+#[derive(Debug, Clone, Copy)]
+pub enum KubernetesCount {
+    List,
+    /// An index into [`KUBERNETES_EVENTS`].
+    Event(usize),
+    Expired,
+    Failure,
 }
 
 impl ScrapeStats {
@@ -88,5 +104,22 @@ impl ScrapeStats {
     /// Targets being scraped now.
     pub fn targets(&self) -> u64 {
         self.targets.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn kubernetes(&self, what: KubernetesCount) {
+        let i = match what {
+            KubernetesCount::List => 0,
+            KubernetesCount::Event(e) => 1 + e.min(KUBERNETES_EVENTS.len() - 1),
+            KubernetesCount::Expired => 5,
+            KubernetesCount::Failure => 6,
+        };
+        self.kubernetes[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Kubernetes discovery counters: (lists, events by type, expired watches, failures).
+    pub fn kubernetes_counts(&self) -> (u64, [(&'static str, u64); 4], u64, u64) {
+        let k = |i: usize| self.kubernetes[i].load(Ordering::Relaxed);
+        let events = std::array::from_fn(|i| (KUBERNETES_EVENTS[i], k(1 + i)));
+        (k(0), events, k(5), k(6))
     }
 }
