@@ -816,6 +816,27 @@ mod tests {
     }
 
     #[test]
+    fn gpio_receivers_show_the_severities_of_unmuted_firing_alerts() {
+        let mut f = fixture(
+            "[[notify.gpio]]\npins = [{ pin = 17, severity = \"critical\" }]\n\
+             [[notify.inhibit_rules]]\nsource_matchers = ['severity=\"critical\"']\n\
+             target_matchers = ['severity=\"warning\"']\n",
+        );
+        let sev = |f: &Fixture, now| -> Vec<String> {
+            f.d.gpio_state(now)[0].1.iter().cloned().collect()
+        };
+        assert!(sev(&f, 0).is_empty());
+        f.d.receive(vec![alert("Hot", "warning", "a", 10_000)], 100);
+        assert_eq!(sev(&f, 200), ["warning"]);
+        f.d.receive(vec![alert("Down", "critical", "a", 10_000)], 300);
+        assert_eq!(sev(&f, 400), ["critical"], "warning is inhibited");
+        // Alerts that are not resent expire at their endsAt.
+        f.d.flush_due(10_000);
+        assert!(sev(&f, 10_000).is_empty());
+        f.store.close().unwrap();
+    }
+
+    #[test]
     fn needs_update_follows_alertmanagers_dedup_stage() {
         let s = |v: &[u64]| v.iter().copied().collect::<BTreeSet<u64>>();
         let e = NflogEntry {
