@@ -446,6 +446,7 @@ fn latency(dir: &Path, n: usize) {
             .body(body)
             .send()
             .unwrap();
+        let want = k.to_string();
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -454,7 +455,7 @@ fn latency(dir: &Path, n: usize) {
                 continue;
             };
             let v: serde_json::Value = serde_json::from_str(&payload).unwrap();
-            if v["labels"]["n"] == k.to_string() && v["status"] == "firing" {
+            if v["labels"]["n"] == want.as_str() && v["status"] == "firing" {
                 let starts =
                     picket::notify::alert::parse_rfc3339(v["startsAt"].as_str().unwrap()).unwrap();
                 lat.push((at - starts) as f64);
