@@ -576,6 +576,9 @@ mod tests {
         );
         let (line, key, msg) = invalid("[[notify.mqtt]]\n\nurl = \"http://b\"\n");
         assert_eq!((line, key.as_str()), (3, "notify.mqtt[0].url"), "{msg}");
+        let (_, key, msg) =
+            invalid("[[notify.webhook]]\nurl = \"http://x\"\nbody_template = \"{{ if }}\"\n");
+        assert_eq!(key, "notify.webhook[0].body_template", "{msg}");
         let (_, key, msg) = invalid("[[notify.inhibit_rules]]\nsource_matchers = [\"a=~(\"]\n");
         assert!(
             key.contains("source_matchers") && msg.contains("regular expression"),

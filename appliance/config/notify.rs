@@ -142,6 +142,27 @@ impl NotifyConfig {
                 return Err((format!("notify.mqtt[{i}].url"), e));
             }
         }
+        for (i, w) in self.webhook.iter().enumerate() {
+            if !(w.url.starts_with("http://") || w.url.starts_with("https://")) {
+                return Err((
+                    format!("notify.webhook[{i}].url"),
+                    format!("{:?} is not an http(s) URL", w.url),
+                ));
+            }
+            if !w.body_template.is_empty()
+                && let Err(e) = crate::rules::template::Template::parse(&w.body_template)
+            {
+                return Err((format!("notify.webhook[{i}].body_template"), e.to_string()));
+            }
+        }
+        for (i, a) in self.alertmanager.iter().enumerate() {
+            if !(a.url.starts_with("http://") || a.url.starts_with("https://")) {
+                return Err((
+                    format!("notify.alertmanager[{i}].url"),
+                    format!("{:?} is not an http(s) URL", a.url),
+                ));
+            }
+        }
         Ok(())
     }
 }

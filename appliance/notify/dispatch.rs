@@ -33,6 +33,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 pub const NFLOG_PREFIX: &str = "notify/nflog\u{0}";
+const NFLOG_RETENTION_MS: i64 = 5 * 24 * 3600 * 1000;
 
 /// What the dispatcher needs to know about a receiver.
 #[derive(Debug, Clone, PartialEq)]
@@ -95,8 +96,9 @@ pub struct Dispatcher {
     /// Every alert not resolved, by fingerprint (inhibition sources, GPIO state).
     active: HashMap<u64, Alert>,
     nflog: HashMap<(String, String), NflogEntry>,
-    /// Whether each alert was firing when last queued for each Alertmanager receiver.
-    am_sent: HashMap<(usize, u64), bool>,
+    /// Whether each alert was firing when last queued for each Alertmanager receiver, and
+    /// when it was last queued (resolved ones are forgotten an hour later).
+    am_sent: HashMap<(usize, u64), (bool, i64)>,
     outbox: Arc<Outbox>,
     silences: Arc<Silences>,
     pub notifications_queued: u64,
@@ -118,6 +120,7 @@ impl Dispatcher {
         outbox: Arc<Outbox>,
         silences: Arc<Silences>,
         store: &crate::store::Store,
+        now_ms: i64,
     ) -> Dispatcher {
         let ms = |d: std::time::Duration| d.as_millis() as i64;
         let index = |name: &String| receivers.iter().position(|r| &r.name == name);
@@ -157,10 +160,18 @@ impl Dispatcher {
             key: "{}".into(),
         });
         let mut nflog = HashMap::new();
+        let mut expired = Vec::new();
         match store.states_with_prefix(NFLOG_PREFIX) {
             Ok(entries) => {
                 for (k, v) in entries {
                     let rest = &k[NFLOG_PREFIX.len()..];
+                    // Alertmanager keeps its notification log for 5 days (--data.retention).
+                    let fresh = serde_json::from_slice::<NflogEntry>(&v)
+                        .is_ok_and(|e| now_ms - e.at_ms <= NFLOG_RETENTION_MS);
+                    if !fresh {
+                        expired.push(k.clone());
+                        continue;
+                    }
                     if let (Some((r, g)), Ok(e)) = (
                         rest.split_once('\u{0}'),
                         serde_json::from_slice::<NflogEntry>(&v),
@@ -172,6 +183,11 @@ impl Dispatcher {
             Err(e) => {
                 tracing::warn!(error = %e, "Cannot read the notification log; alerts already notified may be notified again.")
             }
+        }
+        if !expired.is_empty()
+            && let Err(e) = store.put_states(expired.iter().map(|k| (k.as_str(), None::<&[u8]>)))
+        {
+            tracing::warn!(error = %e, "Cannot delete old notification log entries.");
         }
         Dispatcher {
             receivers,
@@ -238,7 +254,8 @@ impl Dispatcher {
             let mut durable = false;
             for a in &mine {
                 let firing = !a.resolved_at(now_ms);
-                if self.am_sent.insert((ri, a.fingerprint()), firing) != Some(firing) {
+                let before = self.am_sent.insert((ri, a.fingerprint()), (firing, now_ms));
+                if before.map(|(f, _)| f) != Some(firing) {
                     durable = true;
                 }
             }
@@ -325,6 +342,9 @@ impl Dispatcher {
     /// Flushes every group that is due.
     pub fn flush_due(&mut self, now_ms: i64) {
         self.active.retain(|_, a| !a.resolved_at(now_ms));
+        // Prometheus stops resending a resolved alert 15 minutes after it resolved.
+        self.am_sent
+            .retain(|_, (firing, at)| *firing || now_ms - *at < 3_600_000);
         let due: Vec<(usize, BTreeMap<String, String>)> = self
             .groups
             .iter()
@@ -563,7 +583,7 @@ mod tests {
         let names: Vec<String> = receivers.iter().map(|r| r.name.clone()).collect();
         let outbox = Arc::new(Outbox::open(store.clone(), &names));
         let silences = Arc::new(Silences::open(store.clone()));
-        let d = Dispatcher::new(&cfg, receivers, outbox.clone(), silences.clone(), &store);
+        let d = Dispatcher::new(&cfg, receivers, outbox.clone(), silences.clone(), &store, 0);
         Fixture {
             _dir: dir,
             store,
@@ -715,6 +735,7 @@ mod tests {
             f.outbox.clone(),
             f.silences.clone(),
             &f.store,
+            200_000,
         );
         d2.receive(vec![alert("Down", "critical", "a", 10_000_000)], 200_000);
         d2.flush_due(200_000);
@@ -791,6 +812,27 @@ mod tests {
             .map(|e| e.durable)
             .collect();
         assert_eq!(durable, [true, false, true]);
+        f.store.close().unwrap();
+    }
+
+    #[test]
+    fn gpio_receivers_show_the_severities_of_unmuted_firing_alerts() {
+        let mut f = fixture(
+            "[[notify.gpio]]\npins = [{ pin = 17, severity = \"critical\" }]\n\
+             [[notify.inhibit_rules]]\nsource_matchers = ['severity=\"critical\"']\n\
+             target_matchers = ['severity=\"warning\"']\n",
+        );
+        let sev = |f: &Fixture, now| -> Vec<String> {
+            f.d.gpio_state(now)[0].1.iter().cloned().collect()
+        };
+        assert!(sev(&f, 0).is_empty());
+        f.d.receive(vec![alert("Hot", "warning", "a", 10_000)], 100);
+        assert_eq!(sev(&f, 200), ["warning"]);
+        f.d.receive(vec![alert("Down", "critical", "a", 10_000)], 300);
+        assert_eq!(sev(&f, 400), ["critical"], "warning is inhibited");
+        // Alerts that are not resent expire at their endsAt.
+        f.d.flush_due(10_000);
+        assert!(sev(&f, 10_000).is_empty());
         f.store.close().unwrap();
     }
 

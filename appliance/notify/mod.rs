@@ -229,8 +229,14 @@ impl Notifier {
         };
 
         let (tx, rx) = mpsc::channel::<Msg>();
-        let mut dispatcher =
-            Dispatcher::new(config, receivers, outbox.clone(), silences.clone(), &store);
+        let mut dispatcher = Dispatcher::new(
+            config,
+            receivers,
+            outbox.clone(),
+            silences.clone(),
+            &store,
+            now_ms(),
+        );
         let gpio_tx = gpio.as_ref().map(gpio::GpioDriver::sender);
         let queued = Arc::new(AtomicU64::new(0));
         let queued_counter = queued.clone();

@@ -63,6 +63,13 @@ impl WebhookSender {
         })
     }
 
+    /// Gives up on a notification the receiver will never take (counted as failed).
+    async fn drop_entry(&self, seq: u64) {
+        self.ctx.stats.failed.fetch_add(1, Ordering::Relaxed);
+        let (o, n) = (self.ctx.outbox.clone(), self.ctx.name.clone());
+        let _ = tokio::task::spawn_blocking(move || o.ack(&n, &[seq])).await;
+    }
+
     pub async fn run(mut self) {
         let mut backoff = Backoff::new();
         loop {
@@ -90,8 +97,7 @@ impl WebhookSender {
                     Ok(b) => b,
                     Err(e) => {
                         tracing::error!(receiver = %self.ctx.name, error = %e, "The webhook body template failed; the notification is dropped.");
-                        self.ctx.stats.failed.fetch_add(1, Ordering::Relaxed);
-                        self.ctx.outbox.ack(&self.ctx.name, &[entry.seq]);
+                        self.drop_entry(entry.seq).await;
                         continue;
                     }
                 },
@@ -128,9 +134,7 @@ impl WebhookSender {
                     let status = r.status();
                     let text = r.text().await.unwrap_or_default();
                     tracing::error!(receiver = %self.ctx.name, %status, body = %text.chars().take(200).collect::<String>(), "The webhook refused a notification; it is dropped.");
-                    self.ctx.stats.failed.fetch_add(1, Ordering::Relaxed);
-                    let (o, n, s) = (self.ctx.outbox.clone(), self.ctx.name.clone(), entry.seq);
-                    let _ = tokio::task::spawn_blocking(move || o.ack(&n, &[s])).await;
+                    self.drop_entry(entry.seq).await;
                     continue;
                 }
                 Ok(r) => {
