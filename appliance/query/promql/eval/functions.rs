@@ -408,6 +408,15 @@ pub(super) fn eval_call(ev: &mut Evaluator, c: &Call, t: i64) -> Result<Val, Eva
                 })
                 .collect()
         }
+        // They read native histograms, which Picket does not store; on floats Prometheus
+        // returns nothing, which would pass for "no data" on a dashboard.
+        "histogram_avg" | "histogram_count" | "histogram_stddev" | "histogram_stdvar"
+        | "histogram_sum" => {
+            return Err(EvalError::BadData(format!(
+                "function {:?} works on native histograms, which Picket does not support",
+                c.func
+            )));
+        }
         other => {
             return Err(EvalError::BadData(format!(
                 "function {other:?} is not supported"

@@ -1787,3 +1787,14 @@ fn limit_ratio_keeps_a_stable_hash_chosen_share_and_its_complement() {
     assert_eq!(half, labels_of("limit_ratio by (i) (0.5, x)"));
     assert!(instant(&r, &q("limit_ratio(NaN, x)"), 50 * M).is_err());
 }
+
+#[test]
+fn native_histogram_functions_are_rejected_with_the_reason() {
+    let r = load(M, &[("x", "1 2 3")]);
+    let e = instant(&r, &q("histogram_count(x)"), M);
+    assert!(matches!(e, Err(EvalError::BadData(_))), "{e:?}");
+    assert_eq!(
+        error_of(e),
+        r#"function "histogram_count" works on native histograms, which Picket does not support"#
+    );
+}
