@@ -1799,7 +1799,7 @@ fn native_histogram_functions_are_rejected_with_the_reason() {
     );
 }
 
-/// Found by fuzzing (promql_eval): nested `label_join`s double a value at each level and ran
+/// Found with the promql_eval fuzz target (a hand-written input): nested `label_join`s double a value at each level and ran
 /// for minutes, towards exhausting memory, past the query timeout. Values are capped at
 /// Prometheus' 2^24-byte label limit, and the timeout is checked between nested calls.
 #[test]
