@@ -1,5 +1,6 @@
 //! Aggregation operators (`sum`, `avg`, `min`, `max`, `count`, `group`, `stddev`, `stdvar`,
-//! `topk`, `bottomk`, `quantile`, `count_values`, `limitk`) with `by`/`without` grouping.
+//! `topk`, `bottomk`, `quantile`, `count_values`, `limitk`, `limit_ratio`) with `by`/`without`
+//! grouping.
 //! Mirrors `aggregation`/`aggregationK`/`aggregationCountValues` in promql/engine.go v3.x:
 //! groups come out in the order they were first seen, sums use Kahan-Neumaier summation,
 //! `avg` switches to an incremental mean only when the running sum would overflow.

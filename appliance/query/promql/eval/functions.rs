@@ -24,6 +24,8 @@ pub(super) fn eval_call(ev: &mut Evaluator, c: &Call, t: i64) -> Result<Val, Eva
     // functions that only drop the metric name can collide only when their input held
     // several names, so the kernels below clear this when it did not.
     let mut check = true;
+    // Within one step too: nested calls can each take long (`label_join` doubling a value).
+    ev.check_timeout()?;
     check_extended_selectors(c)?;
     let out = match c.func {
         "time" => return Ok(Val::Scalar(t as f64 / 1000.0)),
@@ -407,6 +409,15 @@ pub(super) fn eval_call(ev: &mut Evaluator, c: &Call, t: i64) -> Result<Val, Eva
                     v: bucket_fraction(lower, upper, &mut h.buckets),
                 })
                 .collect()
+        }
+        // They read native histograms, which Picket does not store; on floats Prometheus
+        // returns nothing, which would pass for "no data" on a dashboard.
+        "histogram_avg" | "histogram_count" | "histogram_stddev" | "histogram_stdvar"
+        | "histogram_sum" => {
+            return Err(EvalError::BadData(format!(
+                "function {:?} works on native histograms, which Picket does not support",
+                c.func
+            )));
         }
         other => {
             return Err(EvalError::BadData(format!(
@@ -1123,8 +1134,21 @@ fn label_replace(ev: &mut Evaluator, c: &Call, t: i64) -> Result<Vector, EvalErr
     for mut s in vec {
         let src_val = s.labels.get(&src).unwrap_or("");
         if let Some(caps) = re.captures(src_val) {
+            // Each `$` reference expands to at most the longest group. Far beyond the
+            // limit the expansion is refused unbuilt; that can refuse a value that would
+            // have fitted only when a group of megabytes exists but is not referenced.
+            let longest = caps.iter().flatten().map(|m| m.len()).max().unwrap_or(0);
+            let bound = repl
+                .len()
+                .saturating_add(repl.matches('$').count().saturating_mul(longest));
+            if bound > 4 * MAX_LABEL_LEN {
+                return Err(label_too_long());
+            }
             let mut res = String::new();
             caps.expand(&repl, &mut res);
+            if res.len() > MAX_LABEL_LEN {
+                return Err(label_too_long());
+            }
             let mut b = s.labels.clone().into_builder();
             b.set(&dst, &res);
             s.labels = b.build();
@@ -1133,6 +1157,17 @@ fn label_replace(ev: &mut Evaluator, c: &Call, t: i64) -> Result<Vector, EvalErr
         out.push(s);
     }
     Ok(out)
+}
+
+/// The longest label value Prometheus can hold: its label encoding panics beyond 2^24
+/// bytes (`sizeWhenEncoded`, model/labels/labels_stringlabels.go) and the engine reports
+/// the panic's message as the query's error. Checked before a value is built, this also
+/// stops queries whose values grow exponentially (nested `label_join`) from exhausting
+/// memory.
+const MAX_LABEL_LEN: usize = 1 << 24;
+
+fn label_too_long() -> EvalError {
+    EvalError::Execution("String too long to encode as label.".into())
 }
 
 /// `label_join(v, dst, separator, src...)` (`funcLabelJoin`, promql/functions.go v3.x).
@@ -1157,6 +1192,16 @@ fn label_join(ev: &mut Evaluator, c: &Call, t: i64) -> Result<Vector, EvalError>
     }
     let mut out = Vec::with_capacity(vec.len());
     for mut s in vec {
+        let len = srcs
+            .iter()
+            .map(|n| s.labels.get(n).map_or(0, str::len))
+            .fold(
+                sep.len().saturating_mul(srcs.len().saturating_sub(1)),
+                usize::saturating_add,
+            );
+        if len > MAX_LABEL_LEN {
+            return Err(label_too_long());
+        }
         let joined = srcs
             .iter()
             .map(|n| s.labels.get(n).unwrap_or(""))

@@ -1787,3 +1787,57 @@ fn limit_ratio_keeps_a_stable_hash_chosen_share_and_its_complement() {
     assert_eq!(half, labels_of("limit_ratio by (i) (0.5, x)"));
     assert!(instant(&r, &q("limit_ratio(NaN, x)"), 50 * M).is_err());
 }
+
+#[test]
+fn native_histogram_functions_are_rejected_with_the_reason() {
+    let r = load(M, &[("x", "1 2 3")]);
+    let e = instant(&r, &q("histogram_count(x)"), M);
+    assert!(matches!(e, Err(EvalError::BadData(_))), "{e:?}");
+    assert_eq!(
+        error_of(e),
+        r#"function "histogram_count" works on native histograms, which Picket does not support"#
+    );
+}
+
+/// Found with the promql_eval fuzz target (a hand-written input): nested `label_join`s double a value at each level and ran
+/// for minutes, towards exhausting memory, past the query timeout. Values are capped at
+/// Prometheus' 2^24-byte label limit, and the timeout is checked between nested calls.
+#[test]
+fn label_values_beyond_prometheus_limit_fail_instead_of_growing_unbounded() {
+    let mib = "v".repeat(1 << 20);
+    let r = load(M, &[(&format!(r#"x{{a="{mib}"}}"#), "1")]);
+    let join = |n: usize| format!(r#"label_join(x, "b", ""{})"#, r#", "a""#.repeat(n));
+    // 16 MiB exactly is the largest value Prometheus can encode.
+    match instant(&r, &q(&join(16)), 0) {
+        Ok(Value::Vector(v)) => assert_eq!(v[0].labels.get("b").map(str::len), Some(1 << 24)),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        error_of(instant(&r, &q(&join(17)), 0)),
+        "String too long to encode as label."
+    );
+    let replace = |n: usize| {
+        format!(
+            r#"label_replace(x, "b", "{}", "a", "(.*)")"#,
+            "$1".repeat(n)
+        )
+    };
+    match instant(&r, &q(&replace(16)), 0) {
+        Ok(Value::Vector(v)) => assert_eq!(v[0].labels.get("b").map(str::len), Some(1 << 24)),
+        other => panic!("{other:?}"),
+    }
+    // Expanded, then refused; and refused before expanding 100 MiB.
+    for n in [17, 100] {
+        assert_eq!(
+            error_of(instant(&r, &q(&replace(n)), 0)),
+            "String too long to encode as label."
+        );
+    }
+    let nested = (0..40).fold("x".to_string(), |e, _| {
+        format!(r#"label_join({e}, "a", "", "a", "a")"#)
+    });
+    assert_eq!(
+        error_of(instant(&r, &q(&nested), 0)),
+        "String too long to encode as label."
+    );
+}
