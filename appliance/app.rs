@@ -141,6 +141,23 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
         ingest.clone(),
     )));
 
+    // Forwarding reads the store through persistent cursors; stopped before the store
+    // closes, after its request in flight is answered.
+    // (Off the reactor: the blocking HTTP clients it builds own a runtime of their own.)
+    let forwarder = {
+        let (cfg, store) = (config.forward.clone(), store.clone());
+        tokio::task::spawn_blocking(move || crate::forward::Forwarder::start(&cfg, store)).await??
+    };
+    if let Some(f) = &forwarder {
+        if let Ok(mut c) = self_collector.lock() {
+            c.set_forward_stats(f.stats());
+        }
+        tracing::info!(
+            destinations = config.forward.remote_write.len(),
+            "Forwarding started."
+        );
+    }
+
     let mut collectors = Vec::new();
     if config.collect.host.enabled {
         let mut host = HostCollector::new(HostPaths {
@@ -275,6 +292,14 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
         elapsed_ms = t.elapsed().as_millis() as u64,
         "Rules stopped."
     );
+    if let Some(forwarder) = forwarder {
+        let t = Instant::now();
+        tokio::task::spawn_blocking(move || forwarder.stop()).await?;
+        tracing::info!(
+            elapsed_ms = t.elapsed().as_millis() as u64,
+            "Forwarding stopped."
+        );
+    }
     let t = Instant::now();
     tokio::task::spawn_blocking(move || store.close())
         .await?

@@ -17,6 +17,8 @@ pub struct SelfCollector {
     page_size: f64,
     ticks_per_second: f64,
     boot_time_seconds: f64,
+    /// Forwarding destinations (`picket_forward_*`), set once the forwarder started.
+    forward: Vec<std::sync::Arc<crate::forward::DestinationStats>>,
 }
 
 impl SelfCollector {
@@ -40,6 +42,7 @@ impl SelfCollector {
             },
             ticks_per_second: if ticks > 0 { ticks as f64 } else { 100.0 },
             boot_time_seconds: 0.0,
+            forward: Vec::new(),
         };
         c.boot_time_seconds = c.read_boot_time().unwrap_or(0.0);
         c
@@ -57,6 +60,15 @@ impl SelfCollector {
     pub fn collect(&mut self, out: &mut Batch) {
         self.collect_process(out);
         self.collect_picket(out);
+        crate::forward::collect_metrics(&self.forward, crate::store::status::now_ms(), out);
+    }
+
+    /// Includes the forwarding destinations' counters from now on.
+    pub fn set_forward_stats(
+        &mut self,
+        stats: Vec<std::sync::Arc<crate::forward::DestinationStats>>,
+    ) {
+        self.forward = stats;
     }
 
     fn collect_process(&mut self, out: &mut Batch) {

@@ -5,6 +5,7 @@
 //! Values are validated while they are deserialized (durations, addresses, positive
 //! numbers), so that every error carries the span of the offending value.
 
+pub mod forward;
 mod rules;
 
 pub use rules::RulesConfig;
@@ -32,6 +33,9 @@ pub struct Config {
     /// `[[scrape]]` jobs (Prometheus `scrape_configs`); none by default.
     #[serde(default)]
     pub scrape: Vec<scrape::ScrapeConfig>,
+    /// `[forward]`: remote_write destinations fed from the store.
+    #[serde(default)]
+    pub forward: forward::ForwardConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -214,6 +218,13 @@ impl Config {
             line: scrape::locate(text, p.job, &p.key),
             column: 1,
             key: format!("scrape[{}].{}", p.job, p.key),
+            message: p.message,
+        })?;
+        forward::validate(&config.forward).map_err(|p| ConfigError::Invalid {
+            file: file.to_string(),
+            line: forward::locate(text, p.index),
+            column: 1,
+            key: format!("forward.remote_write[{}].{}", p.index, p.key),
             message: p.message,
         })?;
         Ok(config)
