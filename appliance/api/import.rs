@@ -12,6 +12,9 @@
 //!   integers (`1i`, `1u`) and booleans become numbers, string fields 0 (VictoriaMetrics
 //!   1.79 does the same); `precision` = `ns` (default), `us`/`u`, `ms`, `s`, `m`, `h`.
 //!
+//! One difference kept on purpose: VictoriaMetrics 1.79 drops NaN samples; Picket stores
+//! them, as Prometheus does (a NaN is a value, e.g. a summary quantile with no data).
+//!
 //! Bodies may be gzip-compressed (`Content-Encoding: gzip`). With `api.write_token_file`
 //! set, a request needs `Authorization: Bearer <token>` or Influx' `Token <token>`. The
 //! body limit is `api.max_request_bytes` (decompressed: 4 times that).
