@@ -394,7 +394,7 @@ impl Destination {
                         Outcome::Stopped => return Ok(()),
                         Outcome::Sent | Outcome::Dropped => {}
                     }
-                    self.note_sent(window_pidx, in_batch);
+                    self.note_sent(si, window_pidx, in_batch);
                     self.cursor.segments[si].next_series = last_id + 1;
                     self.save()?;
                     batch.clear();
@@ -407,7 +407,7 @@ impl Destination {
                 Outcome::Stopped => return Ok(()),
                 Outcome::Sent | Outcome::Dropped => {}
             }
-            self.note_sent(window_pidx, in_batch);
+            self.note_sent(si, window_pidx, in_batch);
         }
         // A partition evicted while we read it made the read short: count what is gone.
         if self.account_evictions(si) {
@@ -497,7 +497,11 @@ impl Destination {
         true
     }
 
-    fn note_sent(&mut self, pidx: i64, n: usize) {
+    /// Counts what the oldest segment sent of its day partition (see `cursor`).
+    fn note_sent(&mut self, si: usize, pidx: i64, n: usize) {
+        if si != 0 {
+            return;
+        }
         if self.cursor.sent_partition != pidx {
             self.cursor.sent_partition = pidx;
             self.cursor.sent_in_partition = 0;
@@ -755,6 +759,96 @@ fn base64_encode(input: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use crate::model::{Labels, Sample};
+    use crate::store::{Budget, Limits, StoreOptions, WriteBatch};
+
+    fn destination(store: &Store) -> Destination {
+        let cfg = crate::config::Config::parse(
+            "[[forward.remote_write]]\nurl = \"http://127.0.0.1:9/w\"\n",
+            "t.toml",
+        )
+        .unwrap();
+        Destination::new(
+            &cfg.forward,
+            &cfg.forward.remote_write[0],
+            store.clone(),
+            Arc::default(),
+        )
+        .unwrap()
+    }
+
+    fn day(d: i64, n: i64) -> WriteBatch {
+        WriteBatch {
+            series: vec![(
+                Labels::from_pairs([("__name__", "x")]),
+                (0..n)
+                    .map(|i| Sample {
+                        t: d * 86_400_000 + i * 1000,
+                        v: 1.0,
+                    })
+                    .collect(),
+            )],
+            metadata: vec![],
+        }
+    }
+
+    #[test]
+    fn samples_evicted_before_they_were_sent_are_counted_and_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_with(
+            StoreOptions {
+                path: dir.path().to_path_buf(),
+                flush_interval: Duration::from_secs(3600),
+            },
+            Limits {
+                budget: Budget::Bytes(1),
+                ..Limits::default()
+            },
+        )
+        .unwrap();
+        store.append(day(0, 300)).unwrap();
+        store.flush().unwrap();
+        let mut d = destination(&store);
+        assert_eq!(
+            d.cursor.oldest_unsent(),
+            0,
+            "a new destination starts at the oldest day"
+        );
+        // 100 samples of day 0 were sent before the budget keeper deletes the day.
+        d.note_sent(0, 0, 100);
+        store.append(day(1, 10)).unwrap();
+        store.flush().unwrap();
+        assert_eq!(store.evictions_after(0).len(), 1);
+        assert!(d.account_evictions(0));
+        assert_eq!(d.stats.dropped_evicted.load(Ordering::Relaxed), 200);
+        assert_eq!(d.cursor.oldest_unsent(), 86_400_000);
+        assert!(!d.account_evictions(0), "counted once");
+        store.close().unwrap();
+    }
+
+    #[test]
+    fn a_saved_cursor_is_found_again_after_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let open = || {
+            Store::open(StoreOptions {
+                path: dir.path().to_path_buf(),
+                flush_interval: Duration::from_secs(3600),
+            })
+            .unwrap()
+        };
+        let store = open();
+        store.append(day(0, 5)).unwrap();
+        let mut d = destination(&store);
+        d.cursor.live_mut().from = 4_000;
+        d.save().unwrap();
+        drop(d);
+        store.close().unwrap();
+        let store = open();
+        let d = destination(&store);
+        assert_eq!(d.cursor.oldest_unsent(), 4_000);
+        store.close().unwrap();
+    }
 
     #[test]
     fn basic_auth_is_base64_of_user_and_password() {
