@@ -9,7 +9,8 @@
 //! CPU seconds per million samples scraped, samples VictoriaMetrics received
 //! (`vm_rows_inserted_total`), and proxy bytes per received sample.
 //!
-//! Picket runs with its collectors off, a `[[scrape]]` job and a `[[forward.remote_write]]`
+//! A fourth row, `picket-nofwd`, is the same Picket without a destination (what
+//! forwarding itself costs). Picket runs with its collectors off, a `[[scrape]]` job and a `[[forward.remote_write]]`
 //! destination with default queue settings (it forwards from its store, so it also stores
 //! everything: that is its design); vmagent with `-remoteWrite.tmpDataPath` (its on-disk
 //! queue); Prometheus in agent mode (WAL only).
@@ -256,19 +257,23 @@ fn run(
     let interval = format!("{interval_s}s");
     let port = free_port();
     let child = match name {
-        "picket" => {
+        "picket" | "picket-nofwd" => {
             let targets: Vec<String> = target_ports
                 .iter()
                 .map(|p| format!("\"127.0.0.1:{p}\""))
                 .collect();
-            let cfg = format!(
+            let mut cfg = format!(
                 "[collect.host]\nenabled = false\n[collect.self]\nenabled = false\n\
                  [[scrape]]\njob_name = \"bench\"\nscrape_interval = \"{interval}\"\nscrape_timeout = \"{interval}\"\n\
-                 [[scrape.static_configs]]\ntargets = [{}]\n\
-                 [forward]\ndelay = \"{interval}\"\n[[forward.remote_write]]\nurl = \"{write_url}\"\n\
-                 queue_config = {{ batch_send_deadline = \"{interval}\" }}\n",
+                 [[scrape.static_configs]]\ntargets = [{}]\n",
                 targets.join(", ")
             );
+            if name == "picket" {
+                cfg.push_str(&format!(
+                    "[forward]\ndelay = \"{interval}\"\n[[forward.remote_write]]\nurl = \"{write_url}\"\n\
+                     queue_config = {{ batch_send_deadline = \"{interval}\" }}\n"
+                ));
+            }
             std::fs::write(dir.join("picket.toml"), cfg).unwrap();
             Command::new(env!("CARGO_BIN_EXE_picket"))
                 .args(["run", "--config"])
@@ -391,7 +396,8 @@ fn main() {
         "bytes / sample"
     );
     let mut rows = Vec::new();
-    for name in ["picket", "vmagent", "prometheus"] {
+    // picket-nofwd: the same Picket without a destination, to show what forwarding costs.
+    for name in ["picket", "picket-nofwd", "vmagent", "prometheus"] {
         let dir = tempfile::tempdir().expect("temp dir");
         let r = run(
             name,
@@ -420,7 +426,7 @@ fn main() {
         assert!(r.mean_rss_mib > 0.0, "{}: no RSS measured", r.name);
     }
     if measuring {
-        for r in &rows {
+        for r in rows.iter().filter(|r| r.name != "picket-nofwd") {
             assert!(r.received > 0.0, "{} forwarded nothing", r.name);
         }
     }

@@ -29,12 +29,10 @@
 pub mod cursor;
 
 use crate::config::forward::{ForwardConfig, RemoteWriteConfig};
-use crate::model::prompb::{Label as PbLabel, Sample as PbSample, TimeSeries, WriteRequest};
 use crate::model::{Labels, Sample};
 use crate::store::outbox::LateWatch;
 use crate::store::{Store, StoreError};
 use cursor::Cursor;
-use prost::Message;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -611,49 +609,85 @@ impl Destination {
     }
 
     /// The remote_write request for `batch`, snappy-compressed, external labels added to
-    /// series that do not carry them.
+    /// series that do not carry them. Encoded straight from the store's label sets (the
+    /// `prompb` messages would copy every label string once more).
     fn encode(&mut self, batch: &[(Labels, Vec<Sample>)]) -> Vec<u8> {
-        let mut req = WriteRequest {
-            timeseries: Vec::with_capacity(batch.len()),
-            metadata: Vec::new(),
-        };
-        for (labels, samples) in batch {
-            let mut pb: Vec<PbLabel> = Vec::with_capacity(labels.len() + self.external.len());
-            for l in labels.iter() {
-                pb.push(PbLabel {
-                    name: l.name.to_string(),
-                    value: l.value.to_string(),
-                });
-            }
-            for (k, v) in &self.external {
-                if labels.get(k).is_none() {
-                    pb.push(PbLabel {
-                        name: k.clone(),
-                        value: v.clone(),
-                    });
-                }
-            }
-            if !self.external.is_empty() {
-                pb.sort_by(|a, b| a.name.cmp(&b.name));
-            }
-            req.timeseries.push(TimeSeries {
-                labels: pb,
-                samples: samples
-                    .iter()
-                    .map(|s| PbSample {
-                        value: s.v,
-                        timestamp: s.t,
-                    })
-                    .collect(),
-                histograms: Vec::new(),
-            });
-        }
         self.proto.clear();
-        req.encode(&mut self.proto)
-            .expect("BUG: a Vec grows as prost encodes");
-        snap::raw::Encoder::new()
-            .compress_vec(&self.proto)
-            .expect("BUG: snappy compresses any input below 4 GiB")
+        for (labels, samples) in batch {
+            encode_series(&mut self.proto, labels, &self.external, samples);
+        }
+        let mut out = vec![0u8; snap::raw::max_compress_len(self.proto.len())];
+        let n = snap::raw::Encoder::new()
+            .compress(&self.proto, &mut out)
+            .expect("BUG: snappy compresses any input below 4 GiB");
+        out.truncate(n);
+        // The buffer keeps its capacity between requests, but not a big one forever.
+        if self.proto.capacity() > 4 << 20 {
+            self.proto = Vec::new();
+        }
+        out
+    }
+}
+
+/// The label pairs of a series with the external labels merged in, in name order (the
+/// series' own label wins).
+fn merged_labels<'a>(
+    labels: &'a Labels,
+    external: &'a [(String, String)],
+) -> impl Iterator<Item = (&'a str, &'a str)> {
+    let mut own = labels.iter().peekable();
+    let mut ext = external
+        .iter()
+        .filter(|(k, _)| labels.get(k).is_none())
+        .peekable();
+    std::iter::from_fn(move || match (own.peek(), ext.peek()) {
+        (Some(o), Some(e)) if e.0.as_str() < &*o.name => {
+            ext.next().map(|(k, v)| (k.as_str(), v.as_str()))
+        }
+        (Some(_), _) => own.next().map(|l| (&*l.name, &*l.value)),
+        (None, Some(_)) => ext.next().map(|(k, v)| (k.as_str(), v.as_str())),
+        (None, None) => None,
+    })
+}
+
+/// Appends one `WriteRequest.timeseries` entry (field 1) in protobuf wire format:
+/// `TimeSeries { labels = 1: Label { name = 1, value = 2 }, samples = 2: Sample { value = 1
+/// (double), timestamp = 2 (int64) } }`.
+fn encode_series(
+    out: &mut Vec<u8>,
+    labels: &Labels,
+    external: &[(String, String)],
+    samples: &[Sample],
+) {
+    use prost::encoding::{encode_varint, encoded_len_varint};
+    let str_field = |n: usize| 1 + encoded_len_varint(n as u64) as usize + n;
+    let label_len = |k: &str, v: &str| str_field(k.len()) + str_field(v.len());
+    let sample_len = |s: &Sample| 9 + 1 + encoded_len_varint(s.t as u64) as usize;
+    let mut ts_len = 0usize;
+    for (k, v) in merged_labels(labels, external) {
+        ts_len += str_field(label_len(k, v));
+    }
+    for s in samples {
+        ts_len += str_field(sample_len(s));
+    }
+    out.push(0x0a);
+    encode_varint(ts_len as u64, out);
+    for (k, v) in merged_labels(labels, external) {
+        out.push(0x0a);
+        encode_varint(label_len(k, v) as u64, out);
+        for (tag, text) in [(0x0a, k), (0x12, v)] {
+            out.push(tag);
+            encode_varint(text.len() as u64, out);
+            out.extend_from_slice(text.as_bytes());
+        }
+    }
+    for s in samples {
+        out.push(0x12);
+        encode_varint(sample_len(s) as u64, out);
+        out.push(0x09);
+        out.extend_from_slice(&s.v.to_le_bytes());
+        out.push(0x10);
+        encode_varint(s.t as u64, out);
     }
 }
 
@@ -848,6 +882,66 @@ mod tests {
         let d = destination(&store);
         assert_eq!(d.cursor.oldest_unsent(), 4_000);
         store.close().unwrap();
+    }
+
+    #[test]
+    fn requests_decode_as_remote_write_with_external_labels_merged_in_order() {
+        use crate::model::prompb::{Label, Sample as PbSample, TimeSeries, WriteRequest};
+        use prost::Message;
+        let external = vec![
+            ("cluster".to_string(), "lab".to_string()),
+            ("job".to_string(), "ignored".to_string()),
+            ("zone".to_string(), "z".to_string()),
+        ];
+        let labels = Labels::from_pairs([("__name__", "up"), ("job", "node")]);
+        let mut buf = Vec::new();
+        let samples = [
+            Sample { t: -5, v: 0.0 },
+            Sample {
+                t: 1_700_000_000_000,
+                v: f64::NAN,
+            },
+        ];
+        encode_series(&mut buf, &labels, &external, &samples);
+        encode_series(
+            &mut buf,
+            &Labels::from_pairs([("__name__", "a")]),
+            &[],
+            &samples[..1],
+        );
+        let req = WriteRequest::decode(buf.as_slice()).unwrap();
+        let l = |n: &str, v: &str| Label {
+            name: n.into(),
+            value: v.into(),
+        };
+        assert_eq!(
+            req.timeseries[0].labels,
+            [
+                l("__name__", "up"),
+                l("cluster", "lab"),
+                l("job", "node"),
+                l("zone", "z")
+            ]
+        );
+        assert_eq!(
+            req.timeseries[0].samples[0],
+            PbSample {
+                value: 0.0,
+                timestamp: -5
+            }
+        );
+        assert!(req.timeseries[0].samples[1].value.is_nan());
+        assert_eq!(
+            req.timeseries[1],
+            TimeSeries {
+                labels: vec![l("__name__", "a")],
+                samples: vec![PbSample {
+                    value: 0.0,
+                    timestamp: -5
+                }],
+                histograms: vec![],
+            }
+        );
     }
 
     #[test]
