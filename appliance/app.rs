@@ -194,6 +194,26 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
         Arc::new(Mutex::new(c))
     };
 
+    // Forwarding reads the store through persistent cursors; stopped before the store
+    // closes, after its request in flight is answered.
+    // (Off the reactor: the blocking HTTP clients it builds own a runtime of their own.)
+    let forwarder = {
+        let (cfg, store) = (config.forward.clone(), store.clone());
+        tokio::task::spawn_blocking(move || crate::forward::Forwarder::start(&cfg, store)).await??
+    };
+    if let Some(f) = &forwarder {
+        if let Ok(mut c) = self_collector.lock() {
+            let stats = f.stats();
+            c.add_source(Box::new(move |out| {
+                crate::forward::collect_metrics(&stats, crate::store::status::now_ms(), out)
+            }));
+        }
+        tracing::info!(
+            destinations = config.forward.remote_write.len(),
+            "Forwarding started."
+        );
+    }
+
     let mut collectors = Vec::new();
     if config.collect.host.enabled {
         let mut host = HostCollector::new(HostPaths {
@@ -347,6 +367,14 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
         elapsed_ms = t.elapsed().as_millis() as u64,
         "Rules stopped."
     );
+    if let Some(forwarder) = forwarder {
+        let t = Instant::now();
+        tokio::task::spawn_blocking(move || forwarder.stop()).await?;
+        tracing::info!(
+            elapsed_ms = t.elapsed().as_millis() as u64,
+            "Forwarding stopped."
+        );
+    }
     let t = Instant::now();
     notifier.stop().await;
     tracing::info!(

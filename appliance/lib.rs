@@ -7,6 +7,7 @@ pub mod app;
 pub mod cli;
 pub mod collect;
 pub mod config;
+pub mod forward;
 pub mod ingest;
 pub mod model;
 pub mod notify;

@@ -1,8 +1,10 @@
 //! The HTTP API: the Prometheus query API (`prometheus`), the remote_write receiver
-//! (`remote_write`), Picket's own `/metrics`, and the health endpoints, on one axum router.
+//! (`remote_write`), the text imports (`import`: VictoriaMetrics' Prometheus-text import
+//! and the Influx line protocol), Picket's own `/metrics`, and the health endpoints, on one axum router.
 //! Request bodies are size-limited here; everything else is decided by the handlers.
 
 pub mod error;
+pub mod import;
 pub mod json;
 pub mod params;
 pub mod prometheus;
@@ -75,6 +77,11 @@ pub fn router(state: Arc<ApiState>) -> Router {
             get(prometheus::exemplars).post(prometheus::exemplars),
         )
         .route("/api/v1/write", post(remote_write::write))
+        .route("/api/v1/import/prometheus", post(import::import_prometheus))
+        .route("/write", post(import::influx_write))
+        .route("/influx/write", post(import::influx_write))
+        .route("/api/v2/write", post(import::influx_write_v2))
+        .route("/influx/api/v2/write", post(import::influx_write_v2))
         .route("/metrics", get(metrics))
         .route("/-/healthy", get(healthy))
         .route("/-/ready", get(ready))

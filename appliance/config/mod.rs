@@ -6,6 +6,7 @@
 //! numbers), so that every error carries the span of the offending value.
 
 pub mod notify;
+pub mod forward;
 mod rules;
 
 pub use rules::RulesConfig;
@@ -40,6 +41,9 @@ pub struct Config {
     /// Alert delivery: receivers, routes, inhibition (`notify.rs`).
     #[serde(default)]
     pub notify: notify::NotifyConfig,
+    /// `[forward]`: remote_write destinations fed from the store.
+    #[serde(default)]
+    pub forward: forward::ForwardConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -246,6 +250,13 @@ impl Config {
                 key,
                 message,
             }
+        })?;
+        forward::validate(&config.forward).map_err(|p| ConfigError::Invalid {
+            file: file.to_string(),
+            line: forward::locate(text, p.index),
+            column: 1,
+            key: format!("forward.remote_write[{}].{}", p.index, p.key),
+            message: p.message,
         })?;
         Ok(config)
     }

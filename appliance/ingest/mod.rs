@@ -22,16 +22,19 @@ pub enum Source {
     Scrape,
     /// `[[probe]]` health probes.
     Probe,
+    /// Text imports: `/api/v1/import/prometheus` and the Influx line protocol.
+    Import,
 }
 
 impl Source {
-    pub const ALL: [Source; 6] = [
+    pub const ALL: [Source; 7] = [
         Source::Host,
         Source::SelfMetrics,
         Source::RemoteWrite,
         Source::Rules,
         Source::Scrape,
         Source::Probe,
+        Source::Import,
     ];
 
     pub fn name(self) -> &'static str {
@@ -42,6 +45,7 @@ impl Source {
             Source::Rules => "rules",
             Source::Scrape => "scrape",
             Source::Probe => "probe",
+            Source::Import => "import",
         }
     }
 }
@@ -247,6 +251,25 @@ impl Ingest {
 }
 
 impl Ingest {
+    /// Stores what a text import parsed (label sets already validated by the importer);
+    /// `rejected` counts the samples of lines it refused.
+    pub fn imported(
+        &self,
+        series: Vec<(Labels, Vec<Sample>)>,
+        rejected: u64,
+    ) -> Result<u64, IngestError> {
+        let count = series.iter().map(|(_, s)| s.len() as u64).sum();
+        if count > 0 {
+            self.store.append(WriteBatch {
+                series,
+                metadata: Vec::new(),
+            })?;
+        }
+        self.stats.accepted[Source::Import as usize].fetch_add(count, Ordering::Relaxed);
+        self.stats.rejected[Source::Import as usize].fetch_add(rejected, Ordering::Relaxed);
+        Ok(count)
+    }
+
     /// Stores what one rule group evaluation produced (recording rule results, `ALERTS`
     /// series, staleness markers). The rule engine builds valid label sets itself.
     pub fn rule_output(&self, series: Vec<(Labels, Vec<Sample>)>) -> Result<(), IngestError> {

@@ -133,6 +133,7 @@ pub mod check;
 mod codec;
 mod head;
 mod index;
+pub mod outbox;
 mod partition;
 mod read;
 pub mod snapshot;
@@ -445,6 +446,10 @@ struct Shared {
     closed: AtomicBool,
     counters: Mutex<Counters>,
     limits: Resolved,
+    /// Partitions the budget keeper deleted (outbox.rs), oldest first.
+    evictions: Mutex<Vec<outbox::Eviction>>,
+    /// Forwarding cursors that `append` counts late writes against (outbox.rs).
+    late_watches: RwLock<Vec<Arc<outbox::LateWatch>>>,
 }
 
 impl Shared {
@@ -673,6 +678,8 @@ impl Store {
             closed: AtomicBool::new(false),
             counters: Mutex::new(Counters::default()),
             limits,
+            evictions: Mutex::default(),
+            late_watches: RwLock::default(),
         });
         // Small bound: callers only ever wait for one reply each.
         let (tx, rx) = sync_channel(4);
@@ -682,13 +689,15 @@ impl Store {
             .name("picket-store-writer".into())
             .spawn(move || w.run(rx))
             .map_err(|e| StoreError::Other(format!("cannot start the store writer thread: {e}")))?;
-        Ok(Store {
+        let store = Store {
             handle: Arc::new(Handle {
                 shared,
                 tx: Mutex::new(Some(tx)),
                 thread: Mutex::new(Some(thread)),
             }),
-        })
+        };
+        store.load_eviction_records()?;
+        Ok(store)
     }
 
     fn shared(&self) -> &Shared {
@@ -702,6 +711,14 @@ impl Store {
             return Err(StoreError::Closed);
         }
         let mut head = self.shared().head_mut();
+        {
+            let watches = self
+                .shared()
+                .late_watches
+                .read()
+                .unwrap_or_else(|e| e.into_inner());
+            outbox::count_late(&watches, &batch.series);
+        }
         for (labels, samples) in &batch.series {
             if samples.is_empty() {
                 continue;

@@ -257,6 +257,9 @@ pub fn chunks_table(txn: &ReadTransaction, path: &Path) -> Result<Option<ChunksT
 
 /// Appends to `out` the sealed chunks of `series` in partition `pidx` that may hold
 /// samples in `[start, end]`, as `(seq, samples)` in arrival order within each chunk.
+/// `newest` bounds the hours looked at: the newest `max_t` of any sealed chunk in the
+/// partition ([`PartStats::max_t`]), or [`partition_end`] when unknown.
+#[allow(clippy::too_many_arguments)]
 pub fn read_chunks(
     t: &ChunksTable,
     path: &Path,
@@ -264,12 +267,14 @@ pub fn read_chunks(
     series: u64,
     start: i64,
     end: i64,
+    newest: i64,
     out: &mut Vec<(u64, Vec<Sample>)>,
 ) -> Result<(), StoreError> {
     // A chunk ending at or after `start` may reach into the range; it can end in any later
-    // hour of the partition (a chunk may span hours), so every such hour is looked at.
+    // hour of the partition (a chunk may span hours), so every such hour up to the newest
+    // sealed chunk's is looked at.
     let first = hour_of(start.max(partition_start(pidx)));
-    let last = hour_of(partition_end(pidx));
+    let last = hour_of(newest.min(partition_end(pidx)));
     for hour in first..=last {
         let range = t
             .range((hour, series, start, 0u64)..=(hour, series, i64::MAX, u64::MAX))

@@ -60,6 +60,23 @@ impl Store {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
+        let mut out: Vec<SeriesData> = self
+            .read_ids(&ids, start, end)?
+            .into_iter()
+            .map(|(_, labels, samples)| SeriesData { labels, samples })
+            .collect();
+        out.sort_by(|a, b| a.labels.cmp(&b.labels));
+        Ok(out)
+    }
+
+    /// The samples in `[start, end]` of the series `ids`, as `(id, labels, samples)` in the
+    /// order of `ids`; series without samples there (or unknown) are left out.
+    pub(super) fn read_ids(
+        &self,
+        ids: &[u64],
+        start: i64,
+        end: i64,
+    ) -> Result<Vec<(u64, Labels, Vec<Sample>)>, StoreError> {
         let shared = &self.handle.shared;
         let (lo, hi) = (
             partition::partition_index(start),
@@ -69,7 +86,7 @@ impl Store {
         let mut found: Vec<(u64, Labels, Vec<Sample>)> = Vec::with_capacity(ids.len());
         let parts = {
             let head = shared.head();
-            for id in ids {
+            for &id in ids {
                 let Some(s) = head.series.get(&id) else {
                     continue;
                 };
@@ -87,28 +104,36 @@ impl Store {
             }
             let mut parts = Vec::new();
             for (&pidx, db) in dbs.partitions.range(lo..=hi) {
+                // Read after the head snapshot: a seal updates the stats before the head
+                // forgets the chunk, so a chunk missing from the head is within `newest`.
+                let Some(newest) = dbs.stats.get(&pidx).and_then(|st| st.max_t) else {
+                    continue; // no sealed chunk in this partition yet
+                };
+                if newest < start {
+                    continue;
+                }
                 let path = partition::partition_path(&shared.dir, pidx);
                 let txn = db.begin_read().map_err(|e| StoreError::db(&path, e))?;
                 // The transaction needs its database alive: the budget keeper may evict
                 // the partition (dropping the store's handle) while this read goes on.
-                parts.push((pidx, path, db.clone(), txn));
+                parts.push((pidx, newest, path, db.clone(), txn));
             }
             parts
         };
 
         let mut tables = Vec::with_capacity(parts.len());
-        for (pidx, path, _db, txn) in &parts {
+        for (pidx, newest, path, _db, txn) in &parts {
             if let Some(t) = partition::chunks_table(txn, path)? {
-                tables.push((*pidx, path, t));
+                tables.push((*pidx, *newest, path, t));
             }
         }
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(found.len());
         let mut disk: Vec<(u64, Vec<Sample>)> = Vec::new();
         for (id, labels, head_samples) in found {
             let mut all = Vec::new();
-            for (pidx, path, t) in &tables {
+            for (pidx, newest, path, t) in &tables {
                 disk.clear();
-                partition::read_chunks(t, path, *pidx, id, start, end, &mut disk)?;
+                partition::read_chunks(t, path, *pidx, id, start, end, *newest, &mut disk)?;
                 // Later sequence numbers were written later: they go last so they win.
                 disk.sort_by_key(|(seq, _)| *seq);
                 for (_, s) in disk.drain(..) {
@@ -122,10 +147,9 @@ impl Store {
             );
             let samples = last_wins(all);
             if !samples.is_empty() {
-                out.push(SeriesData { labels, samples });
+                out.push((id, labels, samples));
             }
         }
-        out.sort_by(|a, b| a.labels.cmp(&b.labels));
         Ok(out)
     }
 

@@ -7,7 +7,7 @@
 //! Callers write only when something changed (an alert changing state, not every
 //! evaluation), because every durable commit costs the SD card a fixed ~46 KB.
 
-use super::{Store, StoreError};
+use super::{Shared, Store, StoreError};
 use redb::{ReadableDatabase, TableDefinition};
 
 /// Key → opaque bytes owned by the caller; keys are namespaced by a prefix per stage.
@@ -19,24 +19,7 @@ impl Store {
         &self,
         changes: impl IntoIterator<Item = (K, Option<V>)>,
     ) -> Result<(), StoreError> {
-        let shared = &self.handle.shared;
-        let path = shared.index_path();
-        let db = shared.dbs().index.clone().ok_or(StoreError::Closed)?;
-        let mut txn = db.begin_write().map_err(|e| StoreError::db(&path, e))?;
-        txn.set_quick_repair(true);
-        {
-            let mut t = txn
-                .open_table(STATE)
-                .map_err(|e| StoreError::db(&path, e))?;
-            for (k, v) in changes {
-                match v {
-                    Some(v) => t.insert(k.as_ref(), v.as_ref()).map(drop),
-                    None => t.remove(k.as_ref()).map(drop),
-                }
-                .map_err(|e| StoreError::db(&path, e))?;
-            }
-        }
-        txn.commit().map_err(|e| StoreError::db(&path, e))
+        put_states_in(&self.handle.shared, changes)
     }
 
     /// Every state entry whose key starts with `prefix`, in key order.
@@ -61,6 +44,30 @@ impl Store {
         }
         Ok(out)
     }
+}
+
+/// [`Store::put_states`] for the writer thread, which holds the shared state, not a handle.
+pub(super) fn put_states_in<K: AsRef<str>, V: AsRef<[u8]>>(
+    shared: &Shared,
+    changes: impl IntoIterator<Item = (K, Option<V>)>,
+) -> Result<(), StoreError> {
+    let path = shared.index_path();
+    let db = shared.dbs().index.clone().ok_or(StoreError::Closed)?;
+    let mut txn = db.begin_write().map_err(|e| StoreError::db(&path, e))?;
+    txn.set_quick_repair(true);
+    {
+        let mut t = txn
+            .open_table(STATE)
+            .map_err(|e| StoreError::db(&path, e))?;
+        for (k, v) in changes {
+            match v {
+                Some(v) => t.insert(k.as_ref(), v.as_ref()).map(drop),
+                None => t.remove(k.as_ref()).map(drop),
+            }
+            .map_err(|e| StoreError::db(&path, e))?;
+        }
+    }
+    txn.commit().map_err(|e| StoreError::db(&path, e))
 }
 
 #[cfg(test)]

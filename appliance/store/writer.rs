@@ -360,6 +360,7 @@ impl Writer {
 
     fn evict(&mut self, pidx: i64, why: &str) {
         let path = partition::partition_path(&self.shared.dir, pidx);
+        self.record_eviction(pidx);
         {
             let mut dbs = self.shared.dbs_mut();
             dbs.partitions.remove(&pidx);
@@ -392,6 +393,39 @@ impl Writer {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .evicted_partitions += 1;
+    }
+
+    /// Records what the partition held (outbox.rs) before readers stop seeing it, so a
+    /// forwarder whose cursor is in it counts the samples it can no longer send.
+    fn record_eviction(&self, pidx: i64) {
+        let sealed = self.shared.dbs().stats.get(&pidx).map_or(0, |s| s.samples);
+        let in_head: u64 = self
+            .shared
+            .head()
+            .series
+            .values()
+            .flat_map(|s| s.chunks.iter())
+            .filter(|c| c.partition == pidx)
+            .map(|c| u64::from(c.count()))
+            .sum();
+        let ev = super::outbox::Eviction {
+            partition: pidx,
+            samples: sealed + in_head,
+        };
+        let key = super::outbox::eviction_key(pidx);
+        if let Err(e) =
+            super::state::put_states_in(&self.shared, [(key, Some(ev.samples.to_le_bytes()))])
+        {
+            tracing::error!(error = %e, "Cannot record an evicted partition; forwarders will not count its samples after a restart.");
+        }
+        let mut list = self
+            .shared
+            .evictions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        list.retain(|e| e.partition != pidx);
+        list.push(ev);
+        list.sort_by_key(|e| e.partition);
     }
 
     fn partition_db(&self, pidx: i64, path: &std::path::Path) -> Result<Arc<Database>, StoreError> {
