@@ -2,7 +2,8 @@
 //! with the configured headers and auth; a notification queued while the receiver is down
 //! survives a Picket restart in the outbox and is delivered once when the receiver is up;
 //! silences (created and expired with `picket silence`) and `inhibit_rules` keep alerts
-//! quiet until they end.
+//! quiet until they end; a receiver answering 503 gets the notification again, with
+//! backoff, until it takes it.
 
 mod common;
 mod notify_common;
@@ -211,6 +212,61 @@ fn webhook_payload_outbox_across_restart_silences_and_inhibition() {
     assert_eq!(
         (v["status"].as_str(), v["errorType"].as_str()),
         (Some("error"), Some("bad_data"))
+    );
+    p.stop();
+}
+
+#[test]
+fn a_failing_webhook_is_retried_with_backoff_until_it_accepts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let receiver = HttpReceiver::start_failing(port, 2);
+    let rules = tmp.path().join("rules.yml");
+    std::fs::write(
+        &rules,
+        "groups:\n  - name: r\n    rules:\n      - alert: Retry\n        expr: vector(1)\n",
+    )
+    .unwrap();
+    let cfg = config(
+        &rules,
+        &format!(
+            "[[notify.webhook]]\nurl = \"http://127.0.0.1:{port}/\"\n\
+             body_template = '{{{{ .Status }}}} {{{{ range .Alerts }}}}{{{{ .Labels.alertname }}}}{{{{ end }}}}'\n\
+             content_type = \"text/plain\"\n"
+        ),
+    );
+    let p = Picket::start_in(tmp.path(), &tmp.path().join("data"), &cfg);
+    wait_for(30, "three attempts", || {
+        (receiver.requests.lock().unwrap().len() >= 3).then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let reqs = receiver.requests.lock().unwrap().clone();
+    assert_eq!(
+        reqs.len(),
+        3,
+        "two refused, one accepted, no more: {reqs:?}"
+    );
+    // The same notification each time, rendered by the body template.
+    assert!(reqs.iter().all(|r| r.body == "firing Retry"), "{reqs:?}");
+    assert!(
+        reqs[0]
+            .headers
+            .contains(&("content-type".into(), "text/plain".into()))
+    );
+    let (_, text) = p.get("/metrics");
+    assert_eq!(
+        metric(
+            &text,
+            "picket_notifications_failed_total{receiver=\"webhook-0\"}"
+        ),
+        Some(2.0)
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "picket_notifications_sent_total{receiver=\"webhook-0\"}"
+        ),
+        Some(1.0)
     );
     p.stop();
 }

@@ -434,7 +434,7 @@ impl Dispatcher {
                 if alerts.is_empty() {
                     // Only resolved alerts and the receiver does not want them: the log
                     // changes, nothing is sent.
-                    if let Err(e) = self.outbox_store_log(log_change) {
+                    if let Err(e) = self.outbox.put_state(log_change) {
                         tracing::warn!(error = %e, "Cannot save the notification log.");
                     }
                     continue;
@@ -475,11 +475,7 @@ impl Dispatcher {
         }
     }
 
-    fn outbox_store_log(&self, change: (String, Option<Vec<u8>>)) -> Result<(), String> {
-        self.outbox.put_state(change)
-    }
-
-    /// For each GPIO receiver (by index), the severities of the unmuted firing alerts
+    /// For each GPIO receiver (by name), the severities of the unmuted firing alerts
     /// routed to it.
     pub fn gpio_state(&self, now_ms: i64) -> Vec<(String, BTreeSet<String>)> {
         let mut out = Vec::new();
@@ -503,15 +499,6 @@ impl Dispatcher {
             out.push((r.name.clone(), sev));
         }
         out
-    }
-
-    /// Alerts that are active and neither silenced nor inhibited, and those that are
-    /// muted, for `picket_alerts_muted`.
-    pub fn muted_count(&self, now_ms: i64) -> usize {
-        self.active
-            .values()
-            .filter(|a| self.muted(a, now_ms))
-            .count()
     }
 }
 

@@ -371,6 +371,12 @@ impl Notifier {
             self.outbox.dropped() as f64,
         );
         out.scalar(
+            "picket_notifications_outbox_write_errors_total",
+            "Outbox writes to the store that failed (those notifications were kept in memory only).",
+            MetricType::Counter,
+            self.outbox.write_errors() as f64,
+        );
+        out.scalar(
             "picket_notifications_queued_total",
             "Group notifications queued by the dispatcher.",
             MetricType::Counter,

@@ -168,7 +168,8 @@ pub struct Request {
     pub body: String,
 }
 
-/// A minimal HTTP/1.1 receiver answering 200 to everything, recording the requests.
+/// A minimal HTTP/1.1 receiver answering 200 (after `fail_first` 503s), recording the
+/// requests.
 pub struct HttpReceiver {
     pub requests: Arc<Mutex<Vec<Request>>>,
     pub port: u16,
@@ -176,6 +177,10 @@ pub struct HttpReceiver {
 
 impl HttpReceiver {
     pub fn start(port: u16) -> HttpReceiver {
+        HttpReceiver::start_failing(port, 0)
+    }
+
+    pub fn start_failing(port: u16, fail_first: usize) -> HttpReceiver {
         let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind the receiver");
         let requests = Arc::new(Mutex::new(Vec::new()));
         let r = requests.clone();
@@ -210,9 +215,13 @@ impl HttpReceiver {
                     headers,
                     body: String::from_utf8_lossy(&body).into_owned(),
                 });
-                let _ = stream.write_all(
-                    b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-                );
+                let failing = r.lock().unwrap().len() <= fail_first;
+                let answer: &[u8] = if failing {
+                    b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                } else {
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                };
+                let _ = stream.write_all(answer);
             }
         });
         HttpReceiver { requests, port }
