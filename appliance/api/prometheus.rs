@@ -235,7 +235,7 @@ fn match_params(p: &Params) -> Result<Vec<Vec<Matcher>>, ApiError> {
     p.all("match[]")
         .into_iter()
         .map(|sel| match promql::parse(sel) {
-            Ok(Expr::VectorSelector(vs)) => Ok(vs.matchers),
+            Ok(Expr::VectorSelector(ref vs)) => Ok(vs.matchers.clone()),
             Ok(_) => Err(ApiError::bad_data(format!(
                 "invalid parameter \"match[]\": {sel:?} is not an instant vector selector"
             ))),

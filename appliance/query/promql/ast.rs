@@ -61,6 +61,22 @@ pub struct VectorSelector {
     pub span: Span,
 }
 
+impl VectorSelector {
+    /// A selector with no matchers, a placeholder for one taken out of an [`Expr`].
+    pub fn empty() -> VectorSelector {
+        VectorSelector {
+            name: None,
+            matchers: Vec::new(),
+            offset_ms: 0,
+            offset_expr: None,
+            at: None,
+            anchored: false,
+            smoothed: false,
+            span: Span::default(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct MatrixSelector {
     pub selector: VectorSelector,
@@ -391,6 +407,48 @@ impl Expr {
     }
 }
 
+impl Drop for Expr {
+    /// Iterative: the default drop recurses once per level, and the parser accepts chains
+    /// (`a + a + ... + a`) thousands of levels deep, whose drop would overflow the stack
+    /// of the thread that happens to free them and abort the process.
+    fn drop(&mut self) {
+        let mut pending: Vec<Expr> = Vec::new();
+        take_children(self, &mut pending);
+        while let Some(mut e) = pending.pop() {
+            take_children(&mut e, &mut pending);
+        }
+    }
+}
+
+/// Moves the sub-expressions of `e` that have children of their own into `out`, leaving
+/// leaves in their place, so that dropping `e` no longer recurses.
+fn take_children(e: &mut Expr, out: &mut Vec<Expr>) {
+    fn take(slot: &mut Expr, out: &mut Vec<Expr>) {
+        if !matches!(
+            slot,
+            Expr::Number(_) | Expr::String(_) | Expr::VectorSelector(_) | Expr::MatrixSelector(_)
+        ) {
+            out.push(std::mem::replace(slot, Expr::Number(0.0)));
+        }
+    }
+    match e {
+        Expr::Number(_) | Expr::String(_) | Expr::VectorSelector(_) | Expr::MatrixSelector(_) => {}
+        Expr::Subquery(sq) => take(&mut sq.expr, out),
+        Expr::Call(c) => c.args.iter_mut().for_each(|a| take(a, out)),
+        Expr::Aggregate(a) => {
+            take(&mut a.expr, out);
+            if let Some(p) = &mut a.param {
+                take(p, out);
+            }
+        }
+        Expr::Binary(b) => {
+            take(&mut b.lhs, out);
+            take(&mut b.rhs, out);
+        }
+        Expr::Neg(x) | Expr::Paren(x) => take(x, out),
+    }
+}
+
 // ---- Printing (added by the parser author; not part of the original contract). ----
 
 use super::lexer::go_quote;
@@ -646,5 +704,39 @@ impl fmt::Display for Expr {
             Expr::Neg(e) => write!(f, "-{e}"),
             Expr::Paren(e) => write!(f, "({e})"),
         }
+    }
+}
+
+#[cfg(test)]
+mod drop_tests {
+    use super::*;
+
+    /// Found by fuzzing with deep inputs (a 40,000-term `up + up + ...` chain): the derived
+    /// drop recursed once per level and overflowed the stack, aborting the process.
+    #[test]
+    fn deep_trees_drop_on_a_small_stack() {
+        let mut e = Expr::Number(1.0);
+        for i in 0..1_000_000 {
+            e = if i % 2 == 0 {
+                Expr::Neg(Box::new(e))
+            } else {
+                Expr::Binary(Binary {
+                    op: BinaryOp::Add,
+                    lhs: Box::new(e),
+                    rhs: Box::new(Expr::Number(2.0)),
+                    return_bool: false,
+                    matching: None,
+                    fill_left: None,
+                    fill_right: None,
+                    span: Span::default(),
+                })
+            };
+        }
+        let dropped = std::thread::Builder::new()
+            .stack_size(64 * 1024)
+            .spawn(move || drop(e))
+            .expect("thread starts")
+            .join();
+        assert!(dropped.is_ok());
     }
 }

@@ -1074,7 +1074,8 @@ impl Parser<'_> {
                     start: p.span.start,
                     end: t.end,
                 };
-                let vs = match p.e {
+                let mut e = p.e;
+                let vs = match &mut e {
                     Expr::VectorSelector(vs) if vs.offset_ms != 0 || vs.offset_expr.is_some() => {
                         return Err(ParseError::new(
                             open.start,
@@ -1087,7 +1088,8 @@ impl Parser<'_> {
                             "no @ modifiers allowed before range",
                         ));
                     }
-                    Expr::VectorSelector(vs) => vs,
+                    // `Expr` has a `Drop`, so the selector is taken, not moved, out.
+                    Expr::VectorSelector(vs) => std::mem::replace(vs, VectorSelector::empty()),
                     _ => {
                         return Err(ParseError::new(
                             open.start,
@@ -1601,7 +1603,8 @@ mod tests {
         labels: &[&str],
         include: &[&str],
     ) -> Expr {
-        let Expr::Binary(mut b) = e else {
+        let mut e = e;
+        let Expr::Binary(b) = &mut e else {
             panic!("not binary")
         };
         b.matching = Some(VectorMatching {
@@ -1610,15 +1613,16 @@ mod tests {
             labels: labels.iter().map(|s| s.to_string()).collect(),
             include: include.iter().map(|s| s.to_string()).collect(),
         });
-        Expr::Binary(b)
+        e
     }
 
     fn with_bool(e: Expr) -> Expr {
-        let Expr::Binary(mut b) = e else {
+        let mut e = e;
+        let Expr::Binary(b) = &mut e else {
             panic!("not binary")
         };
         b.return_bool = true;
-        Expr::Binary(b)
+        e
     }
 
     fn neg(e: Expr) -> Expr {
@@ -1679,44 +1683,40 @@ mod tests {
     }
 
     /// Clears every span so trees can be compared structurally.
-    fn strip(e: Expr) -> Expr {
-        fn vs(mut v: VectorSelector) -> VectorSelector {
-            v.span = Span::default();
-            v
+    fn strip(mut e: Expr) -> Expr {
+        fn clear(e: &mut Expr) {
+            match e {
+                Expr::VectorSelector(v) => v.span = Span::default(),
+                Expr::MatrixSelector(ms) => {
+                    ms.selector.span = Span::default();
+                    ms.span = Span::default();
+                }
+                Expr::Subquery(s) => {
+                    clear(&mut s.expr);
+                    s.span = Span::default();
+                }
+                Expr::Call(c) => {
+                    c.args.iter_mut().for_each(clear);
+                    c.span = Span::default();
+                }
+                Expr::Aggregate(a) => {
+                    clear(&mut a.expr);
+                    if let Some(p) = &mut a.param {
+                        clear(p);
+                    }
+                    a.span = Span::default();
+                }
+                Expr::Binary(b) => {
+                    clear(&mut b.lhs);
+                    clear(&mut b.rhs);
+                    b.span = Span::default();
+                }
+                Expr::Neg(e) | Expr::Paren(e) => clear(e),
+                Expr::Number(_) | Expr::String(_) => {}
+            }
         }
-        match e {
-            Expr::VectorSelector(v) => Expr::VectorSelector(vs(v)),
-            Expr::MatrixSelector(mut ms) => {
-                ms.selector = vs(ms.selector);
-                ms.span = Span::default();
-                Expr::MatrixSelector(ms)
-            }
-            Expr::Subquery(mut s) => {
-                s.expr = Box::new(strip(*s.expr));
-                s.span = Span::default();
-                Expr::Subquery(s)
-            }
-            Expr::Call(mut c) => {
-                c.args = c.args.into_iter().map(strip).collect();
-                c.span = Span::default();
-                Expr::Call(c)
-            }
-            Expr::Aggregate(mut a) => {
-                a.expr = Box::new(strip(*a.expr));
-                a.param = a.param.map(|p| Box::new(strip(*p)));
-                a.span = Span::default();
-                Expr::Aggregate(a)
-            }
-            Expr::Binary(mut b) => {
-                b.lhs = Box::new(strip(*b.lhs));
-                b.rhs = Box::new(strip(*b.rhs));
-                b.span = Span::default();
-                Expr::Binary(b)
-            }
-            Expr::Neg(e) => neg(strip(*e)),
-            Expr::Paren(e) => paren(strip(*e)),
-            e => e,
-        }
+        clear(&mut e);
+        e
     }
 
     struct Case {

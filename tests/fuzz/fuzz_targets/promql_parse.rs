@@ -15,6 +15,20 @@ fuzz_target!(|data: &[u8]| {
     let Ok(expr) = parse(text) else {
         return;
     };
+    // Printing and comparing recurse once per level, and the parser accepts trees thousands
+    // of levels deep (it and the evaluator move to a sized stack for them): check on a
+    // large stack. A panic there aborts the process, as libFuzzer expects.
+    std::thread::scope(|s| {
+        std::thread::Builder::new()
+            .stack_size(1 << 30)
+            .spawn_scoped(s, || round_trip(text, &expr))
+            .expect("thread starts")
+            .join()
+            .expect("round trip");
+    });
+});
+
+fn round_trip(text: &str, expr: &picket::query::promql::Expr) {
     let printed = expr.to_string();
     let reparsed = match parse(&printed) {
         Ok(e) => e,
@@ -22,11 +36,8 @@ fuzz_target!(|data: &[u8]| {
     };
     // Debug forms compare NaN literals as equal, which `PartialEq` would not.
     let (a, b) = (
-        format!("{:?}", without_spans(&expr)),
+        format!("{:?}", without_spans(expr)),
         format!("{:?}", without_spans(&reparsed)),
     );
-    assert_eq!(
-        a, b,
-        "{text:?} printed as {printed:?} parses to a different tree"
-    );
-});
+    assert_eq!(a, b, "{text:?} printed as {printed:?} parses to a different tree");
+}

@@ -171,10 +171,8 @@ pub(super) fn eval_info(ev: &mut Evaluator, c: &Call, t: i64) -> Result<Val, Eva
         return Ok(Val::Vector(base));
     }
     let key = c as *const Call;
-    if !ev.info_loads.contains_key(&key) {
-        // Not reached by the preload walk (it covers every call): nothing loaded.
-        ev.info_loads.insert(key, InfoLoad::new(c));
-    }
+    // Not reached by the preload walk (it covers every call): nothing loaded.
+    ev.info_loads.entry(key).or_insert_with(|| InfoLoad::new(c));
     let ref_t = ev.info_ref_time(c, t);
     let lookback = ev.opts.lookback_delta_ms;
     let load = &ev.info_loads[&key];

@@ -119,9 +119,12 @@ pub fn instant_query_annotated(
     t_ms: i64,
     opts: &EngineOptions,
 ) -> Result<(Value, Annotations), EvalError> {
-    let resolved = durations::resolve(expr, 0, 0)?;
-    let expr = resolved.as_ref().unwrap_or(expr);
-    with_stack_for(expr, || instant_query_inner(reader, expr, t_ms, opts))
+    // Resolving walks the tree recursively too, so it runs on the sized stack.
+    with_stack_for(expr, || {
+        let resolved = durations::resolve(expr, 0, 0)?;
+        let expr = resolved.as_ref().unwrap_or(expr);
+        instant_query_inner(reader, expr, t_ms, opts)
+    })
 }
 
 fn instant_query_inner(
@@ -179,9 +182,9 @@ pub fn range_query_annotated(
     opts: &EngineOptions,
 ) -> Result<(Value, Annotations), EvalError> {
     let range_ms = end_ms.saturating_sub(start_ms);
-    let resolved = durations::resolve(expr, step_ms, range_ms)?;
-    let expr = resolved.as_ref().unwrap_or(expr);
     with_stack_for(expr, || {
+        let resolved = durations::resolve(expr, step_ms, range_ms)?;
+        let expr = resolved.as_ref().unwrap_or(expr);
         range_query_inner(reader, expr, start_ms, end_ms, step_ms, opts)
     })
 }

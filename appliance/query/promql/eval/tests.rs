@@ -1841,3 +1841,21 @@ fn label_values_beyond_prometheus_limit_fail_instead_of_growing_unbounded() {
         "String too long to encode as label."
     );
 }
+
+/// Found by fuzzing with deep inputs: resolving duration expressions walked the tree
+/// recursively on the caller's stack, before the evaluation moved to a stack sized for the
+/// tree's depth, and overflowed it.
+#[test]
+fn deep_trees_evaluate_from_a_small_caller_stack() {
+    let r = load(M, &[("x", "1 2 3")]);
+    let expr = (0..20_000).fold(sel("x"), |e, _| {
+        crate::query::promql::Expr::Neg(Box::new(e))
+    });
+    let result = std::thread::Builder::new()
+        .stack_size(256 * 1024)
+        .spawn(move || instant(&r, &expr, 2 * M))
+        .expect("thread starts")
+        .join()
+        .expect("no stack overflow");
+    assert_vector(result, &[("{}", 3.0)]);
+}
