@@ -227,6 +227,11 @@ fn check_partition(
         let txn = db.begin_read()?;
         let mut last_sealed: HashMap<u64, u64> = HashMap::new();
         let mut samples = Vec::new();
+        let times = match txn.open_table(partition::TIMES) {
+            Ok(t) => Some(t),
+            Err(redb::TableError::TableDoesNotExist(_)) => None,
+            Err(e) => return Err(e.into()),
+        };
         for entry in txn.open_table(partition::CHUNKS)?.iter()? {
             let (k, v) = entry?;
             let (hour, series, max_t, seq) = k.value();
@@ -238,7 +243,7 @@ fn check_partition(
                 problem(report, path, &key, "series missing from the index");
             }
             samples.clear();
-            let h = match codec::decode_chunk(v.value(), &mut samples) {
+            let h = match partition::decode_chunk_in(v.value(), times.as_ref(), &mut samples) {
                 Ok(h) => h,
                 Err(e) => {
                     problem(report, path, &key, format!("does not decode: {e}"));

@@ -6,7 +6,18 @@
 //! tag:u8 | count:varint | min_t:zigzag-varint | max_t:zigzag-varint | body
 //!   tag 1 (TAG_PLAIN): body = the sample stream below
 //!   tag 2 (TAG_LZ4):   body = raw_len:varint | lz4_flex block of the sample stream
+//!   tag 4 (TAG_COLUMNS): body = times | value column          (sealed chunks since 2026-11)
+//!     times = 0 | timestamp column                         (columns.rs)
+//!           | 1 | hash:u64 LE    the timestamp column is the partition's `times` entry
+//!                                under this key: series scraped together share one
 //! ```
+//!
+//! Tags 1 and 2 are what sealed chunks were before tag 4; they stay readable. Tag 4 encodes
+//! timestamps and values as separate columns (columns.rs): decimals scaled to integers and
+//! bit-packed deltas, constants in 9 bytes, a byte-wise XOR for any other float. The
+//! timestamp column of a chunk is usually identical for every series of one scrape target
+//! (same scrape times, same chunk boundaries, see head.rs), so the writer stores it once
+//! per partition, keyed by its xxHash64, and the chunk keeps only the key.
 //!
 //! A *block* holds what one flush added to the open chunks of one partition: for each
 //! series, the stream bytes its open chunk gained since the previous flush. Such a *piece*
@@ -41,6 +52,7 @@
 //! Decoding never panics on damaged input: every read is bounds-checked and reports
 //! [`CodecError`].
 
+use super::columns;
 use crate::model::Sample;
 
 /// Uncompressed sample stream.
@@ -50,9 +62,14 @@ pub const TAG_LZ4: u8 = 2;
 
 /// A block of pieces of open chunks (only in the `blocks` table).
 pub const TAG_BLOCK: u8 = 3;
+/// Column-encoded chunk (columns.rs), timestamps inline or shared.
+pub const TAG_COLUMNS: u8 = 4;
+const TIMES_INLINE: u8 = 0;
+const TIMES_SHARED: u8 = 1;
 
 /// Streams shorter than this are stored plain: lz4 cannot win much on them (VM's
 /// `minCompressibleBlockSize` idea).
+#[cfg(test)]
 const MIN_COMPRESSIBLE: usize = 64;
 /// No sample takes more than this many bytes in the stream (10-byte varint + 1 + 8).
 const MAX_SAMPLE_BYTES: usize = 19;
@@ -176,8 +193,10 @@ impl Encoder {
         self.count += 1;
     }
 
-    /// Writes a complete chunk value (header + body) for the stream `body` this encoder
-    /// produced. Compresses with lz4 when the stream is large enough and lz4 shrinks it.
+    /// Writes a complete tag 1/2 chunk value (header + body) for the stream `body` this
+    /// encoder produced, as sealed chunks were written before tag 4. Compresses with lz4
+    /// when the stream is large enough and lz4 shrinks it.
+    #[cfg(test)]
     pub fn finish_into(&self, body: &[u8], compress: bool, out: &mut Vec<u8>) {
         let compressed = if compress && body.len() >= MIN_COMPRESSIBLE {
             let c = lz4_flex::block::compress(body);
@@ -212,6 +231,45 @@ pub fn encode_chunk(samples: &[Sample], compress: bool, out: &mut Vec<u8>) {
         enc.push(&mut body, *s);
     }
     enc.finish_into(&body, compress, out);
+}
+
+/// Where a tag-4 chunk's timestamps are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Times<'a> {
+    /// In the chunk value: this timestamp column.
+    Inline(&'a [u8]),
+    /// In the partition's `times` table under this key.
+    Shared(u64),
+}
+
+/// The timestamp column of `samples` (arrival order), and its key in a `times` table.
+pub fn times_column(samples: &[Sample]) -> (Vec<u8>, u64) {
+    let mut col = Vec::with_capacity(16 + samples.len());
+    columns::encode_times(samples, &mut col);
+    let key = twox_hash::XxHash64::oneshot(0, &col);
+    (col, key)
+}
+
+/// Encodes `samples` (arrival order, at least one) as a tag-4 chunk value.
+pub fn encode_columns(samples: &[Sample], times: Times<'_>, out: &mut Vec<u8>) {
+    let (min_t, max_t) = samples
+        .iter()
+        .fold((i64::MAX, i64::MIN), |(lo, hi), s| (lo.min(s.t), hi.max(s.t)));
+    out.push(TAG_COLUMNS);
+    put_uvarint(out, samples.len() as u64);
+    put_varint(out, min_t);
+    put_varint(out, max_t);
+    match times {
+        Times::Inline(col) => {
+            out.push(TIMES_INLINE);
+            out.extend_from_slice(col);
+        }
+        Times::Shared(key) => {
+            out.push(TIMES_SHARED);
+            out.extend_from_slice(&key.to_le_bytes());
+        }
+    }
+    columns::encode_values(samples, out);
 }
 
 /// One series' piece in a block: `count` samples whose stream bytes are `stream`.
@@ -282,7 +340,7 @@ pub struct ChunkHeader {
 impl ChunkHeader {
     pub fn parse(value: &[u8]) -> Result<ChunkHeader, CodecError> {
         let tag = *value.first().ok_or(CodecError("empty value"))?;
-        if tag != TAG_PLAIN && tag != TAG_LZ4 {
+        if tag != TAG_PLAIN && tag != TAG_LZ4 && tag != TAG_COLUMNS {
             return Err(CodecError(
                 "unknown encoding tag (written by a newer Picket?)",
             ));
@@ -307,11 +365,63 @@ impl ChunkHeader {
     }
 }
 
-/// Decodes a complete chunk value, appending its samples in arrival order to `out`.
+/// The `times` key a chunk value's timestamps are stored under, if they are shared.
+pub fn shared_times(value: &[u8]) -> Result<Option<u64>, CodecError> {
+    let h = ChunkHeader::parse(value)?;
+    if h.tag != TAG_COLUMNS || value.get(h.body) != Some(&TIMES_SHARED) {
+        return Ok(None);
+    }
+    let b = value
+        .get(h.body + 1..h.body + 9)
+        .ok_or(CodecError("truncated times key"))?;
+    let mut le = [0u8; 8];
+    le.copy_from_slice(b);
+    Ok(Some(u64::from_le_bytes(le)))
+}
+
+/// Decodes a complete chunk value whose timestamps are inline (see [`decode_chunk_with`]).
 pub fn decode_chunk(value: &[u8], out: &mut Vec<Sample>) -> Result<ChunkHeader, CodecError> {
+    decode_chunk_with(value, None, out)
+}
+
+/// Decodes a complete chunk value, appending its samples in arrival order to `out`;
+/// `times` is the shared timestamp column when [`shared_times`] named one.
+pub fn decode_chunk_with(
+    value: &[u8],
+    times: Option<&[u8]>,
+    out: &mut Vec<Sample>,
+) -> Result<ChunkHeader, CodecError> {
     let h = ChunkHeader::parse(value)?;
     let body = &value[h.body..];
-    if h.tag == TAG_LZ4 {
+    if h.tag == TAG_COLUMNS {
+        let start = out.len();
+        let n = h.count as usize;
+        out.reserve(n);
+        let mut pos = 1;
+        match body.first() {
+            Some(&TIMES_INLINE) => columns::decode_times(body, &mut pos, n, out)?,
+            Some(&TIMES_SHARED) => {
+                pos += 8;
+                let col = times.ok_or(CodecError("shared timestamp column missing"))?;
+                let mut tpos = 0;
+                columns::decode_times(col, &mut tpos, n, out)?;
+                if tpos != col.len() {
+                    return Err(CodecError("trailing bytes after the timestamp column"));
+                }
+            }
+            _ => return Err(CodecError("bad times form")),
+        }
+        columns::decode_values(body, &mut pos, &mut out[start..])?;
+        if pos != body.len() {
+            return Err(CodecError("trailing bytes after the value column"));
+        }
+        let (lo, hi) = out[start..]
+            .iter()
+            .fold((i64::MAX, i64::MIN), |(lo, hi), s| (lo.min(s.t), hi.max(s.t)));
+        if lo != h.min_t || hi != h.max_t {
+            return Err(CodecError("header times disagree with the samples"));
+        }
+    } else if h.tag == TAG_LZ4 {
         let mut pos = 0;
         let raw_len = get_uvarint(body, &mut pos)? as usize;
         if raw_len > h.count as usize * MAX_SAMPLE_BYTES {
@@ -567,6 +677,133 @@ mod tests {
         decode_stream(&all, n, &mut out).expect("decodes");
         same_bits(&out, &samples);
         assert!(decode_block(&[TAG_PLAIN, 1], &mut Vec::new()).is_err());
+    }
+
+    /// Encodes as a tag-4 chunk both ways (inline and shared timestamps) and decodes.
+    fn columns_round_trip(samples: &[Sample]) -> usize {
+        let (col, key) = times_column(samples);
+        let mut inline = Vec::new();
+        encode_columns(samples, Times::Inline(&col), &mut inline);
+        let mut out = Vec::new();
+        let h = decode_chunk(&inline, &mut out).expect("inline decodes");
+        assert_eq!(h.count as usize, samples.len());
+        same_bits(&out, samples);
+        assert_eq!(shared_times(&inline), Ok(None));
+        let mut shared = Vec::new();
+        encode_columns(samples, Times::Shared(key), &mut shared);
+        assert_eq!(shared_times(&shared), Ok(Some(key)));
+        assert!(decode_chunk(&shared, &mut Vec::new()).is_err());
+        out.clear();
+        decode_chunk_with(&shared, Some(&col), &mut out).expect("shared decodes");
+        same_bits(&out, samples);
+        if samples.len() > 64 {
+            return inline.len();
+        }
+        for cut in 0..inline.len() {
+            assert!(decode_chunk(&inline[..cut], &mut Vec::new()).is_err());
+        }
+        for i in 0..inline.len() {
+            let mut w = inline.clone();
+            w[i] ^= 0x5a;
+            let _ = decode_chunk(&w, &mut Vec::new());
+        }
+        inline.len()
+    }
+
+    #[test]
+    fn column_chunks_round_trip_random_and_adversarial_floats_bit_exactly() {
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let special = [
+            0.0,
+            -0.0,
+            f64::NAN,
+            f64::from_bits(0x7ff8_0000_0000_0001),
+            f64::from_bits(0xfff0_0000_0000_0001),
+            stale_nan(),
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::MIN_POSITIVE,
+            f64::from_bits(1),
+            f64::from_bits(0x000f_ffff_ffff_ffff),
+            f64::MAX,
+            f64::MIN,
+            9_007_199_254_740_993.0,
+            9.2e18,
+            -9.3e18,
+            0.1,
+            1.0 / 3.0,
+        ];
+        for round in 0..300 {
+            let n = (next() % if round % 3 == 0 { 500 } else { 60 } + 1) as usize;
+            let kind = round % 6;
+            let mut t = (next() as i64) >> (next() % 64);
+            let mut v = (next() % 1_000_000) as f64;
+            let samples: Vec<Sample> = (0..n)
+                .map(|i| {
+                    t = t.wrapping_add(match kind {
+                        0 => 15_000,
+                        1 => 15_000 + (next() % 25) as i64 - 12,
+                        2 => (next() as i64) >> (next() % 64),
+                        _ => 1000 * (next() % 3) as i64 - 1000,
+                    });
+                    v = match kind {
+                        0 => v + (next() % 4096) as f64,
+                        1 => ((next() % 10_000) as f64) / 100.0,
+                        2 => special[(next() as usize) % special.len()],
+                        3 => f64::from_bits(next()),
+                        4 if i % 50 == 7 => stale_nan(),
+                        _ => (v * 1e3 + (next() % 7) as f64).round() / 1e3,
+                    };
+                    Sample { t, v }
+                })
+                .collect();
+            columns_round_trip(&samples);
+        }
+        for v in special {
+            columns_round_trip(&[Sample { t: i64::MIN, v }]);
+            columns_round_trip(&[Sample { t: i64::MAX, v }, Sample { t: i64::MIN, v: 1.5 }]);
+        }
+    }
+
+    #[test]
+    fn node_exporter_like_columns_are_small() {
+        // A counter with noisy integer increments, jittered 15 s scrapes: the timestamps
+        // (shared between series in a partition) and the values are priced separately.
+        let mut x: u64 = 99;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut v = 1e9;
+        let samples: Vec<Sample> = (0..480)
+            .map(|i| {
+                v += (next() % 16) as f64;
+                Sample {
+                    t: 1_795_132_800_199 + i * 15_000 + (next() % 7) as i64 - 3,
+                    v,
+                }
+            })
+            .collect();
+        let (col, _) = times_column(&samples);
+        // dods within ±12 ms: 5 bits each.
+        assert!(col.len() <= 478 * 5 / 8 + 16, "timestamps {} bytes", col.len());
+        let mut shared = Vec::new();
+        encode_columns(&samples, Times::Shared(1), &mut shared);
+        assert!(shared.len() < 480 * 5 / 8 + 40, "values {} bytes", shared.len());
+        let constant: Vec<Sample> = samples.iter().map(|s| Sample { t: s.t, v: 0.25 }).collect();
+        let mut c = Vec::new();
+        encode_columns(&constant, Times::Shared(1), &mut c);
+        assert!(c.len() <= 33, "constant {} bytes", c.len());
+        columns_round_trip(&samples);
+        columns_round_trip(&constant);
     }
 
     #[test]

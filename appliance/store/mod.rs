@@ -131,6 +131,7 @@
 
 pub mod check;
 mod codec;
+mod columns;
 mod head;
 mod index;
 mod partition;

@@ -45,6 +45,47 @@ pub fn hour_of(t: i64) -> i64 {
 /// at open, to rebuild the head.
 pub const BLOCKS: TableDefinition<u64, &[u8]> = TableDefinition::new("blocks");
 
+/// Shared timestamp columns of tag-4 chunks: xxHash64 of the column → the column (see
+/// codec.rs). Series scraped together (one target, one scrape time) have the same
+/// timestamps, so one entry serves hundreds of chunks. Entries are never deleted on their
+/// own (chunks are not either); they go with the partition file.
+pub const TIMES: TableDefinition<u64, &[u8]> = TableDefinition::new("times");
+/// A timestamp column this short is kept in the chunk (a shared key costs 9 bytes there).
+const SHARE_TIMES_ABOVE: usize = 12;
+
+/// Encodes a sealed chunk from its samples (arrival order) into `out`, putting its
+/// timestamp column into `times` (or finding it there). `known` remembers, for this
+/// transaction, which keys are in `times` with which column: a different column under a
+/// known key (a hash collision) is kept inline instead.
+pub fn encode_sealed(
+    samples: &[Sample],
+    times: &mut redb::Table<'_, u64, &[u8]>,
+    known: &mut std::collections::HashMap<u64, Vec<u8>>,
+    out: &mut Vec<u8>,
+) -> Result<(), redb::StorageError> {
+    let (col, key) = codec::times_column(samples);
+    if col.len() <= SHARE_TIMES_ABOVE {
+        codec::encode_columns(samples, codec::Times::Inline(&col), out);
+        return Ok(());
+    }
+    if !known.contains_key(&key) {
+        let existing = times.get(key)?.map(|g| g.value().to_vec());
+        match existing {
+            Some(v) => known.insert(key, v),
+            None => {
+                times.insert(key, col.as_slice())?;
+                known.insert(key, col.clone())
+            }
+        };
+    }
+    if known.get(&key) == Some(&col) {
+        codec::encode_columns(samples, codec::Times::Shared(key), out);
+    } else {
+        codec::encode_columns(samples, codec::Times::Inline(&col), out);
+    }
+    Ok(())
+}
+
 /// Which partition a timestamp falls in (floor division; any i64 is fine).
 pub fn partition_index(t: i64) -> i64 {
     t.div_euclid(RAW_SPAN_MS)
@@ -128,6 +169,7 @@ pub fn create(path: &Path) -> Result<Database, StoreError> {
             .map_err(|e| StoreError::db(path, e))?;
         txn.open_table(BLOCKS)
             .map_err(|e| StoreError::db(path, e))?;
+        txn.open_table(TIMES).map_err(|e| StoreError::db(path, e))?;
         Ok(())
     })
 }
@@ -243,16 +285,53 @@ pub fn sealed_seqs(
     Ok(out)
 }
 
-/// A read snapshot of a partition's sealed chunks.
-pub type ChunksTable = ReadOnlyTable<(i64, u64, i64, u64), &'static [u8]>;
+/// A read snapshot of a partition's sealed chunks and their shared timestamp columns.
+pub struct ChunksTable {
+    chunks: ReadOnlyTable<(i64, u64, i64, u64), &'static [u8]>,
+    times: Option<ReadOnlyTable<u64, &'static [u8]>>,
+}
 
 /// The sealed-chunks table of a partition snapshot (None if the file has none yet).
 pub fn chunks_table(txn: &ReadTransaction, path: &Path) -> Result<Option<ChunksTable>, StoreError> {
-    match txn.open_table(CHUNKS) {
-        Ok(t) => Ok(Some(t)),
-        Err(TableError::TableDoesNotExist(_)) => Ok(None),
-        Err(e) => Err(StoreError::db(path, e)),
+    let chunks = match txn.open_table(CHUNKS) {
+        Ok(t) => t,
+        Err(TableError::TableDoesNotExist(_)) => return Ok(None),
+        Err(e) => return Err(StoreError::db(path, e)),
+    };
+    let times = match txn.open_table(TIMES) {
+        Ok(t) => Some(t),
+        Err(TableError::TableDoesNotExist(_)) => None,
+        Err(e) => return Err(StoreError::db(path, e)),
+    };
+    Ok(Some(ChunksTable { chunks, times }))
+}
+
+/// Decodes one chunk value, looking its timestamps up in `times` when they are shared.
+pub fn decode_chunk_in(
+    value: &[u8],
+    times: Option<&ReadOnlyTable<u64, &'static [u8]>>,
+    out: &mut Vec<Sample>,
+) -> Result<ChunkHeader, ChunkError> {
+    match codec::shared_times(value)? {
+        None => Ok(codec::decode_chunk(value, out)?),
+        Some(key) => {
+            let col = times
+                .map(|t| t.get(key))
+                .transpose()?
+                .flatten()
+                .ok_or(codec::CodecError("its shared timestamp column is missing"))?;
+            Ok(codec::decode_chunk_with(value, Some(col.value()), out)?)
+        }
     }
+}
+
+/// Why a chunk could not be read: its bytes, or the file under it.
+#[derive(Debug, thiserror::Error)]
+pub enum ChunkError {
+    #[error(transparent)]
+    Codec(#[from] codec::CodecError),
+    #[error(transparent)]
+    Storage(#[from] redb::StorageError),
 }
 
 /// Appends to `out` the sealed chunks of `series` in partition `pidx` that may hold
@@ -272,6 +351,7 @@ pub fn read_chunks(
     let last = hour_of(partition_end(pidx));
     for hour in first..=last {
         let range = t
+            .chunks
             .range((hour, series, start, 0u64)..=(hour, series, i64::MAX, u64::MAX))
             .map_err(|e| StoreError::db(path, e))?;
         for entry in range {
@@ -287,7 +367,10 @@ pub fn read_chunks(
                 continue;
             }
             let mut samples = Vec::with_capacity(h.count as usize);
-            codec::decode_chunk(value, &mut samples).map_err(damaged)?;
+            decode_chunk_in(value, t.times.as_ref(), &mut samples).map_err(|e| match e {
+                ChunkError::Codec(c) => damaged(c),
+                ChunkError::Storage(s) => StoreError::db(path, s),
+            })?;
             out.push((seq, samples));
         }
     }

@@ -23,11 +23,11 @@ struct PieceSrc {
     body_len: u32,
 }
 
-/// A sealed chunk, copied out of the head.
+/// A sealed chunk, copied out of the head (its stream; encoded for disk outside the lock).
 struct SealSrc {
     series: u64,
     chunk: u64,
-    value: Vec<u8>,
+    stream: Vec<u8>,
     max_t: i64,
     min_t: i64,
     count: u32,
@@ -237,11 +237,21 @@ impl Writer {
                 {
                     let e = |x: redb::Error| StoreError::db(&path, x);
                     let mut chunks = txn.open_table(partition::CHUNKS).map_err(|x| e(x.into()))?;
+                    let mut times = txn.open_table(partition::TIMES).map_err(|x| e(x.into()))?;
+                    let mut known = std::collections::HashMap::new();
+                    let (mut samples, mut value) = (Vec::new(), Vec::new());
                     for (s, seq) in part.seals.iter().zip(&seal_seqs) {
+                        samples.clear();
+                        value.clear();
+                        codec::decode_stream(&s.stream, s.count, &mut samples).map_err(|x| {
+                            StoreError::Other(format!("BUG: head chunk does not decode: {x}"))
+                        })?;
+                        partition::encode_sealed(&samples, &mut times, &mut known, &mut value)
+                            .map_err(|x| e(x.into()))?;
                         chunks
                             .insert(
                                 (partition::hour_of(s.max_t), s.series, s.max_t, *seq),
-                                s.value.as_slice(),
+                                value.as_slice(),
                             )
                             .map_err(|x| e(x.into()))?;
                     }
@@ -472,12 +482,10 @@ fn take_plan(head: &mut Head, seal_all: bool, idle_gens: u64) -> Plan {
             }
             let part = parts.entry(c.partition).or_default();
             if c.sealed {
-                let mut value = Vec::with_capacity(c.body.len() / 2 + 16);
-                c.enc.finish_into(&c.body, true, &mut value);
                 part.seals.push(SealSrc {
                     series: id,
                     chunk: c.id,
-                    value,
+                    stream: c.body.clone(),
                     max_t: c.enc.max_t(),
                     min_t: c.enc.min_t(),
                     count: c.count(),
