@@ -300,7 +300,7 @@ fn check_partition(
             }
         }
         blocks.sort_by_key(|b| b.0);
-        let mut streams: BTreeMap<u64, (Vec<u8>, u32, u64)> = BTreeMap::new();
+        let mut streams: BTreeMap<u64, (codec::PieceJoiner, u64)> = BTreeMap::new();
         for (seq, value) in &blocks {
             let seq = *seq;
             fr.blocks += 1;
@@ -318,12 +318,13 @@ fn check_partition(
                 if last_sealed.get(&p.series).is_some_and(|&s| s > seq) {
                     continue;
                 }
-                let e = streams.entry(p.series).or_insert((Vec::new(), 0, seq));
-                e.0.extend_from_slice(p.stream);
-                e.1 += p.count;
+                let e = streams
+                    .entry(p.series)
+                    .or_insert_with(|| (codec::PieceJoiner::default(), seq));
+                e.0.add(&p);
             }
         }
-        for (series, (stream, count, first)) in streams {
+        for (series, (joiner, first)) in streams {
             if known.is_some_and(|ids| !ids.contains(&series)) {
                 problem(
                     report,
@@ -332,10 +333,9 @@ fn check_partition(
                     format!("series {series} missing from the index"),
                 );
             }
-            samples.clear();
-            match codec::decode_stream(&stream, count, &mut samples) {
-                Ok(()) => {
-                    fr.samples += u64::from(count);
+            match joiner.finish() {
+                Ok(samples) => {
+                    fr.samples += samples.len() as u64;
                     if let (Some(lo), Some(hi)) = (
                         samples.iter().map(|s| s.t).min(),
                         samples.iter().map(|s| s.t).max(),

@@ -27,7 +27,20 @@
 //! ```text
 //! block = 3 (TAG_BLOCK) | entries:varint | entry*
 //! entry = series_id:varint | count:varint | len:varint | len stream bytes
+//!
+//! block = 5 (TAG_BLOCK_COLUMNS) | n_times:varint | n_times × (len:varint | timestamp column)
+//!         | entries:varint | entry*
+//! entry = series_id:varint | count:varint | form:u8 | piece
+//!   form 0: len:varint | stream bytes              (as in tag 3)
+//!   form 1: times:varint | len:varint | value column
+//!           the piece's own samples as columns (columns.rs): `times` indexes the block's
+//!           timestamp columns, shared by the series scraped together
 //! ```
+//!
+//! A flush with one or two new samples per series writes stream pieces (2-4 bytes a
+//! sample); a flush that carries many samples per series (bulk ingest, backfill, a long
+//! `flush_interval`) writes column pieces where they are smaller, so the log costs about
+//! what sealed chunks do.
 //!
 //! The sample stream is byte-oriented (no bit packing, so the decoder is short and easy to
 //! check) and keeps samples in *arrival* order, which may be out of time order: that order
@@ -62,6 +75,10 @@ pub const TAG_LZ4: u8 = 2;
 
 /// A block of pieces of open chunks (only in the `blocks` table).
 pub const TAG_BLOCK: u8 = 3;
+/// A block whose pieces may be column-encoded (see the module doc).
+pub const TAG_BLOCK_COLUMNS: u8 = 5;
+const FORM_STREAM: u8 = 0;
+const FORM_COLUMNS: u8 = 1;
 /// Column-encoded chunk (columns.rs), timestamps inline or shared.
 pub const TAG_COLUMNS: u8 = 4;
 const TIMES_INLINE: u8 = 0;
@@ -252,9 +269,9 @@ pub fn times_column(samples: &[Sample]) -> (Vec<u8>, u64) {
 
 /// Encodes `samples` (arrival order, at least one) as a tag-4 chunk value.
 pub fn encode_columns(samples: &[Sample], times: Times<'_>, out: &mut Vec<u8>) {
-    let (min_t, max_t) = samples
-        .iter()
-        .fold((i64::MAX, i64::MIN), |(lo, hi), s| (lo.min(s.t), hi.max(s.t)));
+    let (min_t, max_t) = samples.iter().fold((i64::MAX, i64::MIN), |(lo, hi), s| {
+        (lo.min(s.t), hi.max(s.t))
+    });
     out.push(TAG_COLUMNS);
     put_uvarint(out, samples.len() as u64);
     put_varint(out, min_t);
@@ -272,32 +289,104 @@ pub fn encode_columns(samples: &[Sample], times: Times<'_>, out: &mut Vec<u8>) {
     columns::encode_values(samples, out);
 }
 
-/// One series' piece in a block: `count` samples whose stream bytes are `stream`.
+/// One series' piece in a block: `count` samples.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Piece<'a> {
     pub series: u64,
     pub count: u32,
-    pub stream: &'a [u8],
+    pub data: PieceData<'a>,
 }
 
-/// Writes a block of pieces.
+/// How a piece holds its samples.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PieceData<'a> {
+    /// Stream bytes continuing the open chunk's stream (decodable after its predecessors).
+    Stream(&'a [u8]),
+    /// A timestamp column and a value column of the piece's samples alone.
+    Columns { times: &'a [u8], values: &'a [u8] },
+}
+
+/// Writes a block of pieces: tag 3 when every piece is a stream, else tag 5.
 pub fn encode_block(pieces: &[Piece<'_>], out: &mut Vec<u8>) {
-    out.push(TAG_BLOCK);
+    let columns = pieces
+        .iter()
+        .any(|p| matches!(p.data, PieceData::Columns { .. }));
+    if !columns {
+        out.push(TAG_BLOCK);
+        put_uvarint(out, pieces.len() as u64);
+        for p in pieces {
+            if let PieceData::Stream(stream) = p.data {
+                put_uvarint(out, p.series);
+                put_uvarint(out, u64::from(p.count));
+                put_uvarint(out, stream.len() as u64);
+                out.extend_from_slice(stream);
+            }
+        }
+        return;
+    }
+    let mut times: Vec<&[u8]> = Vec::new();
+    let mut index: std::collections::HashMap<&[u8], usize> = std::collections::HashMap::new();
+    for p in pieces {
+        if let PieceData::Columns { times: t, .. } = p.data {
+            index.entry(t).or_insert_with(|| {
+                times.push(t);
+                times.len() - 1
+            });
+        }
+    }
+    out.push(TAG_BLOCK_COLUMNS);
+    put_uvarint(out, times.len() as u64);
+    for t in &times {
+        put_uvarint(out, t.len() as u64);
+        out.extend_from_slice(t);
+    }
     put_uvarint(out, pieces.len() as u64);
     for p in pieces {
         put_uvarint(out, p.series);
         put_uvarint(out, u64::from(p.count));
-        put_uvarint(out, p.stream.len() as u64);
-        out.extend_from_slice(p.stream);
+        match p.data {
+            PieceData::Stream(stream) => {
+                out.push(FORM_STREAM);
+                put_uvarint(out, stream.len() as u64);
+                out.extend_from_slice(stream);
+            }
+            PieceData::Columns { times: t, values } => {
+                out.push(FORM_COLUMNS);
+                put_uvarint(out, index.get(t).copied().unwrap_or(0) as u64);
+                put_uvarint(out, values.len() as u64);
+                out.extend_from_slice(values);
+            }
+        }
     }
+}
+
+/// `len` bytes at `*pos`, advancing it.
+fn take<'a>(value: &'a [u8], pos: &mut usize, what: &'static str) -> Result<&'a [u8], CodecError> {
+    let len = get_uvarint(value, pos)?;
+    let end = usize::try_from(len)
+        .ok()
+        .and_then(|l| pos.checked_add(l))
+        .filter(|&e| e <= value.len())
+        .ok_or(CodecError(what))?;
+    let out = &value[*pos..end];
+    *pos = end;
+    Ok(out)
 }
 
 /// Parses a block, appending its pieces to `out`.
 pub fn decode_block<'a>(value: &'a [u8], out: &mut Vec<Piece<'a>>) -> Result<(), CodecError> {
-    if value.first() != Some(&TAG_BLOCK) {
+    let tag = value.first().copied();
+    if tag != Some(TAG_BLOCK) && tag != Some(TAG_BLOCK_COLUMNS) {
         return Err(CodecError("not a block (unknown tag)"));
     }
     let mut pos = 1;
+    let mut times = Vec::new();
+    if tag == Some(TAG_BLOCK_COLUMNS) {
+        let n = get_uvarint(value, &mut pos)?;
+        for _ in 0..n {
+            times.push(take(value, &mut pos, "truncated timestamp column")?);
+        }
+    }
     let n = get_uvarint(value, &mut pos)?;
     for _ in 0..n {
         let series = get_uvarint(value, &mut pos)?;
@@ -305,23 +394,102 @@ pub fn decode_block<'a>(value: &'a [u8], out: &mut Vec<Piece<'a>>) -> Result<(),
         if count == 0 || count > u64::from(MAX_DECODE_SAMPLES) {
             return Err(CodecError("piece sample count out of range"));
         }
-        let len = get_uvarint(value, &mut pos)?;
-        let end = usize::try_from(len)
-            .ok()
-            .and_then(|l| pos.checked_add(l))
-            .filter(|&e| e <= value.len())
-            .ok_or(CodecError("truncated piece"))?;
+        let form = if tag == Some(TAG_BLOCK) {
+            FORM_STREAM
+        } else {
+            let f = *value.get(pos).ok_or(CodecError("truncated piece"))?;
+            pos += 1;
+            f
+        };
+        let data = match form {
+            FORM_STREAM => PieceData::Stream(take(value, &mut pos, "truncated piece")?),
+            FORM_COLUMNS => {
+                let i = get_uvarint(value, &mut pos)?;
+                let t = usize::try_from(i)
+                    .ok()
+                    .and_then(|i| times.get(i))
+                    .ok_or(CodecError("piece names a missing timestamp column"))?;
+                PieceData::Columns {
+                    times: t,
+                    values: take(value, &mut pos, "truncated piece")?,
+                }
+            }
+            _ => return Err(CodecError("unknown piece form")),
+        };
         out.push(Piece {
             series,
             count: count as u32,
-            stream: &value[pos..end],
+            data,
         });
-        pos = end;
     }
     if pos != value.len() {
         return Err(CodecError("trailing bytes after the last piece"));
     }
     Ok(())
+}
+
+/// Encodes `samples` (a piece's, arrival order) as columns: (timestamps, values).
+pub fn piece_columns(samples: &[Sample]) -> (Vec<u8>, Vec<u8>) {
+    let mut times = Vec::with_capacity(16 + samples.len());
+    columns::encode_times(samples, &mut times);
+    let mut values = Vec::with_capacity(16 + samples.len());
+    columns::encode_values(samples, &mut values);
+    (times, values)
+}
+
+/// Joins the pieces of one open chunk, in sequence order, back into its samples.
+#[derive(Debug, Default)]
+pub struct PieceJoiner {
+    enc: Encoder,
+    scratch: Vec<u8>,
+    samples: Vec<Sample>,
+    err: Option<CodecError>,
+}
+
+impl PieceJoiner {
+    /// Adds the next piece (after the first error, nothing more is decoded).
+    pub fn add(&mut self, p: &Piece<'_>) {
+        if self.err.is_some() {
+            return;
+        }
+        let from = self.samples.len();
+        let r = match p.data {
+            PieceData::Stream(stream) => {
+                decode_stream_after(&self.enc, stream, p.count, &mut self.samples)
+            }
+            PieceData::Columns { times, values } => {
+                let n = p.count as usize;
+                let (mut tpos, mut vpos) = (0, 0);
+                columns::decode_times(times, &mut tpos, n, &mut self.samples).and_then(|()| {
+                    if tpos != times.len() || self.samples.len() != from + n {
+                        return Err(CodecError("bad piece timestamp column"));
+                    }
+                    columns::decode_values(values, &mut vpos, &mut self.samples[from..])?;
+                    if vpos != values.len() {
+                        return Err(CodecError("trailing bytes after a piece's values"));
+                    }
+                    Ok(())
+                })
+            }
+        };
+        if let Err(e) = r {
+            self.err = Some(e);
+            return;
+        }
+        // The next stream piece continues the stream these samples would have made.
+        for s in &self.samples[from..] {
+            self.enc.push(&mut self.scratch, *s);
+            self.scratch.clear();
+        }
+    }
+
+    /// The samples of every piece added, or the first decoding error.
+    pub fn finish(self) -> Result<Vec<Sample>, CodecError> {
+        match self.err {
+            Some(e) => Err(e),
+            None => Ok(self.samples),
+        }
+    }
 }
 
 // ---- decoder -------------------------------------------------------------------------
@@ -417,7 +585,9 @@ pub fn decode_chunk_with(
         }
         let (lo, hi) = out[start..]
             .iter()
-            .fold((i64::MAX, i64::MIN), |(lo, hi), s| (lo.min(s.t), hi.max(s.t)));
+            .fold((i64::MAX, i64::MIN), |(lo, hi), s| {
+                (lo.min(s.t), hi.max(s.t))
+            });
         if lo != h.min_t || hi != h.max_t {
             return Err(CodecError("header times disagree with the samples"));
         }
@@ -438,24 +608,40 @@ pub fn decode_chunk_with(
 
 /// Decodes `count` samples of a bare sample stream (as an [`Encoder`] wrote it).
 pub fn decode_stream(src: &[u8], count: u32, out: &mut Vec<Sample>) -> Result<(), CodecError> {
+    decode_stream_after(&Encoder::default(), src, count, out)
+}
+
+/// Decodes `count` samples of stream bytes that continue a stream in the state `before`
+/// (an encoder that pushed the samples preceding them).
+pub fn decode_stream_after(
+    before: &Encoder,
+    src: &[u8],
+    count: u32,
+    out: &mut Vec<Sample>,
+) -> Result<(), CodecError> {
     if count == 0 {
         return Ok(());
     }
     out.reserve(count.min(4096) as usize);
     let mut pos = 0;
-    let mut t = get_varint(src, &mut pos)?;
-    let bytes = src
-        .get(pos..pos + 8)
-        .ok_or(CodecError("truncated first value"))?;
-    let mut bits = u64::from_le_bytes(bytes.try_into().map_err(|_| CodecError("first value"))?);
-    pos += 8;
-    out.push(Sample {
-        t,
-        v: f64::from_bits(bits),
-    });
-    let mut dt: i64 = 0;
-    let mut d: i64 = 0;
-    for _ in 1..count {
+    let (mut t, mut bits, mut dt, mut d) =
+        (before.prev_t, before.prev_v, before.prev_dt, before.prev_d);
+    let mut rest = count;
+    if before.count == 0 {
+        t = get_varint(src, &mut pos)?;
+        let bytes = src
+            .get(pos..pos + 8)
+            .ok_or(CodecError("truncated first value"))?;
+        bits = u64::from_le_bytes(bytes.try_into().map_err(|_| CodecError("first value"))?);
+        pos += 8;
+        out.push(Sample {
+            t,
+            v: f64::from_bits(bits),
+        });
+        (dt, d) = (0, 0);
+        rest -= 1;
+    }
+    for _ in 0..rest {
         dt = dt.wrapping_add(get_varint(src, &mut pos)?);
         t = t.wrapping_add(dt);
         let ctl = *src.get(pos).ok_or(CodecError("truncated value"))?;
@@ -648,12 +834,12 @@ mod tests {
                         Piece {
                             series: 7,
                             count: 1,
-                            stream: &other,
+                            data: PieceData::Stream(&other),
                         },
                         Piece {
                             series: 3,
                             count: enc.count() - from.0,
-                            stream: &body[from.1..],
+                            data: PieceData::Stream(&body[from.1..]),
                         },
                     ],
                     &mut b,
@@ -667,7 +853,10 @@ mod tests {
             let mut pieces = Vec::new();
             decode_block(b, &mut pieces).expect("block");
             assert_eq!(pieces.len(), 2);
-            all.extend_from_slice(pieces[1].stream);
+            let PieceData::Stream(stream) = pieces[1].data else {
+                panic!("a stream piece")
+            };
+            all.extend_from_slice(stream);
             n += pieces[1].count;
             for cut in 0..b.len() {
                 assert!(decode_block(&b[..cut], &mut Vec::new()).is_err());
@@ -767,7 +956,13 @@ mod tests {
         }
         for v in special {
             columns_round_trip(&[Sample { t: i64::MIN, v }]);
-            columns_round_trip(&[Sample { t: i64::MAX, v }, Sample { t: i64::MIN, v: 1.5 }]);
+            columns_round_trip(&[
+                Sample { t: i64::MAX, v },
+                Sample {
+                    t: i64::MIN,
+                    v: 1.5,
+                },
+            ]);
         }
     }
 
@@ -794,16 +989,91 @@ mod tests {
             .collect();
         let (col, _) = times_column(&samples);
         // dods within ±12 ms: 5 bits each.
-        assert!(col.len() <= 478 * 5 / 8 + 16, "timestamps {} bytes", col.len());
+        assert!(
+            col.len() <= 478 * 5 / 8 + 16,
+            "timestamps {} bytes",
+            col.len()
+        );
         let mut shared = Vec::new();
         encode_columns(&samples, Times::Shared(1), &mut shared);
-        assert!(shared.len() < 480 * 5 / 8 + 40, "values {} bytes", shared.len());
+        assert!(
+            shared.len() < 480 * 5 / 8 + 40,
+            "values {} bytes",
+            shared.len()
+        );
         let constant: Vec<Sample> = samples.iter().map(|s| Sample { t: s.t, v: 0.25 }).collect();
         let mut c = Vec::new();
         encode_columns(&constant, Times::Shared(1), &mut c);
         assert!(c.len() <= 33, "constant {} bytes", c.len());
         columns_round_trip(&samples);
         columns_round_trip(&constant);
+    }
+
+    #[test]
+    fn stream_and_column_pieces_join_back_into_the_samples() {
+        let samples: Vec<Sample> = (0..200)
+            .map(|i| Sample {
+                t: 1_795_132_800_000 + i * 15_000 + (i * 7 % 5),
+                v: match i % 50 {
+                    13 => stale_nan(),
+                    27 => -0.0,
+                    _ => (i * i) as f64 / 100.0,
+                },
+            })
+            .collect();
+        // Pieces of 1, 30, 2, 60, 7 and the rest samples; every other one as columns.
+        let cuts = [0usize, 1, 31, 33, 93, 100, 200];
+        let mut enc = Encoder::default();
+        let mut body = Vec::new();
+        let mut blocks = Vec::new();
+        for (k, w) in cuts.windows(2).enumerate() {
+            let from = body.len();
+            for s in &samples[w[0]..w[1]] {
+                enc.push(&mut body, *s);
+            }
+            let cols = piece_columns(&samples[w[0]..w[1]]);
+            let other = piece_columns(&samples[..3]);
+            let data = if k % 2 == 1 {
+                PieceData::Columns {
+                    times: &cols.0,
+                    values: &cols.1,
+                }
+            } else {
+                PieceData::Stream(&body[from..])
+            };
+            let mut b = Vec::new();
+            encode_block(
+                &[
+                    Piece {
+                        series: 9,
+                        count: 3,
+                        data: PieceData::Columns {
+                            times: &other.0,
+                            values: &other.1,
+                        },
+                    },
+                    Piece {
+                        series: 4,
+                        count: (w[1] - w[0]) as u32,
+                        data,
+                    },
+                ],
+                &mut b,
+            );
+            assert_eq!(b[0], TAG_BLOCK_COLUMNS);
+            for cut in 0..b.len() {
+                assert!(decode_block(&b[..cut], &mut Vec::new()).is_err());
+            }
+            blocks.push(b);
+        }
+        let mut joiner = PieceJoiner::default();
+        for b in &blocks {
+            let mut pieces = Vec::new();
+            decode_block(b, &mut pieces).expect("block");
+            assert_eq!(pieces[0].series, 9);
+            joiner.add(&pieces[1]);
+        }
+        same_bits(&joiner.finish().expect("joins"), &samples);
     }
 
     #[test]

@@ -132,7 +132,11 @@ pub fn unpack(src: &[u8], pos: &mut usize, n: usize, out: &mut Vec<u64>) -> Resu
         .and_then(|s| s.get(..nbytes))
         .ok_or(CodecError("truncated packed values"))?;
     *pos += nbytes;
-    let mask: u128 = if w == 64 { u128::from(u64::MAX) } else { (1u128 << w) - 1 };
+    let mask: u128 = if w == 64 {
+        u128::from(u64::MAX)
+    } else {
+        (1u128 << w) - 1
+    };
     let mut acc: u128 = 0;
     let mut have = 0usize;
     let mut bytes = bits.iter();
@@ -265,7 +269,10 @@ pub fn encode_values(samples: &[Sample], out: &mut Vec<u8>) {
         put_varint(&mut dec, ints[0]);
         let deltas: Vec<i64> = ints.windows(2).map(|w| w[1].wrapping_sub(w[0])).collect();
         let mut d1 = Vec::new();
-        pack(&deltas.iter().map(|&d| zigzag(d)).collect::<Vec<_>>(), &mut d1);
+        pack(
+            &deltas.iter().map(|&d| zigzag(d)).collect::<Vec<_>>(),
+            &mut d1,
+        );
         let mut d2 = Vec::new();
         if let Some(&first_d) = deltas.first() {
             put_varint(&mut d2, first_d);
@@ -445,7 +452,9 @@ mod tests {
             }
         }
         // Mostly small values with rare big ones: the narrow width plus exceptions wins.
-        let us: Vec<u64> = (0..480).map(|i| if i == 100 { 1 << 40 } else { i % 30 }).collect();
+        let us: Vec<u64> = (0..480)
+            .map(|i| if i == 100 { 1 << 40 } else { i % 30 })
+            .collect();
         let mut buf = Vec::new();
         pack(&us, &mut buf);
         assert_eq!(buf[0], 5);
@@ -461,7 +470,14 @@ mod tests {
         assert_eq!(ints, vec![25, 150]);
         assert_eq!(as_decimals(&[s(123456.789), s(0.001)], &mut ints), Some(3));
         assert_eq!(as_decimals(&[s(0.000_000_123)], &mut ints), Some(9));
-        for bad in [f64::NAN, f64::INFINITY, -0.0, 1.0 / 3.0, 1e300, f64::MIN_POSITIVE] {
+        for bad in [
+            f64::NAN,
+            f64::INFINITY,
+            -0.0,
+            1.0 / 3.0,
+            1e300,
+            f64::MIN_POSITIVE,
+        ] {
             assert_eq!(as_decimals(&[s(1.0), s(bad)], &mut ints), None, "{bad}");
         }
         assert_eq!(

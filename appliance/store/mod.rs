@@ -591,7 +591,8 @@ impl Store {
                 // The live pieces of one (series, partition) concatenate, in sequence order,
                 // into the stream of its open chunk; pieces older than the series' last
                 // sealed chunk are already in that chunk.
-                let mut open_chunks: BTreeMap<u64, (Vec<u8>, u32, Vec<u64>)> = BTreeMap::new();
+                let mut open_chunks: BTreeMap<u64, (codec::PieceJoiner, Vec<u64>)> =
+                    BTreeMap::new();
                 let mut block_refs: BTreeMap<u64, u32> = BTreeMap::new();
                 let mut sealed: Option<std::collections::HashMap<u64, u64>> = None;
                 let mut missing = 0u64;
@@ -622,9 +623,8 @@ impl Store {
                         return;
                     }
                     let e = open_chunks.entry(p.series).or_default();
-                    e.0.extend_from_slice(p.stream);
-                    e.1 += p.count;
-                    e.2.push(seq);
+                    e.0.add(&p);
+                    e.1.push(seq);
                     *block_refs.entry(seq).or_default() += 1;
                 };
                 for (seq, value) in &blocks {
@@ -641,14 +641,10 @@ impl Store {
                 if let Some(e) = scan_err {
                     return Err(e);
                 }
-                let mut samples = Vec::new();
-                for (series, (stream, count, seqs)) in open_chunks {
-                    samples.clear();
-                    codec::decode_stream(&stream, count, &mut samples).map_err(|e| {
-                        StoreError::Damaged {
-                            path: path.clone(),
-                            detail: format!("pieces of series {series}: {e}"),
-                        }
+                for (series, (joiner, seqs)) in open_chunks {
+                    let samples = joiner.finish().map_err(|e| StoreError::Damaged {
+                        path: path.clone(),
+                        detail: format!("pieces of series {series}: {e}"),
                     })?;
                     head.recover(series, index, &seqs, &samples);
                 }

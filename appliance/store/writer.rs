@@ -13,11 +13,18 @@ use std::time::{Duration, Instant};
 /// An open chunk that got no sample for this long is sealed (its series went away).
 const IDLE_SEAL: Duration = Duration::from_secs(15 * 60);
 
-/// The stream bytes an open chunk gained since the last flush, copied out of the head.
+/// A piece written as columns when it has at least this many samples (and columns are
+/// smaller): below that the stream bytes are as small and need no re-encoding.
+const COLUMN_PIECE_SAMPLES: u32 = 8;
+
+/// The stream bytes an open chunk gained since the last flush, copied out of the head:
+/// from byte `skip` of `bytes` on. A piece that may be worth writing as columns copies the
+/// whole stream (`skip` > 0), whose samples are decoded outside the head lock.
 struct PieceSrc {
     series: u64,
     chunk: u64,
     bytes: Vec<u8>,
+    skip: usize,
     count: u32,
     flushed: u32,
     body_len: u32,
@@ -287,13 +294,19 @@ impl Writer {
                 log.collect(&refs);
             }
             if !part.pieces.is_empty() {
+                let cols: Vec<Option<(Vec<u8>, Vec<u8>)>> =
+                    part.pieces.iter().map(piece_columns).collect();
                 let pieces: Vec<codec::Piece<'_>> = part
                     .pieces
                     .iter()
-                    .map(|p| codec::Piece {
+                    .zip(&cols)
+                    .map(|(p, c)| codec::Piece {
                         series: p.series,
                         count: p.count - p.flushed,
-                        stream: &p.bytes,
+                        data: match c {
+                            Some((times, values)) => codec::PieceData::Columns { times, values },
+                            None => codec::PieceData::Stream(&p.bytes[p.skip..]),
+                        },
                     })
                     .collect();
                 let mut value = Vec::new();
@@ -476,7 +489,7 @@ fn take_plan(head: &mut Head, seal_all: bool, idle_gens: u64) -> Plan {
             if !c.sealed {
                 let idle = gen_.saturating_sub(c.last_append_gen);
                 let moved_on = newest.is_some_and(|n| c.partition < n) && idle >= 1;
-                if seal_all || idle >= idle_gens || moved_on || c.count() >= CHUNK_SAMPLES * 2 {
+                if seal_all || idle >= idle_gens || moved_on || c.count() >= CHUNK_SAMPLES {
                     c.sealed = true;
                 }
             }
@@ -498,7 +511,16 @@ fn take_plan(head: &mut Head, seal_all: bool, idle_gens: u64) -> Plan {
                     chunk: c.id,
                     // A body only grows, so `flushed_bytes <= body.len()`; slicing cannot
                     // fail unless that invariant (a BUG) is broken.
-                    bytes: c.body[c.flushed_bytes as usize..].to_vec(),
+                    bytes: if c.count() - c.flushed >= COLUMN_PIECE_SAMPLES {
+                        c.body.clone()
+                    } else {
+                        c.body[c.flushed_bytes as usize..].to_vec()
+                    },
+                    skip: if c.count() - c.flushed >= COLUMN_PIECE_SAMPLES {
+                        c.flushed_bytes as usize
+                    } else {
+                        0
+                    },
                     count: c.count(),
                     flushed: c.flushed,
                     body_len: c.body.len() as u32,
@@ -512,4 +534,18 @@ fn take_plan(head: &mut Head, seal_all: bool, idle_gens: u64) -> Plan {
         metadata,
         parts,
     }
+}
+
+/// A piece's samples as columns (timestamps, values), when it is big enough to be worth it
+/// and they are smaller than its stream bytes.
+fn piece_columns(p: &PieceSrc) -> Option<(Vec<u8>, Vec<u8>)> {
+    if p.count - p.flushed < COLUMN_PIECE_SAMPLES {
+        return None;
+    }
+    let mut samples = Vec::with_capacity(p.count as usize);
+    // The head's own stream; a failure would be a BUG, and the stream form still works.
+    codec::decode_stream(&p.bytes, p.count, &mut samples).ok()?;
+    let (times, values) = codec::piece_columns(samples.get(p.flushed as usize..)?);
+    // Timestamp columns are mostly shared within the block: count them at a quarter.
+    (times.len() / 4 + values.len() + 2 < p.bytes.len() - p.skip).then_some((times, values))
 }
