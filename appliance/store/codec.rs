@@ -170,6 +170,10 @@ impl Encoder {
     pub fn max_t(&self) -> i64 {
         self.max_t
     }
+    /// The time between the last two samples pushed (0 before the second).
+    pub fn last_step(&self) -> i64 {
+        self.prev_dt
+    }
 
     pub fn push(&mut self, out: &mut Vec<u8>, s: Sample) {
         let bits = s.v.to_bits();

@@ -10,8 +10,13 @@ use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-/// An open chunk that got no sample for this long is sealed (its series went away).
-const IDLE_SEAL: Duration = Duration::from_secs(15 * 60);
+/// An open chunk that got no sample for [`IDLE_STEPS`] of its series' last sample step
+/// (within these bounds) is sealed: its series went away or its target is down. Sealing
+/// frees its head memory and lets its log segment go; the series' next samples start a new
+/// chunk in the same window, cut where the other series of its target were cut too.
+const IDLE_SEAL_MIN: Duration = Duration::from_secs(2 * 60);
+const IDLE_SEAL_MAX: Duration = Duration::from_secs(15 * 60);
+const IDLE_STEPS: u32 = 8;
 
 /// A piece written as columns when it has at least this many samples (and columns are
 /// smaller): below that the stream bytes are as small and need no re-encoding.
@@ -60,7 +65,6 @@ pub struct Writer {
     /// Per partition: block seq → head chunks with a piece in that block.
     refs: BTreeMap<i64, BTreeMap<u64, u32>>,
     interval: Duration,
-    idle_gens: u64,
     /// Per partition: its block log segments.
     logs: BTreeMap<i64, wal::PartLog>,
 }
@@ -73,13 +77,11 @@ impl Writer {
         refs: BTreeMap<i64, BTreeMap<u64, u32>>,
         logs: BTreeMap<i64, wal::PartLog>,
     ) -> Writer {
-        let idle_gens = (IDLE_SEAL.as_millis() / interval.as_millis().max(1)).max(2) as u64;
         let mut w = Writer {
             shared,
             next_seq,
             refs,
             interval,
-            idle_gens,
             logs,
         };
         // Segments whose records all died before the last run stopped.
@@ -162,7 +164,7 @@ impl Writer {
         let started = Instant::now();
         let plan = {
             let mut head = self.shared.head_mut();
-            take_plan(&mut head, seal_all, self.idle_gens)
+            take_plan(&mut head, seal_all, self.interval)
         };
         let mut flushed = 0u64;
         let result = self.write_plan(plan, &mut flushed);
@@ -246,22 +248,20 @@ impl Writer {
                     let mut chunks = txn.open_table(partition::CHUNKS).map_err(|x| e(x.into()))?;
                     let mut times = txn.open_table(partition::TIMES).map_err(|x| e(x.into()))?;
                     let mut known = std::collections::HashMap::new();
-                    let (mut samples, mut value) = (Vec::new(), Vec::new());
+                    let mut samples = Vec::new();
+                    let mut sealed = Vec::with_capacity(part.seals.len());
                     for (s, seq) in part.seals.iter().zip(&seal_seqs) {
                         samples.clear();
-                        value.clear();
                         codec::decode_stream(&s.stream, s.count, &mut samples).map_err(|x| {
                             StoreError::Other(format!("BUG: head chunk does not decode: {x}"))
                         })?;
+                        let mut value = Vec::new();
                         partition::encode_sealed(&samples, &mut times, &mut known, &mut value)
                             .map_err(|x| e(x.into()))?;
-                        chunks
-                            .insert(
-                                (partition::hour_of(s.max_t), s.series, s.max_t, *seq),
-                                value.as_slice(),
-                            )
-                            .map_err(|x| e(x.into()))?;
+                        let key = (partition::hour_of(s.max_t), s.series, s.max_t, *seq);
+                        sealed.push((key, value));
                     }
+                    partition::insert_packed(&mut chunks, &mut sealed).map_err(|x| e(x.into()))?;
                     // Blocks of files written before the log; log records die with their
                     // segment (`PartLog::collect`).
                     let mut blocks = txn.open_table(partition::BLOCKS).map_err(|x| e(x.into()))?;
@@ -458,7 +458,7 @@ fn durable(txn: &mut redb::WriteTransaction, path: &std::path::Path) -> Result<(
 }
 
 /// Decides what this flush writes and copies it out of the head (cheap: compressed bytes).
-fn take_plan(head: &mut Head, seal_all: bool, idle_gens: u64) -> Plan {
+fn take_plan(head: &mut Head, seal_all: bool, interval: Duration) -> Plan {
     let gen_ = head.flush_gen;
     head.flush_gen += 1;
     let series = head
@@ -489,6 +489,9 @@ fn take_plan(head: &mut Head, seal_all: bool, idle_gens: u64) -> Plan {
             if !c.sealed {
                 let idle = gen_.saturating_sub(c.last_append_gen);
                 let moved_on = newest.is_some_and(|n| c.partition < n) && idle >= 1;
+                let step = Duration::from_millis(c.enc.last_step().clamp(0, 3_600_000) as u64);
+                let wait = (step * IDLE_STEPS).clamp(IDLE_SEAL_MIN, IDLE_SEAL_MAX);
+                let idle_gens = (wait.as_millis() / interval.as_millis().max(1)).max(2) as u64;
                 if seal_all || idle >= idle_gens || moved_on || c.count() >= CHUNK_SAMPLES {
                     c.sealed = true;
                 }
