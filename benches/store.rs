@@ -1,29 +1,31 @@
 //! Store ingest bench: node-exporter-like series (counters with regular increments, float
-//! counters, gauges that mostly repeat) appended one scrape at a time, with a flush every
-//! few scrapes, then closed. Prints samples/s, bytes per sample on disk, bytes written per
+//! counters with 2 decimals, gauges that mostly repeat, a few ms of scrape jitter shared
+//! by the series of one instance) appended one scrape at a time, with a flush every few
+//! scrapes, then closed. Prints samples/s, bytes per sample on disk, bytes written per
 //! sample (from `/proc/self/io`) and peak RSS.
 //!
 //! Size: `PICKET_BENCH_SERIES` (default 2000) × `PICKET_BENCH_SAMPLES` (default 3000),
 //! `PICKET_BENCH_FLUSH_EVERY` scrapes per flush (default 4, i.e. a minute at 15 s).
 //! Run: `cargo bench --bench store`.
 //!
-//! Measured 2026-11-22 on the 2-core x86_64 dev box (tempdir on ext4 on a virtio disk).
-//! Bytes written (`/proc/self/io` write_bytes, including the close) per sample, before and
-//! after the block log (flushes append to a log file; redb is committed only when chunks
-//! seal; store/wal.rs), same bench, debug build (bytes do not depend on the build):
+//! With `PICKET_BENCH_DATASET=FILE` it ingests a `gen.py --out` replay file of the
+//! side-by-side runner in `../shared/bench` instead (decode + append as `/api/v1/write`
+//! does, without HTTP; the store's flush timer at `PICKET_BENCH_FLUSH_MS`, default 10000)
+//! and prints the same figures. The comparison with VictoriaMetrics and Prometheus is
+//! `measure.py` (README, "Measuring").
 //!
-//! | series x samples | flush every | redb commit per flush | block log |
-//! |------------------|-------------|-----------------------|-----------|
-//! | 300 x 720        | 1 scrape    | 178.9 B/sample        | 36.3      |
-//! | 2000 x 600       | 1 scrape    | 45.1                  | 21.0      |
-//! | 2000 x 600       | 4 scrapes   | 28.2                  | 16.4      |
+//! Measured 2026-11-22 on the 2-core x86_64 dev box (tempdir on ext4 on a virtio disk),
+//! debug build (bytes do not depend on the build), 1000 series x 1440 samples (6 h):
 //!
-//! On disk after close: ~6.5 B/sample either way. Release build, 2000 x 3000, flush every
-//! 4 scrapes: redb commit per flush 28 B/sample written, 676 k samples/s ingest including
-//! flushes; block log 15.0 B/sample written (14.6 while ingesting), 626 k samples/s (on a
-//! box busy with other builds), 2.4 M/s append alone, 5.8 B/sample on disk, peak RSS
-//! 17.7 MB. Earlier (redb commit per flush): 275 k / 1.5 M samples/s at 1 / 20 scrapes
-//! per flush.
+//! | flush every           | written B/sample (while ingesting + close) | on disk |
+//! |-----------------------|--------------------------------------------|---------|
+//! | 1 scrape (~10 s)      | 15.1 (14.1 + 1.0)                          | 1.85    |
+//! | 120 scrapes (30 min)  | 3.6 (2.5 + 1.1)                            | 1.80    |
+//!
+//! At one flush per scrape each flush rewrites the log's last 4 KiB page and ~6 bytes per
+//! series; at 30 minutes the log holds column-encoded pieces (codec.rs, block tag 5) and
+//! most bytes written are the sealed chunks themselves. Before the column codec (chunk tag
+//! 4) the same bench measured ~5.8 B/sample on disk and 15-16 written at 4 scrapes/flush.
 
 use picket::model::{Labels, Matcher, Sample};
 use picket::query::SeriesReader;

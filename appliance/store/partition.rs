@@ -68,17 +68,20 @@ pub fn encode_sealed(
         codec::encode_columns(samples, codec::Times::Inline(&col), out);
         return Ok(());
     }
-    if !known.contains_key(&key) {
-        let existing = times.get(key)?.map(|g| g.value().to_vec());
-        match existing {
-            Some(v) => known.insert(key, v),
-            None => {
-                times.insert(key, col.as_slice())?;
-                known.insert(key, col.clone())
+    let stored = match known.entry(key) {
+        std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+        std::collections::hash_map::Entry::Vacant(e) => {
+            let existing = times.get(key)?.map(|g| g.value().to_vec());
+            match existing {
+                Some(v) => e.insert(v),
+                None => {
+                    times.insert(key, col.as_slice())?;
+                    e.insert(col.clone())
+                }
             }
-        };
-    }
-    if known.get(&key) == Some(&col) {
+        }
+    };
+    if *stored == col {
         codec::encode_columns(samples, codec::Times::Shared(key), out);
     } else {
         codec::encode_columns(samples, codec::Times::Inline(&col), out);
