@@ -23,8 +23,8 @@ const IDLE_STEPS: u32 = 8;
 const COLUMN_PIECE_SAMPLES: u32 = 8;
 
 /// The stream bytes an open chunk gained since the last flush, copied out of the head:
-/// from byte `skip` of `bytes` on. A piece that may be worth writing as columns copies the
-/// whole stream (`skip` > 0), whose samples are decoded outside the head lock.
+/// `bytes[skip..]`. A piece that may be worth writing as columns copies the whole stream
+/// (`skip` is then where the new bytes start), to decode its samples outside the head lock.
 struct PieceSrc {
     series: u64,
     chunk: u64,
