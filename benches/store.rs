@@ -1,29 +1,31 @@
 //! Store ingest bench: node-exporter-like series (counters with regular increments, float
-//! counters, gauges that mostly repeat) appended one scrape at a time, with a flush every
-//! few scrapes, then closed. Prints samples/s, bytes per sample on disk, bytes written per
+//! counters with 2 decimals, gauges that mostly repeat, a few ms of scrape jitter shared
+//! by the series of one instance) appended one scrape at a time, with a flush every few
+//! scrapes, then closed. Prints samples/s, bytes per sample on disk, bytes written per
 //! sample (from `/proc/self/io`) and peak RSS.
 //!
 //! Size: `PICKET_BENCH_SERIES` (default 2000) × `PICKET_BENCH_SAMPLES` (default 3000),
 //! `PICKET_BENCH_FLUSH_EVERY` scrapes per flush (default 4, i.e. a minute at 15 s).
 //! Run: `cargo bench --bench store`.
 //!
-//! Measured 2026-11-22 on the 2-core x86_64 dev box (tempdir on ext4 on a virtio disk).
-//! Bytes written (`/proc/self/io` write_bytes, including the close) per sample, before and
-//! after the block log (flushes append to a log file; redb is committed only when chunks
-//! seal; store/wal.rs), same bench, debug build (bytes do not depend on the build):
+//! With `PICKET_BENCH_DATASET=FILE` it ingests a `gen.py --out` replay file of the
+//! side-by-side runner in `../shared/bench` instead (decode + append as `/api/v1/write`
+//! does, without HTTP; the store's flush timer at `PICKET_BENCH_FLUSH_MS`, default 10000)
+//! and prints the same figures. The comparison with VictoriaMetrics and Prometheus is
+//! `measure.py` (README, "Measuring").
 //!
-//! | series x samples | flush every | redb commit per flush | block log |
-//! |------------------|-------------|-----------------------|-----------|
-//! | 300 x 720        | 1 scrape    | 178.9 B/sample        | 36.3      |
-//! | 2000 x 600       | 1 scrape    | 45.1                  | 21.0      |
-//! | 2000 x 600       | 4 scrapes   | 28.2                  | 16.4      |
+//! Measured 2026-11-22 on the 2-core x86_64 dev box (tempdir on ext4 on a virtio disk),
+//! debug build (bytes do not depend on the build), 1000 series x 1440 samples (6 h):
 //!
-//! On disk after close: ~6.5 B/sample either way. Release build, 2000 x 3000, flush every
-//! 4 scrapes: redb commit per flush 28 B/sample written, 676 k samples/s ingest including
-//! flushes; block log 15.0 B/sample written (14.6 while ingesting), 626 k samples/s (on a
-//! box busy with other builds), 2.4 M/s append alone, 5.8 B/sample on disk, peak RSS
-//! 17.7 MB. Earlier (redb commit per flush): 275 k / 1.5 M samples/s at 1 / 20 scrapes
-//! per flush.
+//! | flush every           | written B/sample (while ingesting + close) | on disk |
+//! |-----------------------|--------------------------------------------|---------|
+//! | 1 scrape (~10 s)      | 15.1 (14.1 + 1.0)                          | 1.85    |
+//! | 120 scrapes (30 min)  | 3.6 (2.5 + 1.1)                            | 1.80    |
+//!
+//! At one flush per scrape each flush rewrites the log's last 4 KiB page and ~6 bytes per
+//! series; at 30 minutes the log holds column-encoded pieces (codec.rs, block tag 5) and
+//! most bytes written are the sealed chunks themselves. Before the column codec (chunk tag
+//! 4) the same bench measured ~5.8 B/sample on disk and 15-16 written at 4 scrapes/flush.
 
 use picket::model::{Labels, Matcher, Sample};
 use picket::query::SeriesReader;
@@ -61,7 +63,85 @@ enum Kind {
     Gauge { every: u64 },
 }
 
+/// `/proc/self/status` VmRSS in kB.
+fn vm_rss_kb() -> Option<u64> {
+    let st = std::fs::read_to_string("/proc/self/status").ok()?;
+    st.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+}
+
+/// Ingests a `gen.py --out` replay file (remote_write requests, see ../shared/bench) through
+/// the same path as `POST /api/v1/write`, minus HTTP, with the store's own flush timer.
+fn dataset(path: &str) {
+    use std::io::{BufRead, Read};
+    let mut f = std::io::BufReader::new(std::fs::File::open(path).expect("dataset file"));
+    let mut line = String::new();
+    for _ in 0..2 {
+        line.clear();
+        f.read_line(&mut line).expect("dataset header");
+    }
+    let mut requests = Vec::new();
+    let mut head = [0u8; 12];
+    while f.read_exact(&mut head).is_ok() {
+        let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
+        let mut body = vec![0u8; len];
+        f.read_exact(&mut body).expect("dataset record");
+        requests.push(body);
+    }
+    let flush = Duration::from_millis(env("PICKET_BENCH_FLUSH_MS", 10_000) as u64);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(StoreOptions {
+        path: dir.path().to_owned(),
+        flush_interval: flush,
+    })
+    .expect("open");
+    let ingest = picket::ingest::Ingest::new(store.clone());
+    let wb0 = write_bytes();
+    let started = Instant::now();
+    let mut samples = 0u64;
+    for body in &requests {
+        let req = picket::api::remote_write::decode(body, 64 << 20).expect("decode");
+        samples += ingest.remote_write(req).expect("ingest");
+    }
+    let ingest_time = started.elapsed();
+    store.flush().expect("flush");
+    let wb_flushed = write_bytes();
+    let disk_flushed: u64 = walk(dir.path()).iter().sum();
+    let rss = vm_rss_kb();
+    store.close().expect("close");
+    let wb1 = write_bytes();
+    let disk_closed: u64 = walk(dir.path()).iter().sum();
+    let n = samples as f64;
+    println!("store bench, dataset {path}: {samples} samples, flush every {flush:?}");
+    println!(
+        "  ingest (decode + append, no HTTP): {:.0} samples/s ({:.2?})",
+        n / ingest_time.as_secs_f64(),
+        ingest_time
+    );
+    println!(
+        "  on disk after a flush: {:.3} bytes/sample; after close: {:.3}",
+        disk_flushed as f64 / n,
+        disk_closed as f64 / n
+    );
+    if let (Some(a), Some(m), Some(b)) = (wb0, wb_flushed, wb1) {
+        println!(
+            "  written (/proc/self/io write_bytes): {:.3} bytes/sample through the flush, {:.3} \
+             with the close",
+            (m - a) as f64 / n,
+            (b - a) as f64 / n
+        );
+    }
+    if let (Some(r), Some(h)) = (rss, vm_hwm_kb()) {
+        println!("  RSS after the flush {r} kB (peak {h} kB, includes the dataset in memory)");
+    }
+}
+
 fn main() {
+    if let Ok(path) = std::env::var("PICKET_BENCH_DATASET") {
+        dataset(&path);
+        return;
+    }
     // Under `cargo test` (no `--bench` argument) a small run checks the bench still works.
     let measuring = std::env::args().any(|a| a == "--bench");
     let n_series = env("PICKET_BENCH_SERIES", if measuring { 2000 } else { 100 });
@@ -112,16 +192,20 @@ fn main() {
     let mut append_time = Duration::ZERO;
     let started = Instant::now();
     for k in 0..n_samples {
-        let t = t0 + k as i64 * 15_000 + (k as i64 % 3); // a little scrape jitter
         let mut batch = WriteBatch::default();
         for (i, (labels, kind)) in series.iter().enumerate() {
+            // Scrape jitter of a few ms, the same for every series of one instance.
+            let t = t0 + k as i64 * 15_000 + ((k * 7 + i % 5) * 2_654_435_761 % 13) as i64 - 6;
             rng ^= rng << 13;
             rng ^= rng >> 7;
             rng ^= rng << 17;
             let v = &mut values[i];
             match kind {
                 Kind::IntCounter { rate } => *v += (rate + rng % (rate / 10 + 1)) as f64,
-                Kind::FloatCounter { rate } => *v += rate + (rng % 100) as f64 / 1000.0,
+                // Printed with 2 decimals, as node_exporter does.
+                Kind::FloatCounter { rate } => {
+                    *v = ((*v + rate + (rng % 100) as f64 / 1000.0) * 100.0).round() / 100.0
+                }
                 Kind::Gauge { every } => {
                     if (k as u64).is_multiple_of(*every) {
                         *v = (rng % 1_000_000) as f64 * 4096.0;

@@ -227,6 +227,11 @@ fn check_partition(
         let txn = db.begin_read()?;
         let mut last_sealed: HashMap<u64, u64> = HashMap::new();
         let mut samples = Vec::new();
+        let times = match txn.open_table(partition::TIMES) {
+            Ok(t) => Some(t),
+            Err(redb::TableError::TableDoesNotExist(_)) => None,
+            Err(e) => return Err(e.into()),
+        };
         for entry in txn.open_table(partition::CHUNKS)?.iter()? {
             let (k, v) = entry?;
             let (hour, series, max_t, seq) = k.value();
@@ -238,7 +243,7 @@ fn check_partition(
                 problem(report, path, &key, "series missing from the index");
             }
             samples.clear();
-            let h = match codec::decode_chunk(v.value(), &mut samples) {
+            let h = match partition::decode_chunk_in(v.value(), times.as_ref(), &mut samples) {
                 Ok(h) => h,
                 Err(e) => {
                     problem(report, path, &key, format!("does not decode: {e}"));
@@ -295,7 +300,7 @@ fn check_partition(
             }
         }
         blocks.sort_by_key(|b| b.0);
-        let mut streams: BTreeMap<u64, (Vec<u8>, u32, u64)> = BTreeMap::new();
+        let mut streams: BTreeMap<u64, (codec::PieceJoiner, u64)> = BTreeMap::new();
         for (seq, value) in &blocks {
             let seq = *seq;
             fr.blocks += 1;
@@ -313,12 +318,13 @@ fn check_partition(
                 if last_sealed.get(&p.series).is_some_and(|&s| s > seq) {
                     continue;
                 }
-                let e = streams.entry(p.series).or_insert((Vec::new(), 0, seq));
-                e.0.extend_from_slice(p.stream);
-                e.1 += p.count;
+                let e = streams
+                    .entry(p.series)
+                    .or_insert_with(|| (codec::PieceJoiner::default(), seq));
+                e.0.add(&p);
             }
         }
-        for (series, (stream, count, first)) in streams {
+        for (series, (joiner, first)) in streams {
             if known.is_some_and(|ids| !ids.contains(&series)) {
                 problem(
                     report,
@@ -327,10 +333,9 @@ fn check_partition(
                     format!("series {series} missing from the index"),
                 );
             }
-            samples.clear();
-            match codec::decode_stream(&stream, count, &mut samples) {
-                Ok(()) => {
-                    fr.samples += u64::from(count);
+            match joiner.finish() {
+                Ok(samples) => {
+                    fr.samples += samples.len() as u64;
                     if let (Some(lo), Some(hi)) = (
                         samples.iter().map(|s| s.t).min(),
                         samples.iter().map(|s| s.t).max(),

@@ -21,7 +21,10 @@
 //!                                            span (times as the u64 bits of an i64);
 //!                                            rewritten with "next_seq" by every seal
 //!                                            commit. A file without them is counted at open.
-//!     chunks (max_t/1h, series_id, max_t, seq) -> chunk value   sealed chunks (~120 samples)
+//!     chunks (max_t/1h, series_id, max_t, seq) -> chunk value   sealed chunks (one series,
+//!                                    one aligned 2 h window of sample time, head.rs)
+//!     times  xxhash64 -> timestamp column   shared by the chunks of series scraped together
+//!                                    (codec.rs); never deleted apart from its file
 //!     blocks seq -> block            schema 1 only: blocks as table values; read at open,
 //!                                    deleted as their chunks seal, never written now
 //!   raw/<partition-start-ms>.<first-seq>.log   the partition's block log (wal.rs), one
@@ -33,8 +36,10 @@
 //!   snapshots/<ms>/                  copies taken by POST /api/v1/admin/snapshot (same
 //!                                    layout; never read by the store)
 //!
-//! chunk value = tag:u8 | count:varint | min_t | max_t | body      (see codec.rs)
+//! chunk value = tag:u8 | count:varint | min_t | max_t | body      (see codec.rs; tag 4
+//!               columns since 2026-11, tags 1-2 before, all readable)
 //! block       = 3:u8 | n:varint | n × (series_id | count | len | stream bytes)
+//!             | 5:u8 | timestamp columns | pieces as stream bytes or as columns
 //! ```
 //!
 //! All integers in keys are redb's fixed little-endian encodings; chunk bytes are varints
@@ -53,15 +58,18 @@
 //!
 //! 1. Under the head lock it takes a plan: series and metadata not yet in the index, the
 //!    stream bytes each open chunk gained since the last flush (its *piece*), and every
-//!    chunk that sealed (120 samples; or its series moved to a newer partition and it got
-//!    nothing since the last flush; or idle for ~15 minutes; or the store is closing).
+//!    chunk that sealed (a sample of a later 2 h window arrived, or 1024 samples; or its
+//!    series moved to a newer partition and it got nothing since the last flush; or it
+//!    got nothing for 8 of its sample steps, 2 to 15 minutes; or the store is closing).
 //! 2. One durable (`Durability::Immediate`, quick-repair) transaction on the index, if the
 //!    plan has new series or metadata.
 //! 3. Per partition touched: sealed chunks get sequence numbers first, then the flush's
 //!    block. If chunks sealed, one durable transaction writes each of them once into
-//!    `chunks` (and deletes schema-1 table blocks whose pieces all sealed). Then every
-//!    piece goes, as the raw stream bytes the head already holds (2-5 bytes per sample),
-//!    into ONE block appended to the partition's log and `fdatasync`ed: a flush without
+//!    `chunks`, encoded as columns (their timestamp columns into `times`, once per
+//!    distinct column), and deletes schema-1 table blocks whose pieces all sealed. Then
+//!    every piece goes, as the raw stream bytes the head already holds (2-5 bytes per
+//!    sample) or, for pieces of 8 samples or more, as columns when smaller, into ONE
+//!    block appended to the partition's log and `fdatasync`ed: a flush without
 //!    seals writes no redb page at all. Log segments whose every block's pieces belong to
 //!    sealed chunks are deleted (the writer counts, per block, the head chunks with a
 //!    piece in it).
@@ -105,8 +113,10 @@
 //!
 //! # Sizes and costs
 //!
-//! - A chunk seals at 120 samples; a head chunk costs its compressed bytes (~2-8 per
-//!   sample) plus ~150 bytes of state; every series keeps its labels in memory.
+//! - A chunk covers at most one aligned 2 h window (480 samples at 15 s); a head chunk
+//!   costs its stream bytes (~2-5 per sample) plus ~150 bytes of state; every series keeps
+//!   its labels in memory. Sealed, node-exporter-like data takes ~0.5-0.8 bytes a sample
+//!   (columns.rs; `benches/store.rs`).
 //! - redb page cache: 4 MiB per file. The decoder refuses chunk values claiming more than
 //!   2^20 samples.
 //! - New files are created as `<name>.redb.new` and renamed once their schema version is
@@ -131,6 +141,7 @@
 
 pub mod check;
 mod codec;
+mod columns;
 mod head;
 mod index;
 pub mod outbox;
@@ -595,7 +606,8 @@ impl Store {
                 // The live pieces of one (series, partition) concatenate, in sequence order,
                 // into the stream of its open chunk; pieces older than the series' last
                 // sealed chunk are already in that chunk.
-                let mut open_chunks: BTreeMap<u64, (Vec<u8>, u32, Vec<u64>)> = BTreeMap::new();
+                let mut open_chunks: BTreeMap<u64, (codec::PieceJoiner, Vec<u64>)> =
+                    BTreeMap::new();
                 let mut block_refs: BTreeMap<u64, u32> = BTreeMap::new();
                 let mut sealed: Option<std::collections::HashMap<u64, u64>> = None;
                 let mut missing = 0u64;
@@ -626,9 +638,8 @@ impl Store {
                         return;
                     }
                     let e = open_chunks.entry(p.series).or_default();
-                    e.0.extend_from_slice(p.stream);
-                    e.1 += p.count;
-                    e.2.push(seq);
+                    e.0.add(&p);
+                    e.1.push(seq);
                     *block_refs.entry(seq).or_default() += 1;
                 };
                 for (seq, value) in &blocks {
@@ -645,14 +656,10 @@ impl Store {
                 if let Some(e) = scan_err {
                     return Err(e);
                 }
-                let mut samples = Vec::new();
-                for (series, (stream, count, seqs)) in open_chunks {
-                    samples.clear();
-                    codec::decode_stream(&stream, count, &mut samples).map_err(|e| {
-                        StoreError::Damaged {
-                            path: path.clone(),
-                            detail: format!("pieces of series {series}: {e}"),
-                        }
+                for (series, (joiner, seqs)) in open_chunks {
+                    let samples = joiner.finish().map_err(|e| StoreError::Damaged {
+                        path: path.clone(),
+                        detail: format!("pieces of series {series}: {e}"),
                     })?;
                     head.recover(series, index, &seqs, &samples);
                 }

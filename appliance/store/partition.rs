@@ -45,6 +45,91 @@ pub fn hour_of(t: i64) -> i64 {
 /// at open, to rebuild the head.
 pub const BLOCKS: TableDefinition<u64, &[u8]> = TableDefinition::new("blocks");
 
+/// Shared timestamp columns of tag-4 chunks: xxHash64 of the column → the column (see
+/// codec.rs). Series scraped together (one target, one scrape time) have the same
+/// timestamps, so one entry serves hundreds of chunks. Entries are never deleted on their
+/// own (chunks are not either); they go with the partition file.
+pub const TIMES: TableDefinition<u64, &[u8]> = TableDefinition::new("times");
+/// A timestamp column this short is kept in the chunk (a shared key costs 9 bytes there).
+const SHARE_TIMES_ABOVE: usize = 12;
+
+/// Encodes a sealed chunk from its samples (arrival order) into `out`, putting its
+/// timestamp column into `times` (or finding it there). `known` remembers, for this
+/// transaction, which keys are in `times` with which column: a different column under a
+/// known key (a hash collision) is kept inline instead.
+pub fn encode_sealed(
+    samples: &[Sample],
+    times: &mut redb::Table<'_, u64, &[u8]>,
+    known: &mut std::collections::HashMap<u64, Vec<u8>>,
+    out: &mut Vec<u8>,
+) -> Result<(), redb::StorageError> {
+    let (col, key) = codec::times_column(samples);
+    if col.len() <= SHARE_TIMES_ABOVE {
+        codec::encode_columns(samples, codec::Times::Inline(&col), out);
+        return Ok(());
+    }
+    let stored = match known.entry(key) {
+        std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+        std::collections::hash_map::Entry::Vacant(e) => {
+            let existing = times.get(key)?.map(|g| g.value().to_vec());
+            match existing {
+                Some(v) => e.insert(v),
+                None => {
+                    times.insert(key, col.as_slice())?;
+                    e.insert(col.clone())
+                }
+            }
+        }
+    };
+    if *stored == col {
+        codec::encode_columns(samples, codec::Times::Shared(key), out);
+    } else {
+        codec::encode_columns(samples, codec::Times::Inline(&col), out);
+    }
+    Ok(())
+}
+
+/// A sealed chunk's key in [`CHUNKS`].
+pub type ChunkKey = (i64, u64, i64, u64);
+/// Share of a commit's chunk bytes that [`insert_packed`] inserts in its first pass.
+const FIRST_PASS_SHARE: usize = 55;
+
+/// Inserts one commit's sealed chunks so that the leaf pages they fill end up ~90 % full.
+///
+/// redb splits a full leaf at its middle, so keys inserted in ascending order (a commit's
+/// chunks all land after the existing keys of their hours) leave every page half full:
+/// the file measured ~60 % page fill, i.e. 1.6x the bytes of its chunks. Here the chunks
+/// are sorted and inserted in two ascending passes: first an evenly spread 55 % of their
+/// bytes (every page split in the middle, so each holds ~half a page of them, spanning
+/// keys worth ~0.9 pages in all), then the rest into the gaps, which fills each page to
+/// ~90 % without splitting it again.
+pub fn insert_packed(
+    table: &mut redb::Table<'_, ChunkKey, &[u8]>,
+    entries: &mut [(ChunkKey, Vec<u8>)],
+) -> Result<(), redb::StorageError> {
+    entries.sort_by_key(|(k, _)| *k);
+    // Bytes an entry takes in a leaf: key, value and their two offsets.
+    let size = |v: &Vec<u8>| 32 + v.len() + 8;
+    let (mut all, mut first) = (0usize, 0usize);
+    let mut in_first = Vec::with_capacity(entries.len());
+    for (_, v) in entries.iter() {
+        all += size(v);
+        let take = (first + size(v) / 2) * 100 <= all * FIRST_PASS_SHARE;
+        if take {
+            first += size(v);
+        }
+        in_first.push(take);
+    }
+    for pass in [true, false] {
+        for ((k, v), &f) in entries.iter().zip(&in_first) {
+            if f == pass {
+                table.insert(*k, v.as_slice())?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Which partition a timestamp falls in (floor division; any i64 is fine).
 pub fn partition_index(t: i64) -> i64 {
     t.div_euclid(RAW_SPAN_MS)
@@ -128,6 +213,7 @@ pub fn create(path: &Path) -> Result<Database, StoreError> {
             .map_err(|e| StoreError::db(path, e))?;
         txn.open_table(BLOCKS)
             .map_err(|e| StoreError::db(path, e))?;
+        txn.open_table(TIMES).map_err(|e| StoreError::db(path, e))?;
         Ok(())
     })
 }
@@ -243,16 +329,53 @@ pub fn sealed_seqs(
     Ok(out)
 }
 
-/// A read snapshot of a partition's sealed chunks.
-pub type ChunksTable = ReadOnlyTable<(i64, u64, i64, u64), &'static [u8]>;
+/// A read snapshot of a partition's sealed chunks and their shared timestamp columns.
+pub struct ChunksTable {
+    chunks: ReadOnlyTable<(i64, u64, i64, u64), &'static [u8]>,
+    times: Option<ReadOnlyTable<u64, &'static [u8]>>,
+}
 
 /// The sealed-chunks table of a partition snapshot (None if the file has none yet).
 pub fn chunks_table(txn: &ReadTransaction, path: &Path) -> Result<Option<ChunksTable>, StoreError> {
-    match txn.open_table(CHUNKS) {
-        Ok(t) => Ok(Some(t)),
-        Err(TableError::TableDoesNotExist(_)) => Ok(None),
-        Err(e) => Err(StoreError::db(path, e)),
+    let chunks = match txn.open_table(CHUNKS) {
+        Ok(t) => t,
+        Err(TableError::TableDoesNotExist(_)) => return Ok(None),
+        Err(e) => return Err(StoreError::db(path, e)),
+    };
+    let times = match txn.open_table(TIMES) {
+        Ok(t) => Some(t),
+        Err(TableError::TableDoesNotExist(_)) => None,
+        Err(e) => return Err(StoreError::db(path, e)),
+    };
+    Ok(Some(ChunksTable { chunks, times }))
+}
+
+/// Decodes one chunk value, looking its timestamps up in `times` when they are shared.
+pub fn decode_chunk_in(
+    value: &[u8],
+    times: Option<&ReadOnlyTable<u64, &'static [u8]>>,
+    out: &mut Vec<Sample>,
+) -> Result<ChunkHeader, ChunkError> {
+    match codec::shared_times(value)? {
+        None => Ok(codec::decode_chunk(value, out)?),
+        Some(key) => {
+            let col = times
+                .map(|t| t.get(key))
+                .transpose()?
+                .flatten()
+                .ok_or(codec::CodecError("its shared timestamp column is missing"))?;
+            Ok(codec::decode_chunk_with(value, Some(col.value()), out)?)
+        }
     }
+}
+
+/// Why a chunk could not be read: its bytes, or the file under it.
+#[derive(Debug, thiserror::Error)]
+pub enum ChunkError {
+    #[error(transparent)]
+    Codec(#[from] codec::CodecError),
+    #[error(transparent)]
+    Storage(#[from] redb::StorageError),
 }
 
 /// Appends to `out` the sealed chunks of `series` in partition `pidx` that may hold
@@ -277,6 +400,7 @@ pub fn read_chunks(
     let last = hour_of(newest.min(partition_end(pidx)));
     for hour in first..=last {
         let range = t
+            .chunks
             .range((hour, series, start, 0u64)..=(hour, series, i64::MAX, u64::MAX))
             .map_err(|e| StoreError::db(path, e))?;
         for entry in range {
@@ -292,7 +416,10 @@ pub fn read_chunks(
                 continue;
             }
             let mut samples = Vec::with_capacity(h.count as usize);
-            codec::decode_chunk(value, &mut samples).map_err(damaged)?;
+            decode_chunk_in(value, t.times.as_ref(), &mut samples).map_err(|e| match e {
+                ChunkError::Codec(c) => damaged(c),
+                ChunkError::Storage(s) => StoreError::db(path, s),
+            })?;
             out.push((seq, samples));
         }
     }

@@ -173,7 +173,7 @@ fn write_all(sources: &[Source], dest: &Path) -> Result<SnapshotSummary, StoreEr
 fn copy_file(src: &Source, dst: &WriteTransaction, path: &Path) -> Result<u64, StoreError> {
     let known: &[&str] = match src.kind {
         Kind::Index => &["meta", "series", "series_by_labels", "metadata"],
-        Kind::Partition => &["meta", "chunks", "blocks"],
+        Kind::Partition => &["meta", "chunks", "blocks", "times"],
     };
     let e = |x: redb::Error| StoreError::db(path, x);
     for t in src.txn.list_tables().map_err(|x| e(x.into()))? {
@@ -197,6 +197,7 @@ fn copy_file(src: &Source, dst: &WriteTransaction, path: &Path) -> Result<u64, S
         Kind::Partition => {
             n += copy_table(&src.txn, dst, partition::CHUNKS, path)?;
             n += copy_table(&src.txn, dst, partition::BLOCKS, path)?;
+            n += copy_table(&src.txn, dst, partition::TIMES, path)?;
         }
     }
     Ok(n)

@@ -325,10 +325,10 @@ fn a_sealed_chunk_is_written_once_and_replaces_its_small_pieces() {
         store.append(batch(&l, &samples)).expect("append");
         store.flush().expect("flush");
     }
-    // 120 samples flushed as 12 pieces; the chunk is full but seals on the next sample.
-    store
-        .append(batch(&l, &[(120_000, 120.0)]))
-        .expect("append");
+    // 120 samples flushed as 12 pieces; the chunk seals when a sample of the next window
+    // arrives.
+    let w = super::head::CHUNK_WINDOW_MS;
+    store.append(batch(&l, &[(w, 120.0)])).expect("append");
     store.flush().expect("flush");
     store.abandon();
     // One sealed chunk, the 12 pieces gone, one new piece for the 121st sample.
@@ -337,10 +337,12 @@ fn a_sealed_chunk_is_written_once_and_replaces_its_small_pieces() {
     let got = all(&store, &[name_is("c")]);
     assert_eq!(got.len(), 121);
     assert!(
-        got.iter()
+        got[..120]
+            .iter()
             .enumerate()
             .all(|(i, &(t, v))| t == i as i64 * 1000 && v == i as f64)
     );
+    assert_eq!(got[120], (w, 120.0));
     let st = store.stats();
     assert_eq!(st.series, 1);
     assert_eq!(st.head_chunks, 1);
@@ -359,11 +361,12 @@ fn pieces_of_a_sealed_chunk_in_a_block_kept_alive_by_another_series_do_not_come_
         store.append(batch(&b, &[(0, 1.0)])).expect("append");
         // Block 1 holds pieces of `a` and `b`.
         store.flush().expect("flush");
-        // `a` overwrites t=5 and fills its chunk; the 121st sample (t=119) seals it and
-        // starts a new chunk (block 2). Block 1 stays (b's open chunk still has its piece
-        // there), with a's stale t=5.
+        // `a` overwrites t=5; a sample of the next window seals its chunk and starts a new
+        // one (block 2). Block 1 stays (b's open chunk still has its piece there), with
+        // a's stale t=5.
         let mut more = vec![(5, 555.0)];
-        more.extend((100..120).map(|i| (i, i as f64)));
+        more.extend((100..119).map(|i| (i, i as f64)));
+        more.push((super::head::CHUNK_WINDOW_MS, 119.0));
         store.append(batch(&a, &more)).expect("append");
         store.flush().expect("flush");
         store.abandon();

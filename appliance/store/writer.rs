@@ -10,24 +10,36 @@ use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-/// An open chunk that got no sample for this long is sealed (its series went away).
-const IDLE_SEAL: Duration = Duration::from_secs(15 * 60);
+/// An open chunk that got no sample for [`IDLE_STEPS`] of its series' last sample step
+/// (within these bounds) is sealed: its series went away or its target is down. Sealing
+/// frees its head memory and lets its log segment go; the series' next samples start a new
+/// chunk in the same window, cut where the other series of its target were cut too.
+const IDLE_SEAL_MIN: Duration = Duration::from_secs(2 * 60);
+const IDLE_SEAL_MAX: Duration = Duration::from_secs(15 * 60);
+const IDLE_STEPS: u32 = 8;
 
-/// The stream bytes an open chunk gained since the last flush, copied out of the head.
+/// A piece written as columns when it has at least this many samples (and columns are
+/// smaller): below that the stream bytes are as small and need no re-encoding.
+const COLUMN_PIECE_SAMPLES: u32 = 8;
+
+/// The stream bytes an open chunk gained since the last flush, copied out of the head:
+/// `bytes[skip..]`. A piece that may be worth writing as columns copies the whole stream
+/// (`skip` is then where the new bytes start), to decode its samples outside the head lock.
 struct PieceSrc {
     series: u64,
     chunk: u64,
     bytes: Vec<u8>,
+    skip: usize,
     count: u32,
     flushed: u32,
     body_len: u32,
 }
 
-/// A sealed chunk, copied out of the head.
+/// A sealed chunk, copied out of the head (its stream; encoded for disk outside the lock).
 struct SealSrc {
     series: u64,
     chunk: u64,
-    value: Vec<u8>,
+    stream: Vec<u8>,
     max_t: i64,
     min_t: i64,
     count: u32,
@@ -53,7 +65,6 @@ pub struct Writer {
     /// Per partition: block seq → head chunks with a piece in that block.
     refs: BTreeMap<i64, BTreeMap<u64, u32>>,
     interval: Duration,
-    idle_gens: u64,
     /// Per partition: its block log segments.
     logs: BTreeMap<i64, wal::PartLog>,
 }
@@ -66,13 +77,11 @@ impl Writer {
         refs: BTreeMap<i64, BTreeMap<u64, u32>>,
         logs: BTreeMap<i64, wal::PartLog>,
     ) -> Writer {
-        let idle_gens = (IDLE_SEAL.as_millis() / interval.as_millis().max(1)).max(2) as u64;
         let mut w = Writer {
             shared,
             next_seq,
             refs,
             interval,
-            idle_gens,
             logs,
         };
         // Segments whose records all died before the last run stopped.
@@ -155,7 +164,7 @@ impl Writer {
         let started = Instant::now();
         let plan = {
             let mut head = self.shared.head_mut();
-            take_plan(&mut head, seal_all, self.idle_gens)
+            take_plan(&mut head, seal_all, self.interval)
         };
         let mut flushed = 0u64;
         let result = self.write_plan(plan, &mut flushed);
@@ -237,14 +246,22 @@ impl Writer {
                 {
                     let e = |x: redb::Error| StoreError::db(&path, x);
                     let mut chunks = txn.open_table(partition::CHUNKS).map_err(|x| e(x.into()))?;
+                    let mut times = txn.open_table(partition::TIMES).map_err(|x| e(x.into()))?;
+                    let mut known = std::collections::HashMap::new();
+                    let mut samples = Vec::new();
+                    let mut sealed = Vec::with_capacity(part.seals.len());
                     for (s, seq) in part.seals.iter().zip(&seal_seqs) {
-                        chunks
-                            .insert(
-                                (partition::hour_of(s.max_t), s.series, s.max_t, *seq),
-                                s.value.as_slice(),
-                            )
+                        samples.clear();
+                        codec::decode_stream(&s.stream, s.count, &mut samples).map_err(|x| {
+                            StoreError::Other(format!("BUG: head chunk does not decode: {x}"))
+                        })?;
+                        let mut value = Vec::new();
+                        partition::encode_sealed(&samples, &mut times, &mut known, &mut value)
                             .map_err(|x| e(x.into()))?;
+                        let key = (partition::hour_of(s.max_t), s.series, s.max_t, *seq);
+                        sealed.push((key, value));
                     }
+                    partition::insert_packed(&mut chunks, &mut sealed).map_err(|x| e(x.into()))?;
                     // Blocks of files written before the log; log records die with their
                     // segment (`PartLog::collect`).
                     let mut blocks = txn.open_table(partition::BLOCKS).map_err(|x| e(x.into()))?;
@@ -277,13 +294,19 @@ impl Writer {
                 log.collect(&refs);
             }
             if !part.pieces.is_empty() {
+                let cols: Vec<Option<(Vec<u8>, Vec<u8>)>> =
+                    part.pieces.iter().map(piece_columns).collect();
                 let pieces: Vec<codec::Piece<'_>> = part
                     .pieces
                     .iter()
-                    .map(|p| codec::Piece {
+                    .zip(&cols)
+                    .map(|(p, c)| codec::Piece {
                         series: p.series,
                         count: p.count - p.flushed,
-                        stream: &p.bytes,
+                        data: match c {
+                            Some((times, values)) => codec::PieceData::Columns { times, values },
+                            None => codec::PieceData::Stream(&p.bytes[p.skip..]),
+                        },
                     })
                     .collect();
                 let mut value = Vec::new();
@@ -469,7 +492,7 @@ fn durable(txn: &mut redb::WriteTransaction, path: &std::path::Path) -> Result<(
 }
 
 /// Decides what this flush writes and copies it out of the head (cheap: compressed bytes).
-fn take_plan(head: &mut Head, seal_all: bool, idle_gens: u64) -> Plan {
+fn take_plan(head: &mut Head, seal_all: bool, interval: Duration) -> Plan {
     let gen_ = head.flush_gen;
     head.flush_gen += 1;
     let series = head
@@ -500,18 +523,19 @@ fn take_plan(head: &mut Head, seal_all: bool, idle_gens: u64) -> Plan {
             if !c.sealed {
                 let idle = gen_.saturating_sub(c.last_append_gen);
                 let moved_on = newest.is_some_and(|n| c.partition < n) && idle >= 1;
-                if seal_all || idle >= idle_gens || moved_on || c.count() >= CHUNK_SAMPLES * 2 {
+                let step = Duration::from_millis(c.enc.last_step().clamp(0, 3_600_000) as u64);
+                let wait = (step * IDLE_STEPS).clamp(IDLE_SEAL_MIN, IDLE_SEAL_MAX);
+                let idle_gens = (wait.as_millis() / interval.as_millis().max(1)).max(2) as u64;
+                if seal_all || idle >= idle_gens || moved_on || c.count() >= CHUNK_SAMPLES {
                     c.sealed = true;
                 }
             }
             let part = parts.entry(c.partition).or_default();
             if c.sealed {
-                let mut value = Vec::with_capacity(c.body.len() / 2 + 16);
-                c.enc.finish_into(&c.body, true, &mut value);
                 part.seals.push(SealSrc {
                     series: id,
                     chunk: c.id,
-                    value,
+                    stream: c.body.clone(),
                     max_t: c.enc.max_t(),
                     min_t: c.enc.min_t(),
                     count: c.count(),
@@ -524,7 +548,16 @@ fn take_plan(head: &mut Head, seal_all: bool, idle_gens: u64) -> Plan {
                     chunk: c.id,
                     // A body only grows, so `flushed_bytes <= body.len()`; slicing cannot
                     // fail unless that invariant (a BUG) is broken.
-                    bytes: c.body[c.flushed_bytes as usize..].to_vec(),
+                    bytes: if c.count() - c.flushed >= COLUMN_PIECE_SAMPLES {
+                        c.body.clone()
+                    } else {
+                        c.body[c.flushed_bytes as usize..].to_vec()
+                    },
+                    skip: if c.count() - c.flushed >= COLUMN_PIECE_SAMPLES {
+                        c.flushed_bytes as usize
+                    } else {
+                        0
+                    },
                     count: c.count(),
                     flushed: c.flushed,
                     body_len: c.body.len() as u32,
@@ -538,4 +571,18 @@ fn take_plan(head: &mut Head, seal_all: bool, idle_gens: u64) -> Plan {
         metadata,
         parts,
     }
+}
+
+/// A piece's samples as columns (timestamps, values), when it is big enough to be worth it
+/// and they are smaller than its stream bytes.
+fn piece_columns(p: &PieceSrc) -> Option<(Vec<u8>, Vec<u8>)> {
+    if p.count - p.flushed < COLUMN_PIECE_SAMPLES {
+        return None;
+    }
+    let mut samples = Vec::with_capacity(p.count as usize);
+    // The head's own stream; a failure would be a BUG, and the stream form still works.
+    codec::decode_stream(&p.bytes, p.count, &mut samples).ok()?;
+    let (times, values) = codec::piece_columns(samples.get(p.flushed as usize..)?);
+    // Timestamp columns are mostly shared within the block: count them at a quarter.
+    (times.len() / 4 + values.len() + 2 < p.bytes.len() - p.skip).then_some((times, values))
 }
