@@ -112,8 +112,8 @@ pub async fn metadata(
     let params = Params::from_request(query.as_deref(), None);
     let matchers: Vec<Matcher> = match params.get("match_target").filter(|m| !m.is_empty()) {
         None => Vec::new(),
-        Some(sel) => match promql::parse(sel) {
-            Ok(Expr::VectorSelector(vs)) => vs.matchers,
+        Some(sel) => match promql::parse(sel).as_ref() {
+            Ok(Expr::VectorSelector(vs)) => vs.matchers.clone(),
             Ok(_) => {
                 return Err(ApiError::bad_data(format!(
                     "invalid parameter \"match_target\": {sel:?} is not a label selector"
