@@ -20,7 +20,7 @@ use crate::config::scrape::{KubernetesSdConfig, StaticConfig, TlsConfig};
 use crate::ingest::Ingest;
 use base64::Engine;
 use serde::Deserialize;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -729,7 +729,7 @@ pub fn annotated_groups(pod: &Pod) -> Vec<StaticConfig> {
     out
 }
 
-/// The target groups found so far, per watched namespace and pod.
+/// The target groups found so far, keyed `<watched path>|<namespace>/<pod>`.
 pub type Published = Arc<Mutex<BTreeMap<String, Vec<StaticConfig>>>>;
 
 /// A running discovery: its tasks and what they found.
@@ -852,7 +852,6 @@ async fn discover(
                 annotations,
                 groups: groups.clone(),
                 changed: changed.clone(),
-                pods: HashMap::new(),
                 ingest: ingest.clone(),
             }
             .run(),
@@ -893,14 +892,12 @@ struct Watcher {
     annotations: bool,
     groups: Published,
     changed: Arc<dyn Fn() + Send + Sync>,
-    /// `namespace/name` → the pod's groups.
-    pods: HashMap<String, Vec<StaticConfig>>,
     /// For the discovery counters.
     ingest: Ingest,
 }
 
 impl Watcher {
-    async fn run(mut self) {
+    async fn run(self) {
         let mut backoff = MIN_BACKOFF;
         let mut failing = false;
         loop {
@@ -966,18 +963,32 @@ impl Watcher {
         }
     }
 
-    fn publish(&self) {
+    /// Replaces everything this watcher published by `pods` (after a LIST).
+    fn publish_all(&self, pods: Vec<(String, Vec<StaticConfig>)>) {
+        let prefix = format!("{}|", self.path);
         if let Ok(mut g) = self.groups.lock() {
-            g.retain(|k, _| !k.starts_with(&format!("{}|", self.path)));
-            for (k, v) in &self.pods {
-                g.insert(format!("{}|{k}", self.path), v.clone());
+            g.retain(|k, _| !k.starts_with(&prefix));
+            for (k, v) in pods {
+                g.insert(format!("{prefix}{k}"), v);
             }
         }
         (self.changed)();
     }
 
+    /// Publishes one pod's groups (`None`: the pod is gone), after a watch event.
+    fn publish_one(&self, key: &str, groups: Option<Vec<StaticConfig>>) {
+        let key = format!("{}|{key}", self.path);
+        if let Ok(mut g) = self.groups.lock() {
+            match groups {
+                Some(v) => g.insert(key, v),
+                None => g.remove(&key),
+            };
+        }
+        (self.changed)();
+    }
+
     /// LISTs the pods, replacing what is known; returns the list's resourceVersion.
-    async fn list(&mut self) -> Result<String, String> {
+    async fn list(&self) -> Result<String, String> {
         let resp = self
             .request(&[])?
             .timeout(Duration::from_secs(60))
@@ -994,18 +1005,18 @@ impl Watcher {
             .await
             .map_err(|e| format!("listing pods: {}", super::manager::error_chain(&e)))?;
         self.ingest.stats().scrape.kubernetes(KubernetesCount::List);
-        self.pods = list
+        let pods = list
             .items
             .iter()
             .map(|p| (pod_key(p), self.groups_of(p)))
             .collect();
-        self.publish();
+        self.publish_all(pods);
         Ok(list.metadata.resource_version)
     }
 
     /// WATCHes from `version` until the stream ends badly; a stream ended by the server's
     /// timeout is renewed from the last version seen.
-    async fn watch(&mut self, mut version: String) -> WatchEnd {
+    async fn watch(&self, mut version: String) -> WatchEnd {
         loop {
             let req = match self.request(&[
                 ("watch", "1".into()),
@@ -1051,7 +1062,7 @@ impl Watcher {
     }
 
     /// Applies one watch event.
-    fn event(&mut self, line: &[u8], version: &mut String) -> Result<(), WatchEnd> {
+    fn event(&self, line: &[u8], version: &mut String) -> Result<(), WatchEnd> {
         let ev: WatchEvent = serde_json::from_slice(line)
             .map_err(|e| WatchEnd::Failed(format!("bad watch event: {e}")))?;
         if let Some(i) = super::KUBERNETES_EVENTS
@@ -1070,14 +1081,8 @@ impl Watcher {
                 if !pod.metadata.resource_version.is_empty() {
                     version.clone_from(&pod.metadata.resource_version);
                 }
-                let key = pod_key(&pod);
-                if ev.kind == "DELETED" {
-                    self.pods.remove(&key);
-                } else {
-                    let g = self.groups_of(&pod);
-                    self.pods.insert(key, g);
-                }
-                self.publish();
+                let groups = (ev.kind != "DELETED").then(|| self.groups_of(&pod));
+                self.publish_one(&pod_key(&pod), groups);
             }
             "BOOKMARK" => {
                 if let Some(v) = ev
@@ -1278,7 +1283,7 @@ mod tests {
             flush_interval: Duration::from_secs(60),
         })
         .unwrap();
-        let mut w = Watcher {
+        let w = Watcher {
             conn: Arc::new(Connection {
                 base: "http://127.0.0.1:1".into(),
                 client: reqwest::Client::new(),
@@ -1290,7 +1295,6 @@ mod tests {
             annotations: false,
             groups: Arc::default(),
             changed: Arc::new(|| {}),
-            pods: HashMap::new(),
             ingest: Ingest::new(store.clone()),
         };
         let mut v = String::new();
