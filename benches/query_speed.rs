@@ -30,6 +30,8 @@
 //! 10 k series, 3 runs per query); `cargo bench --bench query_speed -- --full` the full one
 //! (1 h and 24 h windows over 24 h of data, 5 runs). Under `cargo test` (no `--bench`
 //! argument) it runs a tiny dataset once, as a check that the measurement works.
+//! `PICKET_BENCH_BIN=/path/to/picket` measures another build of Picket (e.g. one with
+//! symbols, under `perf record`).
 
 use picket::model::prompb::{Label, Sample, TimeSeries, WriteRequest};
 use prost::Message;
@@ -231,7 +233,10 @@ impl Family {
         } else {
             for (i, v) in self.values.iter_mut().enumerate() {
                 let rate = 1 + (i % 17) as u64;
-                *v += (noise(seed ^ (i as u64) << 32 ^ step) % (rate * 30)) as f64;
+                // The fraction i / 2^17 makes every series' rate distinct (no two windows
+                // can sum to the same value), so `topk` has no ties to break differently.
+                *v += (noise(seed ^ (i as u64) << 32 ^ step) % (rate * 30)) as f64
+                    + i as f64 / 131_072.0;
             }
         }
     }
@@ -595,7 +600,7 @@ fn main() {
     let port = free_port();
     let mut picket = spawn(
         "picket",
-        env!("CARGO_BIN_EXE_picket"),
+        &std::env::var("PICKET_BENCH_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_picket").into()),
         &[
             "run".into(),
             "--config".into(),
