@@ -333,7 +333,7 @@ fn encode(encoder: &mut snap::raw::Encoder, timeseries: Vec<TimeSeries>) -> Vec<
 }
 
 fn size_prefix(n: usize) -> String {
-    if n >= 1000 && n % 1000 == 0 {
+    if n >= 1000 && n.is_multiple_of(1000) {
         format!("qs{}k", n / 1000)
     } else {
         format!("qs{n}")
