@@ -17,7 +17,13 @@ pub fn push_float(out: &mut String, v: f64) {
         out.push_str("-Inf");
     } else {
         let abs = v.abs();
-        if abs == 0.0 || (1e-6..1e21).contains(&abs) {
+        if v.fract() == 0.0 && abs < 1e15 && !(v == 0.0 && v.is_sign_negative()) {
+            // Integral values (counts, bytes, most stored samples) print like integers.
+            if v < 0.0 {
+                out.push('-');
+            }
+            push_u64(out, abs as u64);
+        } else if abs == 0.0 || (1e-6..1e21).contains(&abs) {
             // Rust's Display is the shortest round-trip form in plain notation, like Go's
             // FormatFloat(v, 'f', -1, 64); -0 prints as "-0" in both.
             let _ = write!(out, "{v}");
@@ -50,16 +56,41 @@ pub fn push_timestamp(out: &mut String, t_ms: i64) {
         out.push('-');
     }
     let abs = t_ms.unsigned_abs();
-    let _ = write!(out, "{}", abs / 1000);
+    push_u64(out, abs / 1000);
     let frac = abs % 1000;
     if frac != 0 {
-        let mut digits = format!("{frac:03}");
-        while digits.ends_with('0') {
-            digits.pop();
-        }
-        out.push('.');
-        out.push_str(&digits);
+        let digits = [
+            b'.',
+            b'0' + (frac / 100) as u8,
+            b'0' + (frac / 10 % 10) as u8,
+            b'0' + (frac % 10) as u8,
+        ];
+        let len = if frac.is_multiple_of(100) {
+            2
+        } else if frac.is_multiple_of(10) {
+            3
+        } else {
+            4
+        };
+        // ASCII digits and a dot.
+        out.push_str(std::str::from_utf8(&digits[..len]).unwrap_or_default());
     }
+}
+
+/// Appends the decimal digits of `n` without going through `fmt` (results hold millions of
+/// timestamps and values).
+fn push_u64(out: &mut String, mut n: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.push_str(std::str::from_utf8(&buf[i..]).unwrap_or_default());
 }
 
 /// Appends a JSON string literal.
@@ -154,6 +185,11 @@ mod tests {
             (f64::NEG_INFINITY, "-Inf"),
             (0.0, "0"),
             (1e100, "1e+100"),
+            (-0.0, "-0"),
+            (-42.0, "-42"),
+            (999_999_999_999_999.0, "999999999999999"),
+            (1e15, "1000000000000000"),
+            (12.5, "12.5"),
         ] {
             assert_eq!(float(v), want, "{v}");
         }
@@ -167,6 +203,9 @@ mod tests {
         assert_eq!(ts(1_500), "1.5");
         assert_eq!(ts(10), "0.01");
         assert_eq!(ts(-500), "-0.5");
+        assert_eq!(ts(1_250), "1.25");
+        assert_eq!(ts(7), "0.007");
+        assert_eq!(ts(0), "0");
     }
 
     #[test]

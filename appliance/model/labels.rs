@@ -15,13 +15,32 @@ pub struct Label {
     pub value: Arc<str>,
 }
 
-/// A sorted, duplicate-free set of labels.
-#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Labels(Vec<Label>);
+/// A sorted, duplicate-free set of labels, immutable and shared: cloning one (as query
+/// results do for every point) is a reference-count increment, and two clones of the same
+/// set compare equal by pointer before comparing contents.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Labels(Arc<[Label]>);
+
+impl Default for Labels {
+    fn default() -> Labels {
+        Labels::empty()
+    }
+}
+
+thread_local! {
+    /// The empty set, shared so that scalar results allocate nothing per step.
+    static EMPTY: Labels = Labels(Arc::from(Vec::new()));
+}
 
 impl Labels {
     pub fn empty() -> Labels {
-        Labels(Vec::new())
+        EMPTY.with(Labels::clone)
+    }
+
+    /// Whether both are clones of one set (same allocation); equal sets built separately
+    /// are not.
+    pub fn ptr_eq(&self, other: &Labels) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
     }
 
     /// Builds a label set from pairs in any order. Later duplicates win; empty values are
@@ -93,7 +112,9 @@ impl Labels {
     }
 
     pub fn into_builder(self) -> LabelsBuilder {
-        LabelsBuilder { labels: self.0 }
+        LabelsBuilder {
+            labels: self.0.to_vec(),
+        }
     }
 
     pub fn as_slice(&self) -> &[Label] {
@@ -171,7 +192,7 @@ impl LabelsBuilder {
     }
 
     pub fn build(self) -> Labels {
-        Labels(self.labels)
+        Labels(self.labels.into())
     }
 }
 

@@ -7,9 +7,10 @@
 
 use super::functions::{kahan_inc, quantile};
 use super::{EvalError, Evaluator, InstantSample, Val, Vector};
-use crate::model::Labels;
+use crate::model::{Label, Labels, METRIC_NAME};
 use crate::query::promql::ast::{Aggregate, AggregateOp, Grouping};
 use std::collections::HashMap;
+use std::hash::Hasher;
 
 pub(super) fn eval_aggregate(ev: &mut Evaluator, a: &Aggregate, t: i64) -> Result<Val, EvalError> {
     let param = match &a.param {
@@ -153,6 +154,65 @@ fn group_labels(l: &Labels, g: &Grouping) -> Labels {
     }
 }
 
+/// The labels of `l` that [`group_labels`] keeps, without building the set.
+fn group_members<'l>(l: &'l Labels, g: &'l Grouping) -> impl Iterator<Item = &'l Label> + 'l {
+    l.iter().filter(move |lab| match g {
+        Grouping::By(names) => names.iter().any(|n| **n == *lab.name),
+        Grouping::Without(names) => {
+            &*lab.name != METRIC_NAME && !names.iter().any(|n| **n == *lab.name)
+        }
+    })
+}
+
+/// Finds samples' groups by a hash of their group labels, so that a sample whose group
+/// exists costs no allocation (one label set is built per new group only).
+struct GroupIndex<'g> {
+    grouping: &'g Grouping,
+    by_hash: HashMap<u64, usize>,
+    /// Groups whose hash collided with an earlier, different group's.
+    collided: HashMap<Labels, usize>,
+}
+
+impl<'g> GroupIndex<'g> {
+    fn new(grouping: &'g Grouping) -> Self {
+        GroupIndex {
+            grouping,
+            by_hash: HashMap::new(),
+            collided: HashMap::new(),
+        }
+    }
+
+    /// The group of `labels` among `keys` (the group label sets in creation order), or
+    /// `Err` with the new group's labels, which the caller appends to `keys`.
+    fn find(&mut self, labels: &Labels, keys: &[Labels]) -> Result<usize, Labels> {
+        let mut h = twox_hash::XxHash64::with_seed(0);
+        for lab in group_members(labels, self.grouping) {
+            h.write(lab.name.as_bytes());
+            h.write_u8(0xff);
+            h.write(lab.value.as_bytes());
+            h.write_u8(0xff);
+        }
+        let hash = h.finish();
+        match self.by_hash.get(&hash) {
+            Some(&i) if group_members(labels, self.grouping).eq(keys[i].iter()) => Ok(i),
+            Some(_) => {
+                let key = group_labels(labels, self.grouping);
+                match self.collided.get(&key) {
+                    Some(&i) => Ok(i),
+                    None => {
+                        self.collided.insert(key.clone(), keys.len());
+                        Err(key)
+                    }
+                }
+            }
+            None => {
+                self.by_hash.insert(hash, keys.len());
+                Err(group_labels(labels, self.grouping))
+            }
+        }
+    }
+}
+
 #[derive(Default)]
 struct Group {
     labels: Labels,
@@ -165,15 +225,15 @@ struct Group {
 }
 
 fn aggregate_simple(op: AggregateOp, q: f64, input: Vector, g: &Grouping) -> Vector {
-    let mut index: HashMap<Labels, usize> = HashMap::new();
+    let mut index = GroupIndex::new(g);
     let mut groups: Vec<Group> = Vec::new();
+    let mut keys: Vec<Labels> = Vec::new();
     for s in input {
-        let key = group_labels(&s.labels, g);
         let f = s.v;
-        let gi = match index.get(&key) {
-            Some(&i) => i,
-            None => {
-                index.insert(key.clone(), groups.len());
+        let gi = match index.find(&s.labels, &keys) {
+            Ok(i) => i,
+            Err(key) => {
+                keys.push(key.clone());
                 // The first sample initialises the group, as in Prometheus.
                 let mut grp = Group {
                     labels: key,
@@ -273,25 +333,41 @@ fn aggregate_k(op: AggregateOp, k: i64, input: Vector, g: &Grouping) -> Vector {
         return Vec::new();
     }
     let k = usize::try_from(k).unwrap_or(usize::MAX);
-    let mut index: HashMap<Labels, usize> = HashMap::new();
+    let mut index = GroupIndex::new(g);
+    let mut keys: Vec<Labels> = Vec::new();
     let mut groups: Vec<Vec<InstantSample>> = Vec::new();
     for s in input {
-        let key = group_labels(&s.labels, g);
-        let gi = *index.entry(key).or_insert_with(|| {
-            groups.push(Vec::new());
-            groups.len() - 1
-        });
+        let gi = match index.find(&s.labels, &keys) {
+            Ok(i) => i,
+            Err(key) => {
+                keys.push(key);
+                groups.push(Vec::new());
+                groups.len() - 1
+            }
+        };
         groups[gi].push(s);
     }
     let mut out = Vec::new();
-    for mut grp in groups {
-        match op {
-            AggregateOp::Topk => grp.sort_by(|a, b| cmp_desc_nan_last(a.v, b.v)),
-            AggregateOp::Bottomk => grp.sort_by(|a, b| cmp_asc_nan_last(a.v, b.v)),
-            _ => {}
+    for grp in groups {
+        let cmp = match op {
+            AggregateOp::Topk => cmp_desc_nan_last,
+            AggregateOp::Bottomk => cmp_asc_nan_last,
+            _ => {
+                out.extend(grp.into_iter().take(k));
+                continue;
+            }
+        };
+        // The first k of a stable sort: ties keep input order, so the position breaks them.
+        let mut ranked: Vec<(usize, InstantSample)> = grp.into_iter().enumerate().collect();
+        let by_rank = |a: &(usize, InstantSample), b: &(usize, InstantSample)| {
+            cmp(a.1.v, b.1.v).then(a.0.cmp(&b.0))
+        };
+        if k < ranked.len() {
+            ranked.select_nth_unstable_by(k - 1, by_rank);
+            ranked.truncate(k);
         }
-        grp.truncate(k);
-        out.extend(grp);
+        ranked.sort_unstable_by(by_rank);
+        out.extend(ranked.into_iter().map(|(_, s)| s));
     }
     out
 }

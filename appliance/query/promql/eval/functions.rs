@@ -488,22 +488,29 @@ fn rollup(
     keep_name: bool,
     mut f: impl FnMut(&[Sample]) -> Option<f64>,
 ) -> Vector {
-    *check = !keep_name && names_vary(m.iter().map(|(l, _)| l));
+    *check = !keep_name && !m.one_name && names_vary(m.iter().map(|(l, _)| l));
     let mut out = Vec::with_capacity(m.windows.len());
-    for (labels, samples) in m.iter() {
-        if samples.is_empty() {
-            continue;
+    if keep_name {
+        for (labels, samples) in m.iter() {
+            if samples.is_empty() {
+                continue;
+            }
+            if let Some(v) = f(samples) {
+                out.push(InstantSample {
+                    labels: labels.clone(),
+                    t,
+                    v,
+                });
+            }
         }
-        if let Some(v) = f(samples) {
-            out.push(InstantSample {
-                labels: if keep_name {
-                    labels.clone()
-                } else {
-                    labels.without_name()
-                },
-                t,
-                v,
-            });
+    } else {
+        for (labels, samples) in m.iter_unnamed() {
+            if samples.is_empty() {
+                continue;
+            }
+            if let Some(v) = f(samples) {
+                out.push(InstantSample { labels, t, v });
+            }
         }
     }
     out

@@ -3,7 +3,7 @@
 //! bounds by binary search in the time-ordered samples, so a step costs O(log n) per series.
 
 use super::{InstantSample, Vector, Window};
-use crate::model::is_stale_nan;
+use crate::model::{Sample, is_stale_nan};
 use crate::query::SeriesData;
 
 /// For each series, the latest sample in `(ref_t - lookback, ref_t]` unless it is a
@@ -30,12 +30,21 @@ pub(super) fn latest(data: &[SeriesData], ref_t: i64, lookback_ms: i64) -> Vecto
 }
 
 /// The non-empty windows `(mint, maxt]` of every series (Prometheus 3.x range selectors are
-/// left-open). Staleness markers were removed when the series were loaded.
-pub(super) fn windows(data: &[SeriesData], mint: i64, maxt: i64) -> Vec<Window> {
-    let mut out = Vec::new();
-    for (i, s) in data.iter().enumerate() {
-        let start = s.samples.partition_point(|x| x.t <= mint);
-        let end = s.samples.partition_point(|x| x.t <= maxt);
+/// left-open). Staleness markers were removed when the series were loaded. `cursors` holds
+/// each series' previous window (it is resized to `data`) and gets this one: as range
+/// queries move forward in time, the bounds are usually a sample or two further on.
+pub(super) fn windows(
+    data: &[SeriesData],
+    mint: i64,
+    maxt: i64,
+    cursors: &mut Vec<(usize, usize)>,
+) -> Vec<Window> {
+    cursors.resize(data.len(), (0, 0));
+    let mut out = Vec::with_capacity(data.len());
+    for ((i, s), cursor) in data.iter().enumerate().zip(cursors.iter_mut()) {
+        let start = after(&s.samples, mint, cursor.0);
+        let end = after(&s.samples, maxt, cursor.1.max(start));
+        *cursor = (start, end);
         if start < end {
             out.push(Window {
                 series: i,
@@ -117,4 +126,43 @@ pub(super) fn extended_windows(
         }
     }
     out
+}
+
+/// The number of samples at or before `bound` (`partition_point(|x| x.t <= bound)`),
+/// searched from `hint`: a few steps forward when the answer is just past it, a binary
+/// search otherwise.
+fn after(samples: &[Sample], bound: i64, hint: usize) -> usize {
+    let hint = hint.min(samples.len());
+    if hint > 0 && samples[hint - 1].t > bound {
+        return samples[..hint].partition_point(|x| x.t <= bound);
+    }
+    let mut i = hint;
+    for _ in 0..8 {
+        match samples.get(i) {
+            Some(x) if x.t <= bound => i += 1,
+            _ => return i,
+        }
+    }
+    i + samples[i..].partition_point(|x| x.t <= bound)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn after_agrees_with_a_binary_search_from_any_hint() {
+        let samples: Vec<Sample> = (0..40).map(|i| Sample { t: i * 10, v: 0.0 }).collect();
+        for bound in -5..420 {
+            let want = samples.partition_point(|x| x.t <= bound);
+            for hint in 0..45 {
+                assert_eq!(
+                    after(&samples, bound, hint),
+                    want,
+                    "bound {bound} hint {hint}"
+                );
+            }
+        }
+        assert_eq!(after(&[], 5, 3), 0);
+    }
 }
