@@ -5,8 +5,8 @@
 //! Values are validated while they are deserialized (durations, addresses, positive
 //! numbers), so that every error carries the span of the offending value.
 
-pub mod notify;
 pub mod forward;
+pub mod notify;
 mod rules;
 
 pub use rules::RulesConfig;

@@ -170,7 +170,8 @@ pub fn collect_metrics(
         return;
     }
     let url = |d: &DestinationStats| Labels::from_pairs([("url", d.url.as_str())]);
-    let counters: [(&str, &str, fn(&DestinationStats) -> u64); 4] = [
+    type CounterDef = (&'static str, &'static str, fn(&DestinationStats) -> u64);
+    let counters: [CounterDef; 4] = [
         (
             "picket_forward_samples_sent_total",
             "Samples the destination acknowledged.",
@@ -426,10 +427,10 @@ impl Destination {
     /// Opens a window `[from, end)` on segment `si`, skipping time with no data at all.
     /// False when there is nothing to send yet.
     fn open_window(&mut self, si: usize, horizon: i64) -> bool {
-        if self.account_evictions(si) {
-            if let Err(e) = self.save() {
-                tracing::warn!(destination = %self.name, error = %e, "Cannot save the forwarding cursor.");
-            }
+        if self.account_evictions(si)
+            && let Err(e) = self.save()
+        {
+            tracing::warn!(destination = %self.name, error = %e, "Cannot save the forwarding cursor.");
         }
         let seg = self.cursor.segments[si];
         let limit = seg.to.min(horizon);
