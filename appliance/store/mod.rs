@@ -135,9 +135,11 @@ mod head;
 mod index;
 mod partition;
 mod read;
+mod rollup;
 pub mod snapshot;
 mod state;
 pub mod status;
+mod tier;
 pub mod wal;
 mod writer;
 
@@ -197,6 +199,31 @@ pub struct Limits {
     /// The retention the user wants; `StoreStats::retention_below_horizon` says when the
     /// budget has started deleting data younger than this.
     pub retention_horizon: Option<Duration>,
+    /// How the budget is split between the tiers and the log store.
+    pub shares: Shares,
+    /// Rollup files (5m, 1h) whose span ended longer ago than this are deleted.
+    pub tier_max_age: [Option<Duration>; 2],
+}
+
+/// Shares of the byte budget: raw partitions, the 5 m and 1 h rollup tiers, and the log
+/// store (reserved: Picket stores no logs yet). Each in [0, 1], together at most 1.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Shares {
+    pub raw: f64,
+    pub m5: f64,
+    pub h1: f64,
+    pub logs: f64,
+}
+
+impl Default for Shares {
+    fn default() -> Self {
+        Shares {
+            raw: 0.6,
+            m5: 0.2,
+            h1: 0.1,
+            logs: 0.1,
+        }
+    }
 }
 
 /// [`Limits`] with the automatic budget resolved.
@@ -205,6 +232,20 @@ struct Resolved {
     budget_bytes: Option<u64>,
     max_age: Option<Duration>,
     retention_horizon: Option<Duration>,
+    shares: Shares,
+    tier_max_age: [Option<Duration>; 2],
+}
+
+impl Resolved {
+    /// The byte budget of tier `i` (0 raw, 1 the 5 m rollups, 2 the 1 h rollups).
+    fn tier_budget(&self, i: usize) -> Option<u64> {
+        let share = match i {
+            0 => self.shares.raw,
+            1 => self.shares.m5,
+            _ => self.shares.h1,
+        };
+        self.budget_bytes.map(|b| (b as f64 * share) as u64)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -427,6 +468,8 @@ struct Dbs {
     partitions: BTreeMap<i64, Arc<Database>>,
     /// What each partition holds (see [`partition::PartStats`]), updated after each commit.
     stats: BTreeMap<i64, partition::PartStats>,
+    /// The rollup tiers' files (5m, 1h; see tier.rs).
+    tiers: [tier::TierFiles; 2],
 }
 
 #[derive(Default)]
@@ -435,6 +478,10 @@ struct Counters {
     flushes: u64,
     last_flush_duration: Duration,
     evicted_partitions: u64,
+    /// Rollup files deleted by each tier's keeper (5m, 1h).
+    tier_evictions: [u64; 2],
+    /// Roll-ups of a raw day that failed (tier.rs).
+    rollup_errors: u64,
 }
 
 /// State shared by handles, readers and the writer thread.
@@ -548,6 +595,8 @@ impl Store {
             budget_bytes,
             max_age: limits.max_age,
             retention_horizon: limits.retention_horizon,
+            shares: limits.shares,
+            tier_max_age: limits.tier_max_age,
         };
         let mut head = Head::default();
         head.next_series_id = 1;
@@ -560,6 +609,7 @@ impl Store {
 
         let mut dbs = Dbs {
             index: Some(Arc::new(index_db)),
+            tiers: tier::open_all(&dir)?,
             ..Dbs::default()
         };
         let mut next_seq = 1u64;
@@ -801,13 +851,16 @@ fn set_metadata_locked(head: &mut Head, name: String, m: Metadata) {
     }
 }
 
-/// Bytes of `index.redb` and all partition files (missing files count 0).
+/// Bytes of `index.redb`, all partition files and the rollup files (missing files count 0).
 fn dir_bytes(dir: &Path) -> u64 {
     let mut total = std::fs::metadata(dir.join(INDEX_FILE)).map_or(0, |m| m.len());
     if let Ok(rd) = std::fs::read_dir(dir.join(partition::RAW_DIR)) {
         for e in rd.flatten() {
             total += e.metadata().map_or(0, |m| m.len());
         }
+    }
+    for t in 0..rollup::TIERS.len() {
+        total += tier::all_bytes(dir, t).values().sum::<u64>();
     }
     total
 }

@@ -2,7 +2,7 @@
 //! on request, and seals everything at close.
 
 use super::head::{CHUNK_SAMPLES, Head};
-use super::{Command, Shared, StoreError, codec, index, partition, wal};
+use super::{Command, Shared, StoreError, codec, index, partition, tier, wal};
 use crate::model::{Labels, Metadata};
 use redb::{Database, Durability, ReadableTable};
 use std::collections::BTreeMap;
@@ -133,6 +133,7 @@ impl Writer {
     fn release(&self, compact: bool) {
         let (index, parts) = {
             let mut dbs = self.shared.dbs_mut();
+            dbs.tiers = Default::default();
             (dbs.index.take(), std::mem::take(&mut dbs.partitions))
         };
         drop(index);
@@ -323,9 +324,18 @@ impl Writer {
     /// file leaves the set first (new readers do not see it) and is unlinked after; Linux
     /// keeps an unlinked file readable until its last descriptor closes.
     fn keep_limits(&mut self) {
+        // Complete raw days go into the rollup tiers first (tier.rs), so that the raw
+        // keeper below deletes only days already rolled up.
+        tier::roll_up_complete(&self.shared);
+        self.keep_raw_limits();
+        tier::keep_limits(&self.shared);
+    }
+
+    fn keep_raw_limits(&mut self) {
         let shared = self.shared.clone();
         let limits = &shared.limits;
-        if limits.budget_bytes.is_none() && limits.max_age.is_none() {
+        let raw_budget = limits.tier_budget(0);
+        if raw_budget.is_none() && limits.max_age.is_none() {
             return;
         }
         loop {
@@ -345,7 +355,7 @@ impl Writer {
                     .sum();
                 (oldest, bytes)
             };
-            let over = limits.budget_bytes.is_some_and(|b| bytes > b);
+            let over = raw_budget.is_some_and(|b| bytes > b);
             let too_old = limits.max_age.is_some_and(|age| {
                 let cutoff = super::status::now_ms()
                     .saturating_sub(i64::try_from(age.as_millis()).unwrap_or(i64::MAX));
@@ -359,6 +369,16 @@ impl Writer {
     }
 
     fn evict(&mut self, pidx: i64, why: &str) {
+        if let Err(e) = tier::ensure_rolled(&self.shared, pidx) {
+            // Freeing the space matters more (the disk may be full): the day goes without
+            // its rollups, which is logged and counted.
+            tracing::error!(error = %e, day = partition::partition_start(pidx), "Rolling up a raw day before deleting it failed; its rollups are lost.");
+            self.shared
+                .counters
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .rollup_errors += 1;
+        }
         let path = partition::partition_path(&self.shared.dir, pidx);
         {
             let mut dbs = self.shared.dbs_mut();
@@ -423,7 +443,10 @@ fn compact_if_fragmented(db: &mut Database) -> Result<(), redb::Error> {
     Ok(())
 }
 
-fn durable(txn: &mut redb::WriteTransaction, path: &std::path::Path) -> Result<(), StoreError> {
+pub(super) fn durable(
+    txn: &mut redb::WriteTransaction,
+    path: &std::path::Path,
+) -> Result<(), StoreError> {
     txn.set_durability(Durability::Immediate)
         .map_err(|e| StoreError::Database {
             path: path.to_owned(),
