@@ -5,7 +5,8 @@
 //! ```text
 //! <tier>/<start-ms>.redb      start = floor(t / span) * span; span 7 d (5m), 30 d (1h)
 //!   meta    &str -> u64                 "schema_version"
-//!   groups  (raw day start, series) -> rollup value (rollup.rs: a day of buckets)
+//!   groups  (group start, series) -> rollup value (rollup.rs: buckets of a day (5m) or a
+//!                                    week (1h, [`GROUP_MS`]) of one series)
 //!   rolled  raw partition index -> buckets written     the day is in this file
 //! ```
 //!
@@ -45,6 +46,11 @@ use std::time::Duration;
 const DAY_MS: i64 = 86_400_000;
 /// Partition span of each tier in [`TIERS`] order.
 pub const SPANS: [i64; 2] = [7 * DAY_MS, 30 * DAY_MS];
+/// Time one stored value of a series covers in each tier: a day of 5 m buckets (288), a
+/// week of 1 h buckets (168). Bigger values compress better (lz4 needs length to find
+/// repeats, and each value pays a header); a 1 h value is rewritten once per day rolled
+/// up into its week, which is little (a few hundred bytes per series).
+pub const GROUP_MS: [i64; 2] = [DAY_MS, 7 * DAY_MS];
 /// A raw day is complete once the store holds samples this far past its end.
 pub const GRACE_MS: i64 = 3_600_000;
 
@@ -58,6 +64,8 @@ pub struct TierFiles {
     /// Raw partition indexes rolled up into this tier (also those whose file was deleted
     /// since the store opened).
     pub rolled: BTreeSet<i64>,
+    /// Files compacted since the store opened (see [`compact_finished`]).
+    pub compacted: BTreeSet<i64>,
 }
 
 pub fn tier_dir(dir: &Path, tier: usize) -> PathBuf {
@@ -70,6 +78,11 @@ pub fn file_path(dir: &Path, tier: usize, idx: i64) -> PathBuf {
 
 fn file_start(tier: usize, idx: i64) -> i64 {
     (i128::from(idx) * i128::from(SPANS[tier])).max(i128::from(i64::MIN)) as i64
+}
+
+/// The start of the stored value's group holding time `t` in `tier`.
+fn group_start(tier: usize, t: i64) -> i64 {
+    t.div_euclid(GROUP_MS[tier]) * GROUP_MS[tier]
 }
 
 /// The tier file index holding raw partition `pidx`.
@@ -218,11 +231,29 @@ pub(super) fn ensure_rolled(shared: &Shared, pidx: i64) -> Result<(), StoreError
         let mut buckets = 0u64;
         {
             let mut groups = txn.open_table(GROUPS).map_err(|x| e(x.into()))?;
-            for (series, v, n) in &values[i] {
-                groups
-                    .insert((partition::partition_start(pidx), *series), v.as_slice())
-                    .map_err(|x| e(x.into()))?;
-                buckets += n;
+            let group = group_start(tier, partition::partition_start(pidx));
+            let mut all = Vec::new();
+            let mut v = Vec::new();
+            for f in &values[i] {
+                all.clear();
+                let key = (group, f.series);
+                if GROUP_MS[tier] > DAY_MS
+                    && let Some(old) = groups.get(key).map_err(|x| e(x.into()))?
+                {
+                    rollup::decode(old.value(), &mut all).map_err(|c| StoreError::Damaged {
+                        path: path.clone(),
+                        detail: format!("rollup of series {}: {c}", f.series),
+                    })?;
+                }
+                all.extend_from_slice(&f.buckets);
+                // Days may be rolled up out of order (a late backfill). The two halves of a
+                // bucket split at midnight stay apart, so that a read can leave out the
+                // half whose raw day is still kept.
+                all.sort_by_key(|b| (b.end, b.first_t));
+                v.clear();
+                rollup::encode(&all, f.counter, &mut v);
+                groups.insert(key, v.as_slice()).map_err(|x| e(x.into()))?;
+                buckets += f.buckets.len() as u64;
             }
             let mut rolled = txn.open_table(ROLLED).map_err(|x| e(x.into()))?;
             rolled.insert(pidx, buckets).map_err(|x| e(x.into()))?;
@@ -233,14 +264,15 @@ pub(super) fn ensure_rolled(shared: &Shared, pidx: i64) -> Result<(), StoreError
     Ok(())
 }
 
-/// Reads raw day `pidx` and encodes every series' buckets for each tier in `tiers`:
-/// per tier, (series, value, buckets).
-#[allow(clippy::type_complexity)]
-fn fold_day(
-    shared: &Shared,
-    pidx: i64,
-    tiers: &[usize],
-) -> Result<Vec<Vec<(u64, Vec<u8>, u64)>>, StoreError> {
+/// One series' buckets of a raw day for one tier, and whether it is a counter.
+struct Folded {
+    series: u64,
+    counter: bool,
+    buckets: Vec<Bucket>,
+}
+
+/// Reads raw day `pidx` and folds every series into buckets for each tier in `tiers`.
+fn fold_day(shared: &Shared, pidx: i64, tiers: &[usize]) -> Result<Vec<Vec<Folded>>, StoreError> {
     let (start, end) = (
         partition::partition_start(pidx),
         partition::partition_end(pidx),
@@ -272,9 +304,8 @@ fn fold_day(
         Some(txn) => partition::chunks_table(txn, &path)?,
         None => None,
     };
-    let mut out = vec![Vec::new(); tiers.len()];
+    let mut out: Vec<Vec<Folded>> = tiers.iter().map(|_| Vec::new()).collect();
     let mut disk = Vec::new();
-    let mut buckets = Vec::new();
     for (id, counter, head_samples) in series {
         let mut all = Vec::new();
         if let Some(t) = &table {
@@ -292,14 +323,15 @@ fn fold_day(
         }
         let samples = super::read::last_wins(all);
         for (i, &tier) in tiers.iter().enumerate() {
-            buckets.clear();
+            let mut buckets = Vec::new();
             rollup::fold(&samples, TIERS[tier].1, counter, &mut buckets);
-            if buckets.is_empty() {
-                continue;
+            if !buckets.is_empty() {
+                out[i].push(Folded {
+                    series: id,
+                    counter,
+                    buckets,
+                });
             }
-            let mut v = Vec::new();
-            rollup::encode(&buckets, counter, &mut v);
-            out[i].push((id, v, buckets.len() as u64));
         }
     }
     Ok(out)
@@ -355,6 +387,49 @@ pub(super) fn keep_limits(shared: &Shared) {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .tier_evictions[tier] += 1;
+        }
+    }
+}
+
+/// Compacts, once, each tier file that a newer one follows: its span is over, so it gets
+/// no more writes unless a backfill reaches back into it. Rewriting the 1 h values of a
+/// week day by day leaves freed pages behind, which would otherwise count against the
+/// tier's budget for good. Done under the files' write lock (readers wait the few
+/// milliseconds it takes); a file a reader still holds is tried again after the next flush.
+pub(super) fn compact_finished(shared: &Shared) {
+    for tier in 0..TIERS.len() {
+        let mut dbs = shared.dbs_mut();
+        let tf = &mut dbs.tiers[tier];
+        let Some(&newest) = tf.files.keys().next_back() else {
+            continue;
+        };
+        let todo: Vec<i64> = tf
+            .files
+            .keys()
+            .copied()
+            .filter(|i| *i < newest && !tf.compacted.contains(i))
+            .collect();
+        for idx in todo {
+            let Some(db) = tf.files.remove(&idx) else {
+                continue;
+            };
+            match Arc::try_unwrap(db) {
+                Ok(mut db) => {
+                    let r = (|| -> Result<(), redb::CompactionError> {
+                        while db.compact()? {}
+                        Ok(())
+                    })();
+                    if let Err(e) = r {
+                        let path = file_path(&shared.dir, tier, idx);
+                        tracing::warn!(path = %path.display(), error = %e, "Compacting a rollup file failed; it stays as it is.");
+                    }
+                    tf.compacted.insert(idx);
+                    tf.files.insert(idx, Arc::new(db));
+                }
+                Err(db) => {
+                    tf.files.insert(idx, db);
+                }
+            }
         }
     }
 }
@@ -490,12 +565,17 @@ impl Store {
             .collect();
         for (id, l) in labels {
             buckets.clear();
-            // One value per (raw day, series): a point lookup per day.
-            for day in first_day..=last_day.min(partition::partition_index(cut - 1)) {
+            // One value per (group, series): a point lookup per group.
+            let last =
+                partition::partition_start(last_day.min(partition::partition_index(cut - 1)));
+            let mut group = group_start(tier, partition::partition_start(first_day));
+            while group <= last {
+                let key = (group, id);
+                let day = partition::partition_index(group);
+                group = group.saturating_add(GROUP_MS[tier]);
                 let Some((path, t)) = txns.get(file_pos(&files, tier, day)) else {
                     continue;
                 };
-                let key = (partition::partition_start(day), id);
                 let Some(v) = t.get(key).map_err(|e| StoreError::db(path, e))? else {
                     continue;
                 };
@@ -504,6 +584,8 @@ impl Store {
                     detail: format!("rollup of series {id}: {e}"),
                 })?;
             }
+            // Buckets of days still in raw are answered from raw.
+            buckets.retain(|b| b.first_t < cut);
             rollup::merge_adjacent(&mut buckets);
             buckets.retain(|b| b.last_t >= start && b.first_t <= roll_end);
             if buckets.is_empty() {

@@ -310,6 +310,9 @@ impl Writer {
             if let (Some(log), Some(refs)) = (self.logs.get_mut(&pidx), self.refs.get(&pidx)) {
                 log.collect(refs);
             }
+            // A backfill can fill several days in one flush: keep the budget per day
+            // written, not per flush, so the data dir never holds more than one day over.
+            self.keep_raw_limits();
         }
         Ok(())
     }
@@ -328,6 +331,7 @@ impl Writer {
         // keeper below deletes only days already rolled up.
         tier::roll_up_complete(&self.shared);
         self.keep_raw_limits();
+        tier::compact_finished(&self.shared);
         tier::keep_limits(&self.shared);
     }
 
