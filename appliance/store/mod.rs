@@ -131,6 +131,7 @@
 
 pub mod check;
 mod codec;
+mod full;
 mod head;
 mod index;
 mod partition;
@@ -278,6 +279,12 @@ pub enum StoreError {
     AlreadyOpen { path: PathBuf },
     #[error("the store is closed")]
     Closed,
+    /// Writes to disk fail and the head holds all it may (store/full.rs).
+    #[error(
+        "the store cannot write to disk (is it full?) and already holds {0} samples in memory; \
+         samples are refused until writing works again"
+    )]
+    Full(u64),
 }
 
 impl StoreError {
@@ -460,6 +467,14 @@ pub struct StoreStats {
     /// The keeper deleted data and what is left spans less than `retention_horizon`.
     pub retention_below_horizon: bool,
     pub budget_bytes: Option<u64>,
+    /// Flushes that failed (full.rs); whether the last one did, and for lack of space.
+    pub write_errors: u64,
+    pub write_failing: bool,
+    pub disk_full: bool,
+    /// Samples refused by `append` while writes failed and the head was full.
+    pub samples_refused: u64,
+    /// Roll-ups of raw days that failed (tier.rs).
+    pub rollup_errors: u64,
 }
 
 #[derive(Default)]
@@ -482,6 +497,9 @@ struct Counters {
     tier_evictions: [u64; 2],
     /// Roll-ups of a raw day that failed (tier.rs).
     rollup_errors: u64,
+    /// Failed flushes, and samples refused while writes failed (full.rs).
+    write_errors: u64,
+    samples_refused: u64,
 }
 
 /// State shared by handles, readers and the writer thread.
@@ -490,6 +508,9 @@ struct Shared {
     head: RwLock<Head>,
     dbs: RwLock<Dbs>,
     closed: AtomicBool,
+    /// The last flush failed; `disk_full`: for lack of space (full.rs).
+    write_failing: AtomicBool,
+    disk_full: AtomicBool,
     counters: Mutex<Counters>,
     limits: Resolved,
 }
@@ -721,6 +742,8 @@ impl Store {
             head: RwLock::new(head),
             dbs: RwLock::new(dbs),
             closed: AtomicBool::new(false),
+            write_failing: AtomicBool::new(false),
+            disk_full: AtomicBool::new(false),
             counters: Mutex::new(Counters::default()),
             limits,
         });
@@ -750,6 +773,13 @@ impl Store {
     pub fn append(&self, batch: WriteBatch) -> Result<(), StoreError> {
         if self.shared().closed.load(Ordering::SeqCst) {
             return Err(StoreError::Closed);
+        }
+        if self.shared().write_failing.load(Ordering::SeqCst) {
+            let n: u64 = batch.series.iter().map(|(_, s)| s.len() as u64).sum();
+            let appended = self.shared().head().samples_appended;
+            if let Some(held) = full::refuse_append(self.shared(), appended, n) {
+                return Err(StoreError::Full(held));
+            }
         }
         let mut head = self.shared().head_mut();
         for (labels, samples) in &batch.series {
@@ -840,6 +870,11 @@ impl Store {
                     .retention_horizon
                     .is_some_and(|h| retention.is_some_and(|r| r < h)),
             budget_bytes: limits.budget_bytes,
+            write_errors: c.write_errors,
+            write_failing: self.shared().write_failing.load(Ordering::SeqCst),
+            disk_full: self.shared().disk_full.load(Ordering::SeqCst),
+            samples_refused: c.samples_refused,
+            rollup_errors: c.rollup_errors,
         }
     }
 }

@@ -209,6 +209,13 @@ pub(super) fn ensure_rolled(shared: &Shared, pidx: i64) -> Result<(), StoreError
         let existing = shared.dbs().tiers[tier].files.get(&idx).cloned();
         let db = match existing {
             Some(db) => db,
+            // A file left out of the set by a failed reopen (full.rs) is opened, never
+            // created over.
+            None if path.exists() => {
+                let db = Arc::new(super::open_existing(&path, "rollup file")?);
+                shared.dbs_mut().tiers[tier].files.insert(idx, db.clone());
+                db
+            }
             None => {
                 let db = Arc::new(super::create_new(&path, |txn| {
                     txn.open_table(GROUPS)

@@ -107,8 +107,11 @@ impl Writer {
                     return;
                 }
                 Err(RecvTimeoutError::Timeout) => {
-                    if let Err(e) = self.flush(false) {
-                        // The head keeps the data; the next flush retries.
+                    if let Err(e) = self.flush(false)
+                        && !super::full::is_disk_full(&e)
+                    {
+                        // The head keeps the data; the next flush retries. (A full disk is
+                        // logged once, when writes start failing: full.rs.)
                         tracing::error!(error = %e, "Store flush failed; will retry.");
                     }
                     self.keep_limits();
@@ -154,12 +157,18 @@ impl Writer {
 
     fn flush(&mut self, seal_all: bool) -> Result<(), StoreError> {
         let started = Instant::now();
-        let plan = {
-            let mut head = self.shared.head_mut();
-            take_plan(&mut head, seal_all, self.idle_gens)
-        };
+        // After failed writes: files redb refuses are reopened, and nothing is written
+        // while space is short (full.rs); the head keeps it all.
+        super::full::reopen_poisoned(&self.shared);
         let mut flushed = 0u64;
-        let result = self.write_plan(plan, &mut flushed);
+        let result = super::full::check_space(&self.shared).and_then(|()| {
+            let plan = {
+                let mut head = self.shared.head_mut();
+                take_plan(&mut head, seal_all, self.idle_gens)
+            };
+            self.write_plan(plan, &mut flushed)
+        });
+        super::full::record_flush(&self.shared, &result);
         let mut c = self
             .shared
             .counters
@@ -328,8 +337,14 @@ impl Writer {
     /// keeps an unlinked file readable until its last descriptor closes.
     fn keep_limits(&mut self) {
         // Complete raw days go into the rollup tiers first (tier.rs), so that the raw
-        // keeper below deletes only days already rolled up.
-        tier::roll_up_complete(&self.shared);
+        // keeper below deletes only days already rolled up; not while writes fail.
+        if !self
+            .shared
+            .write_failing
+            .load(std::sync::atomic::Ordering::SeqCst)
+        {
+            tier::roll_up_complete(&self.shared);
+        }
         self.keep_raw_limits();
         tier::compact_finished(&self.shared);
         tier::keep_limits(&self.shared);
@@ -422,7 +437,13 @@ impl Writer {
         if let Some(db) = self.shared.dbs().partitions.get(&pidx) {
             return Ok(db.clone());
         }
-        let db = Arc::new(partition::create(path)?);
+        // A file left out of the set by a failed reopen (full.rs) is opened, never
+        // created over.
+        let db = Arc::new(if path.exists() {
+            partition::open(path)?
+        } else {
+            partition::create(path)?
+        });
         let mut dbs = self.shared.dbs_mut();
         if dbs.index.is_none() {
             return Err(StoreError::Closed);
