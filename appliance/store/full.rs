@@ -122,8 +122,8 @@ pub(super) fn reopen_poisoned(shared: &Shared) {
     let mut dbs = shared.dbs_mut();
     let path = shared.index_path();
     dbs.index = match dbs.index.take() {
-        Some(db) => reopen(db, &path, |p| index::open(p)),
-        None => open_logged(&path, |p| index::open(p)),
+        Some(db) => reopen(db, &path, index::open),
+        None => open_logged(&path, index::open),
     };
     let mut on_disk = partition::list(&shared.dir).unwrap_or_default();
     on_disk.retain(|(i, _)| !dbs.partitions.contains_key(i));
@@ -143,10 +143,10 @@ pub(super) fn reopen_poisoned(shared: &Shared) {
     }
     for (t, tf) in dbs.tiers.iter_mut().enumerate() {
         for (idx, _) in tier::all_bytes(&shared.dir, t) {
-            if !tf.files.contains_key(&idx) {
+            if let std::collections::btree_map::Entry::Vacant(slot) = tf.files.entry(idx) {
                 let path = tier::file_path(&shared.dir, t, idx);
                 if let Some(db) = open_logged(&path, |p| super::open_existing(p, "rollup file")) {
-                    tf.files.insert(idx, db);
+                    slot.insert(db);
                 }
             }
         }

@@ -29,7 +29,10 @@
 //!                                    open chunk gained, a piece per series), CRC-32C; a
 //!                                    segment is deleted once every chunk with a piece in
 //!                                    it sealed; new segment past 1 MiB
-//!   (later tiers: 5m/<start>.redb, 1h/<start>.redb with the same shape)
+//!   5m/<start-ms>.redb, 1h/<start-ms>.redb   rollup tiers (tier.rs, rollup.rs): a week /
+//!                                    30 days per file; per (day or week, series) the
+//!                                    buckets' min, max, sum, count, first, last and counter
+//!                                    resets, plus which raw days are rolled up
 //!   snapshots/<ms>/                  copies taken by POST /api/v1/admin/snapshot (same
 //!                                    layout; never read by the store)
 //!
@@ -74,10 +77,14 @@
 //!
 //! # Budget keeper
 //!
-//! After every flush the writer deletes the oldest partition file while the partition
-//! files together are larger than the byte budget, or the oldest holds only samples older
-//! than `max_age`; never the newest file, so the data dir stays within the budget plus one
-//! partition (plus the index). An evicted partition leaves the reader's set first and is
+//! The byte budget is split by `Limits::shares` between raw, the 5m and 1h tiers and the
+//! (future) log store. After every day a flush writes, the writer deletes the oldest raw
+//! partition file while the partition files together are larger than the raw share, or
+//! the oldest holds only samples older than `max_age`; never the newest file, so raw stays
+//! within its share plus one partition. A raw day is rolled up into the tiers before it
+//! goes (tier.rs); each tier's keeper then does the same with its own share and
+//! `tier_max_age`, so the data dir stays within the budget plus one file per tier (plus
+//! the index). When writes fail (a full disk), full.rs takes over: see there. An evicted partition leaves the reader's set first and is
 //! unlinked after: a reader holding its `Arc<Database>` keeps reading the unlinked file.
 //! Head chunks of that partition go with it (they continue pieces that were in the file).
 //! Samples later written into an evicted day make a new file, which the keeper evicts

@@ -205,8 +205,8 @@ pub fn decode(value: &[u8], out: &mut Vec<Bucket>) -> Result<(), codec::CodecErr
     }
     let n = s.len() / ncols;
     let col = |c: usize, i: usize| s[c * n + i].v;
-    for i in 0..n {
-        let end = s[i].t;
+    for (i, first_col) in s[..n].iter().enumerate() {
+        let end = first_col.t;
         out.push(Bucket {
             end,
             count: col(0, i) as u64,

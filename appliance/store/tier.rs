@@ -347,9 +347,8 @@ fn fold_day(shared: &Shared, pidx: i64, tiers: &[usize]) -> Result<Vec<Vec<Folde
 /// The tiers' budget keeper: deletes a tier's oldest file while the tier's files exceed
 /// its budget or the oldest file ends before its maximum age; never a tier's newest file.
 pub(super) fn keep_limits(shared: &Shared) {
-    for tier in 0..TIERS.len() {
+    for (tier, &max_age) in shared.limits.tier_max_age.iter().enumerate() {
         let budget = shared.limits.tier_budget(tier + 1);
-        let max_age = shared.limits.tier_max_age[tier];
         if budget.is_none() && max_age.is_none() {
             continue;
         }
@@ -470,6 +469,10 @@ pub(super) fn status(shared: &Shared, tier: usize) -> super::status::TierStatus 
     }
 }
 
+/// What [`Store::select_rollup`] returns: the series, and the tier used with the cut
+/// before which it answered (None: raw only).
+type Answer = (Vec<SeriesData>, Option<(&'static str, i64)>);
+
 /// Position in `files` (sorted by index) of the file holding raw day `day` (past the end
 /// when there is none).
 fn file_pos(files: &[(i64, Arc<Database>)], tier: usize, day: i64) -> usize {
@@ -488,7 +491,7 @@ impl Store {
         start: i64,
         end: i64,
         want: Want,
-    ) -> Result<(Vec<SeriesData>, Option<(&'static str, i64)>), StoreError> {
+    ) -> Result<Answer, StoreError> {
         let shared = &self.handle.shared;
         let plain = |s: &Store| Ok((s.select_series(matchers, start, end)?, None));
         if want == Want::Raw || start > end {
