@@ -86,6 +86,8 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
             budget: config.storage.budget.to_store(),
             max_age: config.storage.max_age.map(|d| d.0),
             retention_horizon: config.storage.retention_horizon.map(|d| d.0),
+            shares: config.storage.shares.0,
+            tier_max_age: config.storage.tier_max_age.to_store(),
         },
     )
     .with_context(|| format!("cannot open the store at {}", config.storage.path.display()))?;

@@ -225,6 +225,36 @@ impl SelfCollector {
             );
         }
         out.scalar(
+            "picket_store_write_errors_total",
+            "Flushes of the head to disk that failed (a full disk, most often); they are retried.",
+            MetricType::Counter,
+            st.write_errors as f64,
+        );
+        out.scalar(
+            "picket_store_write_failing",
+            "1 while the last flush failed: the head keeps what it cannot write, up to a limit.",
+            MetricType::Gauge,
+            if st.write_failing { 1.0 } else { 0.0 },
+        );
+        out.scalar(
+            "picket_store_disk_full",
+            "1 while flushes fail for lack of space on the data dir's filesystem.",
+            MetricType::Gauge,
+            if st.disk_full { 1.0 } else { 0.0 },
+        );
+        out.scalar(
+            "picket_store_samples_refused_total",
+            "Samples refused while writes failed and the head held all it may.",
+            MetricType::Counter,
+            st.samples_refused as f64,
+        );
+        out.scalar(
+            "picket_store_rollup_errors_total",
+            "Roll-ups of a raw day into the 5m/1h tiers that failed.",
+            MetricType::Counter,
+            st.rollup_errors as f64,
+        );
+        out.scalar(
             "picket_store_retention_below_horizon",
             "1 when the budget deleted data and what is kept spans less than storage.retention_horizon.",
             MetricType::Gauge,

@@ -56,6 +56,9 @@ pub struct StorageConfig {
     pub max_age: Option<ConfigDuration>,
     #[serde(default)]
     pub retention_horizon: Option<ConfigDuration>,
+    pub shares: storage::SharesConfig,
+    #[serde(default)]
+    pub tier_max_age: storage::TierMaxAge,
 }
 
 #[derive(Debug, Clone, Deserialize)]

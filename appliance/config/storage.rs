@@ -76,6 +76,61 @@ impl<'de> Deserialize<'de> for BudgetConfig {
     }
 }
 
+/// `storage.shares`: how `storage.budget` is split between the raw samples, the 5 m and
+/// 1 h rollup tiers and the log store (reserved; no logs are stored yet). Each share is
+/// between 0 and 1 and together they are at most 1.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(try_from = "RawShares")]
+pub struct SharesConfig(pub crate::store::Shares);
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawShares {
+    raw: f64,
+    #[serde(rename = "5m")]
+    m5: f64,
+    #[serde(rename = "1h")]
+    h1: f64,
+    logs: f64,
+}
+
+impl TryFrom<RawShares> for SharesConfig {
+    type Error = String;
+    fn try_from(r: RawShares) -> Result<Self, String> {
+        for (k, v) in [("raw", r.raw), ("5m", r.m5), ("1h", r.h1), ("logs", r.logs)] {
+            if !(0.0..=1.0).contains(&v) {
+                return Err(format!("share {k} = {v} must be between 0 and 1"));
+            }
+        }
+        let sum = r.raw + r.m5 + r.h1 + r.logs;
+        if sum > 1.0 + 1e-9 {
+            return Err(format!("the shares add up to {sum}, more than 1"));
+        }
+        Ok(SharesConfig(crate::store::Shares {
+            raw: r.raw,
+            m5: r.m5,
+            h1: r.h1,
+            logs: r.logs,
+        }))
+    }
+}
+
+/// `storage.tier_max_age`: optional maximum ages of the rollup tiers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TierMaxAge {
+    #[serde(rename = "5m", default)]
+    pub m5: Option<super::ConfigDuration>,
+    #[serde(rename = "1h", default)]
+    pub h1: Option<super::ConfigDuration>,
+}
+
+impl TierMaxAge {
+    pub fn to_store(self) -> [Option<std::time::Duration>; 2] {
+        [self.m5.map(|d| d.0), self.h1.map(|d| d.0)]
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

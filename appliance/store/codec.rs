@@ -86,7 +86,6 @@ const TIMES_SHARED: u8 = 1;
 
 /// Streams shorter than this are stored plain: lz4 cannot win much on them (VM's
 /// `minCompressibleBlockSize` idea).
-#[cfg(test)]
 const MIN_COMPRESSIBLE: usize = 64;
 /// No sample takes more than this many bytes in the stream (10-byte varint + 1 + 8).
 const MAX_SAMPLE_BYTES: usize = 19;
@@ -215,9 +214,9 @@ impl Encoder {
     }
 
     /// Writes a complete tag 1/2 chunk value (header + body) for the stream `body` this
-    /// encoder produced, as sealed chunks were written before tag 4. Compresses with lz4
-    /// when the stream is large enough and lz4 shrinks it.
-    #[cfg(test)]
+    /// encoder produced, as sealed chunks were written before tag 4 and rollup columns
+    /// still are (rollup.rs). Compresses with lz4 when the stream is large enough and lz4
+    /// shrinks it.
     pub fn finish_into(&self, body: &[u8], compress: bool, out: &mut Vec<u8>) {
         let compressed = if compress && body.len() >= MIN_COMPRESSIBLE {
             let c = lz4_flex::block::compress(body);

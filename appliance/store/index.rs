@@ -312,7 +312,7 @@ pub fn auto_budget(db: &Database, path: &Path, dir: &Path) -> Result<u64, StoreE
 }
 
 /// Bytes available to unprivileged users on the filesystem holding `dir`.
-fn free_bytes(dir: &Path) -> std::io::Result<u64> {
+pub(super) fn free_bytes(dir: &Path) -> std::io::Result<u64> {
     use std::os::unix::ffi::OsStrExt;
     let c = std::ffi::CString::new(dir.as_os_str().as_bytes())
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;

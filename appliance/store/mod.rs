@@ -32,7 +32,10 @@
 //!                                    open chunk gained, a piece per series), CRC-32C; a
 //!                                    segment is deleted once every chunk with a piece in
 //!                                    it sealed; new segment past 1 MiB
-//!   (later tiers: 5m/<start>.redb, 1h/<start>.redb with the same shape)
+//!   5m/<start-ms>.redb, 1h/<start-ms>.redb   rollup tiers (tier.rs, rollup.rs): a week /
+//!                                    30 days per file; per (day or week, series) the
+//!                                    buckets' min, max, sum, count, first, last and counter
+//!                                    resets, plus which raw days are rolled up
 //!   snapshots/<ms>/                  copies taken by POST /api/v1/admin/snapshot (same
 //!                                    layout; never read by the store)
 //!
@@ -82,10 +85,14 @@
 //!
 //! # Budget keeper
 //!
-//! After every flush the writer deletes the oldest partition file while the partition
-//! files together are larger than the byte budget, or the oldest holds only samples older
-//! than `max_age`; never the newest file, so the data dir stays within the budget plus one
-//! partition (plus the index). An evicted partition leaves the reader's set first and is
+//! The byte budget is split by `Limits::shares` between raw, the 5m and 1h tiers and the
+//! (future) log store. After every day a flush writes, the writer deletes the oldest raw
+//! partition file while the partition files together are larger than the raw share, or
+//! the oldest holds only samples older than `max_age`; never the newest file, so raw stays
+//! within its share plus one partition. A raw day is rolled up into the tiers before it
+//! goes (tier.rs); each tier's keeper then does the same with its own share and
+//! `tier_max_age`, so the data dir stays within the budget plus one file per tier (plus
+//! the index). When writes fail (a full disk), full.rs takes over: see there. An evicted partition leaves the reader's set first and is
 //! unlinked after: a reader holding its `Arc<Database>` keeps reading the unlinked file.
 //! Head chunks of that partition go with it (they continue pieces that were in the file).
 //! Samples later written into an evicted day make a new file, which the keeper evicts
@@ -142,14 +149,17 @@
 pub mod check;
 mod codec;
 mod columns;
+mod full;
 mod head;
 mod index;
 pub mod outbox;
 mod partition;
 mod read;
+mod rollup;
 pub mod snapshot;
 mod state;
 pub mod status;
+mod tier;
 pub mod wal;
 mod writer;
 
@@ -209,6 +219,31 @@ pub struct Limits {
     /// The retention the user wants; `StoreStats::retention_below_horizon` says when the
     /// budget has started deleting data younger than this.
     pub retention_horizon: Option<Duration>,
+    /// How the budget is split between the tiers and the log store.
+    pub shares: Shares,
+    /// Rollup files (5m, 1h) whose span ended longer ago than this are deleted.
+    pub tier_max_age: [Option<Duration>; 2],
+}
+
+/// Shares of the byte budget: raw partitions, the 5 m and 1 h rollup tiers, and the log
+/// store (reserved: Picket stores no logs yet). Each in [0, 1], together at most 1.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Shares {
+    pub raw: f64,
+    pub m5: f64,
+    pub h1: f64,
+    pub logs: f64,
+}
+
+impl Default for Shares {
+    fn default() -> Self {
+        Shares {
+            raw: 0.6,
+            m5: 0.2,
+            h1: 0.1,
+            logs: 0.1,
+        }
+    }
 }
 
 /// [`Limits`] with the automatic budget resolved.
@@ -217,6 +252,20 @@ struct Resolved {
     budget_bytes: Option<u64>,
     max_age: Option<Duration>,
     retention_horizon: Option<Duration>,
+    shares: Shares,
+    tier_max_age: [Option<Duration>; 2],
+}
+
+impl Resolved {
+    /// The byte budget of tier `i` (0 raw, 1 the 5 m rollups, 2 the 1 h rollups).
+    fn tier_budget(&self, i: usize) -> Option<u64> {
+        let share = match i {
+            0 => self.shares.raw,
+            1 => self.shares.m5,
+            _ => self.shares.h1,
+        };
+        self.budget_bytes.map(|b| (b as f64 * share) as u64)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -249,6 +298,12 @@ pub enum StoreError {
     AlreadyOpen { path: PathBuf },
     #[error("the store is closed")]
     Closed,
+    /// Writes to disk fail and the head holds all it may (store/full.rs).
+    #[error(
+        "the store cannot write to disk (is it full?) and already holds {0} samples in memory; \
+         samples are refused until writing works again"
+    )]
+    Full(u64),
 }
 
 impl StoreError {
@@ -431,6 +486,14 @@ pub struct StoreStats {
     /// The keeper deleted data and what is left spans less than `retention_horizon`.
     pub retention_below_horizon: bool,
     pub budget_bytes: Option<u64>,
+    /// Flushes that failed (full.rs); whether the last one did, and for lack of space.
+    pub write_errors: u64,
+    pub write_failing: bool,
+    pub disk_full: bool,
+    /// Samples refused by `append` while writes failed and the head was full.
+    pub samples_refused: u64,
+    /// Roll-ups of raw days that failed (tier.rs).
+    pub rollup_errors: u64,
 }
 
 #[derive(Default)]
@@ -439,6 +502,8 @@ struct Dbs {
     partitions: BTreeMap<i64, Arc<Database>>,
     /// What each partition holds (see [`partition::PartStats`]), updated after each commit.
     stats: BTreeMap<i64, partition::PartStats>,
+    /// The rollup tiers' files (5m, 1h; see tier.rs).
+    tiers: [tier::TierFiles; 2],
 }
 
 #[derive(Default)]
@@ -447,6 +512,13 @@ struct Counters {
     flushes: u64,
     last_flush_duration: Duration,
     evicted_partitions: u64,
+    /// Rollup files deleted by each tier's keeper (5m, 1h).
+    tier_evictions: [u64; 2],
+    /// Roll-ups of a raw day that failed (tier.rs).
+    rollup_errors: u64,
+    /// Failed flushes, and samples refused while writes failed (full.rs).
+    write_errors: u64,
+    samples_refused: u64,
 }
 
 /// State shared by handles, readers and the writer thread.
@@ -455,6 +527,9 @@ struct Shared {
     head: RwLock<Head>,
     dbs: RwLock<Dbs>,
     closed: AtomicBool,
+    /// The last flush failed; `disk_full`: for lack of space (full.rs).
+    write_failing: AtomicBool,
+    disk_full: AtomicBool,
     counters: Mutex<Counters>,
     limits: Resolved,
     /// Partitions the budget keeper deleted (outbox.rs), oldest first.
@@ -564,6 +639,8 @@ impl Store {
             budget_bytes,
             max_age: limits.max_age,
             retention_horizon: limits.retention_horizon,
+            shares: limits.shares,
+            tier_max_age: limits.tier_max_age,
         };
         let mut head = Head::default();
         head.next_series_id = 1;
@@ -576,6 +653,7 @@ impl Store {
 
         let mut dbs = Dbs {
             index: Some(Arc::new(index_db)),
+            tiers: tier::open_all(&dir)?,
             ..Dbs::default()
         };
         let mut next_seq = 1u64;
@@ -683,6 +761,8 @@ impl Store {
             head: RwLock::new(head),
             dbs: RwLock::new(dbs),
             closed: AtomicBool::new(false),
+            write_failing: AtomicBool::new(false),
+            disk_full: AtomicBool::new(false),
             counters: Mutex::new(Counters::default()),
             limits,
             evictions: Mutex::default(),
@@ -716,6 +796,13 @@ impl Store {
     pub fn append(&self, batch: WriteBatch) -> Result<(), StoreError> {
         if self.shared().closed.load(Ordering::SeqCst) {
             return Err(StoreError::Closed);
+        }
+        if self.shared().write_failing.load(Ordering::SeqCst) {
+            let n: u64 = batch.series.iter().map(|(_, s)| s.len() as u64).sum();
+            let appended = self.shared().head().samples_appended;
+            if let Some(held) = full::refuse_append(self.shared(), appended, n) {
+                return Err(StoreError::Full(held));
+            }
         }
         let mut head = self.shared().head_mut();
         {
@@ -814,6 +901,11 @@ impl Store {
                     .retention_horizon
                     .is_some_and(|h| retention.is_some_and(|r| r < h)),
             budget_bytes: limits.budget_bytes,
+            write_errors: c.write_errors,
+            write_failing: self.shared().write_failing.load(Ordering::SeqCst),
+            disk_full: self.shared().disk_full.load(Ordering::SeqCst),
+            samples_refused: c.samples_refused,
+            rollup_errors: c.rollup_errors,
         }
     }
 }
@@ -825,13 +917,16 @@ fn set_metadata_locked(head: &mut Head, name: String, m: Metadata) {
     }
 }
 
-/// Bytes of `index.redb` and all partition files (missing files count 0).
+/// Bytes of `index.redb`, all partition files and the rollup files (missing files count 0).
 fn dir_bytes(dir: &Path) -> u64 {
     let mut total = std::fs::metadata(dir.join(INDEX_FILE)).map_or(0, |m| m.len());
     if let Ok(rd) = std::fs::read_dir(dir.join(partition::RAW_DIR)) {
         for e in rd.flatten() {
             total += e.metadata().map_or(0, |m| m.len());
         }
+    }
+    for t in 0..rollup::TIERS.len() {
+        total += tier::all_bytes(dir, t).values().sum::<u64>();
     }
     total
 }

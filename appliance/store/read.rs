@@ -13,12 +13,12 @@
 
 use super::{Store, StoreError, index, partition};
 use crate::model::{Labels, Matcher, Sample};
-use crate::query::{ReadError, SeriesData, SeriesReader};
+use crate::query::{ReadError, Selected, SeriesData, SeriesReader, Want};
 use redb::ReadableDatabase;
 use std::collections::BTreeSet;
 
 impl Store {
-    fn matching_ids(&self, matchers: &[Matcher]) -> Result<Vec<u64>, StoreError> {
+    pub(super) fn matching_ids(&self, matchers: &[Matcher]) -> Result<Vec<u64>, StoreError> {
         let shared = &self.handle.shared;
         let index_path = shared.index_path();
         let (pending, txn) = {
@@ -199,7 +199,7 @@ impl Store {
 
 /// Sorts samples given in write order by time, keeping the last written value of each
 /// timestamp (the sort is stable, so equal timestamps stay in write order).
-fn last_wins(mut all: Vec<Sample>) -> Vec<Sample> {
+pub(super) fn last_wins(mut all: Vec<Sample>) -> Vec<Sample> {
     // The usual case: chunks in order without overlap, nothing to sort or drop.
     if all.windows(2).all(|w| w[0].t < w[1].t) {
         return all;
@@ -228,6 +228,19 @@ impl SeriesReader for Store {
     ) -> Result<Vec<SeriesData>, ReadError> {
         self.select_series(matchers, start_ms, end_ms)
             .map_err(read_err)
+    }
+
+    fn select_for(
+        &self,
+        matchers: &[Matcher],
+        start_ms: i64,
+        end_ms: i64,
+        want: Want,
+    ) -> Result<Selected, ReadError> {
+        let (series, rollup) = self
+            .select_rollup(matchers, start_ms, end_ms, want)
+            .map_err(read_err)?;
+        Ok(Selected { series, rollup })
     }
 
     fn series(

@@ -130,6 +130,8 @@ impl Store {
             );
         }
         st.tiers = vec![self.raw_tier()];
+        st.tiers
+            .extend((0..2).map(|t| super::tier::status(shared, t)));
         st.index_bytes = std::fs::metadata(shared.index_path()).map_or(0, |m| m.len());
         st.budget_bytes = shared.limits.budget_bytes;
         st.evicted_partitions = shared

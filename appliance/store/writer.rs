@@ -2,7 +2,7 @@
 //! on request, and seals everything at close.
 
 use super::head::{CHUNK_SAMPLES, Head};
-use super::{Command, Shared, StoreError, codec, index, partition, wal};
+use super::{Command, Shared, StoreError, codec, index, partition, tier, wal};
 use crate::model::{Labels, Metadata};
 use redb::{Database, Durability, ReadableTable};
 use std::collections::BTreeMap;
@@ -116,8 +116,11 @@ impl Writer {
                     return;
                 }
                 Err(RecvTimeoutError::Timeout) => {
-                    if let Err(e) = self.flush(false) {
-                        // The head keeps the data; the next flush retries.
+                    if let Err(e) = self.flush(false)
+                        && !super::full::is_disk_full(&e)
+                    {
+                        // The head keeps the data; the next flush retries. (A full disk is
+                        // logged once, when writes start failing: full.rs.)
                         tracing::error!(error = %e, "Store flush failed; will retry.");
                     }
                     self.keep_limits();
@@ -142,6 +145,7 @@ impl Writer {
     fn release(&self, compact: bool) {
         let (index, parts) = {
             let mut dbs = self.shared.dbs_mut();
+            dbs.tiers = Default::default();
             (dbs.index.take(), std::mem::take(&mut dbs.partitions))
         };
         drop(index);
@@ -162,12 +166,18 @@ impl Writer {
 
     fn flush(&mut self, seal_all: bool) -> Result<(), StoreError> {
         let started = Instant::now();
-        let plan = {
-            let mut head = self.shared.head_mut();
-            take_plan(&mut head, seal_all, self.interval)
-        };
+        // After failed writes: files redb refuses are reopened, and nothing is written
+        // while space is short (full.rs); the head keeps it all.
+        super::full::reopen_poisoned(&self.shared);
         let mut flushed = 0u64;
-        let result = self.write_plan(plan, &mut flushed);
+        let result = super::full::check_space(&self.shared).and_then(|()| {
+            let plan = {
+                let mut head = self.shared.head_mut();
+                take_plan(&mut head, seal_all, self.interval)
+            };
+            self.write_plan(plan, &mut flushed)
+        });
+        super::full::record_flush(&self.shared, &result);
         let mut c = self
             .shared
             .counters
@@ -332,6 +342,9 @@ impl Writer {
             if let (Some(log), Some(refs)) = (self.logs.get_mut(&pidx), self.refs.get(&pidx)) {
                 log.collect(refs);
             }
+            // A backfill can fill several days in one flush: keep the budget per day
+            // written, not per flush, so the data dir never holds more than one day over.
+            self.keep_raw_limits();
         }
         Ok(())
     }
@@ -346,9 +359,25 @@ impl Writer {
     /// file leaves the set first (new readers do not see it) and is unlinked after; Linux
     /// keeps an unlinked file readable until its last descriptor closes.
     fn keep_limits(&mut self) {
+        // Complete raw days go into the rollup tiers first (tier.rs), so that the raw
+        // keeper below deletes only days already rolled up; not while writes fail.
+        if !self
+            .shared
+            .write_failing
+            .load(std::sync::atomic::Ordering::SeqCst)
+        {
+            tier::roll_up_complete(&self.shared);
+        }
+        self.keep_raw_limits();
+        tier::compact_finished(&self.shared);
+        tier::keep_limits(&self.shared);
+    }
+
+    fn keep_raw_limits(&mut self) {
         let shared = self.shared.clone();
         let limits = &shared.limits;
-        if limits.budget_bytes.is_none() && limits.max_age.is_none() {
+        let raw_budget = limits.tier_budget(0);
+        if raw_budget.is_none() && limits.max_age.is_none() {
             return;
         }
         loop {
@@ -368,7 +397,7 @@ impl Writer {
                     .sum();
                 (oldest, bytes)
             };
-            let over = limits.budget_bytes.is_some_and(|b| bytes > b);
+            let over = raw_budget.is_some_and(|b| bytes > b);
             let too_old = limits.max_age.is_some_and(|age| {
                 let cutoff = super::status::now_ms()
                     .saturating_sub(i64::try_from(age.as_millis()).unwrap_or(i64::MAX));
@@ -382,6 +411,16 @@ impl Writer {
     }
 
     fn evict(&mut self, pidx: i64, why: &str) {
+        if let Err(e) = tier::ensure_rolled(&self.shared, pidx) {
+            // Freeing the space matters more (the disk may be full): the day goes without
+            // its rollups, which is logged and counted.
+            tracing::error!(error = %e, day = partition::partition_start(pidx), "Rolling up a raw day before deleting it failed; its rollups are lost.");
+            self.shared
+                .counters
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .rollup_errors += 1;
+        }
         let path = partition::partition_path(&self.shared.dir, pidx);
         self.record_eviction(pidx);
         {
@@ -455,7 +494,13 @@ impl Writer {
         if let Some(db) = self.shared.dbs().partitions.get(&pidx) {
             return Ok(db.clone());
         }
-        let db = Arc::new(partition::create(path)?);
+        // A file left out of the set by a failed reopen (full.rs) is opened, never
+        // created over.
+        let db = Arc::new(if path.exists() {
+            partition::open(path)?
+        } else {
+            partition::create(path)?
+        });
         let mut dbs = self.shared.dbs_mut();
         if dbs.index.is_none() {
             return Err(StoreError::Closed);
@@ -480,7 +525,10 @@ fn compact_if_fragmented(db: &mut Database) -> Result<(), redb::Error> {
     Ok(())
 }
 
-fn durable(txn: &mut redb::WriteTransaction, path: &std::path::Path) -> Result<(), StoreError> {
+pub(super) fn durable(
+    txn: &mut redb::WriteTransaction,
+    path: &std::path::Path,
+) -> Result<(), StoreError> {
     txn.set_durability(Durability::Immediate)
         .map_err(|e| StoreError::Database {
             path: path.to_owned(),

@@ -146,7 +146,11 @@ pub(super) fn eval_call(ev: &mut Evaluator, c: &Call, t: i64) -> Result<Val, Eva
         | "ts_of_max_over_time" => {
             let m = matrix_arg(ev, c, 0, t)?;
             let keep_name = matches!(c.func, "last_over_time" | "first_over_time");
+            // Samples standing for rollup buckets carry counts (see `Want::Count`).
+            let counted = matches!(c.args.first(), Some(Expr::MatrixSelector(ms))
+                if ev.rollup_counts.contains(&(&ms.selector as *const _)));
             let kernel: fn(&[Sample]) -> Option<f64> = match c.func {
+                "count_over_time" if counted => sum_over_time,
                 "avg_over_time" => avg_over_time,
                 "min_over_time" => min_over_time,
                 "max_over_time" => max_over_time,

@@ -30,7 +30,7 @@ mod testutil;
 
 use super::ast::{AtModifier, Call, Expr, ValueType, VectorSelector};
 use crate::model::{Labels, Sample};
-use crate::query::{SeriesData, SeriesReader};
+use crate::query::{SeriesData, SeriesReader, Want};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -499,6 +499,9 @@ pub(crate) struct Evaluator<'a> {
     info_loads: HashMap<*const Call, info::InfoLoad>,
     warnings: BTreeSet<String>,
     infos: BTreeSet<String>,
+    /// Selectors of `count_over_time` loaded partly from rollups: their samples carry
+    /// counts, so the function sums them (see `Want::Count`).
+    rollup_counts: BTreeSet<*const VectorSelector>,
 }
 
 impl<'a> Evaluator<'a> {
@@ -525,6 +528,7 @@ impl<'a> Evaluator<'a> {
             info_loads: HashMap::new(),
             warnings: BTreeSet::new(),
             infos: BTreeSet::new(),
+            rollup_counts: BTreeSet::new(),
         }
     }
 
@@ -595,6 +599,8 @@ impl<'a> Evaluator<'a> {
         let spans: Vec<_> = self.spans.iter().map(|(k, v)| (*k, *v)).collect();
         let mut nodes: Vec<&VectorSelector> = Vec::new();
         collect_selectors(expr, &mut nodes);
+        let mut wants: HashMap<*const VectorSelector, Want> = HashMap::new();
+        collect_wants(expr, &mut wants);
         for vs in nodes {
             let key = vs as *const VectorSelector;
             if self.loaded.contains_key(&key) {
@@ -604,10 +610,23 @@ impl<'a> Evaluator<'a> {
                 continue;
             };
             self.check_timeout()?;
-            let mut series = self
+            let want = wants.get(&key).copied().unwrap_or(Want::Raw);
+            let selected = self
                 .reader
-                .select(&vs.matchers, mint, maxt)
+                .select_for(&vs.matchers, mint, maxt, want)
                 .map_err(|e| EvalError::Execution(e.0))?;
+            let mut series = selected.series;
+            // Per load: a later batch of range steps may need no rollups.
+            self.rollup_counts.remove(&key);
+            if let Some((tier, before)) = selected.rollup {
+                if want == Want::Count {
+                    self.rollup_counts.insert(key);
+                }
+                self.warnings.insert(format!(
+                    "samples before {} (unix seconds) come from the {tier} rollup tier: raw samples there were deleted to keep the storage budget",
+                    before as f64 / 1000.0
+                ));
+            }
             if is_matrix {
                 // Range windows never use staleness markers; dropping them once here keeps
                 // the kernels free of the check.
@@ -891,6 +910,51 @@ fn collect_selectors<'e>(expr: &'e Expr, out: &mut Vec<&'e VectorSelector>) {
             collect_selectors(&b.rhs, out);
         }
         Expr::Neg(e) | Expr::Paren(e) => collect_selectors(e, out),
+    }
+}
+
+/// What each selector's samples will be used for (see [`Want`]): a range selector that is
+/// the argument of a function rollups can answer gets that function's column, an instant
+/// selector the latest sample, anything else raw samples only.
+fn collect_wants(expr: &Expr, out: &mut HashMap<*const VectorSelector, Want>) {
+    match expr {
+        Expr::Number(_) | Expr::String(_) | Expr::MatrixSelector(_) => {}
+        Expr::VectorSelector(vs) => {
+            out.insert(vs as *const VectorSelector, Want::Last);
+        }
+        Expr::Subquery(sq) => collect_wants(&sq.expr, out),
+        Expr::Call(c) => {
+            let want = match c.func {
+                "rate" | "increase" | "irate" => Want::Counter,
+                "delta" | "idelta" => Want::FirstLast,
+                "min_over_time" => Want::Min,
+                "max_over_time" => Want::Max,
+                "sum_over_time" => Want::Sum,
+                "count_over_time" => Want::Count,
+                "avg_over_time" => Want::Avg,
+                "last_over_time" | "present_over_time" | "absent_over_time" => Want::Last,
+                _ => Want::Raw,
+            };
+            for a in &c.args {
+                match a {
+                    Expr::MatrixSelector(ms) if !ms.selector.anchored && !ms.selector.smoothed => {
+                        out.insert(&ms.selector as *const VectorSelector, want);
+                    }
+                    other => collect_wants(other, out),
+                }
+            }
+        }
+        Expr::Aggregate(a) => {
+            if let Some(p) = &a.param {
+                collect_wants(p, out);
+            }
+            collect_wants(&a.expr, out);
+        }
+        Expr::Binary(b) => {
+            collect_wants(&b.lhs, out);
+            collect_wants(&b.rhs, out);
+        }
+        Expr::Neg(e) | Expr::Paren(e) => collect_wants(e, out),
     }
 }
 
