@@ -507,14 +507,16 @@ impl Store {
             return plain(self);
         }
         // The cut: the first millisecond of the oldest raw day kept.
-        let (cut, tier) = {
+        // The guard must be gone before `plain` reads (the std RwLock is not reentrant:
+        // a second read behind the writer's waiting write deadlocks).
+        let picked = 'pick: {
             let dbs = shared.dbs();
             let Some(&oldest) = dbs.partitions.keys().next() else {
-                return plain(self);
+                break 'pick None;
             };
             let cut = partition::partition_start(oldest);
             if start >= cut {
-                return plain(self);
+                break 'pick None;
             }
             // The finest tier whose data reaches back to `start`, else the one reaching
             // furthest back.
@@ -533,10 +535,10 @@ impl Store {
                 .iter()
                 .find(|(_, from)| *from <= start)
                 .or_else(|| covered.iter().min_by_key(|(_, from)| *from));
-            match pick {
-                Some(&(t, _)) => (cut, t),
-                None => return plain(self),
-            }
+            pick.map(|&(t, _)| (cut, t))
+        };
+        let Some((cut, tier)) = picked else {
+            return plain(self);
         };
         let mut raw = if end >= cut {
             self.select_series(matchers, cut, end)?
