@@ -6,7 +6,7 @@
 //! their fields.
 
 use super::ConfigDuration;
-use super::scrape::{Authorization, BasicAuth, TlsConfig};
+use super::http_client::{Authorization, BasicAuth, HttpClientConfig, TlsConfig};
 use serde::{Deserialize, Deserializer};
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
@@ -151,6 +151,17 @@ impl<'de> Deserialize<'de> for ForwardUrl {
 }
 
 impl RemoteWriteConfig {
+    /// The destination's HTTP client keys.
+    pub fn http_client(&self) -> HttpClientConfig {
+        HttpClientConfig {
+            basic_auth: self.basic_auth.clone(),
+            authorization: self.authorization.clone(),
+            bearer_token: self.bearer_token.clone(),
+            bearer_token_file: self.bearer_token_file.clone(),
+            tls_config: self.tls_config.clone(),
+        }
+    }
+
     /// The destination's name: `name`, or the URL without user and password.
     pub fn display_name(&self) -> String {
         if let Some(n) = &self.name {
@@ -193,30 +204,9 @@ pub fn validate(cfg: &ForwardConfig) -> Result<(), ForwardProblem> {
                 ),
             ));
         }
-        let auths = usize::from(d.basic_auth.is_some())
-            + usize::from(d.authorization.is_some())
-            + usize::from(d.bearer_token.is_some())
-            + usize::from(d.bearer_token_file.is_some());
-        if auths > 1 {
-            return Err(problem(
-                "authorization",
-                "at most one of basic_auth, authorization, bearer_token and bearer_token_file may be set".into(),
-            ));
-        }
-        if let Some(tls) = &d.tls_config {
-            if tls.server_name.as_deref().is_some_and(|s| !s.is_empty()) {
-                return Err(problem(
-                    "tls_config.server_name",
-                    "tls_config.server_name is not supported yet".into(),
-                ));
-            }
-            if tls.cert_file.is_some() != tls.key_file.is_some() {
-                return Err(problem(
-                    "tls_config",
-                    "tls_config needs both cert_file and key_file for a client certificate".into(),
-                ));
-            }
-        }
+        d.http_client()
+            .validate()
+            .map_err(|(key, message)| problem(key, message))?;
         let q = &d.queue_config;
         if q.max_samples_per_send == 0 || q.max_backlog_samples_per_second == 0 {
             return Err(problem(

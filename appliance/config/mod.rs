@@ -6,6 +6,7 @@
 //! numbers), so that every error carries the span of the offending value.
 
 pub mod forward;
+pub mod http_client;
 pub mod notify;
 mod rules;
 

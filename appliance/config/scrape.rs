@@ -13,6 +13,7 @@
 //! [`locate`].
 
 use super::ConfigDuration;
+pub use super::http_client::{Authorization, BasicAuth, HttpClientConfig, TlsConfig};
 use serde::{Deserialize, Deserializer};
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
@@ -256,6 +257,17 @@ fn parse_byte_size(s: &str) -> Option<u64> {
 }
 
 impl ScrapeConfig {
+    /// The job's HTTP client keys.
+    pub fn http_client(&self) -> HttpClientConfig {
+        HttpClientConfig {
+            basic_auth: self.basic_auth.clone(),
+            authorization: self.authorization.clone(),
+            bearer_token: self.bearer_token.clone(),
+            bearer_token_file: self.bearer_token_file.clone(),
+            tls_config: self.tls_config.clone(),
+        }
+    }
+
     pub fn interval(&self) -> Duration {
         self.scrape_interval
             .map_or(DEFAULT_SCRAPE_INTERVAL, |d| d.0)
@@ -358,6 +370,19 @@ pub struct KubernetesSdConfig {
     pub follow_redirects: Option<bool>,
 }
 
+impl KubernetesSdConfig {
+    /// The API server connection's HTTP client keys.
+    pub fn http_client(&self) -> HttpClientConfig {
+        HttpClientConfig {
+            basic_auth: self.basic_auth.clone(),
+            authorization: self.authorization.clone(),
+            bearer_token: self.bearer_token.clone(),
+            bearer_token_file: self.bearer_token_file.clone(),
+            tls_config: self.tls_config.clone(),
+        }
+    }
+}
+
 /// Kubernetes discovery roles: Picket discovers pods only.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -384,48 +409,6 @@ pub struct KubernetesSelector {
     pub label: Option<String>,
     #[serde(default)]
     pub field: Option<String>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BasicAuth {
-    pub username: String,
-    #[serde(default)]
-    pub password: Option<String>,
-    #[serde(default)]
-    pub password_file: Option<PathBuf>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Authorization {
-    #[serde(default = "bearer", rename = "type")]
-    pub kind: String,
-    #[serde(default)]
-    pub credentials: Option<String>,
-    #[serde(default)]
-    pub credentials_file: Option<PathBuf>,
-}
-
-fn bearer() -> String {
-    "Bearer".to_string()
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TlsConfig {
-    #[serde(default)]
-    pub ca_file: Option<PathBuf>,
-    #[serde(default)]
-    pub cert_file: Option<PathBuf>,
-    #[serde(default)]
-    pub key_file: Option<PathBuf>,
-    #[serde(default)]
-    pub insecure_skip_verify: bool,
-    /// Accepted so a pasted config loads, but rejected by [`validate`] unless empty:
-    /// the HTTP client cannot override SNI.
-    #[serde(default)]
-    pub server_name: Option<String>,
 }
 
 /// One relabelling step, as Prometheus' `relabel_config` (`model/relabel/relabel.go`).
@@ -590,41 +573,9 @@ pub fn validate(jobs: &[ScrapeConfig]) -> Result<(), ScrapeProblem> {
                 "metrics_path must start with '/'".into(),
             ));
         }
-        let tokens = usize::from(job.bearer_token.is_some())
-            + usize::from(job.bearer_token_file.is_some())
-            + usize::from(job.authorization.is_some())
-            + usize::from(job.basic_auth.is_some());
-        if tokens > 1 {
-            return Err(problem(
-                "authorization",
-                "at most one of basic_auth, authorization, bearer_token and bearer_token_file may be set".into(),
-            ));
-        }
-        if let Some(b) = &job.basic_auth
-            && b.password.is_some()
-            && b.password_file.is_some()
-        {
-            return Err(problem(
-                "basic_auth",
-                "at most one of basic_auth password and password_file may be set".into(),
-            ));
-        }
-        if let Some(tls) = &job.tls_config
-            && tls.server_name.as_deref().is_some_and(|s| !s.is_empty())
-        {
-            return Err(problem(
-                "tls_config.server_name",
-                "tls_config.server_name is not supported yet; connect to the name the certificate holds".into(),
-            ));
-        }
-        if let Some(tls) = &job.tls_config
-            && tls.cert_file.is_some() != tls.key_file.is_some()
-        {
-            return Err(problem(
-                "tls_config",
-                "tls_config needs both cert_file and key_file for a client certificate".into(),
-            ));
-        }
+        job.http_client()
+            .validate()
+            .map_err(|(key, message)| problem(key, message))?;
         if let Some(i) = job
             .scrape_protocols
             .iter()
@@ -654,17 +605,12 @@ pub fn validate(jobs: &[ScrapeConfig]) -> Result<(), ScrapeProblem> {
                     "at most one of api_server and kubeconfig_file may be set".into(),
                 ));
             }
-            let auth = usize::from(sd.bearer_token.is_some())
-                + usize::from(sd.bearer_token_file.is_some())
-                + usize::from(sd.authorization.is_some())
-                + usize::from(sd.basic_auth.is_some());
-            if auth > 1 {
-                return Err(problem(
-                    "kubernetes_sd_configs.authorization",
-                    "at most one of basic_auth, authorization, bearer_token and bearer_token_file may be set".into(),
-                ));
-            }
-            if sd.kubeconfig_file.is_some() && (auth > 0 || sd.tls_config.is_some()) {
+            let client = sd.http_client();
+            client.validate().map_err(|(key, message)| {
+                problem(&format!("kubernetes_sd_configs.{key}"), message)
+            })?;
+            if sd.kubeconfig_file.is_some() && (client.has_credentials() || sd.tls_config.is_some())
+            {
                 return Err(problem(
                     "kubernetes_sd_configs.kubeconfig_file",
                     "with kubeconfig_file, credentials and TLS come from the kubeconfig: remove the HTTP client options".into(),

@@ -29,6 +29,7 @@
 pub mod cursor;
 
 use crate::config::forward::{ForwardConfig, RemoteWriteConfig};
+use crate::config::http_client::HttpClientConfig;
 use crate::model::{Labels, Sample};
 use crate::store::outbox::LateWatch;
 use crate::store::{Store, StoreError};
@@ -237,6 +238,9 @@ struct Destination {
     name: String,
     url: String,
     cfg: RemoteWriteConfig,
+    /// Credentials and TLS keys; the header is built per request so rotated files are
+    /// picked up.
+    http: HttpClientConfig,
     client: reqwest::blocking::Client,
     external: Vec<(String, String)>,
     delay_ms: i64,
@@ -294,6 +298,7 @@ impl Destination {
             late,
         });
         Ok(Destination {
+            http: cfg.http_client(),
             client: http_client(cfg)
                 .map_err(|e| anyhow::anyhow!("forward destination {name}: {e}"))?,
             url: cfg.url.0.clone(),
@@ -599,7 +604,7 @@ impl Destination {
         for (k, v) in &self.cfg.headers {
             req = req.header(k, v);
         }
-        if let Some(auth) = authorization(&self.cfg)? {
+        if let Some(auth) = self.http.authorization_header()? {
             req = req.header(reqwest::header::AUTHORIZATION, auth);
         }
         let resp = req.send().map_err(|e| error_chain(&e))?;
@@ -704,91 +709,14 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 fn http_client(cfg: &RemoteWriteConfig) -> Result<reqwest::blocking::Client, String> {
-    let mut b = reqwest::blocking::Client::builder()
+    let b = reqwest::blocking::Client::builder()
         .user_agent(concat!("Picket/", env!("CARGO_PKG_VERSION")))
         .use_rustls_tls()
         .no_gzip();
-    if let Some(tls) = &cfg.tls_config {
-        if let Some(ca) = &tls.ca_file {
-            let pem = std::fs::read(ca)
-                .map_err(|e| format!("tls_config.ca_file {}: {e}", ca.display()))?;
-            for c in reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|e| format!("tls_config.ca_file {}: {e}", ca.display()))?
-            {
-                b = b.add_root_certificate(c);
-            }
-        }
-        if let (Some(cert), Some(key)) = (&tls.cert_file, &tls.key_file) {
-            let mut pem = std::fs::read(cert)
-                .map_err(|e| format!("tls_config.cert_file {}: {e}", cert.display()))?;
-            pem.push(b'\n');
-            pem.extend(
-                std::fs::read(key)
-                    .map_err(|e| format!("tls_config.key_file {}: {e}", key.display()))?,
-            );
-            b = b.identity(
-                reqwest::Identity::from_pem(&pem).map_err(|e| format!("tls_config: {e}"))?,
-            );
-        }
-        b = b.danger_accept_invalid_certs(tls.insecure_skip_verify);
-    }
-    b.build().map_err(|e| e.to_string())
-}
-
-/// The `Authorization` header, with credential files read at each request so rotated
-/// secrets are picked up (as Prometheus does).
-fn authorization(cfg: &RemoteWriteConfig) -> Result<Option<String>, String> {
-    use base64_encode as b64;
-    let read = |p: &std::path::Path| {
-        std::fs::read_to_string(p)
-            .map(|s| s.trim().to_string())
-            .map_err(|e| format!("cannot read {}: {e}", p.display()))
-    };
-    if let Some(b) = &cfg.basic_auth {
-        let password = match (&b.password, &b.password_file) {
-            (Some(p), _) => p.clone(),
-            (None, Some(f)) => read(f)?,
-            (None, None) => String::new(),
-        };
-        return Ok(Some(format!(
-            "Basic {}",
-            b64(format!("{}:{password}", b.username).as_bytes())
-        )));
-    }
-    if let Some(a) = &cfg.authorization {
-        let creds = match (&a.credentials, &a.credentials_file) {
-            (Some(c), _) => c.clone(),
-            (None, Some(f)) => read(f)?,
-            (None, None) => String::new(),
-        };
-        return Ok(Some(format!("{} {creds}", a.kind)));
-    }
-    if let Some(t) = &cfg.bearer_token {
-        return Ok(Some(format!("Bearer {t}")));
-    }
-    if let Some(f) = &cfg.bearer_token_file {
-        return Ok(Some(format!("Bearer {}", read(f)?)));
-    }
-    Ok(None)
-}
-
-/// Standard base64 with padding (RFC 4648), for basic auth.
-fn base64_encode(input: &[u8]) -> String {
-    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
-    for chunk in input.chunks(3) {
-        let n = (u32::from(chunk[0]) << 16)
-            | (u32::from(*chunk.get(1).unwrap_or(&0)) << 8)
-            | u32::from(*chunk.get(2).unwrap_or(&0));
-        for k in 0..4 {
-            if k <= chunk.len() {
-                out.push(A[(n >> (18 - 6 * k) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    cfg.http_client()
+        .apply_tls(b)?
+        .build()
+        .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -943,11 +871,5 @@ mod tests {
                 histograms: vec![],
             }
         );
-    }
-
-    #[test]
-    fn basic_auth_is_base64_of_user_and_password() {
-        assert_eq!(base64_encode(b"user:pass"), "dXNlcjpwYXNz");
-        assert_eq!(base64_encode(b"a"), "YQ==");
     }
 }

@@ -327,16 +327,11 @@ mod tests {
     use crate::collect::Family;
     use crate::model::{Matcher, MetricType};
     use crate::query::SeriesReader;
-    use crate::store::StoreOptions;
 
     #[test]
     fn collected_samples_get_the_family_name_unless_they_carry_their_own() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(StoreOptions {
-            path: dir.path().to_path_buf(),
-            flush_interval: std::time::Duration::from_secs(60),
-        })
-        .unwrap();
+        let store = Store::open_for_test(dir.path());
         let ingest = Ingest::new(store.clone());
         let mut fam = Family::new("req_seconds", "Latency.", MetricType::Histogram);
         fam.push(Labels::from_pairs([("__name__", "req_seconds_count")]), 3.0);

@@ -531,8 +531,7 @@ fn needs_update(
 mod tests {
     use super::*;
     use crate::config::Config;
-    use crate::store::{Store, StoreOptions};
-    use std::time::Duration;
+    use crate::store::Store;
 
     struct Fixture {
         _dir: tempfile::TempDir,
@@ -544,11 +543,7 @@ mod tests {
 
     fn fixture(toml: &str) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(StoreOptions {
-            path: dir.path().to_path_buf(),
-            flush_interval: Duration::from_secs(60),
-        })
-        .unwrap();
+        let store = Store::open_for_test(dir.path());
         let cfg = Config::parse(toml, "t.toml").unwrap().notify;
         let receivers: Vec<ReceiverInfo> = cfg
             .receiver_names()

@@ -265,16 +265,6 @@ impl Outbox {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::StoreOptions;
-    use std::time::Duration;
-
-    fn open(dir: &std::path::Path) -> Store {
-        Store::open(StoreOptions {
-            path: dir.to_path_buf(),
-            flush_interval: Duration::from_secs(60),
-        })
-        .unwrap()
-    }
 
     fn alerts(n: usize) -> Payload {
         Payload::Alerts(
@@ -293,7 +283,7 @@ mod tests {
     #[test]
     fn durable_entries_survive_a_restart_until_acknowledged() {
         let dir = tempfile::tempdir().unwrap();
-        let store = open(dir.path());
+        let store = Store::open_for_test(dir.path());
         let names = vec!["a".to_string(), "b".to_string()];
         let o = Outbox::open(store.clone(), &names);
         o.push("a", alerts(1), true, vec![]);
@@ -313,7 +303,7 @@ mod tests {
 
         // After a restart only durable, unacknowledged entries come back, in order; a
         // receiver no longer configured loses its entries from the store.
-        let store = open(dir.path());
+        let store = Store::open_for_test(dir.path());
         let o = Outbox::open(store.clone(), &["a".to_string()]);
         let got = o.pending("a", 10);
         assert_eq!(got.len(), 1);

@@ -260,16 +260,6 @@ impl Silences {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::StoreOptions;
-    use std::time::Duration;
-
-    fn open(dir: &std::path::Path) -> Store {
-        Store::open(StoreOptions {
-            path: dir.to_path_buf(),
-            flush_interval: Duration::from_secs(60),
-        })
-        .unwrap()
-    }
 
     fn silence(m: &str, start: i64, end: i64) -> Silence {
         Silence {
@@ -288,7 +278,7 @@ mod tests {
     #[test]
     fn silences_mute_while_active_survive_restarts_and_expire() {
         let dir = tempfile::tempdir().unwrap();
-        let store = open(dir.path());
+        let store = Store::open_for_test(dir.path());
         let s = Silences::open(store.clone());
         let labels: BTreeMap<String, String> =
             [("alertname".to_string(), "Hot".to_string())].into();
@@ -320,7 +310,7 @@ mod tests {
     #[test]
     fn silences_that_would_mute_everything_or_are_empty_are_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let s = Silences::open(open(dir.path()));
+        let s = Silences::open(Store::open_for_test(dir.path()));
         assert!(
             s.upsert(silence(r#"a=~".*""#, 0, 10), 0)
                 .unwrap_err()

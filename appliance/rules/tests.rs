@@ -6,7 +6,7 @@ use crate::model::{Labels, Matcher, Sample, is_stale_nan};
 use crate::query::SeriesReader;
 use crate::query::promql::eval::EngineOptions;
 use crate::rules::alerting::AlertState;
-use crate::store::{Store, StoreOptions, WriteBatch};
+use crate::store::{Store, WriteBatch};
 use std::collections::BTreeMap;
 
 const RULES: &str = r#"
@@ -24,14 +24,6 @@ groups:
         annotations:
           summary: "{{ $labels.job }} is at {{ $value }} on {{ $externalLabels.node }}"
 "#;
-
-fn open(dir: &std::path::Path) -> Store {
-    Store::open(StoreOptions {
-        path: dir.to_path_buf(),
-        flush_interval: Duration::from_secs(60),
-    })
-    .unwrap()
-}
 
 fn manager(store: &Store) -> RuleManager {
     manager_at(store, 0)
@@ -100,7 +92,7 @@ fn values(store: &Store, name: &str, extra: Option<(&str, &str)>) -> Vec<(i64, f
 #[test]
 fn a_group_records_then_alerts_pending_then_firing_over_its_own_output() {
     let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
+    let store = Store::open_for_test(dir.path());
     let m = manager(&store);
     write_temp(&store, 9_000, 60.0);
     eval(&m, 10_000);
@@ -133,7 +125,7 @@ fn a_group_records_then_alerts_pending_then_firing_over_its_own_output() {
 #[test]
 fn series_that_stop_get_staleness_markers() {
     let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
+    let store = Store::open_for_test(dir.path());
     let m = manager(&store);
     write_temp(&store, 9_000, 60.0);
     eval(&m, 10_000);
@@ -154,7 +146,7 @@ fn series_that_stop_get_staleness_markers() {
 #[test]
 fn evaluation_errors_show_as_rule_health_and_do_not_stop_the_group() {
     let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
+    let store = Store::open_for_test(dir.path());
     let text = r#"
 groups:
   - name: e
@@ -196,7 +188,7 @@ groups:
 #[test]
 fn alert_state_survives_a_restart_without_refiring() {
     let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
+    let store = Store::open_for_test(dir.path());
     let m = manager(&store);
     write_temp(&store, 9_000, 60.0);
     eval(&m, 10_000);
@@ -205,7 +197,7 @@ fn alert_state_survives_a_restart_without_refiring() {
     drop(m);
     store.close().unwrap();
 
-    let store = open(dir.path());
+    let store = Store::open_for_test(dir.path());
     let m = manager(&store);
     assert_eq!(
         alert_states(&m),
@@ -222,14 +214,14 @@ fn alert_state_survives_a_restart_without_refiring() {
 #[test]
 fn alerts_that_end_after_a_restart_still_get_staleness_markers() {
     let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
+    let store = Store::open_for_test(dir.path());
     let m = manager(&store);
     write_temp(&store, 9_000, 60.0);
     eval(&m, 10_000);
     eval(&m, 12_000);
     drop(m);
     store.close().unwrap();
-    let store = open(dir.path());
+    let store = Store::open_for_test(dir.path());
     let m = manager(&store);
     write_temp(&store, 19_000, 10.0);
     eval(&m, 20_000);
@@ -247,7 +239,7 @@ fn alerts_that_end_after_a_restart_still_get_staleness_markers() {
 #[test]
 fn a_pending_alert_keeps_its_progress_but_not_the_downtime_across_a_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
+    let store = Store::open_for_test(dir.path());
     let m = manager(&store);
     write_temp(&store, 9_000, 60.0);
     eval(&m, 10_000);
@@ -255,7 +247,7 @@ fn a_pending_alert_keeps_its_progress_but_not_the_downtime_across_a_restart() {
     drop(m);
     store.close().unwrap();
     // Down from 11 s to 20 s: 1 s of the 2 s `for` was spent, 1 s is left.
-    let store = open(dir.path());
+    let store = Store::open_for_test(dir.path());
     let m = manager_at(&store, 20_000);
     assert_eq!(alert_states(&m), [(AlertState::Pending, 19_000)]);
     write_temp(&store, 19_500, 60.0);
@@ -337,7 +329,7 @@ fn the_shipped_default_rules_are_valid() {
 #[test]
 fn annotation_templates_can_query_the_store_at_the_evaluation_time() {
     let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
+    let store = Store::open_for_test(dir.path());
     let text = r#"
 groups:
   - name: q
@@ -405,7 +397,7 @@ fn manager_for(store: &Store, text: &str) -> RuleManager {
 #[test]
 fn query_offset_evaluates_and_writes_at_the_earlier_time() {
     let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
+    let store = Store::open_for_test(dir.path());
     let m = manager_for(
         &store,
         "groups:\n  - name: o\n    query_offset: 5s\n    rules:\n      - record: t2\n        expr: temp * 2\n",
@@ -420,7 +412,7 @@ fn query_offset_evaluates_and_writes_at_the_earlier_time() {
 #[test]
 fn a_group_limit_fails_rules_with_too_many_series_or_alerts() {
     let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
+    let store = Store::open_for_test(dir.path());
     let m = manager_for(
         &store,
         "groups:\n  - name: l\n    limit: 1\n    rules:\n      - record: many\n        expr: temp\n      - alert: Many\n        expr: temp > 0\n      - record: one\n        expr: max(temp)\n",

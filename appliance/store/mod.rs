@@ -617,6 +617,18 @@ impl std::fmt::Debug for Store {
     }
 }
 
+#[cfg(test)]
+impl Store {
+    /// A store in `dir` whose writer flushes only when asked (tests of other stages).
+    pub fn open_for_test(dir: &std::path::Path) -> Store {
+        Store::open(StoreOptions {
+            path: dir.to_path_buf(),
+            flush_interval: std::time::Duration::from_secs(60),
+        })
+        .expect("open a test store")
+    }
+}
+
 impl Store {
     /// Opens the store at `opts.path` without limits (see [`Store::open_with`]).
     pub fn open(opts: StoreOptions) -> Result<Store, StoreError> {

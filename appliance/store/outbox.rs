@@ -208,16 +208,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{StoreOptions, WriteBatch};
-    use std::time::Duration;
-
-    fn open(dir: &std::path::Path) -> Store {
-        Store::open(StoreOptions {
-            path: dir.to_path_buf(),
-            flush_interval: Duration::from_secs(60),
-        })
-        .unwrap()
-    }
+    use crate::store::WriteBatch;
 
     fn batch(name: &str, ts: &[i64]) -> WriteBatch {
         WriteBatch {
@@ -232,7 +223,7 @@ mod tests {
     #[test]
     fn range_reads_go_in_id_order_over_head_and_disk() {
         let dir = tempfile::tempdir().unwrap();
-        let s = open(dir.path());
+        let s = Store::open_for_test(dir.path());
         // 300 samples: two sealed chunks on disk and the rest in the head.
         s.append(batch("b", &(0..300).map(|i| i * 1000).collect::<Vec<_>>()))
             .unwrap();
@@ -260,7 +251,7 @@ mod tests {
     #[test]
     fn writes_older_than_a_watched_cursor_are_counted() {
         let dir = tempfile::tempdir().unwrap();
-        let s = open(dir.path());
+        let s = Store::open_for_test(dir.path());
         let w = Arc::new(LateWatch::new(10_000));
         s.watch_late_writes(w.clone());
         s.append(batch("x", &[9_000, 9_999, 10_000, 11_000]))

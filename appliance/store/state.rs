@@ -73,21 +73,11 @@ pub(super) fn put_states_in<K: AsRef<str>, V: AsRef<[u8]>>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::StoreOptions;
-    use std::time::Duration;
-
-    fn open(dir: &std::path::Path) -> Store {
-        Store::open(StoreOptions {
-            path: dir.to_path_buf(),
-            flush_interval: Duration::from_secs(60),
-        })
-        .unwrap()
-    }
 
     #[test]
     fn state_entries_survive_a_reopen_and_list_by_prefix() {
         let dir = tempfile::tempdir().unwrap();
-        let s = open(dir.path());
+        let s = Store::open_for_test(dir.path());
         assert!(s.states_with_prefix("alerts/").unwrap().is_empty());
         s.put_states([
             ("alerts/a", Some(b"1".to_vec())),
@@ -97,7 +87,7 @@ mod tests {
         .unwrap();
         s.put_states([("alerts/a", None::<Vec<u8>>)]).unwrap();
         s.close().unwrap();
-        let s = open(dir.path());
+        let s = Store::open_for_test(dir.path());
         assert_eq!(
             s.states_with_prefix("alerts/").unwrap(),
             [("alerts/b".to_string(), b"2".to_vec())]

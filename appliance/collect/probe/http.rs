@@ -8,7 +8,6 @@
 //! conditions (`fail_if_ssl`, `fail_if_not_ssl`) and the body regexes.
 
 use super::{Measured, Prepared, net, tls};
-use base64::Engine;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
@@ -220,18 +219,9 @@ where
         .map_err(|e| format!("building the request: {e}"))?;
     let headers = req.headers_mut();
     if let Some(b) = &h.basic_auth {
-        let password = match (&b.password, &b.password_file) {
-            (Some(p), _) => p.clone(),
-            (None, Some(f)) => std::fs::read_to_string(f)
-                .map(|s| s.trim().to_string())
-                .map_err(|e| format!("basic_auth.password_file {}: {e}", f.display()))?,
-            (None, None) => String::new(),
-        };
-        let token =
-            base64::engine::general_purpose::STANDARD.encode(format!("{}:{password}", b.username));
         headers.insert(
             hyper::header::AUTHORIZATION,
-            format!("Basic {token}")
+            b.header_value()?
                 .parse()
                 .map_err(|_| "invalid basic_auth")?,
         );

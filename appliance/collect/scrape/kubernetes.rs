@@ -16,7 +16,9 @@
 //! which runs on its own thread.
 
 use super::KubernetesCount;
-use crate::config::scrape::{KubernetesSdConfig, StaticConfig, TlsConfig};
+use crate::config::scrape::{
+    BasicAuth, HttpClientConfig, KubernetesSdConfig, StaticConfig, TlsConfig,
+};
 use crate::ingest::Ingest;
 use base64::Engine;
 use serde::Deserialize;
@@ -42,30 +44,11 @@ pub struct Connection {
     /// `https://host:port`, no trailing slash.
     pub base: String,
     pub client: reqwest::Client,
-    pub auth: Auth,
+    /// Credentials only (TLS is in `client`); token files are re-read per request, since
+    /// service account tokens rotate.
+    pub auth: HttpClientConfig,
     /// The namespace of the service account, for `own_namespace`.
     pub own_namespace: Option<String>,
-}
-
-/// How requests authenticate; token files are re-read per request, since service
-/// account tokens rotate.
-#[derive(Debug, Clone)]
-pub enum Auth {
-    None,
-    Header(String),
-    BearerFile(PathBuf),
-}
-
-impl Auth {
-    fn header(&self) -> Result<Option<String>, String> {
-        match self {
-            Auth::None => Ok(None),
-            Auth::Header(h) => Ok(Some(h.clone())),
-            Auth::BearerFile(p) => std::fs::read_to_string(p)
-                .map(|t| Some(format!("Bearer {}", t.trim())))
-                .map_err(|e| format!("cannot read the token {}: {e}", p.display())),
-        }
-    }
 }
 
 /// Builds the connection of one `kubernetes_sd_configs` entry.
@@ -73,66 +56,28 @@ pub fn connect(sd: &KubernetesSdConfig) -> Result<Connection, String> {
     if let Some(path) = &sd.kubeconfig_file {
         return from_kubeconfig(path);
     }
-    let (base, own_namespace, default_tls, default_auth) = match &sd.api_server {
+    let (base, own_namespace, defaults) = match &sd.api_server {
         Some(api) => (
             api.trim_end_matches('/').to_string(),
             None,
-            None,
-            Auth::None,
+            HttpClientConfig::default(),
         ),
         None => in_cluster()?,
     };
-    let auth = if let Some(b) = &sd.basic_auth {
-        let password = match (&b.password, &b.password_file) {
-            (Some(p), _) => p.clone(),
-            (None, Some(f)) => std::fs::read_to_string(f)
-                .map(|s| s.trim().to_string())
-                .map_err(|e| format!("basic_auth.password_file {}: {e}", f.display()))?,
-            (None, None) => String::new(),
-        };
-        let token =
-            base64::engine::general_purpose::STANDARD.encode(format!("{}:{password}", b.username));
-        Auth::Header(format!("Basic {token}"))
-    } else if let Some(a) = &sd.authorization {
-        match (&a.credentials, &a.credentials_file) {
-            (Some(c), _) => Auth::Header(format!("{} {c}", a.kind)),
-            (None, Some(f)) if a.kind == "Bearer" => Auth::BearerFile(f.clone()),
-            (None, Some(f)) => {
-                let c = std::fs::read_to_string(f)
-                    .map_err(|e| format!("authorization.credentials_file {}: {e}", f.display()))?;
-                Auth::Header(format!("{} {}", a.kind, c.trim()))
-            }
-            (None, None) => Auth::None,
-        }
-    } else if let Some(t) = &sd.bearer_token {
-        Auth::Header(format!("Bearer {t}"))
-    } else if let Some(f) = &sd.bearer_token_file {
-        Auth::BearerFile(f.clone())
-    } else {
-        default_auth
-    };
+    let mut auth = sd.http_client();
+    if !auth.has_credentials() {
+        auth.bearer_token_file = defaults.bearer_token_file;
+    }
+    auth.tls_config = auth.tls_config.or(defaults.tls_config);
     let mut b = builder();
-    let tls = sd.tls_config.as_ref().or(default_tls.as_ref());
-    if let Some(tls) = tls {
-        if let Some(ca) = &tls.ca_file {
-            let pem = std::fs::read(ca)
-                .map_err(|e| format!("tls_config.ca_file {}: {e}", ca.display()))?;
-            b = add_ca(b, &pem).map_err(|e| format!("tls_config.ca_file: {e}"))?;
-        }
-        if let (Some(cert), Some(key)) = (&tls.cert_file, &tls.key_file) {
-            let mut pem = std::fs::read(cert)
-                .map_err(|e| format!("tls_config.cert_file {}: {e}", cert.display()))?;
-            pem.push(b'\n');
-            pem.extend(
-                std::fs::read(key)
-                    .map_err(|e| format!("tls_config.key_file {}: {e}", key.display()))?,
-            );
-            b = b.identity(
-                reqwest::Identity::from_pem(&pem).map_err(|e| format!("tls_config: {e}"))?,
-            );
+    if let Some(tls) = auth.tls_material()? {
+        b = trust_only(b, tls.roots);
+        if let Some(id) = tls.identity {
+            b = b.identity(id);
         }
         b = b.danger_accept_invalid_certs(tls.insecure_skip_verify);
     }
+    auth.tls_config = None;
     Ok(Connection {
         base,
         client: b.build().map_err(|e| e.to_string())?,
@@ -148,22 +93,33 @@ fn builder() -> reqwest::ClientBuilder {
         .connect_timeout(Duration::from_secs(10))
 }
 
-fn add_ca(mut b: reqwest::ClientBuilder, pem: &[u8]) -> Result<reqwest::ClientBuilder, String> {
+fn add_ca(b: reqwest::ClientBuilder, pem: &[u8]) -> Result<reqwest::ClientBuilder, String> {
     let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| e.to_string())?;
     if certs.is_empty() {
         return Err("no PEM certificate found".into());
     }
-    // The API server's own CA only: a cluster CA is all a kubeconfig trusts.
-    b = b.tls_built_in_root_certs(false);
-    for c in certs {
+    Ok(trust_only(b, certs))
+}
+
+/// The API server's own CA only: a cluster CA is all a kubeconfig trusts. No roots: the
+/// built-in ones.
+fn trust_only(
+    mut b: reqwest::ClientBuilder,
+    roots: Vec<reqwest::Certificate>,
+) -> reqwest::ClientBuilder {
+    if !roots.is_empty() {
+        b = b.tls_built_in_root_certs(false);
+    }
+    for c in roots {
         b = b.add_root_certificate(c);
     }
-    Ok(b)
+    b
 }
 
 /// The in-cluster service account: API server from `KUBERNETES_SERVICE_HOST`/`_PORT`,
 /// CA and token from the mounted secret.
-fn in_cluster() -> Result<(String, Option<String>, Option<TlsConfig>, Auth), String> {
+/// Returns the API server URL, the namespace, and the CA and token as client keys.
+fn in_cluster() -> Result<(String, Option<String>, HttpClientConfig), String> {
     let host = std::env::var("KUBERNETES_SERVICE_HOST").map_err(|_| {
         "no api_server or kubeconfig_file given and not running in a cluster \
          (KUBERNETES_SERVICE_HOST is unset)"
@@ -186,8 +142,11 @@ fn in_cluster() -> Result<(String, Option<String>, Option<TlsConfig>, Auth), Str
     Ok((
         format!("https://{host}:{port}"),
         namespace,
-        Some(tls),
-        Auth::BearerFile(dir.join("token")),
+        HttpClientConfig {
+            tls_config: Some(tls),
+            bearer_token_file: Some(dir.join("token")),
+            ..HttpClientConfig::default()
+        },
     ))
 }
 
@@ -345,21 +304,22 @@ pub fn from_kubeconfig(path: &Path) -> Result<Connection, String> {
             ));
         }
     }
-    let auth = if let Some(t) = &user.token {
-        Auth::Header(format!("Bearer {t}"))
+    let mut auth = HttpClientConfig::default();
+    if let Some(t) = &user.token {
+        auth.bearer_token = Some(t.clone());
     } else if let Some(f) = &user.token_file {
-        Auth::BearerFile(dir.join(f))
+        auth.bearer_token_file = Some(dir.join(f));
     } else if let Some(u) = &user.username {
-        let token = base64::engine::general_purpose::STANDARD
-            .encode(format!("{u}:{}", user.password.as_deref().unwrap_or("")));
-        Auth::Header(format!("Basic {token}"))
+        auth.basic_auth = Some(BasicAuth {
+            username: u.clone(),
+            password: user.password.clone(),
+            password_file: None,
+        });
     } else if user.exec.is_some() || user.auth_provider.is_some() {
         return Err(err(
             "exec and auth-provider credentials are not supported: use a token, a client certificate or basic auth".into(),
         ));
-    } else {
-        Auth::None
-    };
+    }
     Ok(Connection {
         base: cluster.server.trim_end_matches('/').to_string(),
         client: b.build().map_err(|e| err(e.to_string()))?,
@@ -949,7 +909,7 @@ impl Watcher {
             .query(&self.query)
             .query(extra)
             .header(reqwest::header::ACCEPT, "application/json");
-        if let Some(h) = self.conn.auth.header()? {
+        if let Some(h) = self.conn.auth.authorization_header()? {
             req = req.header(reqwest::header::AUTHORIZATION, h);
         }
         Ok(req)
@@ -1265,7 +1225,10 @@ mod tests {
         let c = from_kubeconfig(&path).unwrap();
         assert_eq!(c.base, "https://127.0.0.1:6443");
         assert_eq!(c.own_namespace.as_deref(), Some("monitoring"));
-        assert_eq!(c.auth.header().unwrap().as_deref(), Some("Bearer abc"));
+        assert_eq!(
+            c.auth.authorization_header().unwrap().as_deref(),
+            Some("Bearer abc")
+        );
 
         std::fs::write(&path, "clusters:\n- cluster:\n    server: https://x\n    certificate-authority-data: bm90IGEgY2VydA==\n  name: c\ncontexts:\n- context: {cluster: c, user: u}\n  name: x\ncurrent-context: x\nusers:\n- name: u\n  user:\n    exec: {command: aws}\n").unwrap();
         let e = from_kubeconfig(&path).unwrap_err();
@@ -1287,7 +1250,7 @@ mod tests {
             conn: Arc::new(Connection {
                 base: "http://127.0.0.1:1".into(),
                 client: reqwest::Client::new(),
-                auth: Auth::None,
+                auth: HttpClientConfig::default(),
                 own_namespace: None,
             }),
             path: "/api/v1/pods".into(),

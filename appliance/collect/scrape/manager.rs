@@ -20,7 +20,7 @@ use super::status::{
 use super::target::{
     LoopSettings, ScrapeError, ScrapeLoop, ScrapeOutput, Target, discovered, populate_discovered,
 };
-use crate::config::scrape::{ScrapeConfig, StaticConfig};
+use crate::config::scrape::{HttpClientConfig, ScrapeConfig, StaticConfig};
 use crate::ingest::Ingest;
 use crate::model::Labels;
 use std::collections::HashMap;
@@ -100,6 +100,9 @@ impl ScrapeManager {
 /// A job ready to run: its HTTP client and shared loop settings.
 struct Job {
     config: ScrapeConfig,
+    /// The job's credentials and TLS keys; the header is built per scrape so rotated
+    /// credential files are picked up.
+    http: HttpClientConfig,
     client: reqwest::blocking::Client,
     /// The `Accept` header built from `scrape_protocols`.
     accept: String,
@@ -157,17 +160,21 @@ fn manage(
     // created or dropped inside the async runtime.
     let jobs: Vec<Arc<Job>> = jobs
         .into_iter()
-        .filter_map(|config| match build_client(&config) {
-            Ok(client) => Some(Arc::new(Job {
-                accept: crate::config::scrape::accept_header(&config.scrape_protocols),
-                over_target_limit: AtomicUsize::new(0),
-                settings: Arc::new(LoopSettings::from_job(&config)),
-                config,
-                client,
-            })),
-            Err(e) => {
-                tracing::error!(job = %config.job_name, error = %e, "Scrape job cannot start.");
-                None
+        .filter_map(|config| {
+            let http = config.http_client();
+            match build_client(&config, &http) {
+                Ok(client) => Some(Arc::new(Job {
+                    accept: crate::config::scrape::accept_header(&config.scrape_protocols),
+                    over_target_limit: AtomicUsize::new(0),
+                    settings: Arc::new(LoopSettings::from_job(&config)),
+                    config,
+                    http,
+                    client,
+                })),
+                Err(e) => {
+                    tracing::error!(job = %config.job_name, error = %e, "Scrape job cannot start.");
+                    None
+                }
             }
         })
         .collect();
@@ -392,7 +399,10 @@ fn wildcard(p: &[u8], s: &[u8]) -> bool {
     }
 }
 
-fn build_client(job: &ScrapeConfig) -> Result<reqwest::blocking::Client, String> {
+fn build_client(
+    job: &ScrapeConfig,
+    http: &HttpClientConfig,
+) -> Result<reqwest::blocking::Client, String> {
     let mut b = reqwest::blocking::Client::builder()
         .user_agent(concat!("Picket/", env!("CARGO_PKG_VERSION")))
         .use_rustls_tls()
@@ -404,83 +414,7 @@ fn build_client(job: &ScrapeConfig) -> Result<reqwest::blocking::Client, String>
     if !job.enable_compression {
         b = b.no_gzip();
     }
-    if let Some(tls) = &job.tls_config {
-        if let Some(ca) = &tls.ca_file {
-            let pem = std::fs::read(ca)
-                .map_err(|e| format!("tls_config.ca_file {}: {e}", ca.display()))?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|e| format!("tls_config.ca_file {}: {e}", ca.display()))?;
-            for c in certs {
-                b = b.add_root_certificate(c);
-            }
-        }
-        if let (Some(cert), Some(key)) = (&tls.cert_file, &tls.key_file) {
-            let mut pem = std::fs::read(cert)
-                .map_err(|e| format!("tls_config.cert_file {}: {e}", cert.display()))?;
-            pem.push(b'\n');
-            pem.extend(
-                std::fs::read(key)
-                    .map_err(|e| format!("tls_config.key_file {}: {e}", key.display()))?,
-            );
-            b = b.identity(
-                reqwest::Identity::from_pem(&pem).map_err(|e| format!("tls_config: {e}"))?,
-            );
-        }
-        b = b.danger_accept_invalid_certs(tls.insecure_skip_verify);
-    }
-    b.build().map_err(|e| e.to_string())
-}
-
-/// The `Authorization` header value for a scrape, read fresh each time so rotated
-/// credential files are picked up (as Prometheus does).
-fn authorization(job: &ScrapeConfig) -> Result<Option<String>, ScrapeError> {
-    let read = |p: &Path| {
-        std::fs::read_to_string(p)
-            .map(|s| s.trim().to_string())
-            .map_err(|e| ScrapeError::Http(format!("cannot read {}: {e}", p.display())))
-    };
-    if let Some(b) = &job.basic_auth {
-        let password = match (&b.password, &b.password_file) {
-            (Some(p), _) => p.clone(),
-            (None, Some(f)) => read(f)?,
-            (None, None) => String::new(),
-        };
-        let token = base64(format!("{}:{password}", b.username).as_bytes());
-        return Ok(Some(format!("Basic {token}")));
-    }
-    if let Some(a) = &job.authorization {
-        let creds = match (&a.credentials, &a.credentials_file) {
-            (Some(c), _) => c.clone(),
-            (None, Some(f)) => read(f)?,
-            (None, None) => String::new(),
-        };
-        return Ok(Some(format!("{} {creds}", a.kind)));
-    }
-    if let Some(t) = &job.bearer_token {
-        return Ok(Some(format!("Bearer {t}")));
-    }
-    if let Some(f) = &job.bearer_token_file {
-        return Ok(Some(format!("Bearer {}", read(f)?)));
-    }
-    Ok(None)
-}
-
-fn base64(input: &[u8]) -> String {
-    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
-    for chunk in input.chunks(3) {
-        let n = (u32::from(chunk[0]) << 16)
-            | (u32::from(*chunk.get(1).unwrap_or(&0)) << 8)
-            | u32::from(*chunk.get(2).unwrap_or(&0));
-        for k in 0..4 {
-            if k <= chunk.len() {
-                out.push(A[(n >> (18 - 6 * k) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    http.apply_tls(b)?.build().map_err(|e| e.to_string())
 }
 
 /// Fetches the target into `body`; returns the Content-Type.
@@ -494,7 +428,7 @@ fn fetch(job: &Job, target: &Target, body: &mut Vec<u8>) -> Result<Option<String
             target.timeout.as_secs_f64().to_string(),
         )
         .timeout(target.timeout);
-    if let Some(auth) = authorization(&job.config)? {
+    if let Some(auth) = job.http.authorization_header().map_err(ScrapeError::Http)? {
         req = req.header(reqwest::header::AUTHORIZATION, auth);
     }
     let classify = |e: reqwest::Error| {
@@ -696,61 +630,6 @@ fn run_target(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn base64_matches_rfc_4648_vectors() {
-        let cases = [
-            ("", ""),
-            ("f", "Zg=="),
-            ("fo", "Zm8="),
-            ("foo", "Zm9v"),
-            ("foobar", "Zm9vYmFy"),
-            ("u:p", "dTpw"),
-        ];
-        for (input, want) in cases {
-            assert_eq!(base64(input.as_bytes()), want, "{input}");
-        }
-    }
-
-    #[test]
-    fn authorization_headers_are_built_as_prometheus_sends_them() {
-        let dir = tempfile::tempdir().unwrap();
-        let pw = dir.path().join("pw");
-        std::fs::write(&pw, "from-file\n").unwrap();
-        let cases = [
-            ("", None),
-            ("bearer_token = \"t\"\n", Some("Bearer t".to_string())),
-            (
-                "basic_auth = { username = \"u\", password = \"p\" }\n",
-                Some(format!("Basic {}", base64(b"u:p"))),
-            ),
-            (
-                &*format!(
-                    "basic_auth = {{ username = \"u\", password_file = \"{}\" }}\n",
-                    pw.display()
-                ),
-                Some(format!("Basic {}", base64(b"u:from-file"))),
-            ),
-            (
-                &*format!(
-                    "authorization = {{ credentials_file = \"{}\" }}\n",
-                    pw.display()
-                ),
-                Some("Bearer from-file".to_string()),
-            ),
-            (
-                "authorization = { type = \"Token\", credentials = \"x\" }\n",
-                Some("Token x".to_string()),
-            ),
-        ];
-        for (extra, want) in cases {
-            let job: ScrapeConfig = toml::from_str(&format!("job_name = \"j\"\n{extra}")).unwrap();
-            assert_eq!(authorization(&job).unwrap(), want, "{extra}");
-        }
-        let job: ScrapeConfig =
-            toml::from_str("job_name = \"j\"\nbearer_token_file = \"/nonexistent/x\"\n").unwrap();
-        assert!(matches!(authorization(&job), Err(ScrapeError::Http(_))));
-    }
 
     #[test]
     fn wildcards_match_only_what_they_should() {
