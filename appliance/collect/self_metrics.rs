@@ -211,7 +211,7 @@ impl SelfCollector {
         if let Some(r) = st.retention {
             out.scalar(
                 "picket_store_retention_seconds",
-                "Seconds from the oldest sample kept to now.",
+                "Seconds from the oldest data kept (raw samples or rollups) to now.",
                 MetricType::Gauge,
                 r.as_secs_f64(),
             );
@@ -223,6 +223,16 @@ impl SelfCollector {
                 MetricType::Gauge,
                 b as f64,
             );
+        }
+        let fam = out.family(
+            "picket_store_tier_retention_seconds",
+            "Per storage tier (raw, 5m, 1h rollups): seconds from the oldest data it holds to now.",
+            MetricType::Gauge,
+        );
+        for (tier, r) in &st.tier_retention {
+            if let Some(r) = r {
+                fam.push(Labels::from_pairs([("tier", *tier)]), r.as_secs_f64());
+            }
         }
         out.scalar(
             "picket_store_write_errors_total",

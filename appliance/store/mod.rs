@@ -481,9 +481,10 @@ pub struct StoreStats {
     pub last_flush_duration: Duration,
     /// Partition files the budget keeper deleted since the store opened.
     pub evicted_partitions: u64,
-    /// Now minus the oldest sample kept (None when the store is empty).
+    /// Now minus the oldest time any tier holds data for (None when the store is empty).
     pub retention: Option<Duration>,
-    /// The keeper deleted data and what is left spans less than `retention_horizon`.
+    /// A keeper deleted data (raw or rollups) and what is left, rollups included, spans
+    /// less than `retention_horizon`; `tier_retention` says which tier is short.
     pub retention_below_horizon: bool,
     pub budget_bytes: Option<u64>,
     /// Flushes that failed (full.rs); whether the last one did, and for lack of space.
@@ -494,6 +495,8 @@ pub struct StoreStats {
     pub samples_refused: u64,
     /// Roll-ups of raw days that failed (tier.rs).
     pub rollup_errors: u64,
+    /// Per tier ("raw", "5m", "1h"): now minus the oldest time it holds data for.
+    pub tier_retention: Vec<(&'static str, Option<Duration>)>,
 }
 
 #[derive(Default)]
@@ -889,15 +892,30 @@ impl Store {
             let h = self.shared().head();
             (h.series.len() as u64, h.samples_appended, h.head_chunks())
         };
-        let oldest = self.raw_tier().min_time;
+        let raw_oldest = self.raw_tier().min_time;
+        // Per tier: the oldest data it can answer for. The store's retention is the
+        // oldest of them: rollups answer for days whose raw samples were deleted.
+        let now = status::now_ms();
+        let age =
+            |t: Option<i64>| t.map(|t| Duration::from_millis(now.saturating_sub(t).max(0) as u64));
+        let mut tier_retention = vec![("raw", age(raw_oldest))];
+        let mut oldest = raw_oldest;
+        for (t, (name, _)) in rollup::TIERS.iter().enumerate() {
+            let from = tier::status(self.shared(), t).min_time;
+            tier_retention.push((*name, age(from)));
+            oldest = match (oldest, from) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
         let c = self
             .shared()
             .counters
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         let limits = &self.shared().limits;
-        let retention =
-            oldest.map(|t| Duration::from_millis(status::now_ms().saturating_sub(t).max(0) as u64));
+        let retention = age(oldest);
+        let evicted = c.evicted_partitions + c.tier_evictions.iter().sum::<u64>();
         StoreStats {
             series,
             samples_appended,
@@ -908,7 +926,7 @@ impl Store {
             last_flush_duration: c.last_flush_duration,
             evicted_partitions: c.evicted_partitions,
             retention,
-            retention_below_horizon: c.evicted_partitions > 0
+            retention_below_horizon: evicted > 0
                 && limits
                     .retention_horizon
                     .is_some_and(|h| retention.is_some_and(|r| r < h)),
@@ -918,6 +936,7 @@ impl Store {
             disk_full: self.shared().disk_full.load(Ordering::SeqCst),
             samples_refused: c.samples_refused,
             rollup_errors: c.rollup_errors,
+            tier_retention,
         }
     }
 }

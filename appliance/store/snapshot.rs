@@ -14,7 +14,7 @@
 //! Tables are copied by their known definitions; a table this build does not know makes
 //! the snapshot fail rather than silently leave data behind.
 
-use super::{INDEX_FILE, META, StoreError, index, partition, wal};
+use super::{INDEX_FILE, META, StoreError, index, partition, state, tier, wal};
 use redb::{
     Database, Durability, MultimapTableDefinition, MultimapTableHandle, ReadTransaction,
     ReadableDatabase, ReadableMultimapTable, ReadableTable, TableDefinition, TableError,
@@ -44,6 +44,8 @@ pub struct Source {
 pub enum Kind {
     Index,
     Partition,
+    /// A 5m or 1h rollup file (tier.rs).
+    Rollup,
 }
 
 /// Begins read transactions on the files of a store that is not running (read-only opens,
@@ -74,6 +76,20 @@ pub fn open_dir(dir: &Path) -> Result<Vec<Source>, StoreError> {
             kind: Kind::Partition,
             db: Some(Box::new(db)),
         });
+    }
+    // Rollups after raw: a raw day the copy lacks was rolled up before it went.
+    for t in 0..2 {
+        for idx in tier::all_bytes(dir, t).into_keys() {
+            let path = tier::file_path(dir, t, idx);
+            let db = open(&path)?;
+            let txn = db.begin_read().map_err(|e| StoreError::db(&path, e))?;
+            out.push(Source {
+                rel: tier::file_path(Path::new(""), t, idx),
+                txn,
+                kind: Kind::Rollup,
+                db: Some(Box::new(db)),
+            });
+        }
     }
     let path = dir.join(INDEX_FILE);
     let db = open(&path)?;
@@ -155,6 +171,9 @@ fn write_all(sources: &[Source], dest: &Path) -> Result<SnapshotSummary, StoreEr
     let mut sum = SnapshotSummary::default();
     for src in sources {
         let path = dest.join(&src.rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| StoreError::io(parent, e))?;
+        }
         let db = Database::builder()
             .create(&path)
             .map_err(|e| super::open_error(&path, e))?;
@@ -172,8 +191,9 @@ fn write_all(sources: &[Source], dest: &Path) -> Result<SnapshotSummary, StoreEr
 
 fn copy_file(src: &Source, dst: &WriteTransaction, path: &Path) -> Result<u64, StoreError> {
     let known: &[&str] = match src.kind {
-        Kind::Index => &["meta", "series", "series_by_labels", "metadata"],
+        Kind::Index => &["meta", "series", "series_by_labels", "metadata", "state"],
         Kind::Partition => &["meta", "chunks", "blocks", "times"],
+        Kind::Rollup => &["meta", "groups", "rolled"],
     };
     let e = |x: redb::Error| StoreError::db(path, x);
     for t in src.txn.list_tables().map_err(|x| e(x.into()))? {
@@ -192,12 +212,19 @@ fn copy_file(src: &Source, dst: &WriteTransaction, path: &Path) -> Result<u64, S
             n += copy_table(&src.txn, dst, index::SERIES, path)?;
             n += copy_table(&src.txn, dst, index::SERIES_BY_LABELS, path)?;
             n += copy_table(&src.txn, dst, index::METADATA, path)?;
+            // Alert state, silences, the outbox and forwarding cursors: a restored backup
+            // neither re-notifies nor re-sends.
+            n += copy_table(&src.txn, dst, state::STATE, path)?;
             n += copy_multimap(&src.txn, dst, index::POSTINGS, path)?;
         }
         Kind::Partition => {
             n += copy_table(&src.txn, dst, partition::CHUNKS, path)?;
             n += copy_table(&src.txn, dst, partition::BLOCKS, path)?;
             n += copy_table(&src.txn, dst, partition::TIMES, path)?;
+        }
+        Kind::Rollup => {
+            n += copy_table(&src.txn, dst, tier::GROUPS, path)?;
+            n += copy_table(&src.txn, dst, tier::ROLLED, path)?;
         }
     }
     Ok(n)
@@ -275,6 +302,18 @@ impl super::Store {
                     kind: Kind::Partition,
                     db: Some(Box::new(db.clone())),
                 });
+            }
+            // Rollups after raw: a raw day the copy lacks was rolled up before it went.
+            for (t, tf) in dbs.tiers.iter().enumerate() {
+                for (&idx, db) in &tf.files {
+                    let path = tier::file_path(&shared.dir, t, idx);
+                    sources.push(Source {
+                        rel: tier::file_path(Path::new(""), t, idx),
+                        txn: db.begin_read().map_err(|e| StoreError::db(&path, e))?,
+                        kind: Kind::Rollup,
+                        db: Some(Box::new(db.clone())),
+                    });
+                }
             }
             // Last: the index then knows every series the partitions above refer to.
             sources.push(Source {

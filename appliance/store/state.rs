@@ -1,6 +1,7 @@
 //! Small named state blobs kept in the index database (`state` table, `&str -> &[u8]`):
 //! what other stages must find again after a restart — today the rule engine's alert
-//! state (`rules::alerting`), later the outbox and forwarder cursors of DESIGN.md.
+//! state (`rules::alerting`), silences and the notification outbox (`notify`), forwarding
+//! cursors (`forward`) and eviction records (`outbox.rs`). Snapshots copy it.
 //!
 //! Each call is one durable write transaction of its own, outside the writer thread's
 //! flushes (redb serialises write transactions, so it waits for a running flush at most).
@@ -11,7 +12,7 @@ use super::{Shared, Store, StoreError};
 use redb::{ReadableDatabase, TableDefinition};
 
 /// Key → opaque bytes owned by the caller; keys are namespaced by a prefix per stage.
-const STATE: TableDefinition<&str, &[u8]> = TableDefinition::new("state");
+pub(super) const STATE: TableDefinition<&str, &[u8]> = TableDefinition::new("state");
 
 impl Store {
     /// Writes (`Some`) or deletes (`None`) state entries in one durable transaction.
@@ -95,5 +96,22 @@ mod tests {
         assert_eq!(s.states_with_prefix("").unwrap().len(), 2);
         s.close().unwrap();
         assert!(matches!(s.states_with_prefix(""), Err(StoreError::Closed)));
+    }
+
+    #[test]
+    fn a_snapshot_carries_the_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open_for_test(&dir.path().join("data"));
+        s.put_states([("forward/cursor/vm", Some(b"c".to_vec()))])
+            .unwrap();
+        let snap = dir.path().join("snap");
+        s.snapshot(&snap).unwrap();
+        s.close().unwrap();
+        let copy = Store::open_for_test(&snap);
+        assert_eq!(
+            copy.states_with_prefix("forward/").unwrap(),
+            [("forward/cursor/vm".to_string(), b"c".to_vec())]
+        );
+        copy.close().unwrap();
     }
 }

@@ -834,7 +834,20 @@ mod tests {
             60_000,
         );
         assert!(w.is_empty(), "{w:?}");
-        // The tiers survive a restart.
+        // A snapshot carries the tiers, and the tiers survive a restart.
+        let snap_parent = tempfile::tempdir().expect("tempdir");
+        let snap_dir = snap_parent.path().join("snap");
+        rolled.snapshot(&snap_dir).expect("snapshot");
+        let snap = Store::open(StoreOptions {
+            path: snap_dir,
+            flush_interval: Duration::from_secs(3600),
+        })
+        .expect("open the snapshot");
+        let (got, w) = run(&snap, "sum_over_time(g[1h])", day(2), day(3), 3_600_000);
+        let (want, _) = run(&raw, "sum_over_time(g[1h])", day(2), day(3), 3_600_000);
+        assert_eq!(got, want);
+        assert_eq!(w.len(), 1, "{w:?}");
+        snap.close().expect("close");
         rolled.close().expect("close");
         let again = Store::open(StoreOptions {
             path: b_dir.path().to_owned(),
