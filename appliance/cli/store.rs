@@ -112,6 +112,27 @@ fn time(t: Option<i64>) -> String {
     t.map_or_else(|| "-".into(), crate::api::params::format_rfc3339_ms)
 }
 
+/// A tier's files summed.
+struct Totals {
+    bytes: u64,
+    samples: u64,
+    buckets: u64,
+    min_t: Option<i64>,
+    max_t: Option<i64>,
+}
+
+impl Totals {
+    fn of(files: &[check::FileReport]) -> Totals {
+        Totals {
+            bytes: files.iter().map(|f| f.bytes).sum(),
+            samples: files.iter().map(|f| f.samples).sum(),
+            buckets: files.iter().map(|f| f.buckets).sum(),
+            min_t: files.iter().filter_map(|f| f.min_t).min(),
+            max_t: files.iter().filter_map(|f| f.max_t).max(),
+        }
+    }
+}
+
 fn print_report(r: &Report) {
     if let Some(i) = &r.index {
         println!(
@@ -122,7 +143,6 @@ fn print_report(r: &Report) {
             i.metadata
         );
     }
-    let (mut bytes, mut samples, mut lo, mut hi) = (0u64, 0u64, None::<i64>, None::<i64>);
     for p in &r.partitions {
         println!(
             "{}: {} bytes, {} chunks, {} blocks, {} samples, {} .. {}",
@@ -134,22 +154,45 @@ fn print_report(r: &Report) {
             time(p.min_t),
             time(p.max_t)
         );
-        bytes += p.bytes;
-        samples += p.samples;
-        lo = p.min_t.map(|t| lo.map_or(t, |x| x.min(t))).or(lo);
-        hi = p.max_t.map(|t| hi.map_or(t, |x| x.max(t))).or(hi);
     }
-    let per = if samples > 0 {
-        format!("{:.2}", bytes as f64 / samples as f64)
+    let raw = Totals::of(&r.partitions);
+    let per = if raw.samples > 0 {
+        format!("{:.2}", raw.bytes as f64 / raw.samples as f64)
     } else {
         "-".into()
     };
     println!(
-        "raw tier: {} partitions, {bytes} bytes, {samples} samples, {per} bytes/sample, {} .. {}",
+        "raw tier: {} partitions, {} bytes, {} samples, {per} bytes/sample, {} .. {}",
         r.partitions.len(),
-        time(lo),
-        time(hi)
+        raw.bytes,
+        raw.samples,
+        time(raw.min_t),
+        time(raw.max_t)
     );
+    for (name, files) in &r.rollups {
+        for f in files {
+            println!(
+                "{}: {} bytes, {} groups, {} buckets of {} samples, {} .. {}",
+                f.path.display(),
+                f.bytes,
+                f.chunks,
+                f.buckets,
+                f.samples,
+                time(f.min_t),
+                time(f.max_t)
+            );
+        }
+        let t = Totals::of(files);
+        println!(
+            "{name} tier: {} files, {} bytes, {} buckets of {} raw samples, {} .. {}",
+            files.len(),
+            t.bytes,
+            t.buckets,
+            t.samples,
+            time(t.min_t),
+            time(t.max_t)
+        );
+    }
     if let Some(b) = r.auto_budget_bytes {
         println!("automatic budget remembered in the index: {b} bytes");
     }

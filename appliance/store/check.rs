@@ -8,10 +8,12 @@
 //! samples) and names a series the index knows; every block (in the `blocks` table or
 //! the block log, whose records carry checksums) decodes, and the live pieces
 //! of each series (newer than its last sealed chunk, as `Store::open` takes them)
-//! concatenate into a stream that decodes.
+//! concatenate into a stream that decodes. In a 5m or 1h rollup file every stored group
+//! decodes, its buckets are in time order inside the group its key names, each bucket's
+//! count is positive and its min not above its max, and its series is known to the index.
 
 use super::codec;
-use super::{INDEX_FILE, META, SCHEMA_VERSION, StoreError, index, partition, wal};
+use super::{INDEX_FILE, META, SCHEMA_VERSION, StoreError, index, partition, rollup, tier, wal};
 use redb::{Database, ReadOnlyDatabase, ReadableDatabase, ReadableTable};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -21,13 +23,17 @@ use std::path::{Path, PathBuf};
 pub struct FileReport {
     pub path: PathBuf,
     pub bytes: u64,
-    /// Index: series and metadata entries. Partition: sealed chunks and blocks.
+    /// Index: series and metadata entries. Partition: sealed chunks and blocks. Rollup
+    /// file: stored groups in `chunks`.
     pub series: u64,
     pub metadata: u64,
     pub chunks: u64,
     pub blocks: u64,
-    /// Samples decoded (sealed chunks plus live pieces).
+    /// Samples decoded (sealed chunks plus live pieces); in a rollup file, the raw
+    /// samples its buckets summarise.
     pub samples: u64,
+    /// Rollup file: buckets decoded.
+    pub buckets: u64,
     pub min_t: Option<i64>,
     pub max_t: Option<i64>,
 }
@@ -54,6 +60,8 @@ impl std::fmt::Display for Problem {
 pub struct Report {
     pub index: Option<FileReport>,
     pub partitions: Vec<FileReport>,
+    /// Per rollup tier ("5m", "1h"), its files.
+    pub rollups: Vec<(&'static str, Vec<FileReport>)>,
     pub problems: Vec<Problem>,
     /// The automatic budget remembered in the index, if one was set.
     pub auto_budget_bytes: Option<u64>,
@@ -115,6 +123,18 @@ pub fn check_dir(dir: &Path) -> Result<Report, StoreError> {
                 detail: e.to_string(),
             }),
         }
+    }
+    for (t, (name, _)) in rollup::TIERS.iter().enumerate() {
+        let mut files = Vec::new();
+        for idx in tier::all_bytes(dir, t).into_keys() {
+            let path = tier::file_path(dir, t, idx);
+            match open_ro(&path) {
+                Ok(db) => files.push(check_rollup(&db, &path, t, known.as_ref(), &mut report)),
+                Err(e @ StoreError::AlreadyOpen { .. }) => return Err(e),
+                Err(e) => problem(&mut report, &path, "", e),
+            }
+        }
+        report.rollups.push((name, files));
     }
     for segs in logs.values() {
         for (_, seg) in segs {
@@ -205,6 +225,75 @@ fn check_index(
         problem(report, path, "", e);
     }
     (fr, ids)
+}
+
+fn check_rollup(
+    db: &ReadOnlyDatabase,
+    path: &Path,
+    tier_index: usize,
+    known: Option<&HashSet<u64>>,
+    report: &mut Report,
+) -> FileReport {
+    let mut fr = FileReport {
+        path: path.to_owned(),
+        bytes: std::fs::metadata(path).map_or(0, |m| m.len()),
+        ..FileReport::default()
+    };
+    if !check_schema(db, path, report) {
+        return fr;
+    }
+    let group_ms = tier::GROUP_MS[tier_index];
+    let r = (|| -> Result<(), redb::Error> {
+        let txn = db.begin_read()?;
+        let mut buckets = Vec::new();
+        for entry in txn.open_table(tier::GROUPS)?.iter()? {
+            let (k, v) = entry?;
+            let (start, series) = k.value();
+            let key = format!("groups/({start}, {series})");
+            fr.chunks += 1;
+            if known.is_some_and(|ids| !ids.contains(&series)) {
+                problem(report, path, &key, "series missing from the index");
+            }
+            buckets.clear();
+            if let Err(e) = rollup::decode(v.value(), &mut buckets) {
+                problem(report, path, &key, format!("does not decode: {e}"));
+                continue;
+            }
+            // A group holds the buckets of its raw days; a bucket covers (end - res, end],
+            // so one holding a day's first millisecond ends at the group's start. Two
+            // halves of a bucket split at midnight share an end, ordered by first sample.
+            let inside = |b: &rollup::Bucket| b.end >= start && b.end <= start + group_ms;
+            let ordered = buckets
+                .windows(2)
+                .all(|w| (w[0].end, w[0].first_t) <= (w[1].end, w[1].first_t));
+            if !ordered || !buckets.iter().all(inside) {
+                problem(
+                    report,
+                    path,
+                    &key,
+                    "buckets out of order or outside the group",
+                );
+            }
+            if buckets.iter().any(|b| b.count == 0 || b.min > b.max) {
+                problem(
+                    report,
+                    path,
+                    &key,
+                    "a bucket with no samples or min above max",
+                );
+            }
+            fr.buckets += buckets.len() as u64;
+            fr.samples += buckets.iter().map(|b| b.count).sum::<u64>();
+            if let (Some(a), Some(b)) = (buckets.first(), buckets.last()) {
+                span(&mut fr, a.first_t, b.last_t);
+            }
+        }
+        Ok(())
+    })();
+    if let Err(e) = r {
+        problem(report, path, "", e);
+    }
+    fr
 }
 
 fn check_partition(

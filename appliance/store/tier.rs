@@ -859,5 +859,29 @@ mod tests {
         assert_eq!(got, want);
         again.close().expect("close");
         raw.close().expect("close");
+        // `picket store check` decodes every rollup group; a damaged one is a problem.
+        let report = crate::store::check::check_dir(b_dir.path()).expect("check");
+        assert!(report.problems.is_empty(), "{:?}", report.problems);
+        for (name, files) in &report.rollups {
+            assert!(!files.is_empty(), "{name}: no rollup files checked");
+            assert!(files.iter().map(|f| f.buckets).sum::<u64>() > 0, "{name}");
+        }
+        let path = report.rollups[0].1[0].path.clone();
+        {
+            let db = Database::open(&path).expect("open rollup file");
+            let txn = db.begin_write().expect("write");
+            {
+                let mut t = txn.open_table(GROUPS).expect("groups");
+                let key = t.first().expect("first").expect("a group").0.value();
+                t.insert(key, &[COLS_DAMAGED, 1, 2, 3][..]).expect("damage");
+            }
+            txn.commit().expect("commit");
+        }
+        let report = crate::store::check::check_dir(b_dir.path()).expect("check");
+        assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
+        assert!(report.problems[0].detail.contains("does not decode"));
     }
+
+    /// Not a column count `rollup::encode` writes.
+    const COLS_DAMAGED: u8 = 3;
 }
