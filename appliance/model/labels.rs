@@ -62,6 +62,12 @@ impl Labels {
             .map(|i| &*self.0[i].value)
     }
 
+    /// The address of the shared set: equal for clones of one set, distinct for sets
+    /// alive at the same time that were built separately.
+    pub fn address(&self) -> usize {
+        Arc::as_ptr(&self.0).cast::<Label>() as usize
+    }
+
     pub fn metric_name(&self) -> Option<&str> {
         self.get(METRIC_NAME)
     }

@@ -43,7 +43,7 @@ pub(super) fn eval_aggregate(ev: &mut Evaluator, a: &Aggregate, t: i64) -> Resul
                     super::functions::format_go_float(k)
                 )));
             }
-            aggregate_k(a.op, k as i64, input, &a.grouping)
+            aggregate_k(a.op, k as i64, input, &a.grouping, ev.groups_of(a))
         }
         AggregateOp::CountValues => {
             let name = match param {
@@ -90,7 +90,7 @@ pub(super) fn eval_aggregate(ev: &mut Evaluator, a: &Aggregate, t: i64) -> Resul
                 (AggregateOp::Quantile, _) => return Err(param_error(a.op)),
                 _ => 0.0,
             };
-            aggregate_simple(a.op, q, input, &a.grouping)
+            aggregate_simple(a.op, q, input, &a.grouping, ev.groups_of(a))
         }
     };
     let mut out = out;
@@ -164,52 +164,97 @@ fn group_members<'l>(l: &'l Labels, g: &'l Grouping) -> impl Iterator<Item = &'l
     })
 }
 
-/// Finds samples' groups by a hash of their group labels, so that a sample whose group
-/// exists costs no allocation (one label set is built per new group only).
-struct GroupIndex<'g> {
-    grouping: &'g Grouping,
+/// The groups of one aggregation node, kept across the steps of a range query (the
+/// evaluator holds one per node for a batch of steps): a group is found by a hash of its
+/// group labels, so a sample whose group exists costs no allocation, and an input label
+/// set met at an earlier step (the same shared `Labels`: selectors and range functions
+/// hand out the same sets at every step) by its address alone, without hashing or
+/// comparing its labels again.
+#[derive(Default)]
+pub(super) struct Groups {
     by_hash: HashMap<u64, usize>,
     /// Groups whose hash collided with an earlier, different group's.
     collided: HashMap<Labels, usize>,
+    /// The group label sets, by group id.
+    keys: Vec<Labels>,
+    /// Input label sets by address, with their group id; each entry holds its set, so an
+    /// address cannot be reused by another set while it is here.
+    seen: HashMap<usize, (Labels, usize)>,
+    /// Off once steps keep bringing new label sets (a function that builds its output
+    /// labels at each step): then `seen` would only grow.
+    remember: bool,
+    steps: usize,
 }
 
-impl<'g> GroupIndex<'g> {
-    fn new(grouping: &'g Grouping) -> Self {
-        GroupIndex {
-            grouping,
-            by_hash: HashMap::new(),
-            collided: HashMap::new(),
+impl Groups {
+    pub(super) fn new() -> Self {
+        Groups {
+            remember: true,
+            ..Groups::default()
         }
     }
 
-    /// The group of `labels` among `keys` (the group label sets in creation order), or
-    /// `Err` with the new group's labels, which the caller appends to `keys`.
-    fn find(&mut self, labels: &Labels, keys: &[Labels]) -> Result<usize, Labels> {
+    /// The group id of `labels` under `g`, creating the group when it is new.
+    fn id(&mut self, labels: &Labels, g: &Grouping) -> usize {
+        if self.remember
+            && let Some((_, id)) = self.seen.get(&labels.address())
+        {
+            return *id;
+        }
+        let id = self.find(labels, g);
+        if self.remember {
+            self.seen.insert(labels.address(), (labels.clone(), id));
+        }
+        id
+    }
+
+    fn find(&mut self, labels: &Labels, g: &Grouping) -> usize {
         let mut h = twox_hash::XxHash64::with_seed(0);
-        for lab in group_members(labels, self.grouping) {
+        for lab in group_members(labels, g) {
             h.write(lab.name.as_bytes());
             h.write_u8(0xff);
             h.write(lab.value.as_bytes());
             h.write_u8(0xff);
         }
         let hash = h.finish();
+        let next = self.keys.len();
         match self.by_hash.get(&hash) {
-            Some(&i) if group_members(labels, self.grouping).eq(keys[i].iter()) => Ok(i),
+            Some(&i) if group_members(labels, g).eq(self.keys[i].iter()) => return i,
             Some(_) => {
-                let key = group_labels(labels, self.grouping);
-                match self.collided.get(&key) {
-                    Some(&i) => Ok(i),
-                    None => {
-                        self.collided.insert(key.clone(), keys.len());
-                        Err(key)
-                    }
+                let key = group_labels(labels, g);
+                if let Some(&i) = self.collided.get(&key) {
+                    return i;
                 }
+                self.collided.insert(key.clone(), next);
+                self.keys.push(key);
             }
             None => {
-                self.by_hash.insert(hash, keys.len());
-                Err(group_labels(labels, self.grouping))
+                self.by_hash.insert(hash, next);
+                self.keys.push(group_labels(labels, g));
             }
         }
+        next
+    }
+
+    /// Ends a step that met `new` label sets not seen before among `total`: from the
+    /// third step on, mostly new sets mean the input's labels are rebuilt at each step.
+    fn step_done(&mut self, new: usize, total: usize) {
+        self.steps += 1;
+        if self.steps > 2 && new * 2 > total {
+            self.remember = false;
+            self.seen = HashMap::new();
+        }
+    }
+
+    /// Groups of this step in order of first appearance: `slots[id]` is the group's
+    /// place in the step's output, `usize::MAX` before it appears.
+    fn assign(&mut self, input: &Vector, g: &Grouping, slots: &mut Vec<usize>) -> Vec<usize> {
+        let before = self.seen.len();
+        let ids: Vec<usize> = input.iter().map(|s| self.id(&s.labels, g)).collect();
+        self.step_done(self.seen.len().saturating_sub(before), input.len());
+        slots.clear();
+        slots.resize(self.keys.len(), usize::MAX);
+        ids
     }
 }
 
@@ -224,19 +269,25 @@ struct Group {
     values: Vec<f64>,
 }
 
-fn aggregate_simple(op: AggregateOp, q: f64, input: Vector, g: &Grouping) -> Vector {
-    let mut index = GroupIndex::new(g);
+fn aggregate_simple(
+    op: AggregateOp,
+    q: f64,
+    input: Vector,
+    g: &Grouping,
+    index: &mut Groups,
+) -> Vector {
+    let mut slots = Vec::new();
+    let ids = index.assign(&input, g, &mut slots);
     let mut groups: Vec<Group> = Vec::new();
-    let mut keys: Vec<Labels> = Vec::new();
-    for s in input {
+    for (s, id) in input.into_iter().zip(ids) {
         let f = s.v;
-        let gi = match index.find(&s.labels, &keys) {
-            Ok(i) => i,
-            Err(key) => {
-                keys.push(key.clone());
+        let gi = match slots[id] {
+            i if i != usize::MAX => i,
+            _ => {
+                slots[id] = groups.len();
                 // The first sample initialises the group, as in Prometheus.
                 let mut grp = Group {
-                    labels: key,
+                    labels: index.keys[id].clone(),
                     value: f,
                     mean: f,
                     count: 1.0,
@@ -328,24 +379,20 @@ fn aggregate_simple(op: AggregateOp, q: f64, input: Vector, g: &Grouping) -> Vec
 /// `topk`/`bottomk`/`limitk`: per group, the k largest/smallest/first samples with their
 /// own labels. NaN ranks below every number for topk and above for bottomk, and each
 /// group's output is sorted best first, as Prometheus' heaps deliver it.
-fn aggregate_k(op: AggregateOp, k: i64, input: Vector, g: &Grouping) -> Vector {
+fn aggregate_k(op: AggregateOp, k: i64, input: Vector, g: &Grouping, index: &mut Groups) -> Vector {
     if k < 1 {
         return Vec::new();
     }
     let k = usize::try_from(k).unwrap_or(usize::MAX);
-    let mut index = GroupIndex::new(g);
-    let mut keys: Vec<Labels> = Vec::new();
+    let mut slots = Vec::new();
+    let ids = index.assign(&input, g, &mut slots);
     let mut groups: Vec<Vec<InstantSample>> = Vec::new();
-    for s in input {
-        let gi = match index.find(&s.labels, &keys) {
-            Ok(i) => i,
-            Err(key) => {
-                keys.push(key);
-                groups.push(Vec::new());
-                groups.len() - 1
-            }
-        };
-        groups[gi].push(s);
+    for (s, id) in input.into_iter().zip(ids) {
+        if slots[id] == usize::MAX {
+            slots[id] = groups.len();
+            groups.push(Vec::new());
+        }
+        groups[slots[id]].push(s);
     }
     let mut out = Vec::new();
     for grp in groups {

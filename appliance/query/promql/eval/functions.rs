@@ -93,21 +93,7 @@ pub(super) fn eval_call(ev: &mut Evaluator, c: &Call, t: i64) -> Result<Val, Eva
             let is_counter = c.func != "delta";
             let is_rate = c.func == "rate";
             if is_counter {
-                // `NewPossibleNonCounterInfo`, raised by promql/engine.go v3.x for rate and
-                // increase over series whose name does not look like a counter's.
-                for (labels, samples) in m.iter() {
-                    let name = labels.metric_name().unwrap_or("");
-                    if !name.is_empty()
-                        && !samples.is_empty()
-                        && !["_total", "_sum", "_count", "_bucket"]
-                            .iter()
-                            .any(|sfx| name.ends_with(sfx))
-                    {
-                        ev.info(format!(
-                            "metric might not be a counter, name does not end in _total/_sum/_count/_bucket: {name:?}"
-                        ));
-                    }
-                }
+                non_counter_info(ev, &m);
             }
             rollup(&mut check, &m, t, false, |s| {
                 if m.anchored {
@@ -518,6 +504,32 @@ fn rollup(
         }
     }
     out
+}
+
+/// `NewPossibleNonCounterInfo`, raised by promql/engine.go v3.x for rate and increase
+/// over series whose name does not look like a counter's.
+fn non_counter_info(ev: &mut Evaluator, m: &MatrixVal) {
+    let mut windows = m.iter().filter(|(_, samples)| !samples.is_empty());
+    let mut report = |labels: &Labels| {
+        let name = labels.metric_name().unwrap_or("");
+        if !name.is_empty()
+            && !["_total", "_sum", "_count", "_bucket"]
+                .iter()
+                .any(|sfx| name.ends_with(sfx))
+        {
+            ev.info(format!(
+                "metric might not be a counter, name does not end in _total/_sum/_count/_bucket: {name:?}"
+            ));
+        }
+    };
+    if m.one_name {
+        // Every series carries the same name: one look answers for all, at every step.
+        if let Some((labels, _)) = windows.next() {
+            report(labels);
+        }
+    } else {
+        windows.for_each(|(labels, _)| report(labels));
+    }
 }
 
 /// Whether the label sets carry more than one metric name (absent counts as one). Distinct

@@ -232,6 +232,7 @@ fn range_query_inner(
             ev.loaded.clear();
             ev.unnamed.clear();
             ev.cursors.clear();
+            ev.groups.clear();
             ev.spans.clear();
             ev.info_loads.clear();
             ev.preload(expr, t, b)?;
@@ -484,6 +485,8 @@ pub(crate) struct Evaluator<'a> {
     /// step: the next step's window is found by walking on from there, which touches one
     /// or two cache lines per series instead of a binary search's dozen.
     cursors: HashMap<*const VectorSelector, Vec<(usize, usize)>>,
+    /// Each aggregation node's groups, kept across the steps of a batch.
+    groups: HashMap<*const super::ast::Aggregate, aggregate::Groups>,
     /// Time span each selector must cover, gathered by the preload walk.
     spans: HashMap<*const VectorSelector, (i64, i64, bool)>,
     /// Samples materialised during the current step (vectors and matrix windows).
@@ -521,6 +524,7 @@ impl<'a> Evaluator<'a> {
             loaded: HashMap::new(),
             unnamed: HashMap::new(),
             cursors: HashMap::new(),
+            groups: HashMap::new(),
             spans: HashMap::new(),
             step_samples: 0,
             regexes: HashMap::new(),
@@ -555,6 +559,13 @@ impl<'a> Evaluator<'a> {
             .entry(re.to_string())
             .or_insert_with(|| regex::Regex::new(&format!("^(?s:{re})$")).ok())
             .clone()
+    }
+
+    /// The groups of aggregation node `a` for this batch of steps.
+    fn groups_of(&mut self, a: &super::ast::Aggregate) -> &mut aggregate::Groups {
+        self.groups
+            .entry(a as *const super::ast::Aggregate)
+            .or_insert_with(aggregate::Groups::new)
     }
 
     fn check_timeout(&self) -> Result<(), EvalError> {
