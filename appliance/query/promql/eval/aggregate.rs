@@ -170,7 +170,6 @@ fn group_members<'l>(l: &'l Labels, g: &'l Grouping) -> impl Iterator<Item = &'l
 /// set met at an earlier step (the same shared `Labels`: selectors and range functions
 /// hand out the same sets at every step) by its address alone, without hashing or
 /// comparing its labels again.
-#[derive(Default)]
 pub(super) struct Groups {
     by_hash: HashMap<u64, usize>,
     /// Groups whose hash collided with an earlier, different group's.
@@ -186,14 +185,20 @@ pub(super) struct Groups {
     steps: usize,
 }
 
-impl Groups {
-    pub(super) fn new() -> Self {
+impl Default for Groups {
+    fn default() -> Self {
         Groups {
+            by_hash: HashMap::new(),
+            collided: HashMap::new(),
+            keys: Vec::new(),
+            seen: HashMap::new(),
             remember: true,
-            ..Groups::default()
+            steps: 0,
         }
     }
+}
 
+impl Groups {
     /// The group id of `labels` under `g`, creating the group when it is new.
     fn id(&mut self, labels: &Labels, g: &Grouping) -> usize {
         if self.remember

@@ -565,7 +565,7 @@ impl<'a> Evaluator<'a> {
     fn groups_of(&mut self, a: &super::ast::Aggregate) -> &mut aggregate::Groups {
         self.groups
             .entry(a as *const super::ast::Aggregate)
-            .or_insert_with(aggregate::Groups::new)
+            .or_default()
     }
 
     fn check_timeout(&self) -> Result<(), EvalError> {
