@@ -520,4 +520,42 @@ mod tests {
         assert!(!ratio_keeps(-0.1, &req));
         assert!(ratio_keeps(1.0, &up) && ratio_keeps(-1.0, &up));
     }
+
+    #[test]
+    fn groups_remember_label_sets_until_they_are_rebuilt_every_step() {
+        let by_job = Grouping::By(vec!["job".into()]);
+        let series = |i: usize| Labels::from_pairs([("i", i.to_string().as_str()), ("job", "x")]);
+        let step = |input: &Vector, groups: &mut Groups| {
+            let mut slots = Vec::new();
+            groups.assign(input, &by_job, &mut slots)
+        };
+        let shared: Vector = (0..10)
+            .map(|i| InstantSample {
+                labels: series(i),
+                t: 0,
+                v: 1.0,
+            })
+            .collect();
+        let mut groups = Groups::default();
+        for _ in 0..5 {
+            assert_eq!(step(&shared, &mut groups), vec![0; 10]);
+        }
+        assert!(groups.remember);
+        assert_eq!((groups.keys.len(), groups.seen.len()), (1, 10));
+        // Sets rebuilt at every step are new each time: memoising them would only grow.
+        let mut groups = Groups::default();
+        for _ in 0..5 {
+            let rebuilt: Vector = shared
+                .iter()
+                .map(|s| InstantSample {
+                    labels: series(s.labels.get("i").unwrap().parse().unwrap()),
+                    t: 0,
+                    v: 1.0,
+                })
+                .collect();
+            assert_eq!(step(&rebuilt, &mut groups), vec![0; 10]);
+        }
+        assert!(!groups.remember);
+        assert!(groups.seen.is_empty());
+    }
 }
