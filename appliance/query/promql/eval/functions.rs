@@ -27,392 +27,410 @@ pub(super) fn eval_call(ev: &mut Evaluator, c: &Call, t: i64) -> Result<Val, Eva
     // Within one step too: nested calls can each take long (`label_join` doubling a value).
     ev.check_timeout()?;
     check_extended_selectors(c)?;
-    let out = match c.func {
-        "time" => return Ok(Val::Scalar(t as f64 / 1000.0)),
-        "pi" => return Ok(Val::Scalar(std::f64::consts::PI)),
-        // The query's own parameters in seconds (Prometheus 3.x experimental functions).
-        "start" => return Ok(Val::Scalar(ev.query_start as f64 / 1000.0)),
-        "end" => return Ok(Val::Scalar(ev.query_end as f64 / 1000.0)),
-        "step" => return Ok(Val::Scalar(ev.query_step as f64 / 1000.0)),
-        "range" => {
-            let r = ev.query_end as f64 - ev.query_start as f64;
-            return Ok(Val::Scalar(r / 1000.0));
-        }
-        "min_of" | "max_of" => {
-            let a = scalar_arg(ev, c, 0, t)?;
-            let b = scalar_arg(ev, c, 1, t)?;
-            // Go's math.Min/Max: NaN propagates.
-            let v = if c.func == "min_of" {
-                go_min(a, b)
-            } else {
-                go_max(a, b)
-            };
-            return Ok(Val::Scalar(v));
-        }
-        "vector" => {
-            let v = scalar_arg(ev, c, 0, t)?;
-            vec![InstantSample {
-                labels: Labels::empty(),
-                t,
-                v,
-            }]
-        }
-        "scalar" => {
-            let vec = vector_arg(ev, c, 0, t)?;
-            let v = if vec.len() == 1 { vec[0].v } else { f64::NAN };
-            return Ok(Val::Scalar(v));
-        }
-        "timestamp" => timestamp(ev, c, t)?,
-        "info" => return super::info::eval_info(ev, c, t),
-        "absent" => {
-            let vec = vector_arg(ev, c, 0, t)?;
-            if vec.is_empty() {
-                vec![InstantSample {
-                    labels: absent_labels(c.args.first()),
-                    t,
-                    v: 1.0,
-                }]
-            } else {
-                Vec::new()
+    let out = 'value: {
+        match c.func {
+            "time" => return Ok(Val::Scalar(t as f64 / 1000.0)),
+            "pi" => return Ok(Val::Scalar(std::f64::consts::PI)),
+            // The query's own parameters in seconds (Prometheus 3.x experimental functions).
+            "start" => return Ok(Val::Scalar(ev.query_start as f64 / 1000.0)),
+            "end" => return Ok(Val::Scalar(ev.query_end as f64 / 1000.0)),
+            "step" => return Ok(Val::Scalar(ev.query_step as f64 / 1000.0)),
+            "range" => {
+                let r = ev.query_end as f64 - ev.query_start as f64;
+                return Ok(Val::Scalar(r / 1000.0));
             }
-        }
-        "absent_over_time" => {
-            let m = matrix_arg(ev, c, 0, t)?;
-            if m.windows.is_empty() {
-                vec![InstantSample {
-                    labels: absent_labels(c.args.first()),
-                    t,
-                    v: 1.0,
-                }]
-            } else {
-                Vec::new()
-            }
-        }
-        "rate" | "increase" | "delta" => {
-            let m = matrix_arg(ev, c, 0, t)?;
-            let is_counter = c.func != "delta";
-            let is_rate = c.func == "rate";
-            if is_counter {
-                non_counter_info(ev, &m);
-            }
-            rollup(&mut check, &m, t, false, |s| {
-                if m.anchored {
-                    anchored_rate(s, m.mint, m.maxt, is_counter, is_rate)
-                } else if m.smoothed {
-                    smoothed_rate(s, m.mint, m.maxt, is_counter, is_rate)
+            "min_of" | "max_of" => {
+                let a = scalar_arg(ev, c, 0, t)?;
+                let b = scalar_arg(ev, c, 1, t)?;
+                // Go's math.Min/Max: NaN propagates.
+                let v = if c.func == "min_of" {
+                    go_min(a, b)
                 } else {
-                    extrapolated_rate(s, m.mint, m.maxt, is_counter, is_rate)
-                }
-            })
-        }
-        "irate" => {
-            let m = matrix_arg(ev, c, 0, t)?;
-            rollup(&mut check, &m, t, false, |s| instant_value(s, true))
-        }
-        "idelta" => {
-            let m = matrix_arg(ev, c, 0, t)?;
-            rollup(&mut check, &m, t, false, |s| instant_value(s, false))
-        }
-        "avg_over_time"
-        | "min_over_time"
-        | "max_over_time"
-        | "sum_over_time"
-        | "count_over_time"
-        | "last_over_time"
-        | "first_over_time"
-        | "present_over_time"
-        | "stddev_over_time"
-        | "stdvar_over_time"
-        | "changes"
-        | "resets"
-        | "deriv"
-        | "ts_of_last_over_time"
-        | "ts_of_first_over_time"
-        | "ts_of_min_over_time"
-        | "ts_of_max_over_time" => {
-            let m = matrix_arg(ev, c, 0, t)?;
-            let keep_name = matches!(c.func, "last_over_time" | "first_over_time");
-            // Samples standing for rollup buckets carry counts (see `Want::Count`).
-            let counted = matches!(c.args.first(), Some(Expr::MatrixSelector(ms))
-                if ev.rollup_counts.contains(&(&ms.selector as *const _)));
-            let kernel: fn(&[Sample]) -> Option<f64> = match c.func {
-                "count_over_time" if counted => sum_over_time,
-                "avg_over_time" => avg_over_time,
-                "min_over_time" => min_over_time,
-                "max_over_time" => max_over_time,
-                "sum_over_time" => sum_over_time,
-                "count_over_time" => |s| Some(s.len() as f64),
-                "last_over_time" => |s| s.last().map(|x| x.v),
-                "first_over_time" => |s| s.first().map(|x| x.v),
-                "ts_of_last_over_time" => |s| s.last().map(|x| x.t as f64 / 1000.0),
-                "ts_of_first_over_time" => |s| s.first().map(|x| x.t as f64 / 1000.0),
-                "present_over_time" => |_| Some(1.0),
-                // The latest sample holding the extreme value (ties go to the later one).
-                "ts_of_min_over_time" => |s| ts_of_extreme(s, |cur, best| cur <= best),
-                "ts_of_max_over_time" => |s| ts_of_extreme(s, |cur, best| cur >= best),
-                "stddev_over_time" => |s| stdvar_over_time(s).map(f64::sqrt),
-                "stdvar_over_time" => stdvar_over_time,
-                "changes" => changes,
-                "resets" => resets,
-                _ => deriv,
-            };
-            rollup(&mut check, &m, t, keep_name, kernel)
-        }
-        "quantile_over_time" => {
-            let q = scalar_arg(ev, c, 0, t)?;
-            check_quantile(ev, q);
-            let m = matrix_arg(ev, c, 1, t)?;
-            let mut buf = Vec::new();
-            rollup(&mut check, &m, t, false, |s| {
-                buf.clear();
-                buf.extend(s.iter().map(|x| x.v));
-                Some(quantile(q, &mut buf))
-            })
-        }
-        "mad_over_time" => {
-            let m = matrix_arg(ev, c, 0, t)?;
-            let mut buf = Vec::new();
-            rollup(&mut check, &m, t, false, |s| Some(mad(s, &mut buf)))
-        }
-        "double_exponential_smoothing" => {
-            let m = matrix_arg(ev, c, 0, t)?;
-            let sf = scalar_arg(ev, c, 1, t)?;
-            let tf = scalar_arg(ev, c, 2, t)?;
-            // Go's %f: six decimals.
-            if sf <= 0.0 || sf >= 1.0 {
-                return Err(EvalError::BadData(format!(
-                    "invalid smoothing factor. Expected: 0 < sf < 1, got: {sf:.6}"
-                )));
+                    go_max(a, b)
+                };
+                return Ok(Val::Scalar(v));
             }
-            if tf <= 0.0 || tf >= 1.0 {
-                return Err(EvalError::BadData(format!(
-                    "invalid trend factor. Expected: 0 < tf < 1, got: {tf:.6}"
-                )));
-            }
-            rollup(&mut check, &m, t, false, |s| {
-                double_exponential_smoothing(s, sf, tf)
-            })
-        }
-        "predict_linear" => {
-            let m = matrix_arg(ev, c, 0, t)?;
-            let d = scalar_arg(ev, c, 1, t)?;
-            rollup(&mut check, &m, t, false, |s| {
-                if s.len() < 2 {
-                    return None;
-                }
-                let (slope, intercept) = linear_regression(s, t);
-                Some(slope * d + intercept)
-            })
-        }
-        "abs" | "ceil" | "floor" | "exp" | "sqrt" | "ln" | "log2" | "log10" | "sgn" | "acos"
-        | "acosh" | "asin" | "asinh" | "atan" | "atanh" | "cos" | "cosh" | "sin" | "sinh"
-        | "tan" | "tanh" | "deg" | "rad" => {
-            let f: fn(f64) -> f64 = match c.func {
-                "abs" => f64::abs,
-                "ceil" => f64::ceil,
-                "floor" => f64::floor,
-                "exp" => f64::exp,
-                "sqrt" => f64::sqrt,
-                "ln" => f64::ln,
-                "log2" => f64::log2,
-                "log10" => f64::log10,
-                "sgn" => |v| {
-                    if v < 0.0 {
-                        -1.0
-                    } else if v > 0.0 {
-                        1.0
-                    } else {
-                        v
-                    }
-                },
-                "acos" => f64::acos,
-                "acosh" => f64::acosh,
-                "asin" => f64::asin,
-                "asinh" => f64::asinh,
-                "atan" => f64::atan,
-                "atanh" => f64::atanh,
-                "cos" => f64::cos,
-                "cosh" => f64::cosh,
-                "sin" => f64::sin,
-                "sinh" => f64::sinh,
-                "tan" => f64::tan,
-                "tanh" => f64::tanh,
-                "deg" => |v| v * 180.0 / std::f64::consts::PI,
-                _ => |v| v * std::f64::consts::PI / 180.0,
-            };
-            map_values(&mut check, vector_arg(ev, c, 0, t)?, t, f)
-        }
-        "round" => {
-            let vec = vector_arg(ev, c, 0, t)?;
-            let to_nearest = if c.args.len() > 1 {
-                scalar_arg(ev, c, 1, t)?
-            } else {
-                1.0
-            };
-            // Mirrors funcRound: round half up to a multiple of `to_nearest`.
-            let inv = 1.0 / to_nearest;
-            map_values(&mut check, vec, t, |v| (v * inv + 0.5).floor() / inv)
-        }
-        "clamp" => {
-            let vec = vector_arg(ev, c, 0, t)?;
-            let lo = scalar_arg(ev, c, 1, t)?;
-            let hi = scalar_arg(ev, c, 2, t)?;
-            if hi < lo {
-                Vec::new()
-            } else {
-                map_values(&mut check, vec, t, |v| go_max(lo, go_min(hi, v)))
-            }
-        }
-        "clamp_min" => {
-            let vec = vector_arg(ev, c, 0, t)?;
-            let lo = scalar_arg(ev, c, 1, t)?;
-            map_values(&mut check, vec, t, |v| go_max(lo, v))
-        }
-        "clamp_max" => {
-            let vec = vector_arg(ev, c, 0, t)?;
-            let hi = scalar_arg(ev, c, 1, t)?;
-            map_values(&mut check, vec, t, |v| go_min(hi, v))
-        }
-        "minute" | "hour" | "day_of_week" | "day_of_month" | "day_of_year" | "days_in_month"
-        | "month" | "year" => {
-            let f = date_fn(c.func);
-            if c.args.is_empty() {
+            "vector" => {
+                let v = scalar_arg(ev, c, 0, t)?;
                 vec![InstantSample {
                     labels: Labels::empty(),
                     t,
-                    v: f(t.div_euclid(1000)),
-                }]
-            } else {
-                // Go's `time.Unix(int64(f), 0)`; Rust's `as` saturates where Go's conversion
-                // is undefined, which is only reachable for NaN and huge values.
-                map_values(&mut check, vector_arg(ev, c, 0, t)?, t, |v| f(v as i64))
-            }
-        }
-        "sort" | "sort_desc" => {
-            // Reordering keeps the (unique) input label sets.
-            check = false;
-            let mut vec = vector_arg(ev, c, 0, t)?;
-            let desc = c.func == "sort_desc";
-            // NaN sorts last either way (functions.test `sort`/`sort_desc`).
-            vec.sort_by(|a, b| match (a.v.is_nan(), b.v.is_nan()) {
-                (true, true) => std::cmp::Ordering::Equal,
-                (true, false) => std::cmp::Ordering::Greater,
-                (false, true) => std::cmp::Ordering::Less,
-                _ if desc => b.v.partial_cmp(&a.v).unwrap_or(std::cmp::Ordering::Equal),
-                _ => a.v.partial_cmp(&b.v).unwrap_or(std::cmp::Ordering::Equal),
-            });
-            for s in &mut vec {
-                s.t = t;
-            }
-            vec
-        }
-        "sort_by_label" | "sort_by_label_desc" => {
-            check = false;
-            let mut vec = vector_arg(ev, c, 0, t)?;
-            let mut names = Vec::new();
-            for i in 1..c.args.len() {
-                names.push(string_arg(ev, c, i, t)?);
-            }
-            let desc = c.func == "sort_by_label_desc";
-            // Mirrors funcSortByLabel(Desc): natural order of the named labels' values, then
-            // the whole label set; `_desc` reverses both.
-            vec.sort_by(|a, b| {
-                let mut ord = std::cmp::Ordering::Equal;
-                for n in &names {
-                    let (x, y) = (a.labels.get(n).unwrap_or(""), b.labels.get(n).unwrap_or(""));
-                    if x == y {
-                        continue;
-                    }
-                    ord = if natural_less(x, y) {
-                        std::cmp::Ordering::Less
-                    } else {
-                        std::cmp::Ordering::Greater
-                    };
-                    break;
-                }
-                if ord == std::cmp::Ordering::Equal {
-                    ord = a.labels.cmp(&b.labels);
-                }
-                if desc { ord.reverse() } else { ord }
-            });
-            for s in &mut vec {
-                s.t = t;
-            }
-            vec
-        }
-        "label_replace" => label_replace(ev, c, t)?,
-        "label_join" => label_join(ev, c, t)?,
-        "histogram_quantile" => {
-            let q = scalar_arg(ev, c, 0, t)?;
-            let vec = vector_arg(ev, c, 1, t)?;
-            check_quantile(ev, q);
-            let mut out = Vec::new();
-            for mut h in classic_histograms(ev, vec) {
-                let v = bucket_quantile(ev, q, &h.name, &mut h.buckets);
-                out.push(InstantSample {
-                    labels: h.labels,
-                    t,
                     v,
-                });
+                }]
             }
-            out
-        }
-        "histogram_quantiles" => {
-            let vec = vector_arg(ev, c, 0, t)?;
-            let label = string_arg(ev, c, 1, t)?;
-            let mut qs = Vec::new();
-            for i in 2..c.args.len() {
-                qs.push(scalar_arg(ev, c, i, t)?);
+            "scalar" => {
+                let vec = vector_arg(ev, c, 0, t)?;
+                let v = if vec.len() == 1 { vec[0].v } else { f64::NAN };
+                return Ok(Val::Scalar(v));
             }
-            if vec.iter().any(|s| s.labels.get(&label).is_some()) {
-                return Err(EvalError::Execution(format!(
-                    "label {label:?} already exists in the input of histogram_quantiles()"
-                )));
+            "timestamp" => timestamp(ev, c, t)?,
+            "info" => return super::info::eval_info(ev, c, t),
+            "absent" => {
+                let vec = vector_arg(ev, c, 0, t)?;
+                if vec.is_empty() {
+                    vec![InstantSample {
+                        labels: absent_labels(c.args.first()),
+                        t,
+                        v: 1.0,
+                    }]
+                } else {
+                    Vec::new()
+                }
             }
-            for &q in &qs {
+            "absent_over_time" => {
+                let m = matrix_arg(ev, c, 0, t)?;
+                if m.windows.is_empty() {
+                    vec![InstantSample {
+                        labels: absent_labels(c.args.first()),
+                        t,
+                        v: 1.0,
+                    }]
+                } else {
+                    Vec::new()
+                }
+            }
+            "rate" | "increase" | "delta" => {
+                let is_counter = c.func != "delta";
+                let is_rate = c.func == "rate";
+                let kernel = |s: &[Sample], mint, maxt| {
+                    extrapolated_rate(s, mint, maxt, is_counter, is_rate)
+                };
+                if let Some((v, c)) = super::tiles::tiled(ev, c, 0, t, false, is_counter, kernel)? {
+                    check = c;
+                    break 'value v;
+                }
+                let m = matrix_arg(ev, c, 0, t)?;
+                if is_counter {
+                    non_counter_infos(ev, &m);
+                }
+                rollup(&mut check, &m, t, false, |s| {
+                    if m.anchored {
+                        anchored_rate(s, m.mint, m.maxt, is_counter, is_rate)
+                    } else if m.smoothed {
+                        smoothed_rate(s, m.mint, m.maxt, is_counter, is_rate)
+                    } else {
+                        extrapolated_rate(s, m.mint, m.maxt, is_counter, is_rate)
+                    }
+                })
+            }
+            "irate" | "idelta" => {
+                let is_rate = c.func == "irate";
+                let kernel = |s: &[Sample], _, _| instant_value(s, is_rate);
+                if let Some((v, c)) = super::tiles::tiled(ev, c, 0, t, false, false, kernel)? {
+                    check = c;
+                    break 'value v;
+                }
+                let m = matrix_arg(ev, c, 0, t)?;
+                rollup(&mut check, &m, t, false, |s| instant_value(s, is_rate))
+            }
+            "avg_over_time"
+            | "min_over_time"
+            | "max_over_time"
+            | "sum_over_time"
+            | "count_over_time"
+            | "last_over_time"
+            | "first_over_time"
+            | "present_over_time"
+            | "stddev_over_time"
+            | "stdvar_over_time"
+            | "changes"
+            | "resets"
+            | "deriv"
+            | "ts_of_last_over_time"
+            | "ts_of_first_over_time"
+            | "ts_of_min_over_time"
+            | "ts_of_max_over_time" => {
+                let keep_name = matches!(c.func, "last_over_time" | "first_over_time");
+                // Samples standing for rollup buckets carry counts (see `Want::Count`).
+                let counted = matches!(c.args.first(), Some(Expr::MatrixSelector(ms))
+                if ev.rollup_counts.contains(&(&ms.selector as *const _)));
+                let kernel: fn(&[Sample]) -> Option<f64> = match c.func {
+                    "count_over_time" if counted => sum_over_time,
+                    "avg_over_time" => avg_over_time,
+                    "min_over_time" => min_over_time,
+                    "max_over_time" => max_over_time,
+                    "sum_over_time" => sum_over_time,
+                    "count_over_time" => |s| Some(s.len() as f64),
+                    "last_over_time" => |s| s.last().map(|x| x.v),
+                    "first_over_time" => |s| s.first().map(|x| x.v),
+                    "ts_of_last_over_time" => |s| s.last().map(|x| x.t as f64 / 1000.0),
+                    "ts_of_first_over_time" => |s| s.first().map(|x| x.t as f64 / 1000.0),
+                    "present_over_time" => |_| Some(1.0),
+                    // The latest sample holding the extreme value (ties go to the later one).
+                    "ts_of_min_over_time" => |s| ts_of_extreme(s, |cur, best| cur <= best),
+                    "ts_of_max_over_time" => |s| ts_of_extreme(s, |cur, best| cur >= best),
+                    "stddev_over_time" => |s| stdvar_over_time(s).map(f64::sqrt),
+                    "stdvar_over_time" => stdvar_over_time,
+                    "changes" => changes,
+                    "resets" => resets,
+                    _ => deriv,
+                };
+                let tile_kernel = |s: &[Sample], _, _| kernel(s);
+                if let Some((v, c)) =
+                    super::tiles::tiled(ev, c, 0, t, keep_name, false, tile_kernel)?
+                {
+                    check = c;
+                    break 'value v;
+                }
+                let m = matrix_arg(ev, c, 0, t)?;
+                rollup(&mut check, &m, t, keep_name, kernel)
+            }
+            "quantile_over_time" => {
+                let q = scalar_arg(ev, c, 0, t)?;
                 check_quantile(ev, q);
+                let m = matrix_arg(ev, c, 1, t)?;
+                let mut buf = Vec::new();
+                rollup(&mut check, &m, t, false, |s| {
+                    buf.clear();
+                    buf.extend(s.iter().map(|x| x.v));
+                    Some(quantile(q, &mut buf))
+                })
             }
-            let mut out = Vec::new();
-            for mut h in classic_histograms(ev, vec) {
-                for &q in &qs {
-                    let mut b = h.labels.clone().into_builder();
-                    b.set(&label, &format_openmetrics_float(q));
+            "mad_over_time" => {
+                let m = matrix_arg(ev, c, 0, t)?;
+                let mut buf = Vec::new();
+                rollup(&mut check, &m, t, false, |s| Some(mad(s, &mut buf)))
+            }
+            "double_exponential_smoothing" => {
+                let m = matrix_arg(ev, c, 0, t)?;
+                let sf = scalar_arg(ev, c, 1, t)?;
+                let tf = scalar_arg(ev, c, 2, t)?;
+                // Go's %f: six decimals.
+                if sf <= 0.0 || sf >= 1.0 {
+                    return Err(EvalError::BadData(format!(
+                        "invalid smoothing factor. Expected: 0 < sf < 1, got: {sf:.6}"
+                    )));
+                }
+                if tf <= 0.0 || tf >= 1.0 {
+                    return Err(EvalError::BadData(format!(
+                        "invalid trend factor. Expected: 0 < tf < 1, got: {tf:.6}"
+                    )));
+                }
+                rollup(&mut check, &m, t, false, |s| {
+                    double_exponential_smoothing(s, sf, tf)
+                })
+            }
+            "predict_linear" => {
+                let m = matrix_arg(ev, c, 0, t)?;
+                let d = scalar_arg(ev, c, 1, t)?;
+                rollup(&mut check, &m, t, false, |s| {
+                    if s.len() < 2 {
+                        return None;
+                    }
+                    let (slope, intercept) = linear_regression(s, t);
+                    Some(slope * d + intercept)
+                })
+            }
+            "abs" | "ceil" | "floor" | "exp" | "sqrt" | "ln" | "log2" | "log10" | "sgn"
+            | "acos" | "acosh" | "asin" | "asinh" | "atan" | "atanh" | "cos" | "cosh" | "sin"
+            | "sinh" | "tan" | "tanh" | "deg" | "rad" => {
+                let f: fn(f64) -> f64 = match c.func {
+                    "abs" => f64::abs,
+                    "ceil" => f64::ceil,
+                    "floor" => f64::floor,
+                    "exp" => f64::exp,
+                    "sqrt" => f64::sqrt,
+                    "ln" => f64::ln,
+                    "log2" => f64::log2,
+                    "log10" => f64::log10,
+                    "sgn" => |v| {
+                        if v < 0.0 {
+                            -1.0
+                        } else if v > 0.0 {
+                            1.0
+                        } else {
+                            v
+                        }
+                    },
+                    "acos" => f64::acos,
+                    "acosh" => f64::acosh,
+                    "asin" => f64::asin,
+                    "asinh" => f64::asinh,
+                    "atan" => f64::atan,
+                    "atanh" => f64::atanh,
+                    "cos" => f64::cos,
+                    "cosh" => f64::cosh,
+                    "sin" => f64::sin,
+                    "sinh" => f64::sinh,
+                    "tan" => f64::tan,
+                    "tanh" => f64::tanh,
+                    "deg" => |v| v * 180.0 / std::f64::consts::PI,
+                    _ => |v| v * std::f64::consts::PI / 180.0,
+                };
+                map_values(&mut check, vector_arg(ev, c, 0, t)?, t, f)
+            }
+            "round" => {
+                let vec = vector_arg(ev, c, 0, t)?;
+                let to_nearest = if c.args.len() > 1 {
+                    scalar_arg(ev, c, 1, t)?
+                } else {
+                    1.0
+                };
+                // Mirrors funcRound: round half up to a multiple of `to_nearest`.
+                let inv = 1.0 / to_nearest;
+                map_values(&mut check, vec, t, |v| (v * inv + 0.5).floor() / inv)
+            }
+            "clamp" => {
+                let vec = vector_arg(ev, c, 0, t)?;
+                let lo = scalar_arg(ev, c, 1, t)?;
+                let hi = scalar_arg(ev, c, 2, t)?;
+                if hi < lo {
+                    Vec::new()
+                } else {
+                    map_values(&mut check, vec, t, |v| go_max(lo, go_min(hi, v)))
+                }
+            }
+            "clamp_min" => {
+                let vec = vector_arg(ev, c, 0, t)?;
+                let lo = scalar_arg(ev, c, 1, t)?;
+                map_values(&mut check, vec, t, |v| go_max(lo, v))
+            }
+            "clamp_max" => {
+                let vec = vector_arg(ev, c, 0, t)?;
+                let hi = scalar_arg(ev, c, 1, t)?;
+                map_values(&mut check, vec, t, |v| go_min(hi, v))
+            }
+            "minute" | "hour" | "day_of_week" | "day_of_month" | "day_of_year"
+            | "days_in_month" | "month" | "year" => {
+                let f = date_fn(c.func);
+                if c.args.is_empty() {
+                    vec![InstantSample {
+                        labels: Labels::empty(),
+                        t,
+                        v: f(t.div_euclid(1000)),
+                    }]
+                } else {
+                    // Go's `time.Unix(int64(f), 0)`; Rust's `as` saturates where Go's conversion
+                    // is undefined, which is only reachable for NaN and huge values.
+                    map_values(&mut check, vector_arg(ev, c, 0, t)?, t, |v| f(v as i64))
+                }
+            }
+            "sort" | "sort_desc" => {
+                // Reordering keeps the (unique) input label sets.
+                check = false;
+                let mut vec = vector_arg(ev, c, 0, t)?;
+                let desc = c.func == "sort_desc";
+                // NaN sorts last either way (functions.test `sort`/`sort_desc`).
+                vec.sort_by(|a, b| match (a.v.is_nan(), b.v.is_nan()) {
+                    (true, true) => std::cmp::Ordering::Equal,
+                    (true, false) => std::cmp::Ordering::Greater,
+                    (false, true) => std::cmp::Ordering::Less,
+                    _ if desc => b.v.partial_cmp(&a.v).unwrap_or(std::cmp::Ordering::Equal),
+                    _ => a.v.partial_cmp(&b.v).unwrap_or(std::cmp::Ordering::Equal),
+                });
+                for s in &mut vec {
+                    s.t = t;
+                }
+                vec
+            }
+            "sort_by_label" | "sort_by_label_desc" => {
+                check = false;
+                let mut vec = vector_arg(ev, c, 0, t)?;
+                let mut names = Vec::new();
+                for i in 1..c.args.len() {
+                    names.push(string_arg(ev, c, i, t)?);
+                }
+                let desc = c.func == "sort_by_label_desc";
+                // Mirrors funcSortByLabel(Desc): natural order of the named labels' values, then
+                // the whole label set; `_desc` reverses both.
+                vec.sort_by(|a, b| {
+                    let mut ord = std::cmp::Ordering::Equal;
+                    for n in &names {
+                        let (x, y) = (a.labels.get(n).unwrap_or(""), b.labels.get(n).unwrap_or(""));
+                        if x == y {
+                            continue;
+                        }
+                        ord = if natural_less(x, y) {
+                            std::cmp::Ordering::Less
+                        } else {
+                            std::cmp::Ordering::Greater
+                        };
+                        break;
+                    }
+                    if ord == std::cmp::Ordering::Equal {
+                        ord = a.labels.cmp(&b.labels);
+                    }
+                    if desc { ord.reverse() } else { ord }
+                });
+                for s in &mut vec {
+                    s.t = t;
+                }
+                vec
+            }
+            "label_replace" => label_replace(ev, c, t)?,
+            "label_join" => label_join(ev, c, t)?,
+            "histogram_quantile" => {
+                let q = scalar_arg(ev, c, 0, t)?;
+                let vec = vector_arg(ev, c, 1, t)?;
+                check_quantile(ev, q);
+                let mut out = Vec::new();
+                for mut h in classic_histograms(ev, vec) {
                     let v = bucket_quantile(ev, q, &h.name, &mut h.buckets);
                     out.push(InstantSample {
-                        labels: b.build(),
+                        labels: h.labels,
                         t,
                         v,
                     });
                 }
+                out
             }
-            out
-        }
-        "histogram_fraction" => {
-            let lower = scalar_arg(ev, c, 0, t)?;
-            let upper = scalar_arg(ev, c, 1, t)?;
-            let vec = vector_arg(ev, c, 2, t)?;
-            classic_histograms(ev, vec)
-                .into_iter()
-                .map(|mut h| InstantSample {
-                    labels: h.labels,
-                    t,
-                    v: bucket_fraction(lower, upper, &mut h.buckets),
-                })
-                .collect()
-        }
-        // They read native histograms, which Picket does not store; on floats Prometheus
-        // returns nothing, which would pass for "no data" on a dashboard.
-        "histogram_avg" | "histogram_count" | "histogram_stddev" | "histogram_stdvar"
-        | "histogram_sum" => {
-            return Err(EvalError::BadData(format!(
-                "function {:?} works on native histograms, which Picket does not support",
-                c.func
-            )));
-        }
-        other => {
-            return Err(EvalError::BadData(format!(
-                "function {other:?} is not supported"
-            )));
+            "histogram_quantiles" => {
+                let vec = vector_arg(ev, c, 0, t)?;
+                let label = string_arg(ev, c, 1, t)?;
+                let mut qs = Vec::new();
+                for i in 2..c.args.len() {
+                    qs.push(scalar_arg(ev, c, i, t)?);
+                }
+                if vec.iter().any(|s| s.labels.get(&label).is_some()) {
+                    return Err(EvalError::Execution(format!(
+                        "label {label:?} already exists in the input of histogram_quantiles()"
+                    )));
+                }
+                for &q in &qs {
+                    check_quantile(ev, q);
+                }
+                let mut out = Vec::new();
+                for mut h in classic_histograms(ev, vec) {
+                    for &q in &qs {
+                        let mut b = h.labels.clone().into_builder();
+                        b.set(&label, &format_openmetrics_float(q));
+                        let v = bucket_quantile(ev, q, &h.name, &mut h.buckets);
+                        out.push(InstantSample {
+                            labels: b.build(),
+                            t,
+                            v,
+                        });
+                    }
+                }
+                out
+            }
+            "histogram_fraction" => {
+                let lower = scalar_arg(ev, c, 0, t)?;
+                let upper = scalar_arg(ev, c, 1, t)?;
+                let vec = vector_arg(ev, c, 2, t)?;
+                classic_histograms(ev, vec)
+                    .into_iter()
+                    .map(|mut h| InstantSample {
+                        labels: h.labels,
+                        t,
+                        v: bucket_fraction(lower, upper, &mut h.buckets),
+                    })
+                    .collect()
+            }
+            // They read native histograms, which Picket does not store; on floats Prometheus
+            // returns nothing, which would pass for "no data" on a dashboard.
+            "histogram_avg" | "histogram_count" | "histogram_stddev" | "histogram_stdvar"
+            | "histogram_sum" => {
+                return Err(EvalError::BadData(format!(
+                    "function {:?} works on native histograms, which Picket does not support",
+                    c.func
+                )));
+            }
+            other => {
+                return Err(EvalError::BadData(format!(
+                    "function {other:?} is not supported"
+                )));
+            }
         }
     };
     if check {
@@ -508,27 +526,29 @@ fn rollup(
 
 /// `NewPossibleNonCounterInfo`, raised by promql/engine.go v3.x for rate and increase
 /// over series whose name does not look like a counter's.
-fn non_counter_info(ev: &mut Evaluator, m: &MatrixVal) {
+pub(super) fn non_counter_info(ev: &mut Evaluator, labels: &Labels) {
+    let name = labels.metric_name().unwrap_or("");
+    if !name.is_empty()
+        && !["_total", "_sum", "_count", "_bucket"]
+            .iter()
+            .any(|sfx| name.ends_with(sfx))
+    {
+        ev.info(format!(
+            "metric might not be a counter, name does not end in _total/_sum/_count/_bucket: {name:?}"
+        ));
+    }
+}
+
+/// [`non_counter_info`] for the series of a step's windows that hold samples.
+fn non_counter_infos(ev: &mut Evaluator, m: &MatrixVal) {
     let mut windows = m.iter().filter(|(_, samples)| !samples.is_empty());
-    let mut report = |labels: &Labels| {
-        let name = labels.metric_name().unwrap_or("");
-        if !name.is_empty()
-            && !["_total", "_sum", "_count", "_bucket"]
-                .iter()
-                .any(|sfx| name.ends_with(sfx))
-        {
-            ev.info(format!(
-                "metric might not be a counter, name does not end in _total/_sum/_count/_bucket: {name:?}"
-            ));
-        }
-    };
     if m.one_name {
-        // Every series carries the same name: one look answers for all, at every step.
+        // Every series carries the same name: one look answers for all.
         if let Some((labels, _)) = windows.next() {
-            report(labels);
+            non_counter_info(ev, labels);
         }
     } else {
-        windows.for_each(|(labels, _)| report(labels));
+        windows.for_each(|(labels, _)| non_counter_info(ev, labels));
     }
 }
 

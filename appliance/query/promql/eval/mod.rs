@@ -27,6 +27,7 @@ mod selectors;
 mod tests;
 #[cfg(test)]
 mod testutil;
+mod tiles;
 
 use super::ast::{AtModifier, Call, Expr, ValueType, VectorSelector};
 use crate::model::{Labels, Sample};
@@ -232,6 +233,7 @@ fn range_query_inner(
             ev.loaded.clear();
             ev.unnamed.clear();
             ev.cursors.clear();
+            ev.tiles.clear();
             ev.groups.clear();
             ev.spans.clear();
             ev.info_loads.clear();
@@ -240,6 +242,7 @@ fn range_query_inner(
         }
         ev.check_timeout()?;
         ev.step_samples = 0;
+        ev.outer_step = batch_end.map(|b| (t, b));
         let val = ev.eval(expr, t)?;
         match val {
             Val::Scalar(v) => {
@@ -485,6 +488,12 @@ pub(crate) struct Evaluator<'a> {
     /// step: the next step's window is found by walking on from there, which touches one
     /// or two cache lines per series instead of a binary search's dozen.
     cursors: HashMap<*const VectorSelector, Vec<(usize, usize)>>,
+    /// Range functions computed ahead for a run of steps (see `tiles`), by call node.
+    tiles: HashMap<*const Call, tiles::Tile>,
+    /// The range query's current step and the last step of its batch; None for an
+    /// instant query. Subquery steps are not the query's steps: `subquery_depth`.
+    outer_step: Option<(i64, i64)>,
+    subquery_depth: usize,
     /// Each aggregation node's groups, kept across the steps of a batch.
     groups: HashMap<*const super::ast::Aggregate, aggregate::Groups>,
     /// Time span each selector must cover, gathered by the preload walk.
@@ -524,6 +533,9 @@ impl<'a> Evaluator<'a> {
             loaded: HashMap::new(),
             unnamed: HashMap::new(),
             cursors: HashMap::new(),
+            tiles: HashMap::new(),
+            outer_step: None,
+            subquery_depth: 0,
             groups: HashMap::new(),
             spans: HashMap::new(),
             step_samples: 0,
@@ -559,6 +571,30 @@ impl<'a> Evaluator<'a> {
             .entry(re.to_string())
             .or_insert_with(|| regex::Regex::new(&format!("^(?s:{re})$")).ok())
             .clone()
+    }
+
+    /// Whether `t` is the range query's current step, evaluated outside any subquery.
+    fn at_outer_step(&self, t: i64) -> bool {
+        self.subquery_depth == 0 && self.outer_step.is_some_and(|(now, _)| now == t)
+    }
+
+    /// Steps of the current batch from `t` (one of them) on.
+    fn outer_steps_from(&self, t: i64) -> usize {
+        match self.outer_step {
+            Some((_, end)) if self.query_step > 0 && end >= t => {
+                usize::try_from((end - t) / self.query_step).map_or(usize::MAX, |n| n + 1)
+            }
+            _ => 1,
+        }
+    }
+
+    /// A range selector's labels without the metric name (None: not loaded as a range
+    /// selector), and whether its series share one name.
+    fn unnamed_of(&self, vs: &VectorSelector) -> (Option<Rc<Vec<Labels>>>, bool) {
+        match self.unnamed.get(&(vs as *const VectorSelector)) {
+            Some((u, one)) => (Some(u.clone()), *one),
+            None => (None, false),
+        }
     }
 
     /// The groups of aggregation node `a` for this batch of steps.
@@ -847,7 +883,10 @@ impl<'a> Evaluator<'a> {
             let val = match cached {
                 Some(v) => v,
                 None => {
-                    let v = Rc::new(self.eval(&sq.expr, ts)?);
+                    self.subquery_depth += 1;
+                    let v = self.eval(&sq.expr, ts);
+                    self.subquery_depth -= 1;
+                    let v = Rc::new(v?);
                     self.subquery_steps
                         .entry(key)
                         .or_default()

@@ -131,7 +131,7 @@ pub(super) fn extended_windows(
 /// The number of samples at or before `bound` (`partition_point(|x| x.t <= bound)`),
 /// searched from `hint`: a few steps forward when the answer is just past it, a binary
 /// search otherwise.
-fn after(samples: &[Sample], bound: i64, hint: usize) -> usize {
+pub(super) fn after(samples: &[Sample], bound: i64, hint: usize) -> usize {
     let hint = hint.min(samples.len());
     if hint > 0 && samples[hint - 1].t > bound {
         return samples[..hint].partition_point(|x| x.t <= bound);
