@@ -6,6 +6,7 @@
 //! `avg` switches to an incremental mean only when the running sum would overflow.
 
 use super::functions::{kahan_inc, quantile};
+use super::memo::LabelMemo;
 use super::{EvalError, Evaluator, InstantSample, Val, Vector};
 use crate::model::{Label, Labels, METRIC_NAME};
 use crate::query::promql::ast::{Aggregate, AggregateOp, Grouping};
@@ -167,52 +168,19 @@ fn group_members<'l>(l: &'l Labels, g: &'l Grouping) -> impl Iterator<Item = &'l
 /// The groups of one aggregation node, kept across the steps of a range query (the
 /// evaluator holds one per node for a batch of steps): a group is found by a hash of its
 /// group labels, so a sample whose group exists costs no allocation, and an input label
-/// set met at an earlier step (the same shared `Labels`: selectors and range functions
-/// hand out the same sets at every step) by its address alone, without hashing or
-/// comparing its labels again.
+/// set met at an earlier step by its address alone (`memo`).
+#[derive(Default)]
 pub(super) struct Groups {
     by_hash: HashMap<u64, usize>,
     /// Groups whose hash collided with an earlier, different group's.
     collided: HashMap<Labels, usize>,
     /// The group label sets, by group id.
     keys: Vec<Labels>,
-    /// Input label sets by address, with their group id; each entry holds its set, so an
-    /// address cannot be reused by another set while it is here.
-    seen: HashMap<usize, (Labels, usize)>,
-    /// Off once steps keep bringing new label sets (a function that builds its output
-    /// labels at each step): then `seen` would only grow.
-    remember: bool,
-    steps: usize,
-}
-
-impl Default for Groups {
-    fn default() -> Self {
-        Groups {
-            by_hash: HashMap::new(),
-            collided: HashMap::new(),
-            keys: Vec::new(),
-            seen: HashMap::new(),
-            remember: true,
-            steps: 0,
-        }
-    }
+    /// Group ids of the input label sets met so far.
+    seen: LabelMemo<usize>,
 }
 
 impl Groups {
-    /// The group id of `labels` under `g`, creating the group when it is new.
-    fn id(&mut self, labels: &Labels, g: &Grouping) -> usize {
-        if self.remember
-            && let Some((_, id)) = self.seen.get(&labels.address())
-        {
-            return *id;
-        }
-        let id = self.find(labels, g);
-        if self.remember {
-            self.seen.insert(labels.address(), (labels.clone(), id));
-        }
-        id
-    }
-
     fn find(&mut self, labels: &Labels, g: &Grouping) -> usize {
         let mut h = twox_hash::XxHash64::with_seed(0);
         for lab in group_members(labels, g) {
@@ -241,22 +209,16 @@ impl Groups {
         next
     }
 
-    /// Ends a step that met `new` label sets not seen before among `total`: from the
-    /// third step on, mostly new sets mean the input's labels are rebuilt at each step.
-    fn step_done(&mut self, new: usize, total: usize) {
-        self.steps += 1;
-        if self.steps > 2 && new * 2 > total {
-            self.remember = false;
-            self.seen = HashMap::new();
-        }
-    }
-
     /// Groups of this step in order of first appearance: `slots[id]` is the group's
     /// place in the step's output, `usize::MAX` before it appears.
     fn assign(&mut self, input: &Vector, g: &Grouping, slots: &mut Vec<usize>) -> Vec<usize> {
-        let before = self.seen.len();
-        let ids: Vec<usize> = input.iter().map(|s| self.id(&s.labels, g)).collect();
-        self.step_done(self.seen.len().saturating_sub(before), input.len());
+        let mut seen = std::mem::take(&mut self.seen);
+        let ids: Vec<usize> = input
+            .iter()
+            .map(|s| seen.get(&s.labels, None, || self.find(&s.labels, g)))
+            .collect();
+        seen.step_done();
+        self.seen = seen;
         slots.clear();
         slots.resize(self.keys.len(), usize::MAX);
         ids
@@ -522,40 +484,24 @@ mod tests {
     }
 
     #[test]
-    fn groups_remember_label_sets_until_they_are_rebuilt_every_step() {
+    fn groups_keep_their_ids_across_steps() {
         let by_job = Grouping::By(vec!["job".into()]);
-        let series = |i: usize| Labels::from_pairs([("i", i.to_string().as_str()), ("job", "x")]);
-        let step = |input: &Vector, groups: &mut Groups| {
-            let mut slots = Vec::new();
-            groups.assign(input, &by_job, &mut slots)
-        };
-        let shared: Vector = (0..10)
+        let series =
+            |i: usize, job: &str| Labels::from_pairs([("i", i.to_string().as_str()), ("job", job)]);
+        let input: Vector = (0..10)
             .map(|i| InstantSample {
-                labels: series(i),
+                labels: series(i, if i % 3 == 0 { "x" } else { "y" }),
                 t: 0,
                 v: 1.0,
             })
             .collect();
         let mut groups = Groups::default();
         for _ in 0..5 {
-            assert_eq!(step(&shared, &mut groups), vec![0; 10]);
+            let mut slots = Vec::new();
+            let ids = groups.assign(&input, &by_job, &mut slots);
+            assert_eq!(ids, [0, 1, 1, 0, 1, 1, 0, 1, 1, 0]);
+            assert_eq!(slots, [usize::MAX, usize::MAX]);
         }
-        assert!(groups.remember);
-        assert_eq!((groups.keys.len(), groups.seen.len()), (1, 10));
-        // Sets rebuilt at every step are new each time: memoising them would only grow.
-        let mut groups = Groups::default();
-        for _ in 0..5 {
-            let rebuilt: Vector = shared
-                .iter()
-                .map(|s| InstantSample {
-                    labels: series(s.labels.get("i").unwrap().parse().unwrap()),
-                    t: 0,
-                    v: 1.0,
-                })
-                .collect();
-            assert_eq!(step(&rebuilt, &mut groups), vec![0; 10]);
-        }
-        assert!(!groups.remember);
-        assert!(groups.seen.is_empty());
+        assert_eq!(groups.keys.len(), 2);
     }
 }

@@ -4,6 +4,7 @@
 //! `VectorscalarBinop`, `VectorAnd/Or/Unless` and `resultMetric` in promql/engine.go v3.x.
 
 use super::functions::names_vary;
+use super::memo::LabelMemo;
 use super::{EvalError, Evaluator, InstantSample, Val, Vector, labels_string};
 use crate::model::{Labels, METRIC_NAME};
 use crate::query::promql::ast::{Binary, BinaryOp, Cardinality, VectorMatching};
@@ -63,7 +64,8 @@ pub(super) fn eval_binary(ev: &mut Evaluator, b: &Binary, t: i64) -> Result<Val,
                         many: b.fill_left,
                         one: b.fill_right,
                     };
-                    let out = vector_binop(op, l, r, m, b.return_bool, fill)?;
+                    let memo = ev.matching_of(b);
+                    let out = vector_binop(op, l, r, m, b.return_bool, fill, memo)?;
                     check_unique(&out)?;
                     out
                 }
@@ -168,6 +170,38 @@ fn signature(l: &Labels, m: &VectorMatching) -> Labels {
     }
 }
 
+/// What one vector/vector operation node works out from label sets, kept across the steps
+/// of a batch (the evaluator holds one per node): match signatures as ids, so the sides
+/// are matched on integers, and result label sets per pair of inputs.
+#[derive(Default)]
+pub(super) struct Matching {
+    /// Signature id of each input label set.
+    sig_of: LabelMemo<usize>,
+    /// Signatures by content, and by id.
+    sig_ids: HashMap<Labels, usize>,
+    sigs: Vec<Labels>,
+    /// Result labels of a (many side, one side) pair.
+    results: LabelMemo<Labels>,
+}
+
+impl Matching {
+    fn sig(&mut self, l: &Labels, m: &VectorMatching) -> usize {
+        let (ids, sigs) = (&mut self.sig_ids, &mut self.sigs);
+        self.sig_of.get(l, None, || {
+            let sig = signature(l, m);
+            *ids.entry(sig).or_insert_with_key(|sig| {
+                sigs.push(sig.clone());
+                sigs.len() - 1
+            })
+        })
+    }
+
+    fn step_done(&mut self) {
+        self.sig_of.step_done();
+        self.results.step_done();
+    }
+}
+
 /// Fill values of a vector/vector operation, in the frame where the left side is the
 /// "many" side. Upstream swaps the operands of `group_right` but not the fill values
 /// (`VectorBinop`, engine.go v3.x): `many` is always `fill_left(v)` and `one` always
@@ -186,6 +220,7 @@ fn vector_binop(
     m: &VectorMatching,
     return_bool: bool,
     fill: Fill,
+    memo: &mut Matching,
 ) -> Result<Vector, EvalError> {
     let no_fill = fill.many.is_none() && fill.one.is_none();
     if (lhs.is_empty() && rhs.is_empty()) || ((lhs.is_empty() || rhs.is_empty()) && no_fill) {
@@ -194,14 +229,30 @@ fn vector_binop(
     // group_right: the right side is the "many" side; swap so `rhs` is always the "one".
     let swapped = m.card == Cardinality::OneToMany;
     let (lhs, rhs) = if swapped { (rhs, lhs) } else { (lhs, rhs) };
-    let mut right: HashMap<Labels, usize> = HashMap::with_capacity(rhs.len());
+    let out = match_sides(op, &lhs, &rhs, swapped, m, return_bool, fill, memo);
+    memo.step_done();
+    out
+}
+
+#[allow(clippy::too_many_arguments)]
+fn match_sides(
+    op: BinaryOp,
+    lhs: &Vector,
+    rhs: &Vector,
+    swapped: bool,
+    m: &VectorMatching,
+    return_bool: bool,
+    fill: Fill,
+    memo: &mut Matching,
+) -> Result<Vector, EvalError> {
+    let mut right: HashMap<usize, usize> = HashMap::with_capacity(rhs.len());
     for (i, rs) in rhs.iter().enumerate() {
-        let sig = signature(&rs.labels, m);
+        let sig = memo.sig(&rs.labels, m);
         if let Some(&j) = right.get(&sig) {
             let side = if swapped { "left" } else { "right" };
             return Err(EvalError::Execution(format!(
                 "found duplicate series for the match group {} on the {} hand-side of the operation: [{}, {}];many-to-many matching not allowed: matching labels must be unique on one side",
-                labels_string(&sig),
+                labels_string(&memo.sigs[sig]),
                 side,
                 labels_string(&rs.labels),
                 labels_string(&rhs[j].labels)
@@ -211,13 +262,13 @@ fn vector_binop(
     }
     // Per match group: whether a one-to-one match was made, or the result label sets of a
     // many-to-one match (which must differ).
-    let mut matched: HashMap<Labels, HashSet<Labels>> = HashMap::new();
+    let mut matched: HashMap<usize, HashSet<Labels>> = HashMap::new();
     let mut out = Vec::new();
     // A stand-in for a missing "one" side: no labels, so `group_x(...)` labels cannot be
     // filled and are left out.
     let empty = Labels::default();
-    for ls in &lhs {
-        let sig = signature(&ls.labels, m);
+    for ls in lhs {
+        let sig = memo.sig(&ls.labels, m);
         let (rv, rlabels) = match (right.get(&sig), fill.one) {
             (Some(&ri), _) => (rhs[ri].v, &rhs[ri].labels),
             (None, Some(v)) => (v, &empty),
@@ -225,10 +276,14 @@ fn vector_binop(
         };
         let (fl, fr) = if swapped { (rv, ls.v) } else { (ls.v, rv) };
         let (mut v, keep) = elem_op(op, fl, fr);
-        let mut metric = result_metric(&ls.labels, rlabels, op, m);
-        if return_bool {
-            metric = metric.without_name();
-        }
+        let metric = memo.results.get(&ls.labels, Some(rlabels), || {
+            let metric = result_metric(&ls.labels, rlabels, op, m);
+            if return_bool {
+                metric.without_name()
+            } else {
+                metric
+            }
+        });
         // The uniqueness checks come before filtering: a comparison must fail on a
         // many-to-one match even when it would filter every sample away (operators.test).
         if m.card == Cardinality::OneToOne {
@@ -262,15 +317,15 @@ fn vector_binop(
     // "One" side series no "many" side series matched: with a fill value for the many
     // side, they pair with a stand-in that carries just the match group's labels.
     if let Some(fv) = fill.many {
-        let left_sigs: HashSet<Labels> = lhs.iter().map(|s| signature(&s.labels, m)).collect();
-        for rs in &rhs {
-            let sig = signature(&rs.labels, m);
+        let left_sigs: HashSet<usize> = lhs.iter().map(|s| memo.sig(&s.labels, m)).collect();
+        for rs in rhs {
+            let sig = memo.sig(&rs.labels, m);
             if left_sigs.contains(&sig) {
                 continue;
             }
             let (fl, fr) = if swapped { (rs.v, fv) } else { (fv, rs.v) };
             let (mut v, keep) = elem_op(op, fl, fr);
-            let mut metric = result_metric(&sig, &rs.labels, op, m);
+            let mut metric = result_metric(&memo.sigs[sig], &rs.labels, op, m);
             if return_bool {
                 metric = metric.without_name();
                 v = if keep { 1.0 } else { 0.0 };

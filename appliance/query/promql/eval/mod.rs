@@ -22,6 +22,7 @@ mod binary;
 mod durations;
 mod functions;
 mod info;
+mod memo;
 mod selectors;
 #[cfg(test)]
 mod tests;
@@ -235,6 +236,7 @@ fn range_query_inner(
             ev.cursors.clear();
             ev.tiles.clear();
             ev.groups.clear();
+            ev.matchings.clear();
             ev.spans.clear();
             ev.info_loads.clear();
             ev.preload(expr, t, b)?;
@@ -494,6 +496,8 @@ pub(crate) struct Evaluator<'a> {
     /// instant query. Subquery steps are not the query's steps: `subquery_depth`.
     outer_step: Option<(i64, i64)>,
     subquery_depth: usize,
+    /// Each vector/vector operation node's signatures and result labels, likewise.
+    matchings: HashMap<*const super::ast::Binary, binary::Matching>,
     /// Each aggregation node's groups, kept across the steps of a batch.
     groups: HashMap<*const super::ast::Aggregate, aggregate::Groups>,
     /// Time span each selector must cover, gathered by the preload walk.
@@ -537,6 +541,7 @@ impl<'a> Evaluator<'a> {
             outer_step: None,
             subquery_depth: 0,
             groups: HashMap::new(),
+            matchings: HashMap::new(),
             spans: HashMap::new(),
             step_samples: 0,
             regexes: HashMap::new(),
@@ -595,6 +600,13 @@ impl<'a> Evaluator<'a> {
             Some((u, one)) => (Some(u.clone()), *one),
             None => (None, false),
         }
+    }
+
+    /// The matching state of vector/vector operation node `b` for this batch of steps.
+    fn matching_of(&mut self, b: &super::ast::Binary) -> &mut binary::Matching {
+        self.matchings
+            .entry(b as *const super::ast::Binary)
+            .or_default()
     }
 
     /// The groups of aggregation node `a` for this batch of steps.
