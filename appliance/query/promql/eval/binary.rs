@@ -65,9 +65,8 @@ pub(super) fn eval_binary(ev: &mut Evaluator, b: &Binary, t: i64) -> Result<Val,
                         one: b.fill_right,
                     };
                     let memo = ev.matching_of(b);
-                    let out = vector_binop(op, l, r, m, b.return_bool, fill, memo)?;
-                    check_unique(&out)?;
-                    out
+                    // Checked for duplicate label sets inside, on result ids.
+                    vector_binop(op, l, r, m, b.return_bool, fill, memo)?
                 }
             };
             for s in &mut out {
@@ -180,8 +179,16 @@ pub(super) struct Matching {
     /// Signatures by content, and by id.
     sig_ids: HashMap<Labels, usize>,
     sigs: Vec<Labels>,
-    /// Result labels of a (many side, one side) pair.
-    results: LabelMemo<Labels>,
+    /// Result labels of a (many side, one side) pair, with their id among `result_ids`
+    /// (by content), so that a step's results are checked for duplicates on integers.
+    results: LabelMemo<(Labels, usize)>,
+    result_ids: HashMap<Labels, usize>,
+    result_seen: Vec<u32>,
+    /// Per-step marks by signature id, valid where they carry the step's `stamp`: the
+    /// "one" side's series of each signature, and the signatures matched one-to-one.
+    stamp: u32,
+    one_side: Vec<(u32, usize)>,
+    matched_once: Vec<u32>,
 }
 
 impl Matching {
@@ -194,6 +201,65 @@ impl Matching {
                 sigs.len() - 1
             })
         })
+    }
+
+    /// Starts a step: marks of earlier steps no longer count.
+    fn new_step(&mut self) {
+        self.stamp = self.stamp.wrapping_add(1);
+        if self.stamp == 0 {
+            self.one_side.clear();
+            self.matched_once.clear();
+            self.result_seen.clear();
+            self.stamp = 1;
+        }
+    }
+
+    /// Marks `i` as the "one" side of `sig`; Err with the earlier one if there is one.
+    fn set_one_side(&mut self, sig: usize, i: usize) -> Result<(), usize> {
+        if self.one_side.len() <= sig {
+            self.one_side.resize(sig + 1, (0, 0));
+        }
+        match self.one_side[sig] {
+            (s, j) if s == self.stamp => Err(j),
+            _ => {
+                self.one_side[sig] = (self.stamp, i);
+                Ok(())
+            }
+        }
+    }
+
+    fn one_side(&self, sig: usize) -> Option<usize> {
+        self.one_side
+            .get(sig)
+            .filter(|(s, _)| *s == self.stamp)
+            .map(|&(_, i)| i)
+    }
+
+    /// The id of a result label set by content.
+    fn result_id(ids: &mut HashMap<Labels, usize>, l: &Labels) -> usize {
+        let next = ids.len();
+        *ids.entry(l.clone()).or_insert(next)
+    }
+
+    /// Fails when two of a step's results carry the same labels (`check_unique`).
+    fn check_unique(&mut self, ids: &[usize]) -> Result<(), EvalError> {
+        self.result_seen.resize(self.result_ids.len(), 0);
+        for &id in ids {
+            if std::mem::replace(&mut self.result_seen[id], self.stamp) == self.stamp {
+                return Err(EvalError::Execution(
+                    "vector cannot contain metrics with the same labelset".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Marks `sig` matched one-to-one; false when it already was at this step.
+    fn match_once(&mut self, sig: usize) -> bool {
+        if self.matched_once.len() <= sig {
+            self.matched_once.resize(sig + 1, 0);
+        }
+        std::mem::replace(&mut self.matched_once[sig], self.stamp) != self.stamp
     }
 
     fn step_done(&mut self) {
@@ -245,10 +311,10 @@ fn match_sides(
     fill: Fill,
     memo: &mut Matching,
 ) -> Result<Vector, EvalError> {
-    let mut right: HashMap<usize, usize> = HashMap::with_capacity(rhs.len());
+    memo.new_step();
     for (i, rs) in rhs.iter().enumerate() {
         let sig = memo.sig(&rs.labels, m);
-        if let Some(&j) = right.get(&sig) {
+        if let Err(j) = memo.set_one_side(sig, i) {
             let side = if swapped { "left" } else { "right" };
             return Err(EvalError::Execution(format!(
                 "found duplicate series for the match group {} on the {} hand-side of the operation: [{}, {}];many-to-many matching not allowed: matching labels must be unique on one side",
@@ -258,42 +324,41 @@ fn match_sides(
                 labels_string(&rhs[j].labels)
             )));
         }
-        right.insert(sig, i);
     }
-    // Per match group: whether a one-to-one match was made, or the result label sets of a
-    // many-to-one match (which must differ).
+    // Per match group of a many-to-one match, the result label sets (which must differ).
     let mut matched: HashMap<usize, HashSet<Labels>> = HashMap::new();
     let mut out = Vec::new();
+    let mut out_ids = Vec::new();
     // A stand-in for a missing "one" side: no labels, so `group_x(...)` labels cannot be
     // filled and are left out.
     let empty = Labels::default();
     for ls in lhs {
         let sig = memo.sig(&ls.labels, m);
-        let (rv, rlabels) = match (right.get(&sig), fill.one) {
-            (Some(&ri), _) => (rhs[ri].v, &rhs[ri].labels),
+        let (rv, rlabels) = match (memo.one_side(sig), fill.one) {
+            (Some(ri), _) => (rhs[ri].v, &rhs[ri].labels),
             (None, Some(v)) => (v, &empty),
             (None, None) => continue,
         };
         let (fl, fr) = if swapped { (rv, ls.v) } else { (ls.v, rv) };
         let (mut v, keep) = elem_op(op, fl, fr);
-        let metric = memo.results.get(&ls.labels, Some(rlabels), || {
-            let metric = result_metric(&ls.labels, rlabels, op, m);
+        let ids = &mut memo.result_ids;
+        let (metric, id) = memo.results.get(&ls.labels, Some(rlabels), || {
+            let mut metric = result_metric(&ls.labels, rlabels, op, m);
             if return_bool {
-                metric.without_name()
-            } else {
-                metric
+                metric = metric.without_name();
             }
+            let id = Matching::result_id(ids, &metric);
+            (metric, id)
         });
         // The uniqueness checks come before filtering: a comparison must fail on a
         // many-to-one match even when it would filter every sample away (operators.test).
         if m.card == Cardinality::OneToOne {
-            if matched.contains_key(&sig) {
+            if !memo.match_once(sig) {
                 return Err(EvalError::Execution(
                     "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)"
                         .into(),
                 ));
             }
-            matched.insert(sig, HashSet::new());
         } else {
             let set = matched.entry(sig).or_default();
             if !set.insert(metric.clone()) {
@@ -308,6 +373,7 @@ fn match_sides(
         } else if !keep {
             continue;
         }
+        out_ids.push(id);
         out.push(InstantSample {
             labels: metric,
             t: ls.t,
@@ -332,6 +398,7 @@ fn match_sides(
             } else if !keep {
                 continue;
             }
+            out_ids.push(Matching::result_id(&mut memo.result_ids, &metric));
             out.push(InstantSample {
                 labels: metric,
                 t: rs.t,
@@ -339,6 +406,7 @@ fn match_sides(
             });
         }
     }
+    memo.check_unique(&out_ids)?;
     Ok(out)
 }
 
