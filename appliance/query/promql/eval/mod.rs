@@ -487,8 +487,9 @@ pub(crate) struct Evaluator<'a> {
     /// the loaded series share one metric name.
     unnamed: HashMap<*const VectorSelector, (Rc<Vec<Labels>>, bool)>,
     /// For range selectors, each loaded series' window `(start, end)` at the previous
-    /// step: the next step's window is found by walking on from there, which touches one
-    /// or two cache lines per series instead of a binary search's dozen.
+    /// step (for instant selectors, the position after its latest sample): the next
+    /// step's is found by walking on from there, which touches one or two cache lines per
+    /// series instead of a binary search's dozen.
     cursors: HashMap<*const VectorSelector, Vec<(usize, usize)>>,
     /// Range functions computed ahead for a run of steps (see `tiles`), by call node.
     tiles: HashMap<*const Call, tiles::Tile>,
@@ -855,7 +856,8 @@ impl<'a> Evaluator<'a> {
         let vec = if vs.smoothed {
             selectors::latest_smoothed(&data, ref_t, self.opts.lookback_delta_ms)
         } else {
-            selectors::latest(&data, ref_t, self.opts.lookback_delta_ms)
+            let cursors = self.cursors.entry(vs as *const VectorSelector).or_default();
+            selectors::latest(&data, ref_t, self.opts.lookback_delta_ms, cursors)
         };
         self.account(vec.len())?;
         Ok(vec)

@@ -1,6 +1,8 @@
 //! Selector kernels over loaded series: the latest sample within the lookback window of an
-//! instant selector, and the `(mint, maxt]` windows of a range selector. Both find their
-//! bounds by binary search in the time-ordered samples, so a step costs O(log n) per series.
+//! instant selector, and the `(mint, maxt]` windows of a range selector. Both walk on from
+//! where the previous step's bounds were in the time-ordered samples ([`after`]), falling
+//! back to a binary search when the bound moved far: a step of a range query usually
+//! costs a sample or two per series.
 
 use super::{InstantSample, Vector, Window};
 use crate::model::{Sample, is_stale_nan};
@@ -9,11 +11,18 @@ use crate::query::SeriesData;
 /// For each series, the latest sample in `(ref_t - lookback, ref_t]` unless it is a
 /// staleness marker. Mirrors Prometheus `vectorSelectorSingle` (promql/engine.go v3.x),
 /// whose lookback window is left-open since 3.0. The result carries the sample timestamps.
-pub(super) fn latest(data: &[SeriesData], ref_t: i64, lookback_ms: i64) -> Vector {
+pub(super) fn latest(
+    data: &[SeriesData],
+    ref_t: i64,
+    lookback_ms: i64,
+    cursors: &mut Vec<(usize, usize)>,
+) -> Vector {
     let mint = ref_t.saturating_sub(lookback_ms);
+    cursors.resize(data.len(), (0, 0));
     let mut out = Vec::new();
-    for s in data {
-        let idx = s.samples.partition_point(|x| x.t <= ref_t);
+    for (s, cursor) in data.iter().zip(cursors.iter_mut()) {
+        let idx = after(&s.samples, ref_t, cursor.0);
+        cursor.0 = idx;
         let Some(smp) = idx.checked_sub(1).and_then(|i| s.samples.get(i)) else {
             continue;
         };
