@@ -111,16 +111,22 @@ pub fn success(data: impl FnOnce(&mut String), warnings: &[String], infos: &[Str
     let mut body = String::with_capacity(256);
     body.push_str(r#"{"status":"success","data":"#);
     data(&mut body);
+    push_envelope_end(&mut body, warnings, infos);
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// Closes [`success`]'s envelope: the `warnings` and `infos` arrays when they are not
+/// empty, then the brace.
+pub fn push_envelope_end(body: &mut String, warnings: &[String], infos: &[String]) {
     for (key, list) in [("warnings", warnings), ("infos", infos)] {
         if !list.is_empty() {
             body.push_str(",\"");
             body.push_str(key);
             body.push_str("\":");
-            json::push_str_array(&mut body, list);
+            json::push_str_array(body, list);
         }
     }
     body.push('}');
-    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 async fn metrics(

@@ -8,14 +8,14 @@ use super::error::{ApiError, ErrorType};
 use super::json::{push_labels, push_point, push_str, push_str_array, push_timestamp};
 use super::params::{MAX_TIME_MS, MIN_TIME_MS, Params, parse_time};
 use crate::model::{Labels, Matcher};
-use crate::query::SeriesReader;
 use crate::query::promql::ast::{Expr, ValueType};
 use crate::query::promql::eval::{self, Value};
 use crate::query::promql::{self, ParseError};
+use crate::query::{SeriesData, SeriesReader};
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, header};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -133,26 +133,78 @@ fn push_value(out: &mut String, v: &Value) {
             out.push(']');
         }
         Value::Matrix(series) => {
-            out.push_str(r#"{"resultType":"matrix","result":["#);
+            out.push_str(MATRIX_START);
             for (i, s) in series.iter().enumerate() {
                 if i > 0 {
                     out.push(',');
                 }
-                out.push_str(r#"{"metric":"#);
-                push_labels(out, &s.labels);
-                out.push_str(r#","values":["#);
-                for (j, p) in s.samples.iter().enumerate() {
-                    if j > 0 {
-                        out.push(',');
-                    }
-                    push_point(out, p.t, p.v);
-                }
-                out.push_str("]}");
+                push_series(out, s);
             }
             out.push(']');
         }
     }
     out.push('}');
+}
+
+const MATRIX_START: &str = r#"{"resultType":"matrix","result":["#;
+
+/// One series of a matrix: `{"metric":{...},"values":[[t,"v"],...]}`.
+fn push_series(out: &mut String, s: &SeriesData) {
+    out.push_str(r#"{"metric":"#);
+    push_labels(out, &s.labels);
+    out.push_str(r#","values":["#);
+    for (j, p) in s.samples.iter().enumerate() {
+        if j > 0 {
+            out.push(',');
+        }
+        push_point(out, p.t, p.v);
+    }
+    out.push_str("]}");
+}
+
+/// Bytes of JSON a streamed answer writes before handing a chunk to the connection.
+const STREAM_CHUNK: usize = 64 * 1024;
+
+/// A matrix answer, streamed: written series by series into chunks of about
+/// [`STREAM_CHUNK`], each series freed once written, so a large range query never holds
+/// its samples and its whole JSON text at once (the text is about twice the samples).
+fn stream_matrix(series: Vec<SeriesData>, notes: eval::Annotations) -> Response {
+    let mut series = series.into_iter().enumerate();
+    let mut started = false;
+    let mut done = false;
+    let chunks = std::iter::from_fn(move || {
+        if done {
+            return None;
+        }
+        let mut out = String::with_capacity(STREAM_CHUNK + STREAM_CHUNK / 4);
+        if !started {
+            started = true;
+            out.push_str(r#"{"status":"success","data":"#);
+            out.push_str(MATRIX_START);
+        }
+        while out.len() < STREAM_CHUNK {
+            match series.next() {
+                Some((i, s)) => {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    push_series(&mut out, &s);
+                }
+                None => {
+                    out.push_str("]}");
+                    super::push_envelope_end(&mut out, &notes.warnings, &notes.infos);
+                    done = true;
+                    break;
+                }
+            }
+        }
+        Some(Ok::<_, std::convert::Infallible>(Bytes::from(out)))
+    });
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        axum::body::Body::from_stream(futures_util::stream::iter(chunks)),
+    )
+        .into_response()
 }
 
 /// `/api/v1/query`
@@ -218,11 +270,10 @@ pub async fn query_range(
         eval::range_query_annotated(r, &expr, start, end, step, opts)
     })
     .await?;
-    Ok(super::success(
-        |out| push_value(out, &value),
-        &notes.warnings,
-        &notes.infos,
-    ))
+    Ok(match value {
+        Value::Matrix(series) => stream_matrix(series, notes),
+        value => super::success(|out| push_value(out, &value), &notes.warnings, &notes.infos),
+    })
 }
 
 fn required_time(p: &Params, name: &str) -> Result<i64, ApiError> {
@@ -467,6 +518,47 @@ pub async fn exemplars() -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A streamed matrix is the very text `push_value` writes, over many chunks.
+    #[tokio::test]
+    async fn a_streamed_matrix_is_the_buffered_text() {
+        let series: Vec<SeriesData> = (0..3000)
+            .map(|i| SeriesData {
+                labels: Labels::from_pairs([("i", i.to_string().as_str())]),
+                samples: (0..20)
+                    .map(|k| crate::model::Sample {
+                        t: k * 15_000,
+                        v: (i * k) as f64 / 7.0,
+                    })
+                    .collect(),
+            })
+            .collect();
+        let notes = eval::Annotations {
+            warnings: vec!["w".into()],
+            infos: vec![],
+        };
+        let want = super::super::success(
+            |out| push_value(out, &Value::Matrix(series.clone())),
+            &notes.warnings,
+            &notes.infos,
+        );
+        let want = axum::body::to_bytes(want.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let got = stream_matrix(series, notes);
+        let mut body = got.into_body().into_data_stream();
+        let mut chunks = 0;
+        let mut text = Vec::new();
+        while let Some(chunk) = futures_util::StreamExt::next(&mut body).await {
+            chunks += 1;
+            text.extend_from_slice(&chunk.unwrap());
+        }
+        assert!(chunks > 3, "{chunks} chunks");
+        assert_eq!(
+            String::from_utf8(text).unwrap(),
+            String::from_utf8(want.to_vec()).unwrap()
+        );
+    }
 
     #[test]
     fn parse_errors_name_the_parameter_line_and_column() {
