@@ -358,7 +358,7 @@ fn latency(dir: &Path, n: usize) {
     )
     .unwrap();
     let _broker = Proc(
-        Command::new("mosquitto")
+        Command::new("/usr/sbin/mosquitto")
             .arg("-c")
             .arg(&bconf)
             .stdout(Stdio::null())

@@ -262,7 +262,7 @@ fn mqtts_with_credentials_verifies_the_broker_against_ca_file() {
         ),
     )
     .unwrap();
-    let mut child = std::process::Command::new("mosquitto")
+    let mut child = std::process::Command::new("/usr/sbin/mosquitto")
         .arg("-c")
         .arg(&conf)
         .stdout(std::process::Stdio::null())

@@ -60,7 +60,7 @@ pub fn mosquitto(dir: &Path, port: u16) -> Proc {
         format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"),
     )
     .unwrap();
-    let mut child = Command::new("mosquitto")
+    let mut child = Command::new("/usr/sbin/mosquitto")
         .arg("-c")
         .arg(&conf)
         .stdout(Stdio::null())
