@@ -7,9 +7,10 @@
 
 use super::functions::{kahan_inc, quantile};
 use super::memo::LabelMemo;
+use super::tiles::Column;
 use super::{EvalError, Evaluator, InstantSample, Val, Vector};
 use crate::model::{Label, Labels, METRIC_NAME};
-use crate::query::promql::ast::{Aggregate, AggregateOp, Grouping};
+use crate::query::promql::ast::{Aggregate, AggregateOp, Call, Expr, Grouping};
 use std::collections::HashMap;
 use std::hash::Hasher;
 
@@ -18,7 +19,33 @@ pub(super) fn eval_aggregate(ev: &mut Evaluator, a: &Aggregate, t: i64) -> Resul
         Some(p) => Some(ev.eval(p, t)?),
         None => None,
     };
-    let input = match ev.eval(&a.expr, t)? {
+    // A sum (and the like) of a range function over a range selector takes the function's
+    // values straight from its tile, without a vector per step (tiles.rs).
+    let fusable = matches!(
+        a.op,
+        AggregateOp::Sum
+            | AggregateOp::Avg
+            | AggregateOp::Min
+            | AggregateOp::Max
+            | AggregateOp::Count
+            | AggregateOp::Group
+            | AggregateOp::Stddev
+            | AggregateOp::Stdvar
+    );
+    ev.fuse = match &*a.expr {
+        Expr::Call(c) if fusable => Some(c as *const Call),
+        _ => None,
+    };
+    ev.fused = None;
+    let input = ev.eval(&a.expr, t);
+    ev.fuse = None;
+    if let Some(column) = ev.fused.take() {
+        input?;
+        let out = aggregate_column(ev, a, &column, t);
+        ev.account(out.len())?;
+        return Ok(Val::Vector(out));
+    }
+    let input = match input? {
         Val::Vector(v) => v,
         other => {
             return Err(EvalError::Execution(format!(
@@ -212,10 +239,18 @@ impl Groups {
     /// Groups of this step in order of first appearance: `slots[id]` is the group's
     /// place in the step's output, `usize::MAX` before it appears.
     fn assign(&mut self, input: &Vector, g: &Grouping, slots: &mut Vec<usize>) -> Vec<usize> {
+        self.assign_labels(input.iter().map(|s| &s.labels), g, slots)
+    }
+
+    fn assign_labels<'l>(
+        &mut self,
+        labels: impl Iterator<Item = &'l Labels>,
+        g: &Grouping,
+        slots: &mut Vec<usize>,
+    ) -> Vec<usize> {
         let mut seen = std::mem::take(&mut self.seen);
-        let ids: Vec<usize> = input
-            .iter()
-            .map(|s| seen.get(&s.labels, None, || self.find(&s.labels, g)))
+        let ids: Vec<usize> = labels
+            .map(|l| seen.get(l, None, || self.find(l, g)))
             .collect();
         seen.step_done();
         self.seen = seen;
@@ -245,9 +280,56 @@ fn aggregate_simple(
 ) -> Vector {
     let mut slots = Vec::new();
     let ids = index.assign(&input, g, &mut slots);
+    accumulate(
+        op,
+        q,
+        index,
+        &mut slots,
+        ids.into_iter().zip(input.iter().map(|s| s.v)),
+    )
+}
+
+/// [`aggregate_simple`] over a tile column: the series with a value at this step, in
+/// series order, as the call's vector would have held them.
+fn aggregate_column(ev: &mut Evaluator, a: &Aggregate, column: &Column, t: i64) -> Vector {
+    let tile = &ev.tiles[&column.call];
+    let index = ev.groups.entry(a as *const Aggregate).or_default();
+    let present: Vec<(usize, f64)> = column
+        .labels
+        .iter()
+        .enumerate()
+        .filter_map(|(i, _)| tile.value(i, column.step).map(|v| (i, v)))
+        .collect();
+    let mut slots = Vec::new();
+    let ids = index.assign_labels(
+        present.iter().map(|&(i, _)| &column.labels[i]),
+        &a.grouping,
+        &mut slots,
+    );
+    let mut out = accumulate(
+        a.op,
+        0.0,
+        index,
+        &mut slots,
+        ids.into_iter().zip(present.iter().map(|&(_, v)| v)),
+    );
+    for s in &mut out {
+        s.t = t;
+    }
+    out
+}
+
+/// The groups' values from `(group id, sample value)` in input order; `slots` is sized to
+/// the groups and unset (`usize::MAX`). Groups come out in order of first appearance.
+fn accumulate(
+    op: AggregateOp,
+    q: f64,
+    index: &Groups,
+    slots: &mut [usize],
+    samples: impl Iterator<Item = (usize, f64)>,
+) -> Vector {
     let mut groups: Vec<Group> = Vec::new();
-    for (s, id) in input.into_iter().zip(ids) {
-        let f = s.v;
+    for (id, f) in samples {
         let gi = match slots[id] {
             i if i != usize::MAX => i,
             _ => {

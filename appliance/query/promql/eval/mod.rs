@@ -497,6 +497,10 @@ pub(crate) struct Evaluator<'a> {
     /// instant query. Subquery steps are not the query's steps: `subquery_depth`.
     outer_step: Option<(i64, i64)>,
     subquery_depth: usize,
+    /// The call whose tile column the aggregation being evaluated would take instead of
+    /// a vector, and that column once the call handed it over.
+    fuse: Option<*const Call>,
+    fused: Option<tiles::Column>,
     /// Each vector/vector operation node's signatures and result labels, likewise.
     matchings: HashMap<*const super::ast::Binary, binary::Matching>,
     /// Each aggregation node's groups, kept across the steps of a batch.
@@ -541,6 +545,8 @@ impl<'a> Evaluator<'a> {
             tiles: HashMap::new(),
             outer_step: None,
             subquery_depth: 0,
+            fuse: None,
+            fused: None,
             groups: HashMap::new(),
             matchings: HashMap::new(),
             spans: HashMap::new(),

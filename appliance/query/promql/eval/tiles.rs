@@ -15,6 +15,7 @@
 use super::{EvalError, Evaluator, InstantSample, Vector, selectors};
 use crate::model::{Labels, Sample};
 use crate::query::promql::ast::{Call, Expr};
+use std::rc::Rc;
 
 /// Steps one tile covers: enough that a series' samples are read once per tile, few
 /// enough that the tile (8 bytes per series and step) stays small.
@@ -32,7 +33,21 @@ pub(super) struct Tile {
     samples_at: Vec<usize>,
 }
 
+/// A step's column of a call's tile, handed to the aggregation around the call instead
+/// of a vector (see `Evaluator::fuse`): the series' labels as the vector would carry them.
+pub(super) struct Column {
+    pub call: *const Call,
+    pub step: usize,
+    pub labels: Rc<Vec<Labels>>,
+}
+
 impl Tile {
+    /// The value of series `i` at step `k` of the tile, if it has one.
+    pub(super) fn value(&self, i: usize, k: usize) -> Option<f64> {
+        let at = i * self.steps + k;
+        self.present[at].then(|| self.values[at])
+    }
+
     fn index_of(&self, t: i64) -> Option<usize> {
         let d = t.checked_sub(self.start)?;
         if d < 0 || d % self.step != 0 {
@@ -114,9 +129,24 @@ pub(super) fn tiled(
             0
         }
     };
+    let n = ev.tiles[&key].samples_at[k];
+    // Asked by the aggregation around this call, and no two series can share labels once
+    // the name is gone: hand over the column instead of a vector.
+    if ev.fuse == Some(key)
+        && !keep_name
+        && unnamed.1
+        && let Some(labels) = &unnamed.0
+    {
+        ev.fused = Some(Column {
+            call: key,
+            step: k,
+            labels: labels.clone(),
+        });
+        ev.account(n)?;
+        return Ok(Some((Vec::new(), false)));
+    }
     let tile = &ev.tiles[&key];
     let steps = tile.steps;
-    let n = tile.samples_at[k];
     let mut out = Vec::new();
     for (i, s) in data.iter().enumerate() {
         if !tile.present[i * steps + k] {
