@@ -153,13 +153,7 @@ impl<'de> Deserialize<'de> for ForwardUrl {
 impl RemoteWriteConfig {
     /// The destination's HTTP client keys.
     pub fn http_client(&self) -> HttpClientConfig {
-        HttpClientConfig {
-            basic_auth: self.basic_auth.clone(),
-            authorization: self.authorization.clone(),
-            bearer_token: self.bearer_token.clone(),
-            bearer_token_file: self.bearer_token_file.clone(),
-            tls_config: self.tls_config.clone(),
-        }
+        super::http_client::http_client_of!(self)
     }
 
     /// The destination's name: `name`, or the URL without user and password.

@@ -77,6 +77,20 @@ pub struct HttpClientConfig {
     pub tls_config: Option<TlsConfig>,
 }
 
+/// The [`HttpClientConfig`] of a table that has the five keys as fields.
+macro_rules! http_client_of {
+    ($table:expr) => {
+        $crate::config::http_client::HttpClientConfig {
+            basic_auth: $table.basic_auth.clone(),
+            authorization: $table.authorization.clone(),
+            bearer_token: $table.bearer_token.clone(),
+            bearer_token_file: $table.bearer_token_file.clone(),
+            tls_config: $table.tls_config.clone(),
+        }
+    };
+}
+pub(crate) use http_client_of;
+
 /// Certificates a client trusts and presents, read from a [`TlsConfig`]'s files.
 pub struct TlsMaterial {
     pub roots: Vec<reqwest::Certificate>,

@@ -259,13 +259,7 @@ fn parse_byte_size(s: &str) -> Option<u64> {
 impl ScrapeConfig {
     /// The job's HTTP client keys.
     pub fn http_client(&self) -> HttpClientConfig {
-        HttpClientConfig {
-            basic_auth: self.basic_auth.clone(),
-            authorization: self.authorization.clone(),
-            bearer_token: self.bearer_token.clone(),
-            bearer_token_file: self.bearer_token_file.clone(),
-            tls_config: self.tls_config.clone(),
-        }
+        super::http_client::http_client_of!(self)
     }
 
     pub fn interval(&self) -> Duration {
@@ -373,13 +367,7 @@ pub struct KubernetesSdConfig {
 impl KubernetesSdConfig {
     /// The API server connection's HTTP client keys.
     pub fn http_client(&self) -> HttpClientConfig {
-        HttpClientConfig {
-            basic_auth: self.basic_auth.clone(),
-            authorization: self.authorization.clone(),
-            bearer_token: self.bearer_token.clone(),
-            bearer_token_file: self.bearer_token_file.clone(),
-            tls_config: self.tls_config.clone(),
-        }
+        super::http_client::http_client_of!(self)
     }
 }
 

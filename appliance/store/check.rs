@@ -38,6 +38,17 @@ pub struct FileReport {
     pub max_t: Option<i64>,
 }
 
+impl FileReport {
+    /// An empty report of the file at `path`, with its size.
+    fn of(path: &Path) -> FileReport {
+        FileReport {
+            path: path.to_owned(),
+            bytes: std::fs::metadata(path).map_or(0, |m| m.len()),
+            ..FileReport::default()
+        }
+    }
+}
+
 /// One problem: the file and, where known, the key it is at.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
@@ -190,11 +201,7 @@ fn check_index(
     path: &Path,
     report: &mut Report,
 ) -> (FileReport, HashSet<u64>) {
-    let mut fr = FileReport {
-        path: path.to_owned(),
-        bytes: std::fs::metadata(path).map_or(0, |m| m.len()),
-        ..FileReport::default()
-    };
+    let mut fr = FileReport::of(path);
     let mut ids = HashSet::new();
     if !check_schema(db, path, report) {
         return (fr, ids);
@@ -234,11 +241,7 @@ fn check_rollup(
     known: Option<&HashSet<u64>>,
     report: &mut Report,
 ) -> FileReport {
-    let mut fr = FileReport {
-        path: path.to_owned(),
-        bytes: std::fs::metadata(path).map_or(0, |m| m.len()),
-        ..FileReport::default()
-    };
+    let mut fr = FileReport::of(path);
     if !check_schema(db, path, report) {
         return fr;
     }
@@ -304,11 +307,7 @@ fn check_partition(
     known: Option<&HashSet<u64>>,
     report: &mut Report,
 ) -> FileReport {
-    let mut fr = FileReport {
-        path: path.to_owned(),
-        bytes: std::fs::metadata(path).map_or(0, |m| m.len()),
-        ..FileReport::default()
-    };
+    let mut fr = FileReport::of(path);
     if !check_schema(db, path, report) {
         return fr;
     }
