@@ -3,19 +3,10 @@
 //! labels added) and annotations, then resolves when its condition clears.
 
 mod common;
-mod notify_common;
 
-use common::{Picket, series, write_request};
-use notify_common::*;
+use common::notify::*;
+use common::{Picket, free_port, now_ms, series, wait_for, write_request};
 use serde_json::Value;
-use std::time::{SystemTime, UNIX_EPOCH};
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
 
 fn am_alerts(port: u16, name: &str) -> Vec<Value> {
     let r = common::client()

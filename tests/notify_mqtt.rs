@@ -4,19 +4,13 @@
 //! alert that fires while the broker is down arrives exactly once after it is back.
 
 mod common;
-mod notify_common;
 
-use common::{Picket, series, write_request};
-use notify_common::*;
+use common::notify::*;
+use common::{
+    ChildGuard, Picket, free_port, now_ms, series, wait_for, wait_listening, write_request,
+};
 use serde_json::Value;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
+use std::time::Duration;
 
 const RULES: &str = r#"groups:
   - name: mqtt
@@ -262,20 +256,15 @@ fn mqtts_with_credentials_verifies_the_broker_against_ca_file() {
         ),
     )
     .unwrap();
-    let mut child = std::process::Command::new("mosquitto")
+    let mut child = std::process::Command::new(common::bins::MOSQUITTO)
         .arg("-c")
         .arg(&conf)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("start mosquitto");
-    wait_for(20, "mosquitto with TLS", || {
-        if let Ok(Some(st)) = child.try_wait() {
-            panic!("mosquitto exited: {st}");
-        }
-        std::net::TcpStream::connect(("127.0.0.1", plain_port)).ok()
-    });
-    let _broker = Proc(child);
+    wait_listening(plain_port, &mut child, "mosquitto with TLS");
+    let _broker = ChildGuard(child);
     let sub = Subscriber::connect(plain_port, "plain", "picket/#");
     let rules = d.join("rules.yml");
     std::fs::write(&rules, RULES).unwrap();

@@ -6,20 +6,12 @@
 //! backoff, until it takes it.
 
 mod common;
-mod notify_common;
 
-use common::{Picket, series, write_request};
-use notify_common::*;
+use common::notify::*;
+use common::{Picket, free_port, now_ms, series, wait_for, write_request};
 use serde_json::Value;
 use std::process::Command;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
+use std::time::Duration;
 
 const RULES: &str = r#"groups:
   - name: hooks

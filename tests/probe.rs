@@ -9,34 +9,14 @@
 
 mod common;
 
-use common::{Picket, QUIET_CONFIG};
+use common::bins::{BLACKBOX, DNSMASQ};
+use common::{ChildGuard, Picket, QUIET_CONFIG, free_port};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-
-const BLACKBOX: &str = "/usr/bin/prometheus-blackbox-exporter";
-const DNSMASQ: &str = "/usr/sbin/dnsmasq";
-
-/// A child process killed when dropped.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn free_udp_port() -> u16 {
     std::net::UdpSocket::bind("127.0.0.1:0")
@@ -267,7 +247,7 @@ fn probes_match_blackbox_exporter() {
     certificates(dir.path());
     let web = web_server();
     let tls_port = free_port();
-    let _s_server = Proc(
+    let _s_server = ChildGuard(
         Command::new("openssl")
             .args(["s_server", "-quiet", "-www", "-accept"])
             .arg(format!("127.0.0.1:{tls_port}"))
@@ -286,7 +266,7 @@ fn probes_match_blackbox_exporter() {
     let banner_port = banner_server();
     let closed_port = free_port();
     let dns_port = free_udp_port();
-    let _dnsmasq = Proc(
+    let _dnsmasq = ChildGuard(
         Command::new(DNSMASQ)
             .args([
                 "--no-daemon",
@@ -362,7 +342,7 @@ fn probes_match_blackbox_exporter() {
     );
     std::fs::write(dir.path().join("blackbox.yml"), blackbox_yml).unwrap();
     let bb_port = free_port();
-    let _blackbox = Proc(
+    let _blackbox = ChildGuard(
         Command::new(BLACKBOX)
             .arg(format!(
                 "--config.file={}",

@@ -4,15 +4,14 @@
 
 mod common;
 
-use common::{Picket, QUIET_CONFIG};
+use common::bins::{NODE_EXPORTER, PROMETHEUS};
+use common::{ChildGuard, Picket, QUIET_CONFIG, free_port};
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-const NODE_EXPORTER: &str = "/usr/bin/prometheus-node-exporter";
 
 /// What the test exporter serves per path, and the headers of the requests it got.
 #[derive(Default)]
@@ -434,21 +433,6 @@ static_configs = [{{ targets = ["{a}"] }}]
     p.stop();
 }
 
-/// Kills node_exporter when the test ends, also on a failed assertion.
-struct ChildGuard(Child);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    l.local_addr().unwrap().port()
-}
-
 fn meminfo_total_bytes() -> f64 {
     let text = std::fs::read_to_string("/proc/meminfo").unwrap();
     let kb: f64 = text
@@ -774,7 +758,6 @@ fn a_job_over_its_target_limit_scrapes_none_of_its_targets() {
 /// against a `.*` here.
 #[test]
 fn picket_stores_the_same_series_as_prometheus_for_the_same_job() {
-    const PROMETHEUS: &str = "/usr/bin/prometheus";
     assert!(
         std::path::Path::new(PROMETHEUS).exists(),
         "{PROMETHEUS} is missing: `apt-get install prometheus`"

@@ -4,15 +4,8 @@
 
 mod common;
 
-use common::{Picket, QUIET_CONFIG, series, write_request};
+use common::{Picket, QUIET_CONFIG, now_ms, series, write_request};
 use std::process::Command;
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
 
 fn picket(args: &[&str]) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_picket"))

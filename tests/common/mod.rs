@@ -1,7 +1,17 @@
 //! Test harness: starts the real `picket` binary on a loopback port in a temp dir, talks
-//! to it over HTTP, and kills it by PID when dropped.
+//! to it over HTTP, and kills it by PID when dropped. Its submodules hold what the tests
+//! share besides: child-process guards, ports and bounded waits ([`process`], re-exported
+//! here), the absolute paths of Debian's components ([`bins`]), and the real notification
+//! receivers ([`notify`]).
 
 #![allow(dead_code)] // Each test binary uses a different part of the harness.
+
+pub mod bins;
+pub mod notify;
+pub mod process;
+
+#[allow(unused_imports)] // Each test binary uses a different part.
+pub use process::{ChildGuard, free_port, now_ms, wait_for, wait_for_every, wait_listening};
 
 use picket::model::prompb::{Label, Sample, TimeSeries, WriteRequest};
 use prost::Message;
