@@ -8,6 +8,7 @@
 
 mod common;
 
+use common::tls::openssl;
 use common::{Picket, QUIET_CONFIG, wait_for_every};
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -537,19 +538,6 @@ fn an_unreachable_api_server_leaves_the_other_jobs_running() {
     assert_eq!(code, 400);
     assert_eq!(v["errorType"], "bad_data");
     p.stop();
-}
-
-fn openssl(dir: &std::path::Path, args: &[&str]) {
-    let out = std::process::Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("openssl is installed by .ci/test");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// k3s' kubeconfig: an HTTPS API server with the cluster CA inline

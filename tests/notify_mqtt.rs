@@ -6,6 +6,7 @@
 mod common;
 
 use common::notify::*;
+use common::tls::{ca_and_leaf, run};
 use common::{
     ChildGuard, Picket, free_port, now_ms, series, wait_for, wait_listening, write_request,
 };
@@ -156,84 +157,13 @@ fn an_alert_firing_while_the_broker_is_down_arrives_once_when_it_is_back() {
     sub.wait(10, "picket/pi1/status", |m| m == "offline");
 }
 
-/// Runs a command in `dir`; panics with its stderr on failure.
-fn run(dir: &std::path::Path, cmd: &str, args: &[&str]) {
-    let out = std::process::Command::new(cmd)
-        .args(args)
-        .current_dir(dir)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("run {cmd}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 #[test]
 fn mqtts_with_credentials_verifies_the_broker_against_ca_file() {
     // A throwaway CA and a leaf for 127.0.0.1; mosquitto serves TLS with a password file
     // on one listener and plain anonymous MQTT (for the test's subscriber) on another.
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
-    let mut ca = vec!["req", "-x509"];
-    ca.extend(ec);
-    ca.extend([
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-        "-days",
-        "1",
-        "-subj",
-        "/CN=picket-test-ca",
-    ]);
-    run(d, "openssl", &ca);
-    let mut csr = vec!["req"];
-    csr.extend(ec);
-    csr.extend([
-        "-keyout",
-        "leaf.key",
-        "-out",
-        "leaf.csr",
-        "-subj",
-        "/CN=127.0.0.1",
-    ]);
-    run(d, "openssl", &csr);
-    std::fs::write(
-        d.join("ext.cnf"),
-        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
-    )
-    .unwrap();
-    run(
-        d,
-        "openssl",
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "leaf.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "leaf.pem",
-            "-days",
-            "1",
-            "-extfile",
-            "ext.cnf",
-        ],
-    );
+    ca_and_leaf(d);
     run(
         d,
         "mosquitto_passwd",

@@ -10,6 +10,7 @@
 mod common;
 
 use common::bins::{BLACKBOX, DNSMASQ};
+use common::tls::openssl;
 use common::{ChildGuard, Picket, QUIET_CONFIG, free_port};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Write};
@@ -79,19 +80,6 @@ fn banner_server() -> u16 {
         }
     });
     port
-}
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("openssl is installed by .ci/test");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// A CA and a `localhost` server certificate signed by it, valid for 30 days.

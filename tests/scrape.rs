@@ -5,6 +5,7 @@
 mod common;
 
 use common::bins::{NODE_EXPORTER, PROMETHEUS};
+use common::tls::ca_and_leaf;
 use common::{ChildGuard, Picket, QUIET_CONFIG, free_port};
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
@@ -574,84 +575,13 @@ fn the_global_series_limit_fails_scrapes_that_would_pass_it() {
     p.stop();
 }
 
-/// Runs openssl with `args` in `dir`; panics with its stderr on failure.
-fn openssl(dir: &std::path::Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run openssl (Debian package `openssl`)");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 #[test]
 fn https_targets_are_verified_against_tls_config_ca_file() {
     // A throwaway CA and a leaf certificate for 127.0.0.1, served by node_exporter's own
     // TLS (`--web.config.file`).
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
-    let mut ca = vec!["req", "-x509"];
-    ca.extend(ec);
-    ca.extend([
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-        "-days",
-        "1",
-        "-subj",
-        "/CN=picket-test-ca",
-    ]);
-    openssl(d, &ca);
-    let mut csr = vec!["req"];
-    csr.extend(ec);
-    csr.extend([
-        "-keyout",
-        "leaf.key",
-        "-out",
-        "leaf.csr",
-        "-subj",
-        "/CN=127.0.0.1",
-    ]);
-    openssl(d, &csr);
-    std::fs::write(
-        d.join("ext.cnf"),
-        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n\
-         keyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
-    )
-    .unwrap();
-    openssl(
-        d,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "leaf.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "leaf.pem",
-            "-days",
-            "1",
-            "-extfile",
-            "ext.cnf",
-        ],
-    );
+    ca_and_leaf(d);
     std::fs::write(
         d.join("web.yml"),
         format!(

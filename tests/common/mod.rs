@@ -1,14 +1,15 @@
 //! Test harness: starts the real `picket` binary on a loopback port in a temp dir, talks
 //! to it over HTTP, and kills it by PID when dropped. Its submodules hold what the tests
 //! share besides: child-process guards, ports and bounded waits ([`process`], re-exported
-//! here), the absolute paths of Debian's components ([`bins`]), and the real notification
-//! receivers ([`notify`]).
+//! here), the absolute paths of Debian's components ([`bins`]), the real notification
+//! receivers ([`notify`]), and throwaway certificates made with openssl ([`tls`]).
 
 #![allow(dead_code)] // Each test binary uses a different part of the harness.
 
 pub mod bins;
 pub mod notify;
 pub mod process;
+pub mod tls;
 
 #[allow(unused_imports)] // Each test binary uses a different part.
 pub use process::{ChildGuard, free_port, now_ms, wait_for, wait_for_every, wait_listening};
