@@ -1,10 +1,12 @@
 //! What the benches share: the tests' process helpers (child guard, free port, bounded
 //! waits, clock; tests/common/process.rs) and the absolute paths of Debian's components
-//! (tests/common/bins.rs), included by path, and readers of another process's `/proc`
-//! entries (`status` fields in kB, CPU time from `stat`).
+//! (tests/common/bins.rs), included by path; readers of another process's `/proc`
+//! entries (`status` fields in kB, CPU time from `stat`); and an allocation-counting
+//! allocator ([`alloc`]).
 
 #![allow(dead_code)] // Each bench uses a different part.
 
+pub mod alloc;
 #[path = "../../tests/common/bins.rs"]
 pub mod bins;
 #[path = "../../tests/common/process.rs"]
