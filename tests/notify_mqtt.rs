@@ -7,9 +7,7 @@ mod common;
 
 use common::notify::*;
 use common::tls::{ca_and_leaf, run};
-use common::{
-    ChildGuard, Picket, free_port, now_ms, series, wait_for, wait_listening, write_request,
-};
+use common::{ChildGuard, Picket, free_port, wait_for, wait_listening};
 use serde_json::Value;
 use std::time::Duration;
 
@@ -27,14 +25,6 @@ const RULES: &str = r#"groups:
         labels:
           severity: warning
 "#;
-
-fn push(p: &Picket, name: &str) {
-    let (code, body) = p.remote_write(
-        &write_request(vec![series(&[("__name__", name)], &[(now_ms(), 1.0)])]),
-        None,
-    );
-    assert_eq!(code, 204, "{body}");
-}
 
 fn json(s: &str) -> Value {
     serde_json::from_str(s).unwrap_or_else(|e| panic!("payload is not JSON ({e}): {s}"))

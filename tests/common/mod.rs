@@ -227,3 +227,17 @@ pub fn write_request(series: Vec<TimeSeries>) -> WriteRequest {
         metadata: vec![],
     }
 }
+
+/// Runs the `picket` binary with `args`; returns whether it succeeded, its stdout and its
+/// stderr.
+pub fn picket_cli(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_picket"))
+        .args(args)
+        .output()
+        .expect("run picket");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

@@ -1,10 +1,11 @@
 //! What the notify tests share: real receivers started on loopback ports (Debian's
 //! mosquitto, prometheus-alertmanager, a small HTTP receiver) killed by PID on drop, an
-//! MQTT subscriber, and a Picket config with rules and fast notification timers. Bounded
-//! waits and the process guard are in [`super::process`].
+//! MQTT subscriber, a Picket config with rules and fast notification timers, and a push
+//! of one sample. Bounded waits and the process guard are in [`super::process`].
 
 use super::bins::{ALERTMANAGER, MOSQUITTO};
-use super::process::{ChildGuard, wait_for, wait_listening};
+use super::process::{ChildGuard, now_ms, wait_for, wait_listening};
+use super::{Picket, series, write_request};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::path::Path;
@@ -195,6 +196,15 @@ impl HttpReceiver {
             .filter_map(|r| serde_json::from_str(&r.body).ok())
             .collect()
     }
+}
+
+/// Pushes one sample of `name` (value 1, now) by remote_write.
+pub fn push(p: &Picket, name: &str) {
+    let (code, body) = p.remote_write(
+        &write_request(vec![series(&[("__name__", name)], &[(now_ms(), 1.0)])]),
+        None,
+    );
+    assert_eq!(code, 204, "{body}");
 }
 
 /// A config with every collector off, rules from `rules_file` every second, node `pi1`,
