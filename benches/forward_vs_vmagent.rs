@@ -19,51 +19,21 @@
 //! 300) per contender; under `cargo test` it runs each for a few seconds at a 1 s interval
 //! as a check that the measurement works.
 
+mod common;
+
+use common::bins::{PROMETHEUS, VICTORIA, VMAGENT};
+use common::{ChildGuard, cpu_seconds, free_port, status_kib};
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 const TARGETS: usize = 20;
 const SERIES_PER_TARGET: usize = 1000;
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
-        })
-        .unwrap_or(0)
-}
-
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    (ticks(11) + ticks(12)) / 100.0
-}
 
 fn http_get(port: u16, path: &str) -> Option<String> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
@@ -242,8 +212,8 @@ fn run(
 ) -> Row {
     let stop = Arc::new(AtomicBool::new(false));
     let vm_port = free_port();
-    let vm = Proc(
-        Command::new("victoria-metrics")
+    let vm = ChildGuard(
+        Command::new(VICTORIA)
             .arg(format!("-storageDataPath={}", dir.join("vm").display()))
             .arg(format!("-httpListenAddr=127.0.0.1:{vm_port}"))
             .stdout(Stdio::null())
@@ -292,7 +262,7 @@ fn run(
                 prometheus_scrape_yaml(target_ports, &interval),
             )
             .unwrap();
-            Command::new("vmagent")
+            Command::new(VMAGENT)
                 .arg(format!(
                     "-promscrape.config={}",
                     dir.join("prom.yml").display()
@@ -312,7 +282,7 @@ fn run(
             let mut yaml = prometheus_scrape_yaml(target_ports, &interval);
             yaml.push_str(&format!("remote_write:\n  - url: {write_url}\n"));
             std::fs::write(dir.join("prom.yml"), yaml).unwrap();
-            Command::new("prometheus")
+            Command::new(PROMETHEUS)
                 .arg("--enable-feature=agent")
                 .arg(format!("--config.file={}", dir.join("prom.yml").display()))
                 .arg(format!(
@@ -326,17 +296,17 @@ fn run(
                 .expect("start prometheus (apt-get install prometheus)")
         }
     };
-    let proc = Proc(child);
+    let proc = ChildGuard(child);
     let pid = proc.0.id();
-    let cpu0 = cpu_seconds(pid);
+    let cpu0 = cpu_seconds(pid).unwrap_or(0.0);
     let scrapes0 = scrapes.load(Ordering::Relaxed);
     let t0 = Instant::now();
     let mut rss = Vec::new();
     while t0.elapsed() < Duration::from_secs(seconds) {
         std::thread::sleep(Duration::from_secs(5).min(Duration::from_secs(seconds)));
-        rss.push(rss_kib(pid));
+        rss.push(status_kib(pid, "VmRSS:"));
     }
-    let cpu = cpu_seconds(pid) - cpu0;
+    let cpu = cpu_seconds(pid).unwrap_or(0.0) - cpu0;
     let scraped = (scrapes.load(Ordering::Relaxed) - scrapes0) * SERIES_PER_TARGET as u64;
     // Let the last batches arrive, then read what VictoriaMetrics got.
     std::thread::sleep(Duration::from_secs(2));

@@ -10,43 +10,22 @@
 //! `cargo bench --bench memory` measures; under `cargo test` (no `--bench` argument) it runs
 //! for 5 s as a check that the measurement itself works.
 
+mod common;
+
+use common::bins::NODE_EXPORTER;
+use common::{ChildGuard, cpu_seconds, free_port, status_kib};
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// A measured process (killed by PID on drop) and its samples.
 struct Proc {
     name: &'static str,
-    child: Child,
+    child: ChildGuard,
     rss: Vec<u64>,
     anon: Vec<u64>,
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn status_kib(pid: u32, key: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(key))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
-        })
-        .unwrap_or(0)
-}
-
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    // utime and stime are fields 14 and 15 of proc(5); `rest` starts at field 3.
-    (ticks(11) + ticks(12)) / 100.0
 }
 
 fn io_write_bytes(pid: u32) -> u64 {
@@ -58,13 +37,6 @@ fn io_write_bytes(pid: u32) -> u64 {
             .unwrap_or(0)
     };
     get("write_bytes:").saturating_sub(get("cancelled_write_bytes:"))
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
 }
 
 /// A minimal HTTP/1.0 GET, so the bench adds no client library's memory to the machine.
@@ -137,12 +109,12 @@ fn main() {
         .expect("start picket");
     let mut picket = Proc {
         name: "picket",
-        child: picket,
+        child: ChildGuard(picket),
         rss: vec![],
         anon: vec![],
     };
     let ne_port = free_port();
-    let node_exporter = Command::new("/usr/bin/prometheus-node-exporter")
+    let node_exporter = Command::new(NODE_EXPORTER)
         .arg(format!("--web.listen-address=127.0.0.1:{ne_port}"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -152,7 +124,7 @@ fn main() {
         );
     let mut ne = Proc {
         name: "node_exporter",
-        child: node_exporter,
+        child: ChildGuard(node_exporter),
         rss: vec![],
         anon: vec![],
     };
@@ -166,7 +138,7 @@ fn main() {
             next_scrape += Duration::from_secs(15);
         }
         for p in [&mut picket, &mut ne] {
-            let pid = p.child.id();
+            let pid = p.child.0.id();
             p.rss.push(status_kib(pid, "VmRSS:"));
             p.anon.push(status_kib(pid, "RssAnon:"));
         }
@@ -174,7 +146,7 @@ fn main() {
     }
     let self_metrics = http_get(picket_port, "/metrics").unwrap_or_default();
     let samples = metric_value(&self_metrics, "picket_store_samples_appended_total");
-    let written = io_write_bytes(picket.child.id());
+    let written = io_write_bytes(picket.child.0.id());
 
     println!(
         "collector memory, {seconds} s, both processes side by side, this host at a 15 s interval"
@@ -184,7 +156,7 @@ fn main() {
         "process", "RSS MiB", "RssAnon MiB", "mean RSS 2nd½", "HWM MiB", "CPU s"
     );
     for p in [&picket, &ne] {
-        let pid = p.child.id();
+        let pid = p.child.0.id();
         let half = &p.rss[p.rss.len() / 2..];
         let mean = half.iter().sum::<u64>() as f64 / half.len().max(1) as f64;
         let mib = |kib: f64| kib / 1024.0;
@@ -195,15 +167,15 @@ fn main() {
             mib(*p.anon.last().unwrap_or(&0) as f64),
             mib(mean),
             mib(status_kib(pid, "VmHWM:") as f64),
-            cpu_seconds(pid),
+            cpu_seconds(pid).unwrap_or(0.0),
         );
     }
     // Stop Picket cleanly so its last flush is on disk before sizing the data dir.
     // SAFETY: kill(2) on our own child's PID.
     unsafe {
-        libc::kill(picket.child.id() as i32, libc::SIGTERM);
+        libc::kill(picket.child.0.id() as i32, libc::SIGTERM);
     }
-    let _ = picket.child.wait();
+    let _ = picket.child.0.wait();
     let disk = dir_bytes(&data);
     println!("picket samples stored: {samples}");
     println!(

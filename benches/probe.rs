@@ -5,36 +5,14 @@
 //! `cargo bench --bench probe` (1,000 probes of each kind); under `cargo test` it runs 5
 //! as a check.
 
+mod common;
+
+use common::alloc::{Counting, allocations};
 use picket::collect::probe::{Prepared, probe};
 use picket::config::probe::ProbeConfig;
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
-
-/// Counts allocations so the bench can report them per probe.
-struct Counting;
-
-static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: forwards every call to the system allocator unchanged.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as the caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as the caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
@@ -71,18 +49,14 @@ fn run(runtime: &tokio::runtime::Runtime, name: &str, config: &str, target: &str
     // One probe first: connection setup paths warmed, TLS roots loaded.
     let m = runtime.block_on(probe(&prepared, target));
     assert_eq!(m.get("probe_success"), Some(1.0), "{name}: {m:?}");
-    let (a0, c0, t0) = (
-        ALLOCATIONS.load(Ordering::Relaxed),
-        cpu_seconds(),
-        Instant::now(),
-    );
+    let (a0, c0, t0) = (allocations(), cpu_seconds(), Instant::now());
     for _ in 0..n {
         let m = runtime.block_on(probe(&prepared, target));
         assert_eq!(m.get("probe_success"), Some(1.0), "{name}");
     }
     let wall = t0.elapsed().as_secs_f64();
     let cpu = cpu_seconds() - c0;
-    let allocs = ALLOCATIONS.load(Ordering::Relaxed) - a0;
+    let allocs = allocations() - a0;
     println!(
         "{name:<5} {n:>5} probes: {:>7.1} µs wall, {:>7.1} µs CPU (with the server), {:>6.0} allocations per probe",
         wall / n as f64 * 1e6,

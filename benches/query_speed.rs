@@ -33,6 +33,10 @@
 //! `PICKET_BENCH_BIN=/path/to/picket` measures another build of Picket (e.g. one with
 //! symbols, under `perf record`).
 
+mod common;
+
+use common::bins::{PROMETHEUS, VICTORIA};
+use common::{free_port, status_kib};
 use picket::model::prompb::{Label, Sample, TimeSeries, WriteRequest};
 use prost::Message;
 use std::collections::BTreeMap;
@@ -81,26 +85,12 @@ impl Server {
         format!("http://127.0.0.1:{}{}", self.port, path)
     }
     fn status_kib(&self, key: &str) -> u64 {
-        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find(|l| l.starts_with(key))
-                    .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
-            })
-            .unwrap_or(0)
+        status_kib(self.child.id(), key)
     }
     /// Resets VmHWM to the current RSS (proc(5), `clear_refs` value 5).
     fn reset_peak_rss(&self) {
         let _ = std::fs::write(format!("/proc/{}/clear_refs", self.child.id()), "5");
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
 }
 
 fn spawn(
@@ -616,7 +606,7 @@ fn main() {
     let port = free_port();
     let mut vm = spawn(
         "victoria-metrics",
-        "victoria-metrics",
+        VICTORIA,
         &[
             format!("-httpListenAddr=127.0.0.1:{port}"),
             format!("-storageDataPath={}", path(&dir.join("vm"))),
@@ -632,7 +622,7 @@ fn main() {
     let port = free_port();
     let mut prom = spawn(
         "prometheus",
-        "prometheus",
+        PROMETHEUS,
         &[
             format!("--config.file={}", path(&prom_config)),
             format!("--storage.tsdb.path={}", path(&dir.join("prometheus"))),

@@ -12,51 +12,22 @@
 //! `cargo bench --bench rules_eval`; under `cargo test` it runs small (1,000 series, 20
 //! rules, a 6 s window, 3 alerts) as a check.
 
+mod common;
+
+use common::bins::{MOSQUITTO, PROMETHEUS};
+use common::{ChildGuard, cpu_seconds, free_port, now_ms, wait_for};
 use picket::model::prompb::{Label, Sample, TimeSeries, WriteRequest};
 use prost::Message;
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
-struct Proc(Child);
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
-
+/// Waits (30 s at most) until something accepts TCP connections on loopback `port`.
 fn wait_port(port: u16, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "{what} did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// utime + stime of a process, in seconds.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let rest = &stat[stat.rfind(')').unwrap() + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    (f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap()) / ticks
+    wait_for(30, &format!("{what} to start"), || {
+        TcpStream::connect(("127.0.0.1", port)).ok()
+    });
 }
 
 /// Sum of every sample of `name` (any labels) in a /metrics text.
@@ -203,10 +174,16 @@ fn measure(
     secs: u64,
 ) -> Figures {
     std::thread::sleep(Duration::from_secs(6));
-    let (c0, i0) = (cpu_seconds(pid), metric_sum(&get(metrics_url), evaluations));
+    let (c0, i0) = (
+        cpu_seconds(pid).expect("/proc/PID/stat"),
+        metric_sum(&get(metrics_url), evaluations),
+    );
     std::thread::sleep(Duration::from_secs(secs));
     let text = get(metrics_url);
-    let (c1, i1) = (cpu_seconds(pid), metric_sum(&text, evaluations));
+    let (c1, i1) = (
+        cpu_seconds(pid).expect("/proc/PID/stat"),
+        metric_sum(&text, evaluations),
+    );
     let rounds = (i1 - i0) / per_round;
     assert!(
         rounds > 0.0,
@@ -241,7 +218,7 @@ fn main() {
         format!("[collect.host]\nenabled = false\n[collect.self]\nenabled = false\n[rules]\nrule_files = [{:?}]\n", rules.display().to_string()),
     )
     .unwrap();
-    let picket = Proc(
+    let picket = ChildGuard(
         Command::new(env!("CARGO_BIN_EXE_picket"))
             .args(["run", "--config"])
             .arg(&pcfg)
@@ -266,8 +243,8 @@ fn main() {
         ),
     )
     .unwrap();
-    let prom = Proc(
-        Command::new("prometheus")
+    let prom = ChildGuard(
+        Command::new(PROMETHEUS)
             .arg(format!("--config.file={}", mcfg.display()))
             .arg(format!(
                 "--storage.tsdb.path={}",
@@ -357,8 +334,8 @@ fn latency(dir: &Path, n: usize) {
         format!("listener {bport} 127.0.0.1\nallow_anonymous true\npersistence false\n"),
     )
     .unwrap();
-    let _broker = Proc(
-        Command::new("/usr/sbin/mosquitto")
+    let _broker = ChildGuard(
+        Command::new(MOSQUITTO)
             .arg("-c")
             .arg(&bconf)
             .stdout(Stdio::null())
@@ -385,7 +362,7 @@ fn latency(dir: &Path, n: usize) {
         ),
     )
     .unwrap();
-    let _picket = Proc(
+    let _picket = ChildGuard(
         Command::new(env!("CARGO_BIN_EXE_picket"))
             .args(["run", "--config"])
             .arg(&cfg)

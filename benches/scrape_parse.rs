@@ -7,46 +7,20 @@
 //! cloned once, and the store's write batch takes one `Vec` per series).
 //! `cargo bench --bench scrape_parse`; under `cargo test` it runs 3 rounds as a check.
 
+mod common;
+
+use common::alloc::{Counting, allocations};
 use picket::collect::Batch;
 use picket::collect::exposition;
 use picket::collect::host::HostCollector;
 use picket::collect::scrape::parser::{Entry, Format, Parser};
 use picket::collect::scrape::target::{LoopSettings, ScrapeLoop};
 use picket::model::Labels;
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
-
-/// Counts allocations so the bench can report them per sample.
-struct Counting;
-
-static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: forwards every call to the system allocator unchanged.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as the caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as the caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
-
-fn allocations() -> usize {
-    ALLOCATIONS.load(Ordering::Relaxed)
-}
 
 fn main() {
     let rounds: u32 = if std::env::args().any(|a| a == "--bench") {

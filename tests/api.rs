@@ -3,16 +3,9 @@
 
 mod common;
 
-use common::{Picket, QUIET_CONFIG, series, write_request};
+use common::{Picket, QUIET_CONFIG, now_ms, series, write_request};
 use picket::model::prompb::MetricMetadata;
 use serde_json::json;
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
 
 #[test]
 fn grafana_health_check_query_answers_scalar_two_at_time_four() {

@@ -12,20 +12,19 @@
 
 mod common;
 
-use common::{Picket, QUIET_CONFIG, client, series, write_request};
+use common::bins::{PROMETHEUS, VICTORIA};
+use common::{ChildGuard, Picket, QUIET_CONFIG, client, free_port, now_ms, series, write_request};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
-const VICTORIA: &str = "/usr/bin/victoria-metrics";
-const PROMETHEUS: &str = "/usr/bin/prometheus";
 const SERIES: usize = 12;
 
 /// A receiver process, killed by PID when dropped.
 struct Receiver {
-    child: Option<Child>,
+    child: Option<ChildGuard>,
     addr: String,
     dir: PathBuf,
     kind: Kind,
@@ -92,7 +91,7 @@ impl Receiver {
             .stderr(Stdio::null())
             .spawn()
             .expect("start the receiver");
-        self.child = Some(child);
+        self.child = Some(ChildGuard(child));
         let ready_path = match self.kind {
             Kind::Victoria => "/health",
             Kind::Prometheus => "/-/ready",
@@ -132,16 +131,16 @@ impl Receiver {
         if let Some(mut c) = self.child.take() {
             match self.kind {
                 Kind::Prometheus => {
-                    let _ = c.kill();
+                    let _ = c.0.kill();
                 }
                 Kind::Victoria => {
                     // SAFETY: kill(2) on our own child's PID.
                     unsafe {
-                        libc::kill(c.id() as i32, libc::SIGTERM);
+                        libc::kill(c.0.id() as i32, libc::SIGTERM);
                     }
                 }
             }
-            let _ = c.wait();
+            let _ = c.0.wait();
         }
     }
 
@@ -202,30 +201,6 @@ impl Receiver {
         }
         out
     }
-}
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
 }
 
 /// The data set: `rounds` writes, 200 ms apart, of one sample for each of [`SERIES`]

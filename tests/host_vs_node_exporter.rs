@@ -12,18 +12,21 @@
 //! implements report the same success; and node_exporter has no family Picket lacks
 //! except the documented gaps (collectors Picket does not implement).
 
+mod common;
+
+use common::bins::NODE_EXPORTER;
+use common::{ChildGuard, free_port};
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use picket::collect::Batch;
 use picket::collect::exposition;
 use picket::collect::host::HostCollector;
-
-const NODE_EXPORTER: &str = "/usr/bin/prometheus-node-exporter";
 
 /// Families node_exporter may emit that Picket knowingly does not: collectors Picket
 /// does not implement (see `appliance/collect/host/mod.rs`) and node_exporter's own.
@@ -44,16 +47,6 @@ const VOLATILE_LABELS: &[&str] = &[
     "node_scrape_collector_duration_seconds",
     "node_scrape_collector_success",
 ];
-
-/// Kills node_exporter when the test ends, also on a failed assertion.
-struct ChildGuard(Child);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 type LabelSet = BTreeMap<String, String>;
 
@@ -142,11 +135,6 @@ fn parse_sample(line: &str) -> (String, LabelSet, f64) {
             .unwrap_or_else(|_| panic!("bad value in {line:?}")),
     };
     (name, labels, value)
-}
-
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    l.local_addr().unwrap().port()
 }
 
 /// `GET /metrics` over HTTP/1.0 (the server closes the connection after the body).

@@ -6,26 +6,19 @@
 
 mod common;
 
-use common::{Picket, QUIET_CONFIG, client};
+use common::bins::VICTORIA;
+use common::{ChildGuard, Picket, QUIET_CONFIG, client, free_port, now_ms};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
-const VICTORIA: &str = "/usr/bin/victoria-metrics";
-
+/// Debian's VictoriaMetrics on a loopback port; killed by PID on drop.
 struct Victoria {
-    child: Child,
+    _child: ChildGuard,
     addr: String,
-}
-
-impl Drop for Victoria {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn start_victoria(dir: &Path) -> Victoria {
@@ -33,12 +26,7 @@ fn start_victoria(dir: &Path) -> Victoria {
         Path::new(VICTORIA).exists(),
         "{VICTORIA} is missing: apt-get install victoria-metrics (.ci/test installs it)"
     );
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr = format!("127.0.0.1:{port}");
+    let addr = format!("127.0.0.1:{}", free_port());
     let child = Command::new(VICTORIA)
         .arg(format!("-storageDataPath={}", dir.display()))
         .arg(format!("-httpListenAddr={addr}"))
@@ -46,7 +34,10 @@ fn start_victoria(dir: &Path) -> Victoria {
         .stderr(Stdio::null())
         .spawn()
         .expect("start victoria-metrics");
-    let vm = Victoria { child, addr };
+    let vm = Victoria {
+        _child: ChildGuard(child),
+        addr,
+    };
     let deadline = Instant::now() + Duration::from_secs(30);
     while !client()
         .get(format!("http://{}/health", vm.addr))
@@ -57,13 +48,6 @@ fn start_victoria(dir: &Path) -> Victoria {
         std::thread::sleep(Duration::from_millis(100));
     }
     vm
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
 }
 
 fn post(base: &str, path: &str, body: Vec<u8>, gzip: bool, auth: Option<&str>) -> (u16, String) {

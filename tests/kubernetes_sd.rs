@@ -8,13 +8,17 @@
 
 mod common;
 
-use common::{Picket, QUIET_CONFIG};
+use common::tls::openssl;
+use common::{Picket, QUIET_CONFIG, wait_for_every};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// How often the tests poll Picket while waiting (30 s at most).
+const POLL: Duration = Duration::from_millis(200);
 
 const TOKEN: &str = "test-token-123";
 const FIRST_VERSION: u64 = 100;
@@ -258,17 +262,6 @@ fn exporter(path: &'static str, value: u32) -> u16 {
     port
 }
 
-fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
 fn active(p: &Picket, pool: &str) -> Vec<Value> {
     let (code, v) = p.get_json(&format!("/api/v1/targets?state=active&scrapePool={pool}"));
     assert_eq!(code, 200, "{v}");
@@ -343,7 +336,7 @@ fn pods_are_discovered_scraped_dropped_and_relisted() {
     let p = Picket::start(&config);
 
     // 1. The annotated pods become targets of "pods", with Kubernetes labels.
-    let targets = wait_for("two annotated targets", || {
+    let targets = wait_for_every(30, POLL, "two annotated targets", || {
         let t = active(&p, "pods");
         (t.len() == 2 && t.iter().all(|t| t["health"] == "up")).then_some(t)
     });
@@ -364,7 +357,7 @@ fn pods_are_discovered_scraped_dropped_and_relisted() {
     assert_eq!(a["lastError"], "");
 
     // Scraped samples carry the labels.
-    let got = wait_for("pod a's sample", || {
+    let got = wait_for_every(30, POLL, "pod a's sample", || {
         let r = p.query(
             "demo_metric{job=\"pods\",namespace=\"ai\",pod=\"a\",container=\"srv\",node=\"pi-1\"}",
             &now_s().to_string(),
@@ -387,7 +380,7 @@ fn pods_are_discovered_scraped_dropped_and_relisted() {
     assert_eq!((code, bad["errorType"].as_str()), (400, Some("bad_data")));
 
     // 2. The raw job gets Prometheus' role=pod targets; its own relabel rules apply.
-    let raw = wait_for("raw targets", || {
+    let raw = wait_for_every(30, POLL, "raw targets", || {
         let t = active(&p, "raw");
         (t.len() == 2 && t.iter().all(|t| t["health"] == "up")).then_some(t)
     });
@@ -451,10 +444,10 @@ fn pods_are_discovered_scraped_dropped_and_relisted() {
         "DELETED",
         pod("a", "pi-1", port_a, json!({"prometheus.io/scrape": "true", "prometheus.io/port": port_a.to_string(), "prometheus.io/path": "/stats"})),
     );
-    wait_for("pod a to leave", || {
+    wait_for_every(30, POLL, "pod a to leave", || {
         (pod_names(&active(&p, "pods")) == ["b"]).then_some(())
     });
-    wait_for("pod a's series to go stale", || {
+    wait_for_every(30, POLL, "pod a's series to go stale", || {
         let r = p.query("demo_metric{pod=\"a\"}", &now_s().to_string());
         r.as_array().unwrap().is_empty().then_some(())
     });
@@ -485,7 +478,7 @@ fn pods_are_discovered_scraped_dropped_and_relisted() {
             json!({"type": "ERROR", "object": {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": "too old resource version: 100 (205)", "reason": "Expired", "code": 410}}).to_string(),
         );
     }
-    wait_for("pod c after the re-list", || {
+    wait_for_every(30, POLL, "pod c after the re-list", || {
         let t = active(&p, "pods");
         (pod_names(&t) == ["b", "c"] && t.iter().all(|t| t["health"] == "up")).then_some(())
     });
@@ -506,7 +499,7 @@ fn pods_are_discovered_scraped_dropped_and_relisted() {
         "two jobs, then a re-list"
     );
     assert!(value("picket_sd_kubernetes_events_total{event=\"deleted\"} ") >= 1.0);
-    wait_for("pod c's sample", || {
+    wait_for_every(30, POLL, "pod c's sample", || {
         let r = p.query("demo_metric{job=\"pods\",pod=\"c\"}", &now_s().to_string());
         (r.as_array().unwrap().len() == 1).then_some(())
     });
@@ -536,7 +529,7 @@ fn an_unreachable_api_server_leaves_the_other_jobs_running() {
          [[scrape.kubernetes_sd_configs]]\nrole = \"pod\"\napi_server = \"http://127.0.0.1:1\"\n"
     );
     let p = Picket::start(&config);
-    wait_for("the static target to be up", || {
+    wait_for_every(30, POLL, "the static target to be up", || {
         let t = active(&p, "static");
         (t.len() == 1 && t[0]["health"] == "up").then_some(())
     });
@@ -545,19 +538,6 @@ fn an_unreachable_api_server_leaves_the_other_jobs_running() {
     assert_eq!(code, 400);
     assert_eq!(v["errorType"], "bad_data");
     p.stop();
-}
-
-fn openssl(dir: &std::path::Path, args: &[&str]) {
-    let out = std::process::Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("openssl is installed by .ci/test");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// k3s' kubeconfig: an HTTPS API server with the cluster CA inline
@@ -776,7 +756,7 @@ fn a_k3s_kubeconfig_with_a_client_certificate_works() {
         kubeconfig.display()
     );
     let p = Picket::start(&config);
-    let t = wait_for("the pod found over TLS", || {
+    let t = wait_for_every(30, POLL, "the pod found over TLS", || {
         let t = active(&p, "pods");
         (t.len() == 1 && t[0]["health"] == "up").then_some(t)
     });
@@ -824,7 +804,7 @@ fn a_kubeconfig_written_after_start_is_picked_up() {
         kubeconfig.display()
     );
     let p = Picket::start(&config);
-    wait_for("a failed connection attempt", || {
+    wait_for_every(30, POLL, "a failed connection attempt", || {
         let (_, metrics) = p.get("/metrics");
         metrics
             .lines()
@@ -841,7 +821,7 @@ fn a_kubeconfig_written_after_start_is_picked_up() {
         ),
     )
     .unwrap();
-    wait_for("the pod after the kubeconfig appeared", || {
+    wait_for_every(30, POLL, "the pod after the kubeconfig appeared", || {
         let t = active(&p, "pods");
         (t.len() == 1 && t[0]["health"] == "up").then_some(())
     });

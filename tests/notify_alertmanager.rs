@@ -3,19 +3,10 @@
 //! labels added) and annotations, then resolves when its condition clears.
 
 mod common;
-mod notify_common;
 
-use common::{Picket, series, write_request};
-use notify_common::*;
+use common::notify::*;
+use common::{Picket, free_port, now_ms, wait_for};
 use serde_json::Value;
-use std::time::{SystemTime, UNIX_EPOCH};
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
 
 fn am_alerts(port: u16, name: &str) -> Vec<Value> {
     let r = common::client()
@@ -76,11 +67,7 @@ fn alerts_appear_in_alertmanager_with_their_labels_then_resolve() {
     let ends = picket::notify::alert::parse_rfc3339(a["endsAt"].as_str().unwrap()).unwrap();
     assert!(ends > now_ms() + 3 * 60_000, "{a}");
 
-    let (code, body) = p.remote_write(
-        &write_request(vec![series(&[("__name__", "disk_ok")], &[(now_ms(), 1.0)])]),
-        None,
-    );
-    assert_eq!(code, 204, "{body}");
+    push(&p, "disk_ok");
     // Resolved: Alertmanager drops it from its active alerts (or shows an endsAt passed).
     wait_for(30, "the alert to resolve in Alertmanager", || {
         let list = am_alerts(am_port, "DiskFull");

@@ -4,19 +4,12 @@
 //! alert that fires while the broker is down arrives exactly once after it is back.
 
 mod common;
-mod notify_common;
 
-use common::{Picket, series, write_request};
-use notify_common::*;
+use common::notify::*;
+use common::tls::{ca_and_leaf, run};
+use common::{ChildGuard, Picket, free_port, wait_for, wait_listening};
 use serde_json::Value;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
+use std::time::Duration;
 
 const RULES: &str = r#"groups:
   - name: mqtt
@@ -32,14 +25,6 @@ const RULES: &str = r#"groups:
         labels:
           severity: warning
 "#;
-
-fn push(p: &Picket, name: &str) {
-    let (code, body) = p.remote_write(
-        &write_request(vec![series(&[("__name__", name)], &[(now_ms(), 1.0)])]),
-        None,
-    );
-    assert_eq!(code, 204, "{body}");
-}
 
 fn json(s: &str) -> Value {
     serde_json::from_str(s).unwrap_or_else(|e| panic!("payload is not JSON ({e}): {s}"))
@@ -162,84 +147,13 @@ fn an_alert_firing_while_the_broker_is_down_arrives_once_when_it_is_back() {
     sub.wait(10, "picket/pi1/status", |m| m == "offline");
 }
 
-/// Runs a command in `dir`; panics with its stderr on failure.
-fn run(dir: &std::path::Path, cmd: &str, args: &[&str]) {
-    let out = std::process::Command::new(cmd)
-        .args(args)
-        .current_dir(dir)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("run {cmd}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 #[test]
 fn mqtts_with_credentials_verifies_the_broker_against_ca_file() {
     // A throwaway CA and a leaf for 127.0.0.1; mosquitto serves TLS with a password file
     // on one listener and plain anonymous MQTT (for the test's subscriber) on another.
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
-    let mut ca = vec!["req", "-x509"];
-    ca.extend(ec);
-    ca.extend([
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-        "-days",
-        "1",
-        "-subj",
-        "/CN=picket-test-ca",
-    ]);
-    run(d, "openssl", &ca);
-    let mut csr = vec!["req"];
-    csr.extend(ec);
-    csr.extend([
-        "-keyout",
-        "leaf.key",
-        "-out",
-        "leaf.csr",
-        "-subj",
-        "/CN=127.0.0.1",
-    ]);
-    run(d, "openssl", &csr);
-    std::fs::write(
-        d.join("ext.cnf"),
-        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
-    )
-    .unwrap();
-    run(
-        d,
-        "openssl",
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "leaf.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "leaf.pem",
-            "-days",
-            "1",
-            "-extfile",
-            "ext.cnf",
-        ],
-    );
+    ca_and_leaf(d);
     run(
         d,
         "mosquitto_passwd",
@@ -262,20 +176,15 @@ fn mqtts_with_credentials_verifies_the_broker_against_ca_file() {
         ),
     )
     .unwrap();
-    let mut child = std::process::Command::new("/usr/sbin/mosquitto")
+    let mut child = std::process::Command::new(common::bins::MOSQUITTO)
         .arg("-c")
         .arg(&conf)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("start mosquitto");
-    wait_for(20, "mosquitto with TLS", || {
-        if let Ok(Some(st)) = child.try_wait() {
-            panic!("mosquitto exited: {st}");
-        }
-        std::net::TcpStream::connect(("127.0.0.1", plain_port)).ok()
-    });
-    let _broker = Proc(child);
+    wait_listening(plain_port, &mut child, "mosquitto with TLS");
+    let _broker = ChildGuard(child);
     let sub = Subscriber::connect(plain_port, "plain", "picket/#");
     let rules = d.join("rules.yml");
     std::fs::write(&rules, RULES).unwrap();

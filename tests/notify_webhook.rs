@@ -6,20 +6,11 @@
 //! backoff, until it takes it.
 
 mod common;
-mod notify_common;
 
-use common::{Picket, series, write_request};
-use notify_common::*;
+use common::notify::*;
+use common::{Picket, free_port, picket_cli, wait_for};
 use serde_json::Value;
-use std::process::Command;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
+use std::time::Duration;
 
 const RULES: &str = r#"groups:
   - name: hooks
@@ -39,26 +30,6 @@ const RULES: &str = r#"groups:
         labels:
           severity: info
 "#;
-
-fn push(p: &Picket, name: &str) {
-    let (code, body) = p.remote_write(
-        &write_request(vec![series(&[("__name__", name)], &[(now_ms(), 1.0)])]),
-        None,
-    );
-    assert_eq!(code, 204, "{body}");
-}
-
-fn picket_cli(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_picket"))
-        .args(args)
-        .output()
-        .expect("run picket");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 /// Notifications for `alertname` with `status`.
 fn notes(r: &HttpReceiver, alertname: &str, status: &str) -> Vec<Value> {

@@ -9,34 +9,15 @@
 
 mod common;
 
-use common::{Picket, QUIET_CONFIG};
+use common::bins::{BLACKBOX, DNSMASQ};
+use common::tls::openssl;
+use common::{ChildGuard, Picket, QUIET_CONFIG, free_port};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-
-const BLACKBOX: &str = "/usr/bin/prometheus-blackbox-exporter";
-const DNSMASQ: &str = "/usr/sbin/dnsmasq";
-
-/// A child process killed when dropped.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn free_udp_port() -> u16 {
     std::net::UdpSocket::bind("127.0.0.1:0")
@@ -51,6 +32,37 @@ fn wait_tcp(port: u16) {
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(Instant::now() < deadline, "nothing listens on {port}");
         std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Waits until dnsmasq on `port` answers a query for `example.test`: it binds its UDP
+/// port a moment after it starts, and a probe sent before then fails.
+fn wait_dns(port: u16) {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    // ID 0x7e57, recursion desired, one question: example.test A IN.
+    let mut query = vec![0x7e, 0x57, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+    for label in ["example", "test"] {
+        query.push(label.len() as u8);
+        query.extend_from_slice(label.as_bytes());
+    }
+    query.extend_from_slice(&[0, 0, 1, 0, 1]);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut answer = [0u8; 512];
+    loop {
+        let _ = socket.send_to(&query, ("127.0.0.1", port));
+        if let Ok(n) = socket.recv(&mut answer)
+            && n >= 2
+            && answer[..2] == query[..2]
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "dnsmasq does not answer on {port}"
+        );
     }
 }
 
@@ -99,19 +111,6 @@ fn banner_server() -> u16 {
         }
     });
     port
-}
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("openssl is installed by .ci/test");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// A CA and a `localhost` server certificate signed by it, valid for 30 days.
@@ -267,7 +266,7 @@ fn probes_match_blackbox_exporter() {
     certificates(dir.path());
     let web = web_server();
     let tls_port = free_port();
-    let _s_server = Proc(
+    let _s_server = ChildGuard(
         Command::new("openssl")
             .args(["s_server", "-quiet", "-www", "-accept"])
             .arg(format!("127.0.0.1:{tls_port}"))
@@ -286,7 +285,7 @@ fn probes_match_blackbox_exporter() {
     let banner_port = banner_server();
     let closed_port = free_port();
     let dns_port = free_udp_port();
-    let _dnsmasq = Proc(
+    let _dnsmasq = ChildGuard(
         Command::new(DNSMASQ)
             .args([
                 "--no-daemon",
@@ -305,6 +304,7 @@ fn probes_match_blackbox_exporter() {
             .spawn()
             .expect("dnsmasq is installed by .ci/test"),
     );
+    wait_dns(dns_port);
     let ca = dir.path().join("ca.pem");
     let ca = ca.display();
 
@@ -362,7 +362,7 @@ fn probes_match_blackbox_exporter() {
     );
     std::fs::write(dir.path().join("blackbox.yml"), blackbox_yml).unwrap();
     let bb_port = free_port();
-    let _blackbox = Proc(
+    let _blackbox = ChildGuard(
         Command::new(BLACKBOX)
             .arg(format!(
                 "--config.file={}",

@@ -15,14 +15,14 @@
 
 mod common;
 
-use common::{Picket, QUIET_CONFIG, client};
+use common::bins::PROMETHEUS;
+use common::{ChildGuard, Picket, QUIET_CONFIG, client, free_port};
 use picket::model::prompb::{Label, Sample, TimeSeries, WriteRequest};
 use prost::Message;
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::net::TcpListener;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// 2026-01-01T00:00:00Z: data starts here.
@@ -33,23 +33,15 @@ const INTERVAL_MS: i64 = 15_000;
 const STEPS: i64 = 720;
 /// Prometheus' staleness marker (`value.StaleNaN`).
 const STALE_NAN: u64 = 0x7ff0_0000_0000_0002;
-const PROMETHEUS: &str = "/usr/bin/prometheus";
 
 // ---------------------------------------------------------------------------------------
 // The reference server.
 
 /// A Prometheus with no scrape jobs, accepting remote_write; killed by PID on drop.
 struct Prometheus {
-    child: Child,
+    child: ChildGuard,
     addr: String,
     _tmp: tempfile::TempDir,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind a loopback port")
-        .port()
 }
 
 impl Prometheus {
@@ -85,7 +77,7 @@ impl Prometheus {
             .spawn()
             .expect("start prometheus");
         let mut p = Prometheus {
-            child,
+            child: ChildGuard(child),
             addr,
             _tmp: tmp,
         };
@@ -96,7 +88,7 @@ impl Prometheus {
             {
                 break;
             }
-            if let Ok(Some(status)) = p.child.try_wait() {
+            if let Ok(Some(status)) = p.child.0.try_wait() {
                 panic!(
                     "prometheus exited early with {status}: {}",
                     std::fs::read_to_string(p._tmp.path().join("prometheus.log"))
@@ -114,13 +106,6 @@ impl Prometheus {
 
     fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
-    }
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -5,11 +5,11 @@
 
 mod common;
 
-use common::{Picket, QUIET_CONFIG, series, write_request};
+use common::{Picket, QUIET_CONFIG, now_ms, series, wait_for, write_request};
 use serde_json::Value;
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 const RULES: &str = r#"groups:
   - name: temps
@@ -28,30 +28,11 @@ const RULES: &str = r#"groups:
     rules: []
 "#;
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
-
 fn config(rules_file: &Path) -> String {
     format!(
         "{QUIET_CONFIG}[rules]\nrule_files = [{:?}]\nevaluation_interval = \"1s\"\n[rules.external_labels]\nnode = \"pi1\"\n",
         rules_file.display().to_string()
     )
-}
-
-/// Polls `f` every 100 ms until it returns Some, for at most `secs`.
-fn wait_for<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 fn alerts(p: &Picket) -> Vec<Value> {

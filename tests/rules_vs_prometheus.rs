@@ -9,15 +9,14 @@
 
 mod common;
 
-use common::{Picket, QUIET_CONFIG, client, series, write_request};
+use common::bins::PROMETHEUS;
+use common::{ChildGuard, Picket, QUIET_CONFIG, client, free_port, now_ms, series, write_request};
 use prost::Message;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-
-const PROMETHEUS: &str = "/usr/bin/prometheus";
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 const RULES: &str = r#"groups:
   - name: temps
@@ -42,23 +41,8 @@ const RULES: &str = r#"groups:
 
 /// Kills Prometheus by PID when the test ends, also on a failed assertion.
 struct Prometheus {
-    child: Child,
+    _child: ChildGuard,
     addr: String,
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn start_prometheus(dir: &Path, rules_file: &Path) -> Prometheus {
@@ -88,7 +72,10 @@ fn start_prometheus(dir: &Path, rules_file: &Path) -> Prometheus {
         .stderr(Stdio::null())
         .spawn()
         .expect("start prometheus");
-    let p = Prometheus { child, addr };
+    let p = Prometheus {
+        _child: ChildGuard(child),
+        addr,
+    };
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let ready = client()
@@ -129,13 +116,6 @@ fn remote_write(base: &str, req: &picket::model::prompb::WriteRequest) {
         "remote_write to {base}: {}",
         r.status()
     );
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
 }
 
 /// What one side showed over time, per alert (by its labels as text).

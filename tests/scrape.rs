@@ -4,15 +4,15 @@
 
 mod common;
 
-use common::{Picket, QUIET_CONFIG};
+use common::bins::{NODE_EXPORTER, PROMETHEUS};
+use common::tls::ca_and_leaf;
+use common::{ChildGuard, Picket, QUIET_CONFIG, free_port};
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-const NODE_EXPORTER: &str = "/usr/bin/prometheus-node-exporter";
 
 /// What the test exporter serves per path, and the headers of the requests it got.
 #[derive(Default)]
@@ -434,21 +434,6 @@ static_configs = [{{ targets = ["{a}"] }}]
     p.stop();
 }
 
-/// Kills node_exporter when the test ends, also on a failed assertion.
-struct ChildGuard(Child);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    l.local_addr().unwrap().port()
-}
-
 fn meminfo_total_bytes() -> f64 {
     let text = std::fs::read_to_string("/proc/meminfo").unwrap();
     let kb: f64 = text
@@ -590,84 +575,13 @@ fn the_global_series_limit_fails_scrapes_that_would_pass_it() {
     p.stop();
 }
 
-/// Runs openssl with `args` in `dir`; panics with its stderr on failure.
-fn openssl(dir: &std::path::Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run openssl (Debian package `openssl`)");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 #[test]
 fn https_targets_are_verified_against_tls_config_ca_file() {
     // A throwaway CA and a leaf certificate for 127.0.0.1, served by node_exporter's own
     // TLS (`--web.config.file`).
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
-    let mut ca = vec!["req", "-x509"];
-    ca.extend(ec);
-    ca.extend([
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-        "-days",
-        "1",
-        "-subj",
-        "/CN=picket-test-ca",
-    ]);
-    openssl(d, &ca);
-    let mut csr = vec!["req"];
-    csr.extend(ec);
-    csr.extend([
-        "-keyout",
-        "leaf.key",
-        "-out",
-        "leaf.csr",
-        "-subj",
-        "/CN=127.0.0.1",
-    ]);
-    openssl(d, &csr);
-    std::fs::write(
-        d.join("ext.cnf"),
-        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n\
-         keyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
-    )
-    .unwrap();
-    openssl(
-        d,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "leaf.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "leaf.pem",
-            "-days",
-            "1",
-            "-extfile",
-            "ext.cnf",
-        ],
-    );
+    ca_and_leaf(d);
     std::fs::write(
         d.join("web.yml"),
         format!(
@@ -774,7 +688,6 @@ fn a_job_over_its_target_limit_scrapes_none_of_its_targets() {
 /// against a `.*` here.
 #[test]
 fn picket_stores_the_same_series_as_prometheus_for_the_same_job() {
-    const PROMETHEUS: &str = "/usr/bin/prometheus";
     assert!(
         std::path::Path::new(PROMETHEUS).exists(),
         "{PROMETHEUS} is missing: `apt-get install prometheus`"

@@ -11,25 +11,18 @@
 //!
 //! Parsing: Prometheus' own `/metrics`, a real Go-client body, must parse completely.
 
+mod common;
+
+use common::bins::PROMETHEUS;
+use common::{ChildGuard, free_port};
+
 use picket::collect::scrape::parser::{Entry, Format, Parser};
 use picket::collect::scrape::target::populate;
 use picket::config::scrape::{ScrapeConfig, accept_header, default_protocols};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-const PROMETHEUS: &str = "/usr/bin/prometheus";
-
-struct ChildGuard(Child);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn job() -> Value {
     json!({
@@ -61,11 +54,6 @@ fn job() -> Value {
             { "regex": "__.*|job|instance|host.*|shard|meta_.*|env|team_lower|where", "action": "labelkeep" }
         ]
     })
-}
-
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    l.local_addr().unwrap().port()
 }
 
 type Labels = BTreeMap<String, String>;

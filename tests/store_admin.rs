@@ -4,27 +4,7 @@
 
 mod common;
 
-use common::{Picket, QUIET_CONFIG, series, write_request};
-use std::process::Command;
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
-
-fn picket(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_picket"))
-        .args(args)
-        .output()
-        .expect("run picket");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use common::{Picket, QUIET_CONFIG, now_ms, picket_cli, series, write_request};
 
 #[test]
 fn tsdb_status_has_prometheus_shape_limits_and_picket_tiers() {
@@ -110,15 +90,15 @@ fn snapshot_through_the_server_then_check_stats_and_reopen() {
 
     // While Picket runs, the offline tools refuse its files instead of racing it.
     let data_s = data.to_str().unwrap();
-    let (ok, _, err) = picket(&["store", "check", "--data-dir", data_s]);
+    let (ok, _, err) = picket_cli(&["store", "check", "--data-dir", data_s]);
     assert!(!ok && err.contains("running Picket"), "{err}");
     let dest = tmp.path().join("copy");
     let dest_s = dest.to_str().unwrap();
-    let (ok, _, err) = picket(&["store", "snapshot", dest_s, "--data-dir", data_s]);
+    let (ok, _, err) = picket_cli(&["store", "snapshot", dest_s, "--data-dir", data_s]);
     assert!(!ok && err.contains("--server"), "{err}");
 
     let url = format!("http://{}", p.addr);
-    let (ok, out, err) = picket(&["store", "snapshot", dest_s, "--server", &url]);
+    let (ok, out, err) = picket_cli(&["store", "snapshot", dest_s, "--server", &url]);
     assert!(ok, "{out}{err}");
     // Written after the snapshot: must not be in it.
     let (code, _) = p.remote_write(
@@ -131,16 +111,16 @@ fn snapshot_through_the_server_then_check_stats_and_reopen() {
     assert_eq!(code, 204);
     p.stop();
 
-    let (ok, out, err) = picket(&["store", "check", "--data-dir", dest_s]);
+    let (ok, out, err) = picket_cli(&["store", "check", "--data-dir", dest_s]);
     assert!(ok, "{out}{err}");
     assert!(out.contains("OK: no problems found"), "{out}");
     assert!(out.contains("1 series"), "{out}");
-    let (ok, out, err) = picket(&["store", "stats", "--data-dir", dest_s]);
+    let (ok, out, err) = picket_cli(&["store", "stats", "--data-dir", dest_s]);
     assert!(ok, "{err}");
     assert!(out.contains("500 samples"), "{out}");
     // An offline snapshot of the (now stopped) original works too.
     let dest2 = tmp.path().join("copy2");
-    let (ok, out, err) = picket(&[
+    let (ok, out, err) = picket_cli(&[
         "store",
         "snapshot",
         dest2.to_str().unwrap(),
@@ -162,7 +142,7 @@ fn snapshot_through_the_server_then_check_stats_and_reopen() {
     // A damaged file: check exits 1 and names it.
     let index = dest2.join("index.redb");
     std::fs::write(&index, b"not a redb file at all").unwrap();
-    let (ok, _, err) = picket(&["store", "check", "--data-dir", dest2.to_str().unwrap()]);
+    let (ok, _, err) = picket_cli(&["store", "check", "--data-dir", dest2.to_str().unwrap()]);
     assert!(!ok, "check must fail on a damaged index");
     assert!(err.contains(index.to_str().unwrap()), "{err}");
 }
@@ -184,7 +164,7 @@ fn snapshot_endpoint_requires_the_write_token() {
     assert_eq!(r.status().as_u16(), 401);
     let dest = tmp.path().join("copy");
     let url = format!("http://{}", p.addr);
-    let (ok, _, err) = picket(&[
+    let (ok, _, err) = picket_cli(&[
         "store",
         "snapshot",
         dest.to_str().unwrap(),
@@ -192,7 +172,7 @@ fn snapshot_endpoint_requires_the_write_token() {
         &url,
     ]);
     assert!(!ok && err.contains("401"), "{err}");
-    let (ok, out, err) = picket(&[
+    let (ok, out, err) = picket_cli(&[
         "store",
         "snapshot",
         dest.to_str().unwrap(),

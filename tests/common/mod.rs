@@ -1,7 +1,18 @@
 //! Test harness: starts the real `picket` binary on a loopback port in a temp dir, talks
-//! to it over HTTP, and kills it by PID when dropped.
+//! to it over HTTP, and kills it by PID when dropped. Its submodules hold what the tests
+//! share besides: child-process guards, ports and bounded waits ([`process`], re-exported
+//! here), the absolute paths of Debian's components ([`bins`]), the real notification
+//! receivers ([`notify`]), and throwaway certificates made with openssl ([`tls`]).
 
 #![allow(dead_code)] // Each test binary uses a different part of the harness.
+
+pub mod bins;
+pub mod notify;
+pub mod process;
+pub mod tls;
+
+#[allow(unused_imports)] // Each test binary uses a different part.
+pub use process::{ChildGuard, free_port, now_ms, wait_for, wait_for_every, wait_listening};
 
 use picket::model::prompb::{Label, Sample, TimeSeries, WriteRequest};
 use prost::Message;
@@ -215,4 +226,18 @@ pub fn write_request(series: Vec<TimeSeries>) -> WriteRequest {
         timeseries: series,
         metadata: vec![],
     }
+}
+
+/// Runs the `picket` binary with `args`; returns whether it succeeded, its stdout and its
+/// stderr.
+pub fn picket_cli(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_picket"))
+        .args(args)
+        .output()
+        .expect("run picket");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }

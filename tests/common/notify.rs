@@ -1,66 +1,27 @@
 //! What the notify tests share: real receivers started on loopback ports (Debian's
 //! mosquitto, prometheus-alertmanager, a small HTTP receiver) killed by PID on drop, an
-//! MQTT subscriber, and bounded waits.
+//! MQTT subscriber, a Picket config with rules and fast notification timers, and a push
+//! of one sample. Bounded waits and the process guard are in [`super::process`].
 
-#![allow(dead_code)]
-
+use super::bins::{ALERTMANAGER, MOSQUITTO};
+use super::process::{ChildGuard, now_ms, wait_for, wait_listening};
+use super::{Picket, series, write_request};
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
-
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
-}
-
-/// Polls `f` every 100 ms until it returns Some, for at most `secs`.
-pub fn wait_for<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {secs} s waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn wait_listening(port: u16, child: &mut Child, what: &str) {
-    wait_for(20, what, || {
-        if let Ok(Some(st)) = child.try_wait() {
-            panic!("{what} exited early: {st}");
-        }
-        TcpStream::connect(("127.0.0.1", port)).ok().map(|_| ())
-    });
-}
-
-/// A process killed (SIGKILL) and reaped on drop.
-pub struct Proc(pub Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use std::time::Duration;
 
 /// Debian's mosquitto on `port`, anonymous, no persistence, with its own config file.
-pub fn mosquitto(dir: &Path, port: u16) -> Proc {
+pub fn mosquitto(dir: &Path, port: u16) -> ChildGuard {
     let conf = dir.join(format!("mosquitto-{port}.conf"));
     std::fs::write(
         &conf,
         format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"),
     )
     .unwrap();
-    let mut child = Command::new("/usr/sbin/mosquitto")
+    let mut child = Command::new(MOSQUITTO)
         .arg("-c")
         .arg(&conf)
         .stdout(Stdio::null())
@@ -68,11 +29,11 @@ pub fn mosquitto(dir: &Path, port: u16) -> Proc {
         .spawn()
         .expect("start mosquitto (apt-get install mosquitto)");
     wait_listening(port, &mut child, "mosquitto");
-    Proc(child)
+    ChildGuard(child)
 }
 
 /// Debian's prometheus-alertmanager with a receiver that sends nowhere.
-pub fn alertmanager(dir: &Path, port: u16) -> Proc {
+pub fn alertmanager(dir: &Path, port: u16) -> ChildGuard {
     let conf = dir.join("alertmanager.yml");
     std::fs::write(
         &conf,
@@ -81,7 +42,7 @@ pub fn alertmanager(dir: &Path, port: u16) -> Proc {
     .unwrap();
     let storage = dir.join("am-data");
     std::fs::create_dir_all(&storage).unwrap();
-    let mut child = Command::new("prometheus-alertmanager")
+    let mut child = Command::new(ALERTMANAGER)
         .arg(format!("--config.file={}", conf.display()))
         .arg(format!("--storage.path={}", storage.display()))
         .arg(format!("--web.listen-address=127.0.0.1:{port}"))
@@ -91,7 +52,7 @@ pub fn alertmanager(dir: &Path, port: u16) -> Proc {
         .spawn()
         .expect("start prometheus-alertmanager (apt-get install prometheus-alertmanager)");
     wait_listening(port, &mut child, "alertmanager");
-    Proc(child)
+    ChildGuard(child)
 }
 
 /// One MQTT message as a subscriber saw it.
@@ -235,6 +196,15 @@ impl HttpReceiver {
             .filter_map(|r| serde_json::from_str(&r.body).ok())
             .collect()
     }
+}
+
+/// Pushes one sample of `name` (value 1, now) by remote_write.
+pub fn push(p: &Picket, name: &str) {
+    let (code, body) = p.remote_write(
+        &write_request(vec![series(&[("__name__", name)], &[(now_ms(), 1.0)])]),
+        None,
+    );
+    assert_eq!(code, 204, "{body}");
 }
 
 /// A config with every collector off, rules from `rules_file` every second, node `pi1`,
