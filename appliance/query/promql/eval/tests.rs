@@ -1925,3 +1925,52 @@ fn range_query_points_equal_instant_queries() {
         }
     }
 }
+
+/// Large tiles are computed on two threads, each taking half of the series: the points
+/// still equal instant queries, and the first thread's series come first.
+#[test]
+fn range_query_points_of_large_tiles_equal_instant_queries() {
+    let lines: Vec<(String, String)> = (0..600)
+        .map(|i| {
+            (
+                format!("c_total{{i=\"{i:03}\", job=\"j{}\"}}", i % 7),
+                format!("{i}+{}x300 0+1x200", i % 5 + 1),
+            )
+        })
+        .collect();
+    let refs: Vec<(&str, &str)> = lines
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    let reader = load(15 * S, &refs);
+    for e in [
+        call("rate", vec![msel("c_total", 5 * M)]),
+        agg(
+            A::Sum,
+            call("increase", vec![msel("c_total", 10 * M)]),
+            by(&["job"]),
+        ),
+    ] {
+        let (start, end, step) = (10 * M, 120 * M, M);
+        let Value::Matrix(got) = range(&reader, &e, start, end, step).expect("range") else {
+            panic!("not a matrix");
+        };
+        let mut want: BTreeMap<Labels, Vec<Sample>> = BTreeMap::new();
+        let mut t = start;
+        while t <= end {
+            let Value::Vector(v) = instant(&reader, &e, t).expect("instant") else {
+                panic!("not a vector");
+            };
+            for s in v {
+                want.entry(s.labels).or_default().push(Sample { t, v: s.v });
+            }
+            t += step;
+        }
+        let bits = |s: &[Sample]| s.iter().map(|x| (x.t, x.v.to_bits())).collect::<Vec<_>>();
+        assert_eq!(got.len(), want.len(), "{e:?}");
+        for (g, (wl, ws)) in got.iter().zip(&want) {
+            assert_eq!(&g.labels, wl, "{e:?}");
+            assert_eq!(bits(&g.samples), bits(ws), "{e:?} {wl}");
+        }
+    }
+}
