@@ -1926,9 +1926,10 @@ fn range_query_points_equal_instant_queries() {
     }
 }
 
-/// Many series over many tiles: every point still equals an instant query, in order.
+/// Large tiles are computed on two threads, each taking half of the series: the points
+/// still equal instant queries, and the first thread's series come first.
 #[test]
-fn range_query_points_of_many_series_equal_instant_queries() {
+fn range_query_points_of_large_tiles_equal_instant_queries() {
     let lines: Vec<(String, String)> = (0..600)
         .map(|i| {
             (

@@ -23,6 +23,10 @@ use std::time::Instant;
 /// enough that the tile (8 bytes per series and step) stays small.
 const TILE_STEPS: usize = 64;
 
+/// Windows a tile must hold before its series are split between two threads: below it,
+/// starting the second thread costs more than it saves.
+const PARALLEL_WINDOWS: usize = 1 << 15;
+
 /// One call's values for a run of steps.
 pub(super) struct Tile {
     start: i64,
@@ -37,18 +41,15 @@ pub(super) struct Tile {
     with_samples: Vec<usize>,
 }
 
-/// The tile of `data` for the steps whose window bounds are `bounds`.
-///
-/// One thread: filling halves of the series on two threads made large aggregations a
-/// quarter faster on two cores, but raised the peak resident set of the query_speed bench
-/// from 250 to 370 MiB, and on a Pi memory comes first.
+/// The tile of `data` for the steps whose window bounds are `bounds`: on the calling
+/// thread, or for a large tile on two, each taking half of the series.
 fn compute(
     data: &[SeriesData],
     bounds: &[(i64, i64)],
     step: i64,
     start: i64,
     deadline: Option<Instant>,
-    kernel: &impl Fn(&[Sample], i64, i64) -> Option<f64>,
+    kernel: &(impl Fn(&[Sample], i64, i64) -> Option<f64> + Sync),
 ) -> Result<Tile, EvalError> {
     let steps = bounds.len();
     let mut tile = Tile {
@@ -60,21 +61,71 @@ fn compute(
         samples_at: vec![0; steps],
         with_samples: Vec::new(),
     };
-    fill(data, bounds, deadline, kernel, &mut tile)?;
+    let threads = if data.len() * steps >= PARALLEL_WINDOWS {
+        2
+    } else {
+        1
+    };
+    let per = data.len().div_ceil(threads).max(1);
+    let parts: Vec<Result<Part, EvalError>> = std::thread::scope(|scope| {
+        let (mut values, mut present) = (&mut tile.values[..], &mut tile.present[..]);
+        let mut chunks = data.chunks(per).enumerate().peekable();
+        let (mut spawned, mut own) = (Vec::new(), None);
+        while let Some((h, series)) = chunks.next() {
+            let (v, rest_v) = std::mem::take(&mut values).split_at_mut(series.len() * steps);
+            let (p, rest_p) = std::mem::take(&mut present).split_at_mut(series.len() * steps);
+            (values, present) = (rest_v, rest_p);
+            let mut work = move || fill(series, h * per, bounds, deadline, kernel, v, p);
+            if chunks.peek().is_some() {
+                spawned.push(scope.spawn(work));
+            } else {
+                own = Some(work());
+            }
+        }
+        let mut parts: Vec<_> = spawned
+            .into_iter()
+            .map(|j| {
+                j.join()
+                    .unwrap_or_else(|_| Err(EvalError::Execution("a tile thread panicked".into())))
+            })
+            .collect();
+        parts.extend(own);
+        parts
+    });
+    for part in parts {
+        let part = part?;
+        for (k, n) in part.samples_at.iter().enumerate() {
+            tile.samples_at[k] += n;
+        }
+        tile.with_samples.extend(part.with_samples);
+    }
     Ok(tile)
 }
 
-/// Fills `tile` from `series`, series by series.
+/// What one thread learnt besides the values it wrote.
+struct Part {
+    samples_at: Vec<usize>,
+    with_samples: Vec<usize>,
+}
+
+/// Fills the rows of `series` (the first is series number `first`) into `values` and
+/// `present`, series by series.
 fn fill(
     series: &[SeriesData],
+    first: usize,
     bounds: &[(i64, i64)],
     deadline: Option<Instant>,
     kernel: &impl Fn(&[Sample], i64, i64) -> Option<f64>,
-    tile: &mut Tile,
-) -> Result<(), EvalError> {
+    values: &mut [f64],
+    present: &mut [bool],
+) -> Result<Part, EvalError> {
     let steps = bounds.len();
-    for (i, s) in series.iter().enumerate() {
-        if i % 1024 == 1023 && deadline.is_some_and(|d| Instant::now() > d) {
+    let mut part = Part {
+        samples_at: vec![0; steps],
+        with_samples: Vec::new(),
+    };
+    for (j, s) in series.iter().enumerate() {
+        if j % 1024 == 1023 && deadline.is_some_and(|d| Instant::now() > d) {
             return Err(EvalError::Timeout("query execution"));
         }
         let (mut lo, mut hi) = (0, 0);
@@ -86,17 +137,17 @@ fn fill(
                 continue;
             }
             any = true;
-            tile.samples_at[k] += hi - lo;
+            part.samples_at[k] += hi - lo;
             if let Some(v) = kernel(&s.samples[lo..hi], mint, maxt) {
-                tile.values[i * steps + k] = v;
-                tile.present[i * steps + k] = true;
+                values[j * steps + k] = v;
+                present[j * steps + k] = true;
             }
         }
         if any {
-            tile.with_samples.push(i);
+            part.with_samples.push(first + j);
         }
     }
-    Ok(())
+    Ok(part)
 }
 
 /// A step's column of a call's tile, handed to the aggregation around the call instead
@@ -137,7 +188,7 @@ pub(super) fn tiled(
     t: i64,
     keep_name: bool,
     counter_info: bool,
-    kernel: impl Fn(&[Sample], i64, i64) -> Option<f64>,
+    kernel: impl Fn(&[Sample], i64, i64) -> Option<f64> + Sync,
 ) -> Result<Option<(Vector, bool)>, EvalError> {
     let Some(Expr::MatrixSelector(ms)) = c.args.get(arg_index) else {
         return Ok(None);
