@@ -19,12 +19,48 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// A loopback port free for both UDP and TCP: dnsmasq listens on both and exits when
+/// either is taken.
+fn free_dns_port() -> u16 {
+    loop {
+        let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = tcp.local_addr().unwrap().port();
+        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// Starts dnsmasq answering `example.test` with 10.0.0.1 on a free port, and returns it
+/// once it answers. A port taken between the choice and dnsmasq's bind makes it exit: then
+/// another port is tried (at most five).
+fn start_dnsmasq() -> (ChildGuard, u16) {
+    for _ in 0..5 {
+        let port = free_dns_port();
+        let mut child = ChildGuard(
+            Command::new(DNSMASQ)
+                .args([
+                    "--no-daemon",
+                    "--listen-address=127.0.0.1",
+                    "--bind-interfaces",
+                    "--no-resolv",
+                    "--no-hosts",
+                    "--conf-file=/dev/null",
+                    "--pid-file=",
+                    "--user=root",
+                    "--address=/example.test/10.0.0.1",
+                ])
+                .arg(format!("--port={port}"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("dnsmasq is installed by .ci/test"),
+        );
+        if wait_dns(port, &mut child) {
+            return (child, port);
+        }
+    }
+    panic!("dnsmasq did not start on any of five ports");
 }
 
 fn wait_tcp(port: u16) {
@@ -35,9 +71,9 @@ fn wait_tcp(port: u16) {
     }
 }
 
-/// Waits until dnsmasq on `port` answers a query for `example.test`: it binds its UDP
-/// port a moment after it starts, and a probe sent before then fails.
-fn wait_dns(port: u16) {
+/// Waits until dnsmasq on `port` answers a query for `example.test` (it binds its port a
+/// moment after it starts, and a probe sent before then fails); false when it exited.
+fn wait_dns(port: u16, dnsmasq: &mut ChildGuard) -> bool {
     let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     socket
         .set_read_timeout(Some(Duration::from_millis(200)))
@@ -57,7 +93,10 @@ fn wait_dns(port: u16) {
             && n >= 2
             && answer[..2] == query[..2]
         {
-            return;
+            return true;
+        }
+        if matches!(dnsmasq.0.try_wait(), Ok(Some(_))) {
+            return false;
         }
         assert!(
             Instant::now() < deadline,
@@ -284,27 +323,7 @@ fn probes_match_blackbox_exporter() {
     std::thread::spawn(move || for _conn in tcp.incoming() {});
     let banner_port = banner_server();
     let closed_port = free_port();
-    let dns_port = free_udp_port();
-    let _dnsmasq = ChildGuard(
-        Command::new(DNSMASQ)
-            .args([
-                "--no-daemon",
-                "--listen-address=127.0.0.1",
-                "--bind-interfaces",
-                "--no-resolv",
-                "--no-hosts",
-                "--conf-file=/dev/null",
-                "--pid-file=",
-                "--user=root",
-                "--address=/example.test/10.0.0.1",
-            ])
-            .arg(format!("--port={dns_port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("dnsmasq is installed by .ci/test"),
-    );
-    wait_dns(dns_port);
+    let (_dnsmasq, dns_port) = start_dnsmasq();
     let ca = dir.path().join("ca.pem");
     let ca = ca.display();
 
