@@ -25,8 +25,8 @@ pub fn openssl(dir: &Path, args: &[&str]) {
 }
 
 /// Writes a throwaway CA (`ca.pem`, `ca.key`, CN `picket-test-ca`) and a server leaf
-/// certificate for IP 127.0.0.1 signed by it (`leaf.pem`, `leaf.key`) into `dir`: EC P-256
-/// keys, valid for a day.
+/// certificate for `localhost` and IP 127.0.0.1 signed by it (`leaf.pem`, `leaf.key`) into
+/// `dir`: EC P-256 keys, valid for a day.
 pub fn ca_and_leaf(dir: &Path) {
     let ec = [
         "-newkey",
@@ -61,7 +61,7 @@ pub fn ca_and_leaf(dir: &Path) {
     openssl(dir, &csr);
     std::fs::write(
         dir.join("ext.cnf"),
-        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n\
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n\
          keyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
     )
     .unwrap();
