@@ -203,8 +203,11 @@ impl Matching {
         })
     }
 
-    /// Starts a step: marks of earlier steps no longer count.
+    /// Starts a step: marks of earlier steps no longer count, and the memos judge the
+    /// step before (whether its label sets were mostly new).
     fn new_step(&mut self) {
+        self.sig_of.step_done();
+        self.results.step_done();
         self.stamp = self.stamp.wrapping_add(1);
         if self.stamp == 0 {
             self.one_side.clear();
@@ -261,11 +264,6 @@ impl Matching {
         }
         std::mem::replace(&mut self.matched_once[sig], self.stamp) != self.stamp
     }
-
-    fn step_done(&mut self) {
-        self.sig_of.step_done();
-        self.results.step_done();
-    }
 }
 
 /// Fill values of a vector/vector operation, in the frame where the left side is the
@@ -295,22 +293,6 @@ fn vector_binop(
     // group_right: the right side is the "many" side; swap so `rhs` is always the "one".
     let swapped = m.card == Cardinality::OneToMany;
     let (lhs, rhs) = if swapped { (rhs, lhs) } else { (lhs, rhs) };
-    let out = match_sides(op, &lhs, &rhs, swapped, m, return_bool, fill, memo);
-    memo.step_done();
-    out
-}
-
-#[allow(clippy::too_many_arguments)]
-fn match_sides(
-    op: BinaryOp,
-    lhs: &Vector,
-    rhs: &Vector,
-    swapped: bool,
-    m: &VectorMatching,
-    return_bool: bool,
-    fill: Fill,
-    memo: &mut Matching,
-) -> Result<Vector, EvalError> {
     memo.new_step();
     for (i, rs) in rhs.iter().enumerate() {
         let sig = memo.sig(&rs.labels, m);
@@ -332,7 +314,7 @@ fn match_sides(
     // A stand-in for a missing "one" side: no labels, so `group_x(...)` labels cannot be
     // filled and are left out.
     let empty = Labels::default();
-    for ls in lhs {
+    for ls in &lhs {
         let sig = memo.sig(&ls.labels, m);
         let (rv, rlabels) = match (memo.one_side(sig), fill.one) {
             (Some(ri), _) => (rhs[ri].v, &rhs[ri].labels),
@@ -384,7 +366,7 @@ fn match_sides(
     // side, they pair with a stand-in that carries just the match group's labels.
     if let Some(fv) = fill.many {
         let left_sigs: HashSet<usize> = lhs.iter().map(|s| memo.sig(&s.labels, m)).collect();
-        for rs in rhs {
+        for rs in &rhs {
             let sig = memo.sig(&rs.labels, m);
             if left_sigs.contains(&sig) {
                 continue;
