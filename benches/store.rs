@@ -101,8 +101,8 @@ fn dataset(path: &str) {
     let started = Instant::now();
     let mut samples = 0u64;
     for body in &requests {
-        let req = picket::api::remote_write::decode(body, 64 << 20).expect("decode");
-        samples += ingest.remote_write(req).expect("ingest");
+        let raw = picket::api::remote_write::decompress(body, 64 << 20).expect("snappy");
+        samples += ingest.remote_write(&raw).expect("ingest");
     }
     let ingest_time = started.elapsed();
     store.flush().expect("flush");

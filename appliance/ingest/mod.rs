@@ -5,7 +5,7 @@
 //! apply once, whatever the source.
 
 use crate::collect::Batch;
-use crate::model::prompb::WriteRequest;
+use crate::model::prompb::read_write_request;
 use crate::model::{Labels, LabelsBuilder, METRIC_NAME, Metadata, Sample};
 use crate::store::{Store, StoreError, WriteBatch};
 use std::sync::Arc;
@@ -180,63 +180,33 @@ impl Ingest {
         Ok(())
     }
 
-    /// Stores a decoded remote_write request. Series with invalid label sets are skipped and
-    /// reported in the error (Prometheus keeps the valid ones too); everything else is kept.
-    pub fn remote_write(&self, req: WriteRequest) -> Result<u64, IngestError> {
-        let mut write = WriteBatch::default();
+    /// Stores a remote_write request (the snappy-decompressed `WriteRequest`). Series with
+    /// invalid label sets are skipped and reported in the error (Prometheus keeps the valid
+    /// ones too); everything else is kept. Label sets the store already knows are not
+    /// validated again: they were when their series was created.
+    pub fn remote_write(&self, body: &[u8]) -> Result<u64, IngestError> {
+        let req = read_write_request(body).map_err(|e| {
+            IngestError::Invalid(format!("protobuf: cannot decode WriteRequest: {e}"))
+        })?;
         let mut problems: Vec<String> = Vec::new();
-        let mut rejected = 0u64;
-        let mut accepted = 0u64;
-        for ts in req.timeseries {
-            if !ts.histograms.is_empty() {
-                rejected += ts.histograms.len() as u64;
-                push_problem(
-                    &mut problems,
-                    "native histograms are not supported yet; send classic histograms".to_string(),
-                );
-            }
-            if ts.samples.is_empty() {
-                continue;
-            }
-            let labels = match validate_labels(
-                ts.labels
-                    .iter()
-                    .map(|l| (l.name.as_str(), l.value.as_str())),
-            ) {
-                Ok(l) => l,
-                Err(e) => {
-                    rejected += ts.samples.len() as u64;
-                    push_problem(&mut problems, e);
-                    continue;
-                }
-            };
-            accepted += ts.samples.len() as u64;
-            let samples = ts
-                .samples
-                .iter()
-                .map(|s| Sample {
-                    t: s.timestamp,
-                    v: s.value,
-                })
-                .collect();
-            write.series.push((labels, samples));
+        if req.histograms > 0 {
+            push_problem(
+                &mut problems,
+                "native histograms are not supported yet; send classic histograms".to_string(),
+            );
         }
-        for m in req.metadata {
-            if m.metric_family_name.is_empty() {
-                continue;
-            }
-            write.metadata.push((
-                m.metric_family_name.clone(),
-                Metadata {
-                    kind: m.metric_type(),
-                    help: m.help,
-                    unit: m.unit,
-                },
-            ));
-        }
-        if !write.series.is_empty() || !write.metadata.is_empty() {
-            self.store.append(write)?;
-        }
+        let offered = req.series.sample_count() as u64;
+        let accepted = if req.series.is_empty() && req.metadata.is_empty() {
+            0
+        } else {
+            self.store
+                .append_wire(&req.series, req.metadata, |pairs| {
+                    validate_labels(pairs.iter().copied())
+                        .map_err(|e| push_problem(&mut problems, e))
+                        .ok()
+                })?
+        };
+        let rejected = offered - accepted + req.histograms;
         self.stats.accepted[Source::RemoteWrite as usize].fetch_add(accepted, Ordering::Relaxed);
         self.stats.rejected[Source::RemoteWrite as usize].fetch_add(rejected, Ordering::Relaxed);
         if problems.is_empty() {

@@ -84,6 +84,43 @@ impl Labels {
         self.0.is_empty()
     }
 
+    /// Whether this set holds exactly `pairs`, in order (a set is sorted, so pairs in
+    /// another order, with an empty value or a repeated name never match).
+    pub fn equals_pairs(&self, pairs: &[(&str, &str)]) -> bool {
+        self.0.len() == pairs.len()
+            && self
+                .0
+                .iter()
+                .zip(pairs)
+                .all(|(l, (n, v))| *l.name == **n && *l.value == **v)
+    }
+}
+
+/// Hashes a label set given as pairs in label order with `state`'s hasher: equal for a
+/// [`Labels`] and its own pairs, so a series can be found from pairs borrowed off the wire
+/// before (and without) building a `Labels`.
+pub fn hash_pairs<'a>(
+    state: &impl std::hash::BuildHasher,
+    pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> u64 {
+    use std::hash::Hasher;
+    let mut h = state.build_hasher();
+    for (n, v) in pairs {
+        // 0xff never occurs in UTF-8, so the separators keep ("ab","c") and ("a","bc") apart.
+        h.write(n.as_bytes());
+        h.write_u8(0xff);
+        h.write(v.as_bytes());
+        h.write_u8(0xff);
+    }
+    h.finish()
+}
+
+impl Labels {
+    /// [`hash_pairs`] of this set.
+    pub fn hash_with(&self, state: &impl std::hash::BuildHasher) -> u64 {
+        hash_pairs(state, self.0.iter().map(|l| (&*l.name, &*l.value)))
+    }
+
     /// A copy without the metric name (what most PromQL functions return).
     pub fn without_name(&self) -> Labels {
         Labels(

@@ -6,7 +6,7 @@ mod labels;
 mod matcher;
 pub mod prompb;
 
-pub use labels::{Label, Labels, LabelsBuilder, METRIC_NAME};
+pub use labels::{Label, Labels, LabelsBuilder, METRIC_NAME, hash_pairs};
 pub use matcher::{MatchOp, Matcher, MatcherError};
 
 /// One sample: a millisecond timestamp and a float value.
@@ -14,6 +14,57 @@ pub use matcher::{MatchOp, Matcher, MatcherError};
 pub struct Sample {
     pub t: i64,
     pub v: f64,
+}
+
+/// Series as a decoder reads them off the wire: label pairs borrowed from the request body
+/// in the sender's order, not validated yet (the store checks only the label sets it does
+/// not know), and their samples, all in three flat vectors so that a request of thousands
+/// of series costs a few allocations instead of several per series.
+#[derive(Debug, Default)]
+pub struct WireBatch<'a> {
+    pairs: Vec<(&'a str, &'a str)>,
+    samples: Vec<Sample>,
+    /// Per series: where its pairs and its samples end.
+    ends: Vec<(usize, usize)>,
+}
+
+impl<'a> WireBatch<'a> {
+    pub fn push_pair(&mut self, name: &'a str, value: &'a str) {
+        self.pairs.push((name, value));
+    }
+
+    pub fn push_sample(&mut self, s: Sample) {
+        self.samples.push(s);
+    }
+
+    /// Closes a series: the pairs and samples pushed since the last close are its own. A
+    /// series without samples is dropped (there is nothing to store).
+    pub fn end_series(&mut self) {
+        let (pairs_start, samples_start) = self.ends.last().copied().unwrap_or((0, 0));
+        if self.samples.len() == samples_start {
+            self.pairs.truncate(pairs_start);
+        } else {
+            self.ends.push((self.pairs.len(), self.samples.len()));
+        }
+    }
+
+    /// Each series' label pairs and samples, in arrival order.
+    pub fn series(&self) -> impl Iterator<Item = (&[(&'a str, &'a str)], &[Sample])> + '_ {
+        let mut start = (0, 0);
+        self.ends.iter().map(move |&(p, s)| {
+            let out = (&self.pairs[start.0..p], &self.samples[start.1..s]);
+            start = (p, s);
+            out
+        })
+    }
+
+    pub fn sample_count(&self) -> usize {
+        self.ends.last().map_or(0, |e| e.1)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
 }
 
 /// The NaN bit pattern Prometheus uses to mark a series as stale

@@ -9,8 +9,10 @@
 
 use super::codec::{self, CodecError, Encoder};
 use super::partition::partition_index;
-use crate::model::{Labels, Metadata, Sample};
+use crate::model::{Labels, Metadata, Sample, hash_pairs};
+use foldhash::fast::RandomState;
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 
 /// Chunks cover aligned windows of sample time: a chunk seals when a sample of a later
 /// window arrives (or at [`CHUNK_SAMPLES`]). Aligned, so that every series scraped at the
@@ -106,8 +108,15 @@ pub struct SeriesHead {
 /// Everything the head holds; lives behind one `RwLock` in the store.
 #[derive(Debug, Default)]
 pub struct Head {
-    pub series: HashMap<u64, SeriesHead>,
-    pub by_labels: HashMap<Labels, u64>,
+    pub series: HashMap<u64, SeriesHead, RandomState>,
+    /// Series ids by [`hash_pairs`] of their labels. Keyed by the hash rather than the
+    /// `Labels`, so that a writer holding only pairs borrowed from a request can find its
+    /// series without building (allocating) a label set; equal hashes of different sets
+    /// go to `hash_collisions`.
+    by_hash: HashMap<u64, u64, RandomState>,
+    hash_collisions: HashMap<u64, Vec<u64>, RandomState>,
+    /// Seeded per process, so label sets chosen to collide cannot be sent from outside.
+    label_hasher: RandomState,
     pub next_series_id: u64,
     /// Series created since the last index commit, in id order.
     pub pending_series: Vec<u64>,
@@ -120,28 +129,45 @@ pub struct Head {
 }
 
 impl Head {
+    /// The hash [`Head::find`] takes, of label pairs in label order.
+    pub fn hash_of<'a>(&self, pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> u64 {
+        hash_pairs(&self.label_hasher, pairs)
+    }
+
+    /// The id of the series whose labels are exactly `pairs` (in label order), if known.
+    pub fn find(&self, hash: u64, pairs: &[(&str, &str)]) -> Option<u64> {
+        self.find_by(hash, |l| l.equals_pairs(pairs))
+    }
+
+    fn find_by(&self, hash: u64, is: impl Fn(&Labels) -> bool) -> Option<u64> {
+        let first = *self.by_hash.get(&hash)?;
+        let more = self.hash_collisions.get(&hash).into_iter().flatten();
+        std::iter::once(&first)
+            .chain(more)
+            .copied()
+            .find(|id| self.series.get(id).is_some_and(|s| is(&s.labels)))
+    }
+
     /// The id of `labels`, creating the series (pending for the index) if it is new.
     pub fn series_id(&mut self, labels: &Labels) -> u64 {
-        if let Some(id) = self.by_labels.get(labels) {
-            return *id;
+        let hash = labels.hash_with(&self.label_hasher);
+        if let Some(id) = self.find_by(hash, |l| l == labels) {
+            return id;
         }
         let id = self.next_series_id;
         self.next_series_id += 1;
-        self.by_labels.insert(labels.clone(), id);
-        self.series.insert(
-            id,
-            SeriesHead {
-                labels: labels.clone(),
-                chunks: Vec::new(),
-            },
-        );
+        self.insert_series(hash, id, labels.clone());
         self.pending_series.push(id);
         id
     }
 
-    /// Registers a series that is already in the index (at open).
-    pub fn load_series(&mut self, id: u64, labels: Labels) {
-        self.by_labels.insert(labels.clone(), id);
+    fn insert_series(&mut self, hash: u64, id: u64, labels: Labels) {
+        match self.by_hash.entry(hash) {
+            Entry::Vacant(e) => {
+                e.insert(id);
+            }
+            Entry::Occupied(_) => self.hash_collisions.entry(hash).or_default().push(id),
+        }
         self.series.insert(
             id,
             SeriesHead {
@@ -149,6 +175,12 @@ impl Head {
                 chunks: Vec::new(),
             },
         );
+    }
+
+    /// Registers a series that is already in the index (at open).
+    pub fn load_series(&mut self, id: u64, labels: Labels) {
+        let hash = labels.hash_with(&self.label_hasher);
+        self.insert_series(hash, id, labels);
         self.next_series_id = self.next_series_id.max(id + 1);
     }
 

@@ -163,7 +163,7 @@ mod tier;
 pub mod wal;
 mod writer;
 
-use crate::model::{Labels, Metadata, Sample};
+use crate::model::{Labels, Metadata, Sample, WireBatch};
 use head::Head;
 use redb::Database;
 use std::collections::BTreeMap;
@@ -809,34 +809,72 @@ impl Store {
     /// Adds samples (any timestamps, any order) and metadata to the head. When this returns,
     /// readers see them; they become durable at the next flush.
     pub fn append(&self, batch: WriteBatch) -> Result<(), StoreError> {
-        if self.shared().closed.load(Ordering::SeqCst) {
-            return Err(StoreError::Closed);
-        }
-        if self.shared().write_failing.load(Ordering::SeqCst) {
-            let n: u64 = batch.series.iter().map(|(_, s)| s.len() as u64).sum();
-            let appended = self.shared().head().samples_appended;
-            if let Some(held) = full::refuse_append(self.shared(), appended, n) {
-                return Err(StoreError::Full(held));
-            }
-        }
+        let n = batch.series.iter().map(|(_, s)| s.len() as u64).sum();
+        self.check_writable(n)?;
+        let mut late = outbox::LateCount::new(self.shared());
         let mut head = self.shared().head_mut();
-        {
-            let watches = self
-                .shared()
-                .late_watches
-                .read()
-                .unwrap_or_else(|e| e.into_inner());
-            outbox::count_late(&watches, &batch.series);
-        }
         for (labels, samples) in &batch.series {
             if samples.is_empty() {
                 continue;
             }
             let id = head.series_id(labels);
             head.append(id, samples);
+            late.count(samples);
         }
         for (name, m) in batch.metadata {
             set_metadata_locked(&mut head, name, m);
+        }
+        drop(head);
+        late.commit();
+        Ok(())
+    }
+
+    /// Appends series whose label pairs are borrowed from a request (remote_write). A known
+    /// label set is found by its hash without building a `Labels`; for a set the head does
+    /// not know, `admit` gives the `Labels` (after validating the pairs) or `None` to skip
+    /// the series. Returns how many samples were appended.
+    pub fn append_wire(
+        &self,
+        batch: &WireBatch<'_>,
+        metadata: Vec<(String, Metadata)>,
+        mut admit: impl FnMut(&[(&str, &str)]) -> Option<Labels>,
+    ) -> Result<u64, StoreError> {
+        self.check_writable(batch.sample_count() as u64)?;
+        let mut late = outbox::LateCount::new(self.shared());
+        let mut head = self.shared().head_mut();
+        let mut appended = 0;
+        for (pairs, samples) in batch.series() {
+            let hash = head.hash_of(pairs.iter().copied());
+            let id = match head.find(hash, pairs) {
+                Some(id) => id,
+                None => match admit(pairs) {
+                    Some(labels) => head.series_id(&labels),
+                    None => continue,
+                },
+            };
+            head.append(id, samples);
+            late.count(samples);
+            appended += samples.len() as u64;
+        }
+        for (name, m) in metadata {
+            set_metadata_locked(&mut head, name, m);
+        }
+        drop(head);
+        late.commit();
+        Ok(appended)
+    }
+
+    /// Fails when the store is closed, or when writes are failing and the head already
+    /// holds as many unflushed samples as it may (then `n` more are refused and counted).
+    fn check_writable(&self, n: u64) -> Result<(), StoreError> {
+        if self.shared().closed.load(Ordering::SeqCst) {
+            return Err(StoreError::Closed);
+        }
+        if self.shared().write_failing.load(Ordering::SeqCst) {
+            let appended = self.shared().head().samples_appended;
+            if let Some(held) = full::refuse_append(self.shared(), appended, n) {
+                return Err(StoreError::Full(held));
+            }
         }
         Ok(())
     }

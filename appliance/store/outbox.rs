@@ -11,7 +11,7 @@
 //! day; they are kept (a few bytes each) so a destination down for months still learns
 //! what it missed.
 
-use super::{Store, StoreError, partition};
+use super::{Shared, Store, StoreError, partition};
 use crate::model::{Labels, Sample};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -158,17 +158,38 @@ impl Store {
     }
 }
 
-/// Counts, for every watch, the samples of a write older than its cursor.
-pub(super) fn count_late(watches: &[Arc<LateWatch>], series: &[(Labels, Vec<Sample>)]) {
-    for w in watches {
-        let cursor = w.cursor_ms.load(Ordering::Relaxed);
-        let late = series
-            .iter()
-            .flat_map(|(_, s)| s.iter())
-            .filter(|s| s.t < cursor)
-            .count();
-        if late > 0 {
-            w.late.fetch_add(late as u64, Ordering::Relaxed);
+/// Counts, for every watched cursor, the samples of one append older than it.
+pub(super) struct LateCount {
+    /// Each watch, its cursor when the append began, and the late samples seen.
+    watches: Vec<(Arc<LateWatch>, i64, u64)>,
+}
+
+impl LateCount {
+    pub(super) fn new(shared: &Shared) -> LateCount {
+        let watches = shared
+            .late_watches
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
+        LateCount {
+            watches: watches
+                .iter()
+                .map(|w| (w.clone(), w.cursor_ms.load(Ordering::Relaxed), 0))
+                .collect(),
+        }
+    }
+
+    /// Counts the samples of one series as appended.
+    pub(super) fn count(&mut self, samples: &[Sample]) {
+        for (_, cursor, late) in &mut self.watches {
+            *late += samples.iter().filter(|s| s.t < *cursor).count() as u64;
+        }
+    }
+
+    pub(super) fn commit(self) {
+        for (w, _, late) in self.watches {
+            if late > 0 {
+                w.late.fetch_add(late, Ordering::Relaxed);
+            }
         }
     }
 }
