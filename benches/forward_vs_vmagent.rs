@@ -17,7 +17,8 @@
 //!
 //! `cargo bench --bench forward_vs_vmagent` measures for `PICKET_BENCH_SECONDS` (default
 //! 300) per contender; under `cargo test` it runs each for a few seconds at a 1 s interval
-//! as a check that the measurement works.
+//! as a check that the measurement works. `PICKET_BENCH_ONLY=picket,vmagent` runs only the
+//! named contenders.
 
 mod common;
 
@@ -367,7 +368,11 @@ fn main() {
     );
     let mut rows = Vec::new();
     // picket-nofwd: the same Picket without a destination, to show what forwarding costs.
-    for name in ["picket", "picket-nofwd", "vmagent", "prometheus"] {
+    let only = std::env::var("PICKET_BENCH_ONLY").unwrap_or_default();
+    let contenders = ["picket", "picket-nofwd", "vmagent", "prometheus"]
+        .into_iter()
+        .filter(|n| only.is_empty() || only.split(',').any(|o| o == *n));
+    for name in contenders {
         let dir = tempfile::tempdir().expect("temp dir");
         let r = run(
             name,

@@ -170,13 +170,8 @@ impl Ingest {
         if samples.is_empty() && metadata.is_empty() {
             return Ok(());
         }
-        let count = samples.len() as u64;
-        let write = WriteBatch {
-            series: samples.into_iter().map(|(l, s)| (l, vec![s])).collect(),
-            metadata,
-        };
-        self.store.append(write)?;
-        self.stats.accepted[source as usize].fetch_add(count, Ordering::Relaxed);
+        self.store.append_samples(&samples, metadata)?;
+        self.stats.accepted[source as usize].fetch_add(samples.len() as u64, Ordering::Relaxed);
         Ok(())
     }
 

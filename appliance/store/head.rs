@@ -2,10 +2,11 @@
 //!
 //! Each series keeps at most one *open* chunk per partition (a compressed sample stream
 //! plus a small [`Encoder`]), and any chunks that sealed since the last flush. An open chunk
-//! remembers how many of its samples are already on disk as pieces (`flushed`) and the
-//! sequence numbers of those pieces, so that the flush which writes it sealed can delete
-//! them in the same transaction. Readers always take the whole head chunk (it is the newest
-//! data of its series and partition) and skip the pieces on disk.
+//! remembers how many of its samples are already on disk as pieces in the block log
+//! (`flushed`) and the sequence number of the record holding its first piece: its later
+//! pieces are all in later records, so that one number tells the writer which log segments
+//! the chunk still needs (wal.rs). Readers always take the whole head chunk (it is the
+//! newest data of its series and partition) and skip the pieces on disk.
 
 use super::codec::{self, CodecError, Encoder};
 use super::partition::partition_index;
@@ -39,10 +40,8 @@ pub struct HeadChunk {
     /// Samples already on disk as pieces (a prefix of the stream), and their stream bytes.
     pub flushed: u32,
     pub flushed_bytes: u32,
-    /// Sequence numbers of those pieces, delta-varint encoded (1 byte each when flushes
-    /// follow each other), kept to delete them when the chunk is written sealed.
-    pub piece_seqs: Vec<u8>,
-    last_piece_seq: u64,
+    /// Sequence number of the log record with the chunk's first piece, if it has one.
+    pub first_piece: Option<u64>,
     pub sealed: bool,
     /// Flush generation of the last append, to seal chunks of series that went quiet.
     pub last_append_gen: u64,
@@ -57,8 +56,7 @@ impl HeadChunk {
             body: Vec::new(),
             flushed: 0,
             flushed_bytes: 0,
-            piece_seqs: Vec::new(),
-            last_piece_seq: 0,
+            first_piece: None,
             sealed: false,
             last_append_gen: gen_,
         }
@@ -72,21 +70,6 @@ impl HeadChunk {
         self.enc.count()
     }
 
-    pub fn add_piece(&mut self, seq: u64) {
-        codec::put_uvarint(&mut self.piece_seqs, seq.wrapping_sub(self.last_piece_seq));
-        self.last_piece_seq = seq;
-    }
-
-    pub fn piece_seqs(&self) -> Result<Vec<u64>, CodecError> {
-        let mut out = Vec::new();
-        let mut pos = 0;
-        let mut seq = 0u64;
-        while pos < self.piece_seqs.len() {
-            seq = seq.wrapping_add(codec::get_uvarint(&self.piece_seqs, &mut pos)?);
-            out.push(seq);
-        }
-        Ok(out)
-    }
 
     pub fn decode(&self, out: &mut Vec<Sample>) -> Result<(), CodecError> {
         codec::decode_stream(&self.body, self.count(), out)
@@ -103,6 +86,13 @@ pub struct SeriesHead {
     pub labels: Labels,
     /// Chunks in creation order; for one partition that is arrival order.
     pub chunks: Vec<HeadChunk>,
+}
+
+/// Adds a chunk growing the list by one only: a series nearly always holds one or two, and
+/// `Vec`'s first growth (to four) would cost every series three unused chunks' worth.
+fn push_chunk(chunks: &mut Vec<HeadChunk>, c: HeadChunk) {
+    chunks.reserve_exact(1);
+    chunks.push(c);
 }
 
 /// Everything the head holds; lives behind one `RwLock` in the store.
@@ -207,8 +197,10 @@ impl Head {
                     s.chunks[p].sealed = true;
                 }
                 self.next_chunk_id += 1;
-                s.chunks
-                    .push(HeadChunk::new(self.next_chunk_id, partition, gen_));
+                push_chunk(
+                    &mut s.chunks,
+                    HeadChunk::new(self.next_chunk_id, partition, gen_),
+                );
                 s.chunks.len() - 1
             }
         };
@@ -227,10 +219,11 @@ impl Head {
     }
 
     /// Rebuilds the open chunk of (series `id`, `partition`) from its pieces on disk (at
-    /// open): `samples` are all of them in arrival order, `seqs` the pieces' sequence
-    /// numbers. Re-encoding gives the same stream bytes the pieces hold, so later pieces
-    /// continue it. It may exceed [`CHUNK_SAMPLES`]; the next append seals it.
-    pub fn recover(&mut self, id: u64, partition: i64, seqs: &[u64], samples: &[Sample]) {
+    /// open): `samples` are all of them in arrival order, `first_piece` the sequence number
+    /// of the record with the first. Re-encoding gives the same stream bytes the pieces
+    /// hold, so later pieces continue it. It may exceed [`CHUNK_SAMPLES`]; the next append
+    /// seals it.
+    pub fn recover(&mut self, id: u64, partition: i64, first_piece: u64, samples: &[Sample]) {
         let gen_ = self.flush_gen;
         let Some(s) = self.series.get_mut(&id) else {
             return;
@@ -242,10 +235,8 @@ impl Head {
         }
         c.flushed = c.count();
         c.flushed_bytes = c.body.len() as u32;
-        for seq in seqs {
-            c.add_piece(*seq);
-        }
-        s.chunks.push(c);
+        c.first_piece = Some(first_piece);
+        push_chunk(&mut s.chunks, c);
     }
 
     pub fn head_chunks(&self) -> u64 {

@@ -699,8 +699,7 @@ impl Store {
                 // The live pieces of one (series, partition) concatenate, in sequence order,
                 // into the stream of its open chunk; pieces older than the series' last
                 // sealed chunk are already in that chunk.
-                let mut open_chunks: BTreeMap<u64, (codec::PieceJoiner, Vec<u64>)> =
-                    BTreeMap::new();
+                let mut open_chunks: BTreeMap<u64, (codec::PieceJoiner, u64)> = BTreeMap::new();
                 let mut block_refs: BTreeMap<u64, u32> = BTreeMap::new();
                 let mut sealed: Option<std::collections::HashMap<u64, u64>> = None;
                 let mut missing = 0u64;
@@ -730,10 +729,12 @@ impl Store {
                         missing += 1;
                         return;
                     }
-                    let e = open_chunks.entry(p.series).or_default();
+                    let e = open_chunks.entry(p.series).or_insert_with(|| {
+                        // Blocks come in seq order: this is the chunk's first piece.
+                        *block_refs.entry(seq).or_default() += 1;
+                        (codec::PieceJoiner::default(), seq)
+                    });
                     e.0.add(&p);
-                    e.1.push(seq);
-                    *block_refs.entry(seq).or_default() += 1;
                 };
                 for (seq, value) in &blocks {
                     let mut pieces = Vec::new();
@@ -749,12 +750,12 @@ impl Store {
                 if let Some(e) = scan_err {
                     return Err(e);
                 }
-                for (series, (joiner, seqs)) in open_chunks {
+                for (series, (joiner, first_piece)) in open_chunks {
                     let samples = joiner.finish().map_err(|e| StoreError::Damaged {
                         path: path.clone(),
                         detail: format!("pieces of series {series}: {e}"),
                     })?;
-                    head.recover(series, index, &seqs, &samples);
+                    head.recover(series, index, first_piece, &samples);
                 }
                 if missing > 0 {
                     // Cannot happen with index-first commits; report rather than guess.
@@ -809,11 +810,30 @@ impl Store {
     /// Adds samples (any timestamps, any order) and metadata to the head. When this returns,
     /// readers see them; they become durable at the next flush.
     pub fn append(&self, batch: WriteBatch) -> Result<(), StoreError> {
-        let n = batch.series.iter().map(|(_, s)| s.len() as u64).sum();
-        self.check_writable(n)?;
+        let series = batch.series.iter().map(|(l, s)| (l, s.as_slice()));
+        self.append_each(series, batch.metadata)
+    }
+
+    /// Appends one sample per label set (what a scrape or a probe produced), without a
+    /// `Vec` per sample.
+    pub fn append_samples(
+        &self,
+        samples: &[(Labels, Sample)],
+        metadata: Vec<(String, Metadata)>,
+    ) -> Result<(), StoreError> {
+        let series = samples.iter().map(|(l, s)| (l, std::slice::from_ref(s)));
+        self.append_each(series, metadata)
+    }
+
+    fn append_each<'a>(
+        &self,
+        series: impl Iterator<Item = (&'a Labels, &'a [Sample])> + Clone,
+        metadata: Vec<(String, Metadata)>,
+    ) -> Result<(), StoreError> {
+        self.check_writable(series.clone().map(|(_, s)| s.len() as u64).sum())?;
         let mut late = outbox::LateCount::new(self.shared());
         let mut head = self.shared().head_mut();
-        for (labels, samples) in &batch.series {
+        for (labels, samples) in series {
             if samples.is_empty() {
                 continue;
             }
@@ -821,7 +841,7 @@ impl Store {
             head.append(id, samples);
             late.count(samples);
         }
-        for (name, m) in batch.metadata {
+        for (name, m) in metadata {
             set_metadata_locked(&mut head, name, m);
         }
         drop(head);

@@ -252,11 +252,13 @@ impl PartLog {
         Ok(())
     }
 
-    /// Deletes the segments none of whose records is still live (`live` holds the seqs
-    /// of blocks with a piece of an open chunk).
-    pub fn collect(&mut self, live: &BTreeMap<u64, u32>) {
+    /// Deletes the segments none of whose records is still live (`firsts` counts, by
+    /// record seq, the open chunks whose first piece is in that record; see
+    /// [`first_live`]).
+    pub fn collect(&mut self, firsts: &BTreeMap<u64, u32>) {
+        let live_from = first_live(firsts);
         self.segments.retain(|s| {
-            let alive = live.range(s.first_seq..=s.last_seq).any(|(_, n)| *n > 0);
+            let alive = live_from.is_some_and(|l| l <= s.last_seq);
             if alive {
                 return true;
             }
@@ -281,6 +283,13 @@ impl PartLog {
             }
         }
     }
+}
+
+/// The first record that may hold a piece of an open chunk: the first with an open chunk's
+/// first piece, since a chunk's later pieces all go to later records. Records before it,
+/// and segments that end before it, hold nothing that is still needed.
+pub fn first_live(firsts: &BTreeMap<u64, u32>) -> Option<u64> {
+    firsts.iter().find(|(_, n)| **n > 0).map(|(s, _)| *s)
 }
 
 /// Writes a whole segment with `records` (a snapshot's copy) and syncs it.
@@ -385,7 +394,10 @@ mod tests {
         log.append(dir.path(), 0, 1, &big).expect("append");
         log.append(dir.path(), 0, 2, b"x").expect("append");
         assert_eq!(log.segments.len(), 2, "a full segment rolls over");
-        let live: BTreeMap<u64, u32> = [(2, 1)].into();
+        // A chunk whose first piece is in record 1 may have more in record 2: both stay.
+        log.collect(&[(1, 1), (2, 0)].into());
+        assert_eq!(log.segments.len(), 2);
+        let live: BTreeMap<u64, u32> = [(1, 0), (2, 1)].into();
         log.collect(&live);
         assert_eq!(log.segments.len(), 1);
         assert!(!segment_path(dir.path(), 0, 1).exists());

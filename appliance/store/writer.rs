@@ -43,7 +43,7 @@ struct SealSrc {
     max_t: i64,
     min_t: i64,
     count: u32,
-    pieces: Vec<u64>,
+    first_piece: Option<u64>,
     unflushed: u32,
 }
 
@@ -62,7 +62,9 @@ struct Plan {
 pub struct Writer {
     shared: Arc<Shared>,
     next_seq: u64,
-    /// Per partition: block seq → head chunks with a piece in that block.
+    /// Per partition: block seq → head chunks whose first piece is in that block (their
+    /// later pieces are all in later blocks, so a block before the first one with a count
+    /// holds no piece of an open chunk).
     refs: BTreeMap<i64, BTreeMap<u64, u32>>,
     interval: Duration,
     /// Per partition: its block log segments.
@@ -226,16 +228,15 @@ impl Writer {
             self.next_seq = seq;
             let mut refs = self.refs.get(&pidx).cloned().unwrap_or_default();
             for s in &part.seals {
-                for p in &s.pieces {
-                    if let Some(n) = refs.get_mut(p) {
-                        *n = n.saturating_sub(1);
-                    }
+                if let Some(n) = s.first_piece.and_then(|f| refs.get_mut(&f)) {
+                    *n = n.saturating_sub(1);
                 }
             }
+            let live_from = wal::first_live(&refs);
             let dead: Vec<u64> = refs
-                .iter()
-                .filter(|(_, n)| **n == 0)
-                .map(|(s, _)| *s)
+                .keys()
+                .copied()
+                .take_while(|s| live_from.is_none_or(|l| *s < l))
                 .collect();
             for s in &dead {
                 refs.remove(s);
@@ -327,17 +328,24 @@ impl Writer {
                     block_seq,
                     &value,
                 )?;
-                refs.insert(block_seq, part.pieces.len() as u32);
-                self.refs.insert(pidx, refs);
                 let mut head = self.shared.head_mut();
+                let mut first_pieces = 0;
                 for p in &part.pieces {
                     if let Some(c) = head.find_chunk(p.series, p.chunk) {
                         c.flushed = p.count;
                         c.flushed_bytes = p.body_len;
-                        c.add_piece(block_seq);
+                        if c.first_piece.is_none() {
+                            c.first_piece = Some(block_seq);
+                            first_pieces += 1;
+                        }
                     }
                     *flushed += u64::from(p.count - p.flushed);
                 }
+                drop(head);
+                if first_pieces > 0 {
+                    refs.insert(block_seq, first_pieces);
+                }
+                self.refs.insert(pidx, refs);
             }
             if let (Some(log), Some(refs)) = (self.logs.get_mut(&pidx), self.refs.get(&pidx)) {
                 log.collect(refs);
@@ -587,7 +595,7 @@ fn take_plan(head: &mut Head, seal_all: bool, interval: Duration) -> Plan {
                     max_t: c.enc.max_t(),
                     min_t: c.enc.min_t(),
                     count: c.count(),
-                    pieces: c.piece_seqs().unwrap_or_default(),
+                    first_piece: c.first_piece,
                     unflushed: c.count() - c.flushed,
                 });
             } else if c.count() > c.flushed {
