@@ -1,8 +1,9 @@
 //! Label sets: sorted by name, unique names, no empty values (Prometheus drops labels
 //! with empty values, so `{a=""}` and `{}` are the same series).
 
+use std::collections::HashSet;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock, Mutex};
 
 /// The label that holds the metric name.
 pub const METRIC_NAME: &str = "__name__";
@@ -115,7 +116,66 @@ pub fn hash_pairs<'a>(
     h.finish()
 }
 
+/// The label strings of long-lived label sets (the head's series, the scrape caches), one
+/// copy each: names and values repeat across series (every series of a target carries its
+/// `job` and `instance`, a metric name its whole family's), and a copy per series was most
+/// of what a stored series cost in memory.
+struct SharedStrings {
+    set: HashSet<Arc<str>, foldhash::fast::RandomState>,
+    /// Strings in use after the last purge: the next purge comes when the set has doubled,
+    /// so forgetting strings no set uses any more costs O(1) per string, amortized.
+    live_after_purge: usize,
+}
+
+static SHARED_STRINGS: LazyLock<Mutex<SharedStrings>> = LazyLock::new(|| {
+    Mutex::new(SharedStrings {
+        set: HashSet::default(),
+        live_after_purge: 0,
+    })
+});
+
+impl SharedStrings {
+    fn share(&mut self, s: &Arc<str>) -> Arc<str> {
+        if let Some(shared) = self.set.get(&**s) {
+            return shared.clone();
+        }
+        if self.set.len() >= 2 * self.live_after_purge + 1024 {
+            // Only the set itself holds a string whose count is 1; clones are only made
+            // under this lock, so none can appear while it is held.
+            self.set.retain(|x| Arc::strong_count(x) > 1);
+            self.live_after_purge = self.set.len();
+        }
+        self.set.insert(s.clone());
+        s.clone()
+    }
+}
+
 impl Labels {
+    /// This set with its strings replaced by shared copies ([`SharedStrings`]), for sets
+    /// that live long. A set whose strings are all shared already comes back as itself.
+    pub fn interned(&self) -> Labels {
+        let mut shared = SHARED_STRINGS.lock().unwrap_or_else(|e| e.into_inner());
+        let is_shared = |s: &Arc<str>, shared: &SharedStrings| {
+            shared.set.get(&**s).is_some_and(|x| Arc::ptr_eq(x, s))
+        };
+        if self
+            .0
+            .iter()
+            .all(|l| is_shared(&l.name, &shared) && is_shared(&l.value, &shared))
+        {
+            return self.clone();
+        }
+        Labels(
+            self.0
+                .iter()
+                .map(|l| Label {
+                    name: shared.share(&l.name),
+                    value: shared.share(&l.value),
+                })
+                .collect(),
+        )
+    }
+
     /// [`hash_pairs`] of this set.
     pub fn hash_with(&self, state: &impl std::hash::BuildHasher) -> u64 {
         hash_pairs(state, self.0.iter().map(|l| (&*l.name, &*l.value)))
@@ -250,6 +310,18 @@ mod tests {
         assert_eq!(names, ["__name__", "a", "b"]);
         assert_eq!(l.get("a"), Some("1"));
         assert_eq!(l.get("c"), None);
+    }
+
+    #[test]
+    fn interned_sets_share_their_strings_and_keep_their_contents() {
+        let a = Labels::from_pairs([("__name__", "interned_test_metric"), ("job", "node")]);
+        let b = Labels::from_pairs([("__name__", "interned_test_metric"), ("job", "other")]);
+        let (ia, ib) = (a.interned(), b.interned());
+        assert_eq!((&ia, &ib), (&a, &b));
+        assert!(Arc::ptr_eq(&ia.0[0].value, &ib.0[0].value));
+        assert!(!Arc::ptr_eq(&a.0[0].value, &b.0[0].value));
+        // Already shared: the same set back, not a copy.
+        assert!(ia.interned().ptr_eq(&ia));
     }
 
     #[test]

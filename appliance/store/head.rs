@@ -146,7 +146,7 @@ impl Head {
         }
         let id = self.next_series_id;
         self.next_series_id += 1;
-        self.insert_series(hash, id, labels.clone());
+        self.insert_series(hash, id, labels.interned());
         self.pending_series.push(id);
         id
     }
@@ -170,7 +170,7 @@ impl Head {
     /// Registers a series that is already in the index (at open).
     pub fn load_series(&mut self, id: u64, labels: Labels) {
         let hash = labels.hash_with(&self.label_hasher);
-        self.insert_series(hash, id, labels);
+        self.insert_series(hash, id, labels.interned());
         self.next_series_id = self.next_series_id.max(id + 1);
     }
 

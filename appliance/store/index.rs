@@ -42,9 +42,6 @@ pub fn open(path: &Path) -> Result<Database, StoreError> {
 }
 
 /// Calls `f` for every series in the index.
-///
-/// Known gap: label strings are not interned across series here, because `model::Labels`
-/// has no constructor from already-shared `Arc<str>`s; series created by ingest share them.
 pub fn load_series(
     db: &Database,
     path: &Path,

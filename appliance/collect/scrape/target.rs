@@ -616,7 +616,8 @@ impl ScrapeLoop {
         }
         let labels = lb.build();
         labels.metric_name()?;
-        Some(labels)
+        // The cache and the head then hold one set, with strings shared across series.
+        Some(labels.interned())
     }
 
     /// Drops metadata updates that match what was already sent, and remembers the rest.
