@@ -194,12 +194,11 @@ impl Ingest {
         let accepted = if req.series.is_empty() && req.metadata.is_empty() {
             0
         } else {
-            self.store
-                .append_wire(&req.series, req.metadata, |pairs| {
-                    validate_labels(pairs.iter().copied())
-                        .map_err(|e| push_problem(&mut problems, e))
-                        .ok()
-                })?
+            self.store.append_wire(&req.series, req.metadata, |pairs| {
+                validate_labels(pairs.iter().copied())
+                    .map_err(|e| push_problem(&mut problems, e))
+                    .ok()
+            })?
         };
         let rejected = offered - accepted + req.histograms;
         self.stats.accepted[Source::RemoteWrite as usize].fetch_add(accepted, Ordering::Relaxed);

@@ -336,7 +336,11 @@ mod tests {
     }
 
     /// What prost's owned decoding gives, in the view's terms.
-    type Flat = (Vec<(Vec<(String, String)>, Vec<(i64, u64)>)>, Vec<String>, u64);
+    type Flat = (
+        Vec<(Vec<(String, String)>, Vec<(i64, u64)>)>,
+        Vec<String>,
+        u64,
+    );
 
     fn flatten_prost(req: &WriteRequest) -> Flat {
         let series = req
@@ -360,9 +364,21 @@ mod tests {
             .metadata
             .iter()
             .filter(|m| !m.metric_family_name.is_empty())
-            .map(|m| format!("{}/{:?}/{}/{}", m.metric_family_name, m.metric_type(), m.help, m.unit))
+            .map(|m| {
+                format!(
+                    "{}/{:?}/{}/{}",
+                    m.metric_family_name,
+                    m.metric_type(),
+                    m.help,
+                    m.unit
+                )
+            })
             .collect();
-        let histograms = req.timeseries.iter().map(|t| t.histograms.len() as u64).sum();
+        let histograms = req
+            .timeseries
+            .iter()
+            .map(|t| t.histograms.len() as u64)
+            .sum();
         (series, meta, histograms)
     }
 
@@ -430,10 +446,25 @@ mod tests {
         // A group (wire type 3).
         assert!(read_write_request(&[(9 << 3) | 3]).is_err());
         // A length beyond the body.
-        assert!(read_write_request(&[0x0a, 0x7f]).unwrap_err().what.contains("past the end"));
+        assert!(
+            read_write_request(&[0x0a, 0x7f])
+                .unwrap_err()
+                .what
+                .contains("past the end")
+        );
         // Field number 0.
-        assert!(read_write_request(&[0x02, 0]).unwrap_err().what.contains("field number"));
+        assert!(
+            read_write_request(&[0x02, 0])
+                .unwrap_err()
+                .what
+                .contains("field number")
+        );
         // An overlong varint.
-        assert!(read_write_request(&[0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f]).is_err());
+        assert!(
+            read_write_request(&[
+                0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f
+            ])
+            .is_err()
+        );
     }
 }

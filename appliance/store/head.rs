@@ -70,7 +70,6 @@ impl HeadChunk {
         self.enc.count()
     }
 
-
     pub fn decode(&self, out: &mut Vec<Sample>) -> Result<(), CodecError> {
         codec::decode_stream(&self.body, self.count(), out)
     }

@@ -5,14 +5,16 @@ use super::StoreError;
 use crate::model::{Labels, MatchOp, Matcher, Metadata};
 use redb::{
     Database, MultimapTableDefinition, ReadTransaction, ReadableDatabase, ReadableTable,
-    TableDefinition, TableError, WriteTransaction,
+    TableDefinition, TableError, TableHandle, WriteTransaction,
 };
 use std::path::Path;
 
 /// Series id → label pairs (postcard `Vec<(&str, &str)>`, sorted by name).
 pub const SERIES: TableDefinition<u64, &[u8]> = TableDefinition::new("series");
-/// The same postcard bytes → series id.
-pub const SERIES_BY_LABELS: TableDefinition<&[u8], u64> = TableDefinition::new("series_by_labels");
+/// Label set → series id, written by Picket before 2026-11-22 and never read: the head
+/// holds every series and finds them by label hash. Deleted when an index is opened.
+pub const LEGACY_SERIES_BY_LABELS: TableDefinition<&[u8], u64> =
+    TableDefinition::new("series_by_labels");
 /// `(label name, label value)` → ids of the series carrying that pair.
 pub const POSTINGS: MultimapTableDefinition<(&str, &str), u64> =
     MultimapTableDefinition::new("postings");
@@ -29,16 +31,37 @@ pub fn open(path: &Path) -> Result<Database, StoreError> {
     // An existing file is only ever opened: `create` would initialise an empty or foreign
     // file in place, which is exactly the silent data loss a damaged file must not cause.
     if path.exists() {
-        return super::open_existing(path, "index");
+        let db = super::open_existing(path, "index")?;
+        drop_legacy_tables(&db, path)?;
+        return Ok(db);
     }
     super::create_new(path, |txn| {
         let e = |x: redb::TableError| StoreError::db(path, x);
         txn.open_table(SERIES).map_err(e)?;
-        txn.open_table(SERIES_BY_LABELS).map_err(e)?;
         txn.open_multimap_table(POSTINGS).map_err(e)?;
         txn.open_table(METADATA).map_err(e)?;
         Ok(())
     })
+}
+
+/// Deletes [`LEGACY_SERIES_BY_LABELS`] (a third of an index's bytes) from an index that has
+/// it; its pages are reused by later commits. A write only when there is one to delete.
+fn drop_legacy_tables(db: &Database, path: &Path) -> Result<(), StoreError> {
+    let e = |x: redb::Error| StoreError::db(path, x);
+    let has = db
+        .begin_read()
+        .map_err(|x| e(x.into()))?
+        .list_tables()
+        .map_err(|x| e(x.into()))?
+        .any(|t| t.name() == LEGACY_SERIES_BY_LABELS.name());
+    if has {
+        let mut txn = db.begin_write().map_err(|x| e(x.into()))?;
+        txn.set_quick_repair(true);
+        txn.delete_table(LEGACY_SERIES_BY_LABELS)
+            .map_err(|x| e(x.into()))?;
+        txn.commit().map_err(|x| e(x.into()))?;
+    }
+    Ok(())
 }
 
 /// Calls `f` for every series in the index.
@@ -92,12 +115,10 @@ pub fn write(
 ) -> Result<(), StoreError> {
     let e = |e: redb::Error| StoreError::db(path, e);
     let mut st = txn.open_table(SERIES).map_err(|x| e(x.into()))?;
-    let mut bl = txn.open_table(SERIES_BY_LABELS).map_err(|x| e(x.into()))?;
     let mut post = txn.open_multimap_table(POSTINGS).map_err(|x| e(x.into()))?;
     for (id, labels) in series {
         let bytes = encode_labels(labels)?;
         st.insert(*id, bytes.as_slice()).map_err(|x| e(x.into()))?;
-        bl.insert(bytes.as_slice(), *id).map_err(|x| e(x.into()))?;
         for l in labels {
             post.insert((&*l.name, &*l.value), *id)
                 .map_err(|x| e(x.into()))?;

@@ -10,7 +10,6 @@
 //!                                             budget `storage.budget = "auto"` chose at the
 //!                                             first start)
 //!     series           u64 -> postcard [(name, value)]     id -> label set
-//!     series_by_labels postcard labels -> u64              label set -> id
 //!     postings         (name, value) =>> u64  (multimap)   label pair -> series ids
 //!     metadata         &str -> postcard Metadata           metric name -> type/help/unit
 //!     state            &str -> bytes       named state of other stages (alerts), state.rs

@@ -191,6 +191,7 @@ fn write_all(sources: &[Source], dest: &Path) -> Result<SnapshotSummary, StoreEr
 
 fn copy_file(src: &Source, dst: &WriteTransaction, path: &Path) -> Result<u64, StoreError> {
     let known: &[&str] = match src.kind {
+        // series_by_labels: legacy, not copied (index.rs).
         Kind::Index => &["meta", "series", "series_by_labels", "metadata", "state"],
         Kind::Partition => &["meta", "chunks", "blocks", "times"],
         Kind::Rollup => &["meta", "groups", "rolled"],
@@ -210,7 +211,6 @@ fn copy_file(src: &Source, dst: &WriteTransaction, path: &Path) -> Result<u64, S
                 }
             }
             n += copy_table(&src.txn, dst, index::SERIES, path)?;
-            n += copy_table(&src.txn, dst, index::SERIES_BY_LABELS, path)?;
             n += copy_table(&src.txn, dst, index::METADATA, path)?;
             // Alert state, silences, the outbox and forwarding cursors: a restored backup
             // neither re-notifies nor re-sends.

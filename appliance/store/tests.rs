@@ -517,6 +517,39 @@ fn stats_count_appends_flushes_and_durable_samples() {
 }
 
 #[test]
+fn the_legacy_series_by_labels_table_is_deleted_at_open_and_series_stay() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let l = labels(&[("__name__", "m"), ("job", "j")]);
+    {
+        let store = Store::open(opts(dir.path())).expect("open");
+        store.append(batch(&l, &[(1_000, 1.0)])).expect("append");
+        store.close().expect("close");
+    }
+    let path = dir.path().join(INDEX_FILE);
+    let tables = |db: &Database| -> Vec<String> {
+        let txn = db.begin_read().expect("read");
+        let names = txn.list_tables().expect("tables");
+        names.map(|t| redb::TableHandle::name(&t).to_string()).collect()
+    };
+    {
+        // What an index written before the table was dropped holds.
+        let db = Database::open(&path).expect("open index");
+        let txn = db.begin_write().expect("write");
+        txn.open_table(index::LEGACY_SERIES_BY_LABELS)
+            .expect("table")
+            .insert(&index::encode_labels(&l).expect("encode")[..], 0)
+            .expect("insert");
+        txn.commit().expect("commit");
+        assert!(tables(&db).contains(&"series_by_labels".to_string()));
+    }
+    let store = Store::open(opts(dir.path())).expect("reopen");
+    assert_eq!(all(&store, &[name_is("m")]), vec![(1_000, 1.0)]);
+    store.close().expect("close");
+    let db = Database::open(&path).expect("open index");
+    assert!(!tables(&db).contains(&"series_by_labels".to_string()));
+}
+
+#[test]
 fn a_newer_schema_version_is_a_clear_error_and_the_file_is_untouched() {
     let dir = tempfile::tempdir().expect("tempdir");
     Store::open(opts(dir.path()))
