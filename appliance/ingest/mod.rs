@@ -195,7 +195,7 @@ impl Ingest {
             0
         } else {
             self.store.append_wire(&req.series, req.metadata, |pairs| {
-                validate_labels(pairs.iter().copied())
+                validate_wire_labels(pairs)
                     .map_err(|e| push_problem(&mut problems, e))
                     .ok()
             })?
@@ -254,6 +254,23 @@ fn push_problem(problems: &mut Vec<String>, p: String) {
     }
 }
 
+/// [`validate_labels`] for pairs read off the wire as bytes, which must be UTF-8 first.
+fn validate_wire_labels(pairs: &[(&[u8], &[u8])]) -> Result<Labels, String> {
+    let mut strs = Vec::with_capacity(pairs.len());
+    for (n, v) in pairs {
+        match (std::str::from_utf8(n), std::str::from_utf8(v)) {
+            (Ok(n), Ok(v)) => strs.push((n, v)),
+            _ => {
+                return Err(format!(
+                    "label {:?}: names and values must be valid UTF-8",
+                    String::from_utf8_lossy(n)
+                ));
+            }
+        }
+    }
+    validate_labels(strs.into_iter())
+}
+
 /// Checks a label set as it arrived on the wire: a metric name, valid label names, no
 /// duplicate names. Empty values are allowed and dropped (Prometheus treats them as absent).
 pub fn validate_labels<'a>(
@@ -291,6 +308,62 @@ mod tests {
     use crate::collect::Family;
     use crate::model::{Matcher, MetricType};
     use crate::query::SeriesReader;
+
+    /// One `WriteRequest.timeseries` entry in wire format, with label bytes as given.
+    fn wire_series(labels: &[(&[u8], &[u8])], t: i64, v: f64) -> Vec<u8> {
+        fn field(out: &mut Vec<u8>, tag: u8, bytes: &[u8]) {
+            out.push(tag);
+            out.push(u8::try_from(bytes.len()).expect("short field"));
+            out.extend_from_slice(bytes);
+        }
+        let mut ts = Vec::new();
+        for (n, val) in labels {
+            let mut l = Vec::new();
+            field(&mut l, 0x0a, n);
+            field(&mut l, 0x12, val);
+            field(&mut ts, 0x0a, &l);
+        }
+        let mut sample = vec![0x09];
+        sample.extend_from_slice(&v.to_bits().to_le_bytes());
+        sample.push(0x10);
+        sample.push(u8::try_from(t).expect("small timestamp"));
+        field(&mut ts, 0x12, &sample);
+        let mut out = Vec::new();
+        field(&mut out, 0x0a, &ts);
+        out
+    }
+
+    #[test]
+    fn remote_write_refuses_labels_that_are_not_utf8_and_keeps_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_for_test(dir.path());
+        let ingest = Ingest::new(store.clone());
+        let mut body = wire_series(&[(b"__name__", b"ok"), (b"job", b"a")], 5, 1.0);
+        body.extend(wire_series(
+            &[(b"__name__", b"bad"), (b"job", b"\xff")],
+            5,
+            2.0,
+        ));
+        let err = ingest.remote_write(&body).unwrap_err().to_string();
+        assert!(
+            err.contains("UTF-8") && err.contains("1 samples rejected, 1 stored"),
+            "{err}"
+        );
+        let got = store.select(&[Matcher::equal("job", "a")], 0, 10).unwrap();
+        assert_eq!(got.len(), 1);
+        // The same series again is found without a second look at its labels.
+        assert_eq!(
+            ingest
+                .remote_write(&wire_series(
+                    &[(b"__name__", b"ok"), (b"job", b"a")],
+                    6,
+                    1.0
+                ))
+                .unwrap(),
+            1
+        );
+        assert_eq!(store.stats().series, 1);
+    }
 
     #[test]
     fn collected_samples_get_the_family_name_unless_they_carry_their_own() {

@@ -87,13 +87,13 @@ impl Labels {
 
     /// Whether this set holds exactly `pairs`, in order (a set is sorted, so pairs in
     /// another order, with an empty value or a repeated name never match).
-    pub fn equals_pairs(&self, pairs: &[(&str, &str)]) -> bool {
+    pub fn equals_pairs(&self, pairs: &[(&[u8], &[u8])]) -> bool {
         self.0.len() == pairs.len()
             && self
                 .0
                 .iter()
                 .zip(pairs)
-                .all(|(l, (n, v))| *l.name == **n && *l.value == **v)
+                .all(|(l, (n, v))| l.name.as_bytes() == *n && l.value.as_bytes() == *v)
     }
 }
 
@@ -102,15 +102,16 @@ impl Labels {
 /// before (and without) building a `Labels`.
 pub fn hash_pairs<'a>(
     state: &impl std::hash::BuildHasher,
-    pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+    pairs: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
 ) -> u64 {
     use std::hash::Hasher;
     let mut h = state.build_hasher();
     for (n, v) in pairs {
-        // 0xff never occurs in UTF-8, so the separators keep ("ab","c") and ("a","bc") apart.
-        h.write(n.as_bytes());
+        // 0xff never occurs in UTF-8, so the separators keep ("ab","c") and ("a","bc")
+        // apart (bytes that are not UTF-8 match no label set anyway).
+        h.write(n);
         h.write_u8(0xff);
-        h.write(v.as_bytes());
+        h.write(v);
         h.write_u8(0xff);
     }
     h.finish()
@@ -178,7 +179,12 @@ impl Labels {
 
     /// [`hash_pairs`] of this set.
     pub fn hash_with(&self, state: &impl std::hash::BuildHasher) -> u64 {
-        hash_pairs(state, self.0.iter().map(|l| (&*l.name, &*l.value)))
+        hash_pairs(
+            state,
+            self.0
+                .iter()
+                .map(|l| (l.name.as_bytes(), l.value.as_bytes())),
+        )
     }
 
     /// A copy without the metric name (what most PromQL functions return).

@@ -17,19 +17,20 @@ pub struct Sample {
 }
 
 /// Series as a decoder reads them off the wire: label pairs borrowed from the request body
-/// in the sender's order, not validated yet (the store checks only the label sets it does
-/// not know), and their samples, all in three flat vectors so that a request of thousands
+/// in the sender's order, as bytes not validated yet (not even as UTF-8: a pair equal to a
+/// known series' labels is valid, so only label sets the store does not know are checked),
+/// and their samples, all in three flat vectors so that a request of thousands
 /// of series costs a few allocations instead of several per series.
 #[derive(Debug, Default)]
 pub struct WireBatch<'a> {
-    pairs: Vec<(&'a str, &'a str)>,
+    pairs: Vec<(&'a [u8], &'a [u8])>,
     samples: Vec<Sample>,
     /// Per series: where its pairs and its samples end.
     ends: Vec<(usize, usize)>,
 }
 
 impl<'a> WireBatch<'a> {
-    pub fn push_pair(&mut self, name: &'a str, value: &'a str) {
+    pub fn push_pair(&mut self, name: &'a [u8], value: &'a [u8]) {
         self.pairs.push((name, value));
     }
 
@@ -49,7 +50,7 @@ impl<'a> WireBatch<'a> {
     }
 
     /// Each series' label pairs and samples, in arrival order.
-    pub fn series(&self) -> impl Iterator<Item = (&[(&'a str, &'a str)], &[Sample])> + '_ {
+    pub fn series(&self) -> impl Iterator<Item = (&[(&'a [u8], &'a [u8])], &[Sample])> + '_ {
         let mut start = (0, 0);
         self.ends.iter().map(move |&(p, s)| {
             let out = (&self.pairs[start.0..p], &self.samples[start.1..s]);

@@ -90,9 +90,11 @@ pub struct WriteRequestView<'a> {
 }
 
 /// Reads a remote_write 1.0 `WriteRequest` (already snappy-decompressed), borrowing label
-/// names and values from `buf`. Fails on anything prost would refuse: truncated or
-/// overlong fields, a known field with the wrong wire type, strings that are not UTF-8,
-/// groups (a long-deprecated wire type no remote_write sender uses).
+/// names and values from `buf`. Fails on anything prost would refuse (truncated or overlong
+/// fields, a known field with the wrong wire type, groups: a long-deprecated wire type no
+/// remote_write sender uses) except label names and values that are not UTF-8: those are
+/// left to the caller, who checks only the label sets it does not know already. Metadata
+/// strings are checked here.
 pub fn read_write_request(buf: &[u8]) -> Result<WriteRequestView<'_>, WireError> {
     let mut out = WriteRequestView::default();
     let mut r = Reader::new(buf);
@@ -112,12 +114,12 @@ fn read_series<'a>(buf: &'a [u8], out: &mut WriteRequestView<'a>) -> Result<(), 
     while let Some((field, wire)) = r.key()? {
         match (field, wire) {
             (1, LEN) => {
-                let (mut name, mut value) = ("", "");
+                let (mut name, mut value): (&[u8], &[u8]) = (b"", b"");
                 let mut l = Reader::new(r.bytes()?);
                 while let Some((field, wire)) = l.key()? {
                     match (field, wire) {
-                        (1, LEN) => name = l.str()?,
-                        (2, LEN) => value = l.str()?,
+                        (1, LEN) => name = l.bytes()?,
+                        (2, LEN) => value = l.bytes()?,
                         (1 | 2, _) => return Err(l.wrong_type()),
                         _ => l.skip(wire)?,
                     }
@@ -209,6 +211,7 @@ impl<'a> Reader<'a> {
     }
 
     /// The next field number and wire type, or `None` at the end of the message.
+    #[inline]
     fn key(&mut self) -> Result<Option<(u64, u8)>, WireError> {
         if self.pos == self.buf.len() {
             return Ok(None);
@@ -221,7 +224,19 @@ impl<'a> Reader<'a> {
         Ok(Some((field, (key & 7) as u8)))
     }
 
+    #[inline]
     fn varint(&mut self) -> Result<u64, WireError> {
+        // Most varints of a request (field keys, label lengths) are one byte.
+        if let Some(&b) = self.buf.get(self.pos)
+            && b < 0x80
+        {
+            self.pos += 1;
+            return Ok(u64::from(b));
+        }
+        self.varint_slow()
+    }
+
+    fn varint_slow(&mut self) -> Result<u64, WireError> {
         let mut v = 0u64;
         for i in 0..10 {
             let Some(&b) = self.buf.get(self.pos) else {
@@ -239,6 +254,7 @@ impl<'a> Reader<'a> {
         Err(self.fail("varint longer than 64 bits"))
     }
 
+    #[inline]
     fn take(&mut self, n: usize) -> Result<&'a [u8], WireError> {
         let end = self
             .pos
@@ -250,11 +266,13 @@ impl<'a> Reader<'a> {
         Ok(out)
     }
 
+    #[inline]
     fn fixed64(&mut self) -> Result<u64, WireError> {
         let b = self.take(8)?;
         Ok(u64::from_le_bytes(b.try_into().expect("8 bytes")))
     }
 
+    #[inline]
     fn bytes(&mut self) -> Result<&'a [u8], WireError> {
         let len = self.varint()?;
         let len = usize::try_from(len).map_err(|_| self.fail("length too large"))?;
@@ -390,7 +408,10 @@ mod tests {
                 (
                     pairs
                         .iter()
-                        .map(|(n, v)| (n.to_string(), v.to_string()))
+                        .map(|(n, v)| {
+                            let s = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+                            (s(n), s(v))
+                        })
                         .collect(),
                     samples.iter().map(|s| (s.t, s.v.to_bits())).collect(),
                 )
@@ -440,9 +461,21 @@ mod tests {
         // Field 1 (timeseries) as a varint.
         let e = read_write_request(&[1 << 3, 1]).unwrap_err();
         assert!(e.what.contains("wire type"), "{e}");
-        // A label name that is not UTF-8.
+        // A label name that is not UTF-8 is left to the caller (prost refuses it).
         let bad = [0x0a, 6, 0x0a, 4, 0x0a, 2, 0xff, 0xfe];
-        assert!(read_write_request(&bad).unwrap_err().what.contains("UTF-8"));
+        let view = read_write_request(&bad).unwrap();
+        assert!(WriteRequest::decode(&bad[..]).is_err());
+        assert!(
+            view.series.is_empty(),
+            "a series without samples is dropped"
+        );
+        let with_sample = [
+            0x0a, 17, 0x0a, 4, 0x0a, 2, 0xff, 0xfe, 0x12, 9, 0x09, 0, 0, 0, 0, 0, 0, 0xf0, 0x3f,
+        ];
+        let view = read_write_request(&with_sample).unwrap();
+        let (pairs, samples) = view.series.series().next().unwrap();
+        assert_eq!(pairs, [(&[0xff, 0xfe][..], &b""[..])]);
+        assert_eq!(samples[0].v, 1.0);
         // A group (wire type 3).
         assert!(read_write_request(&[(9 << 3) | 3]).is_err());
         // A length beyond the body.

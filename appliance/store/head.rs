@@ -119,12 +119,12 @@ pub struct Head {
 
 impl Head {
     /// The hash [`Head::find`] takes, of label pairs in label order.
-    pub fn hash_of<'a>(&self, pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> u64 {
+    pub fn hash_of<'a>(&self, pairs: impl IntoIterator<Item = (&'a [u8], &'a [u8])>) -> u64 {
         hash_pairs(&self.label_hasher, pairs)
     }
 
     /// The id of the series whose labels are exactly `pairs` (in label order), if known.
-    pub fn find(&self, hash: u64, pairs: &[(&str, &str)]) -> Option<u64> {
+    pub fn find(&self, hash: u64, pairs: &[(&[u8], &[u8])]) -> Option<u64> {
         self.find_by(hash, |l| l.equals_pairs(pairs))
     }
 

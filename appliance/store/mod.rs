@@ -856,7 +856,7 @@ impl Store {
         &self,
         batch: &WireBatch<'_>,
         metadata: Vec<(String, Metadata)>,
-        mut admit: impl FnMut(&[(&str, &str)]) -> Option<Labels>,
+        mut admit: impl FnMut(&[(&[u8], &[u8])]) -> Option<Labels>,
     ) -> Result<u64, StoreError> {
         self.check_writable(batch.sample_count() as u64)?;
         let mut late = outbox::LateCount::new(self.shared());

@@ -529,7 +529,9 @@ fn the_legacy_series_by_labels_table_is_deleted_at_open_and_series_stay() {
     let tables = |db: &Database| -> Vec<String> {
         let txn = db.begin_read().expect("read");
         let names = txn.list_tables().expect("tables");
-        names.map(|t| redb::TableHandle::name(&t).to_string()).collect()
+        names
+            .map(|t| redb::TableHandle::name(&t).to_string())
+            .collect()
     };
     {
         // What an index written before the table was dropped holds.
