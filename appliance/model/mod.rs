@@ -16,6 +16,9 @@ pub struct Sample {
     pub v: f64,
 }
 
+/// A label name and value as read off the wire (bytes, not yet known to be UTF-8).
+pub type WirePair<'a> = (&'a [u8], &'a [u8]);
+
 /// Series as a decoder reads them off the wire: label pairs borrowed from the request body
 /// in the sender's order, as bytes not validated yet (not even as UTF-8: a pair equal to a
 /// known series' labels is valid, so only label sets the store does not know are checked),
@@ -23,7 +26,7 @@ pub struct Sample {
 /// of series costs a few allocations instead of several per series.
 #[derive(Debug, Default)]
 pub struct WireBatch<'a> {
-    pairs: Vec<(&'a [u8], &'a [u8])>,
+    pairs: Vec<WirePair<'a>>,
     samples: Vec<Sample>,
     /// Per series: where its pairs and its samples end.
     ends: Vec<(usize, usize)>,
@@ -50,7 +53,7 @@ impl<'a> WireBatch<'a> {
     }
 
     /// Each series' label pairs and samples, in arrival order.
-    pub fn series(&self) -> impl Iterator<Item = (&[(&'a [u8], &'a [u8])], &[Sample])> + '_ {
+    pub fn series(&self) -> impl Iterator<Item = (&[WirePair<'a>], &[Sample])> + '_ {
         let mut start = (0, 0);
         self.ends.iter().map(move |&(p, s)| {
             let out = (&self.pairs[start.0..p], &self.samples[start.1..s]);
