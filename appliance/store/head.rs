@@ -250,3 +250,36 @@ impl Head {
             .find(|c| c.id == chunk)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs(l: &Labels) -> Vec<(&[u8], &[u8])> {
+        l.iter()
+            .map(|l| (l.name.as_bytes(), l.value.as_bytes()))
+            .collect()
+    }
+
+    #[test]
+    fn series_are_found_by_their_pairs_also_when_hashes_collide() {
+        let mut head = Head::default();
+        let a = Labels::from_pairs([("__name__", "a"), ("job", "x")]);
+        let b = Labels::from_pairs([("__name__", "b")]);
+        let id_a = head.series_id(&a);
+        assert_eq!(head.series_id(&a.clone()), id_a, "same set, same series");
+        assert_eq!(head.find(head.hash_of(pairs(&a)), &pairs(&a)), Some(id_a));
+        // Force `b` under `a`'s hash: both must still be told apart by their labels.
+        let hash_a = head.hash_of(pairs(&a));
+        head.insert_series(hash_a, 7, b.clone());
+        assert_eq!(head.find(hash_a, &pairs(&b)), Some(7));
+        assert_eq!(head.find(hash_a, &pairs(&a)), Some(id_a));
+        // Pairs out of label order are not a known set (the caller builds a `Labels`).
+        let mut unsorted = pairs(&a);
+        unsorted.reverse();
+        assert_eq!(
+            head.find(head.hash_of(unsorted.iter().copied()), &unsorted),
+            None
+        );
+    }
+}
