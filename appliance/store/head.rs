@@ -25,6 +25,10 @@ pub const CHUNK_WINDOW_MS: i64 = 2 * 3_600_000;
 /// Most samples in one chunk (fast scrape intervals).
 pub const CHUNK_SAMPLES: u32 = 1024;
 
+/// The most stream bytes one sample can take (codec.rs: a varint time delta of up to 10
+/// bytes, a tag, and a varint of up to 10 bytes or at most 8 value bytes).
+const MAX_SAMPLE_BYTES: usize = 21;
+
 fn window_of(t: i64) -> i64 {
     t.div_euclid(CHUNK_WINDOW_MS)
 }
@@ -63,6 +67,12 @@ impl HeadChunk {
     }
 
     pub fn push(&mut self, s: Sample) {
+        // Grow by an eighth rather than double: a stream lives for a whole window (480
+        // samples at 15 s), and doubling would leave a quarter of every series' stream
+        // unused on average. Reallocations stay logarithmic in the stream's size.
+        if self.body.capacity() - self.body.len() < MAX_SAMPLE_BYTES {
+            self.body.reserve_exact(self.body.len() / 8 + 2 * MAX_SAMPLE_BYTES);
+        }
         self.enc.push(&mut self.body, s);
     }
 
