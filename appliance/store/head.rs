@@ -33,6 +33,13 @@ fn window_of(t: i64) -> i64 {
     t.div_euclid(CHUNK_WINDOW_MS)
 }
 
+/// Where the window of a chunk whose first sample is at `min_t` ends (exclusive).
+pub fn window_end(min_t: i64) -> i64 {
+    window_of(min_t)
+        .saturating_add(1)
+        .saturating_mul(CHUNK_WINDOW_MS)
+}
+
 #[derive(Debug)]
 pub struct HeadChunk {
     /// Unique within the process, to find the chunk again after a flush committed.
@@ -71,7 +78,8 @@ impl HeadChunk {
         // samples at 15 s), and doubling would leave a quarter of every series' stream
         // unused on average. Reallocations stay logarithmic in the stream's size.
         if self.body.capacity() - self.body.len() < MAX_SAMPLE_BYTES {
-            self.body.reserve_exact(self.body.len() / 8 + 2 * MAX_SAMPLE_BYTES);
+            self.body
+                .reserve_exact(self.body.len() / 8 + 2 * MAX_SAMPLE_BYTES);
         }
         self.enc.push(&mut self.body, s);
     }

@@ -29,6 +29,25 @@ fn batch(l: &Labels, samples: &[(i64, f64)]) -> WriteBatch {
     }
 }
 
+/// The start of a day whose windows have not ended: chunks with samples there stay open
+/// as live data's do (a window that ended minutes ago is sealed at the next flush, see
+/// writer.rs), so tests of pieces and open chunks use times relative to it.
+const OPEN: i64 = 4_102_444_800_000; // 2100-01-01
+
+/// [`batch`] at times relative to [`OPEN`].
+fn batch_open(l: &Labels, samples: &[(i64, f64)]) -> WriteBatch {
+    let shifted: Vec<(i64, f64)> = samples.iter().map(|&(t, v)| (OPEN + t, v)).collect();
+    batch(l, &shifted)
+}
+
+/// [`all`] with times relative to [`OPEN`].
+fn all_open(store: &Store, ms: &[Matcher]) -> Vec<(i64, f64)> {
+    all(store, ms)
+        .into_iter()
+        .map(|(t, v)| (t - OPEN, v))
+        .collect()
+}
+
 fn m(op: MatchOp, name: &str, value: &str) -> Matcher {
     Matcher::new(op, name, value).expect("valid matcher")
 }
@@ -286,28 +305,28 @@ fn restart_after_flush_without_close_keeps_everything_flushed() {
     {
         let store = Store::open(opts(dir.path())).expect("open");
         store
-            .append(batch(&l, &[(1, 1.0), (2, 2.0)]))
+            .append(batch_open(&l, &[(1, 1.0), (2, 2.0)]))
             .expect("append");
         store.flush().expect("flush");
-        store.append(batch(&l, &[(3, 3.0)])).expect("append");
+        store.append(batch_open(&l, &[(3, 3.0)])).expect("append");
         store.flush().expect("flush");
         // Never flushed: a crash now loses it.
-        store.append(batch(&l, &[(4, 4.0)])).expect("append");
+        store.append(batch_open(&l, &[(4, 4.0)])).expect("append");
         store.abandon();
     }
     assert_eq!(partition_tables(dir.path()), vec![(0, 2)]);
     let store = Store::open(opts(dir.path())).expect("reopen");
     assert_eq!(
-        all(&store, &[name_is("g")]),
+        all_open(&store, &[name_is("g")]),
         vec![(1, 1.0), (2, 2.0), (3, 3.0)]
     );
     // The recovered open chunk keeps growing and seals over its old pieces.
-    store.append(batch(&l, &[(4, 4.5)])).expect("append");
+    store.append(batch_open(&l, &[(4, 4.5)])).expect("append");
     store.close().expect("close");
     assert_eq!(partition_tables(dir.path()), vec![(1, 0)]);
     let store = Store::open(opts(dir.path())).expect("reopen");
     assert_eq!(
-        all(&store, &[name_is("g")]),
+        all_open(&store, &[name_is("g")]),
         vec![(1, 1.0), (2, 2.0), (3, 3.0), (4, 4.5)]
     );
     store.close().expect("close");
@@ -322,19 +341,19 @@ fn a_sealed_chunk_is_written_once_and_replaces_its_small_pieces() {
         let samples: Vec<(i64, f64)> = (0..10)
             .map(|i| ((k * 10 + i) * 1000, (k * 10 + i) as f64))
             .collect();
-        store.append(batch(&l, &samples)).expect("append");
+        store.append(batch_open(&l, &samples)).expect("append");
         store.flush().expect("flush");
     }
     // 120 samples flushed as 12 pieces; the chunk seals when a sample of the next window
     // arrives.
     let w = super::head::CHUNK_WINDOW_MS;
-    store.append(batch(&l, &[(w, 120.0)])).expect("append");
+    store.append(batch_open(&l, &[(w, 120.0)])).expect("append");
     store.flush().expect("flush");
     store.abandon();
     // One sealed chunk, the 12 pieces gone, one new piece for the 121st sample.
     assert_eq!(partition_tables(dir.path()), vec![(1, 1)]);
     let store = Store::open(opts(dir.path())).expect("reopen");
-    let got = all(&store, &[name_is("c")]);
+    let got = all_open(&store, &[name_is("c")]);
     assert_eq!(got.len(), 121);
     assert!(
         got[..120]
@@ -357,8 +376,8 @@ fn pieces_of_a_sealed_chunk_in_a_block_kept_alive_by_another_series_do_not_come_
     {
         let store = Store::open(opts(dir.path())).expect("open");
         let first: Vec<(i64, f64)> = (0..100).map(|i| (i, i as f64)).collect();
-        store.append(batch(&a, &first)).expect("append");
-        store.append(batch(&b, &[(0, 1.0)])).expect("append");
+        store.append(batch_open(&a, &first)).expect("append");
+        store.append(batch_open(&b, &[(0, 1.0)])).expect("append");
         // Block 1 holds pieces of `a` and `b`.
         store.flush().expect("flush");
         // `a` overwrites t=5; a sample of the next window seals its chunk and starts a new
@@ -367,19 +386,37 @@ fn pieces_of_a_sealed_chunk_in_a_block_kept_alive_by_another_series_do_not_come_
         let mut more = vec![(5, 555.0)];
         more.extend((100..119).map(|i| (i, i as f64)));
         more.push((super::head::CHUNK_WINDOW_MS, 119.0));
-        store.append(batch(&a, &more)).expect("append");
+        store.append(batch_open(&a, &more)).expect("append");
         store.flush().expect("flush");
         store.abandon();
     }
     assert_eq!(partition_tables(dir.path()), vec![(1, 2)]);
     let store = Store::open(opts(dir.path())).expect("reopen");
-    let got = all(&store, &[name_is("a")]);
+    let got = all_open(&store, &[name_is("a")]);
     assert_eq!(got.len(), 120);
     assert_eq!(got[5], (5, 555.0));
-    assert_eq!(all(&store, &[name_is("b")]), vec![(0, 1.0)]);
+    assert_eq!(all_open(&store, &[name_is("b")]), vec![(0, 1.0)]);
     // Sealing everything frees both blocks.
     store.close().expect("close");
     assert_eq!(partition_tables(dir.path()), vec![(3, 0)]);
+}
+
+#[test]
+fn a_window_that_ended_long_ago_is_sealed_at_once_not_written_as_pieces_first() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(opts(dir.path())).expect("open");
+    let l = labels(&[("__name__", "backfilled")]);
+    let old: Vec<(i64, f64)> = (0..40)
+        .map(|i| (1_763_769_600_000 + i * 15_000, i as f64))
+        .collect();
+    store.append(batch(&l, &old)).expect("append");
+    store.flush().expect("flush");
+    store.abandon();
+    // One sealed chunk, no log record: the samples were written once.
+    assert_eq!(partition_tables(dir.path()), vec![(1, 0)]);
+    let store = Store::open(opts(dir.path())).expect("reopen");
+    assert_eq!(all(&store, &[name_is("backfilled")]), old);
+    store.close().expect("close");
 }
 
 #[test]
@@ -389,16 +426,13 @@ fn each_flush_appends_only_the_bytes_that_arrived_since_the_last_one() {
     let l = labels(&[("__name__", "c")]);
     for k in 0..6 {
         store
-            .append(batch(
-                &l,
-                &[(1_763_769_600_000 + k * 15_000, (k * 100) as f64)],
-            ))
+            .append(batch(&l, &[(OPEN + k * 15_000, (k * 100) as f64)]))
             .expect("append");
         store.flush().expect("flush");
     }
     store.abandon();
     let logs = wal::list(dir.path()).expect("logs");
-    let segs = &logs[&partition::partition_index(1_763_769_600_000)];
+    let segs = &logs[&partition::partition_index(OPEN)];
     let sizes: Vec<usize> = segs
         .iter()
         .flat_map(|(_, p)| wal::read_segment(p).expect("log").records)
@@ -420,7 +454,7 @@ fn a_chunk_seals_when_its_series_moves_on_to_the_next_partition() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::open(opts(dir.path())).expect("open");
     let l = labels(&[("__name__", "m")]);
-    let midnight = 1_763_769_600_000 + partition::RAW_SPAN_MS;
+    let midnight = OPEN + partition::RAW_SPAN_MS;
     store
         .append(batch(
             &l,
@@ -488,7 +522,7 @@ fn stats_count_appends_flushes_and_durable_samples() {
     let store = Store::open(opts(dir.path())).expect("open");
     let l = labels(&[("__name__", "x")]);
     store
-        .append(batch(&l, &[(1, 1.0), (2, 2.0)]))
+        .append(batch_open(&l, &[(1, 1.0), (2, 2.0)]))
         .expect("append");
     let st = store.stats();
     assert_eq!(
@@ -501,7 +535,7 @@ fn stats_count_appends_flushes_and_durable_samples() {
         (1, 2, 0, 0)
     );
     store.flush().expect("flush");
-    store.append(batch(&l, &[(3, 1.0)])).expect("append");
+    store.append(batch_open(&l, &[(3, 1.0)])).expect("append");
     store.flush().expect("flush");
     let st = store.stats();
     assert_eq!(
@@ -1229,19 +1263,19 @@ fn a_version_1_partition_with_table_blocks_opens_and_is_upgraded() {
     let store = Store::open(opts(dir.path())).expect("open");
     for k in 0..5 {
         store
-            .append(batch(&l, &[(k * 1000, k as f64)]))
+            .append(batch_open(&l, &[(k * 1000, k as f64)]))
             .expect("append");
         store.flush().expect("flush");
     }
     store.abandon();
-    let path = partition::partition_path(dir.path(), 0);
+    let path = partition::partition_path(dir.path(), partition::partition_index(OPEN));
     let logs = wal::list(dir.path()).expect("logs");
     {
         let db = Database::open(&path).expect("partition");
         let txn = db.begin_write().expect("write");
         {
             let mut blocks = txn.open_table(partition::BLOCKS).expect("blocks");
-            for (_, seg) in &logs[&0] {
+            for (_, seg) in &logs[&partition::partition_index(OPEN)] {
                 for (seq, block) in wal::read_segment(seg).expect("log").records {
                     blocks.insert(seq, block.as_slice()).expect("insert");
                 }
@@ -1257,8 +1291,10 @@ fn a_version_1_partition_with_table_blocks_opens_and_is_upgraded() {
     }
     assert_eq!(partition_tables(dir.path()), vec![(0, 5)]);
     let store = Store::open(opts(dir.path())).expect("v1 opens");
-    assert_eq!(all(&store, &[name_is("v1")]).len(), 5);
-    store.append(batch(&l, &[(5000, 5.0)])).expect("append");
+    assert_eq!(all_open(&store, &[name_is("v1")]).len(), 5);
+    store
+        .append(batch_open(&l, &[(5000, 5.0)]))
+        .expect("append");
     store.close().expect("close");
     // Sealed at close: one chunk, no table blocks, no log records.
     assert_eq!(partition_tables(dir.path()), vec![(1, 0)]);
@@ -1269,7 +1305,7 @@ fn a_version_1_partition_with_table_blocks_opens_and_is_upgraded() {
     );
     drop(db);
     let store = Store::open(opts(dir.path())).expect("reopen");
-    assert_eq!(all(&store, &[name_is("v1")]).len(), 6);
+    assert_eq!(all_open(&store, &[name_is("v1")]).len(), 6);
     store.close().expect("close");
 }
 
@@ -1282,13 +1318,13 @@ fn a_damaged_block_log_record_fails_the_open_and_the_check() {
     let store = Store::open(opts(dir.path())).expect("open");
     for k in 0..3 {
         store
-            .append(batch(&l, &[(k * 1000, k as f64)]))
+            .append(batch_open(&l, &[(k * 1000, k as f64)]))
             .expect("append");
         store.flush().expect("flush");
     }
     store.abandon();
     let logs = wal::list(dir.path()).expect("logs");
-    let seg = logs[&0][0].1.clone();
+    let seg = logs[&partition::partition_index(OPEN)][0].1.clone();
     let mut bytes = std::fs::read(&seg).expect("read");
     bytes[8 + 16] ^= 0x40; // inside the first record's block
     std::fs::write(&seg, &bytes).expect("write");

@@ -1,7 +1,7 @@
 //! The single writer thread: owns every write transaction, flushes the head on a timer and
 //! on request, and seals everything at close.
 
-use super::head::{CHUNK_SAMPLES, Head};
+use super::head::{CHUNK_SAMPLES, Head, window_end};
 use super::{Command, Shared, StoreError, codec, index, partition, tier, wal};
 use crate::model::{Labels, Metadata};
 use redb::{Database, Durability, ReadableTable};
@@ -175,7 +175,7 @@ impl Writer {
         let result = super::full::check_space(&self.shared).and_then(|()| {
             let plan = {
                 let mut head = self.shared.head_mut();
-                take_plan(&mut head, seal_all, self.interval)
+                take_plan(&mut head, seal_all, self.interval, super::status::now_ms())
             };
             self.write_plan(plan, &mut flushed)
         });
@@ -548,7 +548,7 @@ pub(super) fn durable(
 }
 
 /// Decides what this flush writes and copies it out of the head (cheap: compressed bytes).
-fn take_plan(head: &mut Head, seal_all: bool, interval: Duration) -> Plan {
+fn take_plan(head: &mut Head, seal_all: bool, interval: Duration, now_ms: i64) -> Plan {
     let gen_ = head.flush_gen;
     head.flush_gen += 1;
     let series = head
@@ -582,7 +582,17 @@ fn take_plan(head: &mut Head, seal_all: bool, interval: Duration) -> Plan {
                 let step = Duration::from_millis(c.enc.last_step().clamp(0, 3_600_000) as u64);
                 let wait = (step * IDLE_STEPS).clamp(IDLE_SEAL_MIN, IDLE_SEAL_MAX);
                 let idle_gens = (wait.as_millis() / interval.as_millis().max(1)).max(2) as u64;
-                if seal_all || idle >= idle_gens || moved_on || c.count() >= CHUNK_SAMPLES {
+                // A window that ended longer ago than the wait is done: its samples came
+                // from a backfill or a sender catching up, and writing them as pieces
+                // first would write them twice.
+                let window_done =
+                    window_end(c.enc.min_t()).saturating_add(wait.as_millis() as i64) <= now_ms;
+                if seal_all
+                    || idle >= idle_gens
+                    || moved_on
+                    || window_done
+                    || c.count() >= CHUNK_SAMPLES
+                {
                     c.sealed = true;
                 }
             }
