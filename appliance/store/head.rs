@@ -105,6 +105,79 @@ pub struct SeriesHead {
     pub chunks: Vec<HeadChunk>,
 }
 
+/// The head's series by id. Ids are given out densely from 1, so a vector indexed by id
+/// finds a series with one bounds check where a hash map took a hash and a probe (for every
+/// appended sample) and more memory per series.
+#[derive(Debug, Default)]
+pub struct SeriesTable {
+    slots: Vec<Option<SeriesHead>>,
+    len: usize,
+}
+
+/// Most ids a series table leaves unused below a new one (ids are dense; an index whose
+/// ids jump further is damaged, and would otherwise make the table allocate the gap).
+pub const MAX_ID_GAP: u64 = 1 << 20;
+
+impl SeriesTable {
+    pub fn get(&self, id: &u64) -> Option<&SeriesHead> {
+        self.slots.get(usize::try_from(*id).ok()?)?.as_ref()
+    }
+
+    pub fn get_mut(&mut self, id: &u64) -> Option<&mut SeriesHead> {
+        self.slots.get_mut(usize::try_from(*id).ok()?)?.as_mut()
+    }
+
+    pub fn contains_key(&self, id: &u64) -> bool {
+        self.get(id).is_some()
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether `id` is within [`MAX_ID_GAP`] of the ids given out so far.
+    pub fn id_in_range(&self, id: u64) -> bool {
+        id < self.slots.len() as u64 + MAX_ID_GAP
+    }
+
+    pub fn values(&self) -> impl Iterator<Item = &SeriesHead> {
+        self.slots.iter().flatten()
+    }
+
+    pub fn values_mut(&mut self) -> impl Iterator<Item = &mut SeriesHead> {
+        self.slots.iter_mut().flatten()
+    }
+
+    /// Every id, ascending.
+    pub fn ids(&self) -> impl Iterator<Item = u64> + '_ {
+        self.iter().map(|(id, _)| id)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (u64, &SeriesHead)> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(id, s)| Some((id as u64, s.as_ref()?)))
+    }
+
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (u64, &mut SeriesHead)> {
+        self.slots
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(id, s)| Some((id as u64, s.as_mut()?)))
+    }
+
+    fn insert(&mut self, id: u64, s: SeriesHead) {
+        let i = usize::try_from(id).expect("series ids fit in memory (id_in_range)");
+        if i >= self.slots.len() {
+            self.slots.resize_with(i + 1, || None);
+        }
+        if self.slots[i].replace(s).is_none() {
+            self.len += 1;
+        }
+    }
+}
+
 /// Adds a chunk growing the list by one only: a series nearly always holds one or two, and
 /// `Vec`'s first growth (to four) would cost every series three unused chunks' worth.
 fn push_chunk(chunks: &mut Vec<HeadChunk>, c: HeadChunk) {
@@ -115,7 +188,7 @@ fn push_chunk(chunks: &mut Vec<HeadChunk>, c: HeadChunk) {
 /// Everything the head holds; lives behind one `RwLock` in the store.
 #[derive(Debug, Default)]
 pub struct Head {
-    pub series: HashMap<u64, SeriesHead, RandomState>,
+    pub series: SeriesTable,
     /// Series ids by [`hash_pairs`] of their labels. Keyed by the hash rather than the
     /// `Labels`, so that a writer holding only pairs borrowed from a request can find its
     /// series without building (allocating) a label set; equal hashes of different sets

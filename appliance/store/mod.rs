@@ -658,9 +658,22 @@ impl Store {
         };
         let mut head = Head::default();
         head.next_series_id = 1;
+        let mut bad_id = None;
         index::load_series(&index_db, &index_path, |id, labels| {
-            head.load_series(id, labels)
+            if head.series.id_in_range(id) {
+                head.load_series(id, labels);
+            } else {
+                bad_id.get_or_insert(id);
+            }
         })?;
+        if let Some(id) = bad_id {
+            return Err(StoreError::Damaged {
+                path: index_path,
+                detail: format!(
+                    "series id {id} is far beyond the ids before it (ids are given out in order)"
+                ),
+            });
+        }
         index::load_metadata(&index_db, &index_path, |name, m| {
             head.metadata.insert(name, m);
         })?;

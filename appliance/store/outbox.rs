@@ -71,14 +71,7 @@ impl Store {
     /// Ids of every series from `first` on, ascending.
     pub fn series_ids_from(&self, first: u64) -> Vec<u64> {
         let head = self.handle.shared.head();
-        let mut ids: Vec<u64> = head
-            .series
-            .keys()
-            .copied()
-            .filter(|&id| id >= first)
-            .collect();
-        ids.sort_unstable();
-        ids
+        head.series.ids().filter(|&id| id >= first).collect()
     }
 
     /// Samples in `[start, end]` of the series `ids` (ascending), as `(id, labels,

@@ -586,6 +586,29 @@ fn the_legacy_series_by_labels_table_is_deleted_at_open_and_series_stay() {
 }
 
 #[test]
+fn an_index_with_a_series_id_far_beyond_the_others_is_damaged_not_allocated() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    Store::open(opts(dir.path()))
+        .expect("open")
+        .close()
+        .expect("close");
+    let path = dir.path().join(INDEX_FILE);
+    {
+        let db = Database::open(&path).expect("open index");
+        let txn = db.begin_write().expect("write");
+        let l = labels(&[("__name__", "far")]);
+        txn.open_table(index::SERIES)
+            .expect("series")
+            .insert(1u64 << 40, &index::encode_labels(&l).expect("encode")[..])
+            .expect("insert");
+        txn.commit().expect("commit");
+    }
+    let err = Store::open(opts(dir.path())).expect_err("must refuse");
+    assert!(matches!(err, StoreError::Damaged { .. }), "{err}");
+    assert!(err.to_string().contains("series id"), "{err}");
+}
+
+#[test]
 fn a_newer_schema_version_is_a_clear_error_and_the_file_is_untouched() {
     let dir = tempfile::tempdir().expect("tempdir");
     Store::open(opts(dir.path()))

@@ -289,7 +289,7 @@ fn fold_day(shared: &Shared, pidx: i64, tiers: &[usize]) -> Result<Vec<Vec<Folde
     let mut series: Vec<(u64, bool, Vec<Sample>)> = Vec::new();
     {
         let head = shared.head();
-        for (&id, s) in &head.series {
+        for (id, s) in head.series.iter() {
             let mut samples = Vec::new();
             for c in s.chunks.iter().filter(|c| c.partition == pidx) {
                 c.decode(&mut samples)

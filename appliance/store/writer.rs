@@ -562,7 +562,7 @@ fn take_plan(head: &mut Head, seal_all: bool, interval: Duration, now_ms: i64) -
         .filter_map(|n| head.metadata.get(n).map(|m| (n.clone(), m.clone())))
         .collect();
     let mut parts: BTreeMap<i64, PartPlan> = BTreeMap::new();
-    for (&id, s) in head.series.iter_mut() {
+    for (id, s) in head.series.iter_mut() {
         if s.chunks.is_empty() {
             continue;
         }
