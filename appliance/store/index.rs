@@ -116,13 +116,17 @@ pub fn write(
     let e = |e: redb::Error| StoreError::db(path, e);
     let mut st = txn.open_table(SERIES).map_err(|x| e(x.into()))?;
     let mut post = txn.open_multimap_table(POSTINGS).map_err(|x| e(x.into()))?;
+    let mut postings = Vec::with_capacity(series.iter().map(|(_, l)| l.len()).sum());
     for (id, labels) in series {
         let bytes = encode_labels(labels)?;
         st.insert(*id, bytes.as_slice()).map_err(|x| e(x.into()))?;
-        for l in labels {
-            post.insert((&*l.name, &*l.value), *id)
-                .map_err(|x| e(x.into()))?;
-        }
+        postings.extend(labels.iter().map(|l| (&*l.name, &*l.value, *id)));
+    }
+    // In key order, the B-tree is walked once from left to right instead of a random path
+    // per pair (thousands of new series, such as a new target's, come in one commit).
+    postings.sort_unstable();
+    for (name, value, id) in postings {
+        post.insert((name, value), id).map_err(|x| e(x.into()))?;
     }
     let mut md = txn.open_table(METADATA).map_err(|x| e(x.into()))?;
     for (name, m) in metadata {
