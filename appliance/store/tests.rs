@@ -420,6 +420,36 @@ fn a_window_that_ended_long_ago_is_sealed_at_once_not_written_as_pieces_first() 
 }
 
 #[test]
+fn a_seal_larger_than_one_commit_is_written_whole_in_several() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let t0 = 1_763_769_600_000;
+    let series: Vec<Labels> = (0..600)
+        .map(|i| labels(&[("__name__", "wide"), ("i", &i.to_string())]))
+        .collect();
+    {
+        let store = Store::open(opts(dir.path())).expect("open");
+        for (i, l) in series.iter().enumerate() {
+            // Values without a pattern, so each stream takes ~8 bytes a sample.
+            let samples: Vec<(i64, f64)> = (0..400)
+                .map(|k| (t0 + k * 15_000, ((i * 7919 + k as usize) as f64).sqrt()))
+                .collect();
+            store.append(batch(l, &samples)).expect("append");
+        }
+        store.flush().expect("flush");
+        store.abandon();
+    }
+    let store = Store::open(opts(dir.path())).expect("reopen");
+    let got = store
+        .select(&[name_is("wide")], i64::MIN, i64::MAX)
+        .expect("select");
+    assert_eq!(got.len(), 600);
+    assert!(got.iter().all(|s| s.samples.len() == 400));
+    let st = store.stats();
+    assert_eq!(st.head_chunks, 0, "everything sealed");
+    store.close().expect("close");
+}
+
+#[test]
 fn each_flush_appends_only_the_bytes_that_arrived_since_the_last_one() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::open(opts(dir.path())).expect("open");
