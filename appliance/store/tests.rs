@@ -615,24 +615,31 @@ fn the_legacy_series_by_labels_table_is_deleted_at_open_and_series_stay() {
     assert!(!tables(&db).contains(&"series_by_labels".to_string()));
 }
 
-#[test]
-fn an_index_with_a_series_id_far_beyond_the_others_is_damaged_not_allocated() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    Store::open(opts(dir.path()))
+/// Creates an empty store in `dir`, then changes its index with `edit` in one commit, as
+/// damage or another Picket version would have; returns the index's path.
+fn edit_new_index(dir: &Path, edit: impl FnOnce(&redb::WriteTransaction)) -> PathBuf {
+    Store::open(opts(dir))
         .expect("open")
         .close()
         .expect("close");
-    let path = dir.path().join(INDEX_FILE);
-    {
-        let db = Database::open(&path).expect("open index");
-        let txn = db.begin_write().expect("write");
+    let path = dir.join(INDEX_FILE);
+    let db = Database::open(&path).expect("open index");
+    let txn = db.begin_write().expect("write");
+    edit(&txn);
+    txn.commit().expect("commit");
+    path
+}
+
+#[test]
+fn an_index_with_a_series_id_far_beyond_the_others_is_damaged_not_allocated() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    edit_new_index(dir.path(), |txn| {
         let l = labels(&[("__name__", "far")]);
         txn.open_table(index::SERIES)
             .expect("series")
             .insert(1u64 << 40, &index::encode_labels(&l).expect("encode")[..])
             .expect("insert");
-        txn.commit().expect("commit");
-    }
+    });
     let err = Store::open(opts(dir.path())).expect_err("must refuse");
     assert!(matches!(err, StoreError::Damaged { .. }), "{err}");
     assert!(err.to_string().contains("series id"), "{err}");
@@ -641,20 +648,12 @@ fn an_index_with_a_series_id_far_beyond_the_others_is_damaged_not_allocated() {
 #[test]
 fn a_newer_schema_version_is_a_clear_error_and_the_file_is_untouched() {
     let dir = tempfile::tempdir().expect("tempdir");
-    Store::open(opts(dir.path()))
-        .expect("open")
-        .close()
-        .expect("close");
-    let path = dir.path().join(INDEX_FILE);
-    {
-        let db = Database::open(&path).expect("open index");
-        let txn = db.begin_write().expect("write");
+    let path = edit_new_index(dir.path(), |txn| {
         txn.open_table(META)
             .expect("meta")
             .insert("schema_version", SCHEMA_VERSION + 1)
             .expect("insert");
-        txn.commit().expect("commit");
-    }
+    });
     let before = std::fs::read(&path).expect("read");
     let err = Store::open(opts(dir.path())).expect_err("must refuse");
     let msg = err.to_string();
